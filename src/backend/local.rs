@@ -1,0 +1,218 @@
+//! The local file system backend (also used for SFTP- and NFS-mounted paths).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Backend, FileKind};
+use crate::{Error, Result};
+
+/// A repository in a local (or mounted) directory.
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn err(op: &'static str, path: &Path, source: io::Error) -> Error {
+    Error::Backend {
+        op,
+        name: path.display().to_string(),
+        source,
+    }
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    fn dir(&self, kind: FileKind) -> PathBuf {
+        self.root.join(match kind {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Pack => "data",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Lock => "locks",
+        })
+    }
+
+    fn path(&self, kind: FileKind, name: &str) -> Result<PathBuf> {
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(Error::InvalidInput(format!("invalid object name {name:?}")));
+        }
+        Ok(match kind {
+            FileKind::Config => self.root.join("config"),
+            FileKind::Pack if name.len() >= 2 => self.dir(kind).join(&name[..2]).join(name),
+            _ => self.dir(kind).join(name),
+        })
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    // Directory fsync makes the rename durable; some mounted file systems refuse it, which
+    // costs durability there but not correctness, so that case is ignored.
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.kind() != ErrorKind::NotFound && e.raw_os_error() != Some(libc::EINVAL) => {
+            Err(e)
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn exists(&self) -> Result<bool> {
+        Ok(self.root.join("config").is_file())
+    }
+
+    fn create(&self) -> Result<()> {
+        for d in ["keys", "data", "index", "snapshots", "locks", "tmp"] {
+            let p = self.root.join(d);
+            fs::create_dir_all(&p).map_err(|e| err("create", &p, e))?;
+        }
+        for i in 0..=255u8 {
+            let p = self.root.join("data").join(format!("{i:02x}"));
+            fs::create_dir_all(&p).map_err(|e| err("create", &p, e))?;
+        }
+        sync_dir(&self.root).map_err(|e| err("sync", &self.root, e))
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>> {
+        if kind == FileKind::Config {
+            let p = self.root.join("config");
+            return match fs::metadata(&p) {
+                Ok(m) => Ok(vec![("config".into(), m.len())]),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(vec![]),
+                Err(e) => Err(err("stat", &p, e)),
+            };
+        }
+        let mut out = Vec::new();
+        let base = self.dir(kind);
+        let dirs = if kind == FileKind::Pack {
+            let mut v = Vec::new();
+            for e in fs::read_dir(&base).map_err(|e| err("list", &base, e))? {
+                let e = e.map_err(|e| err("list", &base, e))?;
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    v.push(e.path());
+                }
+            }
+            v
+        } else {
+            vec![base]
+        };
+        for d in dirs {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(err("list", &d, e)),
+            };
+            for e in rd {
+                let e = e.map_err(|e| err("list", &d, e))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let md = e.metadata().map_err(|er| err("stat", &e.path(), er))?;
+                if md.is_file() {
+                    out.push((name, md.len()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(kind, name)?;
+        fs::read(&p).map_err(|e| err("read", &p, e))
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let p = self.path(kind, name)?;
+        let mut f = File::open(&p).map_err(|e| err("read", &p, e))?;
+        let size = f.metadata().map_err(|e| err("stat", &p, e))?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(err(
+                "read",
+                &p,
+                io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!("range {offset}+{len} beyond file size {size}"),
+                ),
+            ));
+        }
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| err("read", &p, e))?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact(&mut buf).map_err(|e| err("read", &p, e))?;
+        Ok(buf)
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        let p = self.path(kind, name)?;
+        if p.exists() {
+            return Ok(());
+        }
+        let dir = p.parent().expect("object paths have a parent").to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| err("create", &dir, e))?;
+        let tmpdir = self.root.join("tmp");
+        fs::create_dir_all(&tmpdir).map_err(|e| err("create", &tmpdir, e))?;
+        let tmp = tmpdir.join(format!(
+            "{}-{}-{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed),
+            name
+        ));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| err("write", &tmp, e))?;
+            if kind == FileKind::Pack && data.len() > 1 {
+                f.write_all(&data[..data.len() / 2])
+                    .map_err(|e| err("write", &tmp, e))?;
+                crate::failpoint::hit("mid-pack-write");
+                f.write_all(&data[data.len() / 2..])
+                    .map_err(|e| err("write", &tmp, e))?;
+            } else {
+                f.write_all(data).map_err(|e| err("write", &tmp, e))?;
+            }
+            f.sync_all().map_err(|e| err("sync", &tmp, e))?;
+            drop(f);
+            if p.exists() {
+                // Another writer stored the same content-addressed object meanwhile.
+                let _ = fs::remove_file(&tmp);
+                return Ok(());
+            }
+            fs::rename(&tmp, &p).map_err(|e| err("rename", &p, e))?;
+            sync_dir(&dir).map_err(|e| err("sync", &dir, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
+        let p = self.path(kind, name)?;
+        fs::remove_file(&p).map_err(|e| err("remove", &p, e))
+    }
+
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        let p = self.path(kind, name)?;
+        Ok(fs::metadata(&p).map_err(|e| err("stat", &p, e))?.len())
+    }
+}

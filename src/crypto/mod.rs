@@ -1,0 +1,142 @@
+//! Cryptography: the repository's master key, AEAD sealing of every stored object and blob,
+//! keyed BLAKE3 blob ids, and Argon2id key derivation for key files.
+
+mod kdf;
+
+pub use kdf::{KdfParams, derive_key};
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+
+use crate::Id;
+
+/// Bytes a sealed message adds: 12-byte nonce in front, 16-byte tag behind.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// Fills `buf` from the operating system's random source.
+pub fn fill_random(buf: &mut [u8]) {
+    // The OS RNG failing is not recoverable; there is no safe fallback for key material.
+    getrandom::fill(buf).expect("operating system random source failed");
+}
+
+/// An AES-256-GCM key that seals and opens messages as `nonce || ciphertext || tag`.
+#[derive(Clone)]
+pub struct SealKey {
+    cipher: Aes256Gcm,
+}
+
+/// Opening a sealed message failed: it was altered, truncated, or sealed with another key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("authentication failed (wrong key or damaged data)")]
+pub struct OpenError;
+
+impl SealKey {
+    /// Builds a key from 32 raw bytes.
+    pub fn new(key: &[u8; 32]) -> Self {
+        SealKey {
+            cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
+        }
+    }
+
+    /// Seals `plain` with a fresh random nonce; appends the result to `out`.
+    pub fn seal_into(&self, plain: &[u8], out: &mut Vec<u8>) {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce);
+        let start = out.len();
+        out.reserve(plain.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let n = Nonce::try_from(&nonce[..]).expect("12-byte nonce");
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&n, b"", (&mut out[start + NONCE_LEN..]).into())
+            .expect("message within AES-GCM limits");
+        out.extend_from_slice(&tag);
+    }
+
+    /// Seals `plain` into a new buffer.
+    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD);
+        self.seal_into(plain, &mut out);
+        out
+    }
+
+    /// Opens a sealed message, returning the plaintext.
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(OpenError);
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut buf = ct.to_vec();
+        let n = Nonce::try_from(nonce).map_err(|_| OpenError)?;
+        let t = aes_gcm::Tag::try_from(tag).map_err(|_| OpenError)?;
+        self.cipher
+            .decrypt_inout_detached(&n, b"", (&mut buf[..]).into(), &t)
+            .map_err(|_| OpenError)?;
+        Ok(buf)
+    }
+}
+
+/// The secrets that open a repository: the AEAD key sealed in every key file, and the keyed-hash
+/// secret (from the config) that names blobs.
+#[derive(Clone)]
+pub struct Keys {
+    seal: SealKey,
+    id_key: [u8; 32],
+}
+
+impl Keys {
+    /// Combines an AEAD key and an id key.
+    pub fn new(seal: SealKey, id_key: [u8; 32]) -> Self {
+        Keys { seal, id_key }
+    }
+
+    /// The AEAD key.
+    pub fn seal_key(&self) -> &SealKey {
+        &self.seal
+    }
+
+    /// The id of a blob with plaintext `data`: BLAKE3 keyed with the repository secret, so ids
+    /// reveal nothing about content to anyone without the key.
+    pub fn blob_id(&self, data: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.id_key, data).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let k = SealKey::new(&[7u8; 32]);
+        let s = k.seal(b"hello");
+        assert_eq!(s.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(k.open(&s).unwrap(), b"hello");
+        for i in 0..s.len() {
+            let mut t = s.clone();
+            t[i] ^= 1;
+            assert!(k.open(&t).is_err(), "flip at {i} not detected");
+        }
+        assert!(SealKey::new(&[8u8; 32]).open(&s).is_err());
+        assert!(k.open(&s[..10]).is_err());
+    }
+
+    #[test]
+    fn nonces_differ() {
+        let k = SealKey::new(&[1u8; 32]);
+        assert_ne!(k.seal(b"x"), k.seal(b"x"));
+    }
+
+    #[test]
+    fn blob_ids_are_keyed() {
+        let a = Keys::new(SealKey::new(&[0; 32]), [1; 32]);
+        let b = Keys::new(SealKey::new(&[0; 32]), [2; 32]);
+        assert_eq!(a.blob_id(b"x"), a.blob_id(b"x"));
+        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+        assert_ne!(a.blob_id(b"x"), Id::of_stored(b"x"));
+    }
+}

@@ -1,0 +1,98 @@
+//! The library's error type: one enum whose variants say what went wrong, to which object, and
+//! map to the documented exit codes.
+
+use std::io;
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in hydrabackup's library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No repository at the given location.
+    #[error("repository {0} does not exist (run `hydrabackup init` first)")]
+    RepoNotFound(String),
+    /// `init` over an existing repository.
+    #[error("a repository already exists at {0}")]
+    RepoExists(String),
+    /// Another process holds a conflicting lock.
+    #[error("repository is locked: {0} (run `hydrabackup unlock` if that process is gone)")]
+    Locked(String),
+    /// No key file opens with the given password.
+    #[error("wrong password: no key in the repository opens with it")]
+    WrongPassword,
+    /// No password was given and none can be asked for.
+    #[error("no password given: use --password-file, --password-command or HYDRABACKUP_PASSWORD")]
+    NoPassword,
+    /// A storage operation failed.
+    #[error("{op} {name}: {source}")]
+    Backend {
+        /// What was attempted (read, write, list, ...).
+        op: &'static str,
+        /// The object or path concerned.
+        name: String,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// An object of the repository is damaged or does not decode.
+    #[error("{object} is damaged: {reason} (run `hydrabackup verify`)")]
+    Corrupt {
+        /// The object, e.g. `pack 3fa2…`.
+        object: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A requested object (snapshot, blob, key) is not there.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A user-supplied argument is not usable.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A local file operation (source or restore target) failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path concerned.
+        path: String,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// `verify` found damage; the report lists it.
+    #[error("verify found {0} problem(s) in the repository")]
+    Damaged(usize),
+}
+
+impl Error {
+    /// The process exit code for this error (restic's conventions, plus 13 for damage).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::RepoNotFound(_) => 10,
+            Error::Locked(_) => 11,
+            Error::WrongPassword => 12,
+            Error::Damaged(_) => 13,
+            Error::Backend { source, .. } | Error::Io { source, .. }
+                if source.raw_os_error() == Some(libc::ENOSPC) =>
+            {
+                14
+            }
+            _ => 1,
+        }
+    }
+
+    /// Shorthand for [`Error::Corrupt`].
+    pub fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl AsRef<std::path::Path>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! HydrAIDE on-disk format.

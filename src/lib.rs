@@ -1,0 +1,19 @@
+//! hydrabackup: zero-downtime, deduplicating, encrypted backups of HydrAIDE data roots.
+//!
+//! Layers, bottom to top: [`crypto`] (keys, AEAD, keyed ids), [`backend`] (byte storage),
+//! [`repo`] (the repository format), [`source`] (what is backed up), [`ops`] (one module per
+//! operation). The binary's `cli` module only parses flags and prints results.
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod crypto;
+pub mod error;
+pub mod failpoint;
+pub mod hyd;
+pub mod id;
+pub mod ops;
+pub mod repo;
+pub mod source;
+
+pub use error::{Error, Result};
+pub use id::Id;

@@ -1,0 +1,1 @@
+//! One module per operation. Each takes a repository and options and returns a summary.

@@ -1,0 +1,82 @@
+//! The repository config: format version, repository id, chunker and pack parameters and the
+//! keyed-hash secret. Stored sealed under the name `config`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Id;
+
+/// Current repository format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// FastCDC parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    /// Smallest chunk, bytes.
+    pub min: u32,
+    /// Average chunk, bytes.
+    pub avg: u32,
+    /// Largest chunk, bytes.
+    pub max: u32,
+    /// Secret seed of the gear table, so chunk boundaries do not fingerprint content.
+    pub seed: u64,
+}
+
+impl ChunkerParams {
+    /// Defaults: 256 KiB / 1 MiB / 4 MiB with a random seed.
+    pub fn with_random_seed() -> Self {
+        let mut b = [0u8; 8];
+        crate::crypto::fill_random(&mut b);
+        ChunkerParams {
+            min: 256 * 1024,
+            avg: 1024 * 1024,
+            max: 4 * 1024 * 1024,
+            seed: u64::from_le_bytes(b),
+        }
+    }
+
+    /// Whether the parameters are ones FastCDC accepts and we can hold in memory.
+    pub fn is_valid(&self) -> bool {
+        (64..=1 << 20).contains(&self.min)
+            && self.min <= self.avg
+            && self.avg <= self.max
+            && (256..=1 << 28).contains(&self.avg)
+            && self.max <= 1 << 28
+    }
+}
+
+/// The repository config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Format version; readers refuse versions they do not know.
+    pub version: u32,
+    /// Random repository id.
+    pub id: Id,
+    /// Secret for keyed BLAKE3 blob ids.
+    pub id_key: Id,
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+    /// zstd level for blobs (0 = store uncompressed).
+    pub compression: i32,
+}
+
+impl Config {
+    /// A new config with fresh secrets.
+    pub fn new() -> Self {
+        Config {
+            version: FORMAT_VERSION,
+            id: Id::random(),
+            id_key: Id::random(),
+            chunker: ChunkerParams::with_random_seed(),
+            pack_size: 16 * 1024 * 1024,
+            compression: 1,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}

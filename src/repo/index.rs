@@ -1,0 +1,263 @@
+//! The index: which pack holds which blob.
+//!
+//! On disk, index files are sealed CBOR [`IndexFile`]s. In memory, one [`Index`] is shared by
+//! every operation: two sorted tables (data and tree blobs) of fixed 48-byte entries searched by
+//! binary search — 48 bytes of heap per blob, plus 32 bytes per pack.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::repo::blob::BlobType;
+use crate::repo::pack::PackEntry;
+use crate::{Error, Id, Result};
+
+/// Index file format version.
+pub const INDEX_VERSION: u32 = 1;
+
+/// An index file as stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IndexFile {
+    /// Format version.
+    pub version: u32,
+    /// Index files whose content this one replaces (written by prune).
+    pub supersedes: Vec<Id>,
+    /// Packs and their blobs.
+    pub packs: Vec<IndexPack>,
+}
+
+/// One pack in an index file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexPack {
+    /// Pack name.
+    pub id: Id,
+    /// Blobs: (flags, id, offset, stored length, raw length); flags as in the pack header.
+    pub blobs: Vec<(u8, Id, u32, u32, u32)>,
+}
+
+impl IndexPack {
+    /// Builds the index record of a pack from its header entries.
+    pub fn from_entries(id: Id, entries: &[PackEntry]) -> Self {
+        IndexPack {
+            id,
+            blobs: entries
+                .iter()
+                .map(|e| {
+                    let flags = (e.kind == BlobType::Tree) as u8 | if e.compressed { 0x80 } else { 0 };
+                    (flags, e.id, e.offset, e.len, e.raw_len)
+                })
+                .collect(),
+        }
+    }
+
+    /// The pack's blobs as header entries.
+    pub fn entries(&self) -> Result<Vec<PackEntry>> {
+        self.blobs
+            .iter()
+            .map(|&(flags, id, offset, len, raw_len)| {
+                if flags & !0x81 != 0 {
+                    return Err(Error::corrupt("index file", "unknown blob flags"));
+                }
+                Ok(PackEntry {
+                    kind: if flags & 1 != 0 { BlobType::Tree } else { BlobType::Data },
+                    id,
+                    offset,
+                    len,
+                    raw_len,
+                    compressed: flags & 0x80 != 0,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One in-memory entry: exactly 48 bytes.
+#[derive(Clone, Copy)]
+struct Entry {
+    id: Id,
+    pack: u32,
+    offset: u32,
+    /// Stored length; the top bit says "compressed".
+    len_flags: u32,
+    raw_len: u32,
+}
+
+const COMPRESSED: u32 = 1 << 31;
+const _: () = assert!(std::mem::size_of::<Entry>() == 48);
+
+/// Where a blob is: its pack and its header entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack: Id,
+    /// The blob's entry.
+    pub entry: PackEntry,
+}
+
+/// The in-memory index of a repository.
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<Id>,
+    data: Vec<Entry>,
+    tree: Vec<Entry>,
+}
+
+impl Index {
+    /// Builds the index from index files; a blob listed twice keeps its first location.
+    pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Result<Index> {
+        let mut ix = Index::default();
+        let mut pack_no: HashMap<Id, u32> = HashMap::new();
+        for f in files {
+            for p in &f.packs {
+                ix.add_pack(&mut pack_no, p.id, &p.entries()?);
+            }
+        }
+        ix.seal();
+        Ok(ix)
+    }
+
+    fn add_pack(&mut self, pack_no: &mut HashMap<Id, u32>, pack: Id, entries: &[PackEntry]) {
+        let n = *pack_no.entry(pack).or_insert_with(|| {
+            self.packs.push(pack);
+            (self.packs.len() - 1) as u32
+        });
+        for e in entries {
+            let entry = Entry {
+                id: e.id,
+                pack: n,
+                offset: e.offset,
+                len_flags: e.len | if e.compressed { COMPRESSED } else { 0 },
+                raw_len: e.raw_len,
+            };
+            match e.kind {
+                BlobType::Data => self.data.push(entry),
+                BlobType::Tree => self.tree.push(entry),
+            }
+        }
+    }
+
+    fn seal(&mut self) {
+        for t in [&mut self.data, &mut self.tree] {
+            // Stable sort keeps the first-loaded location of a duplicate first.
+            t.sort_by(|a, b| a.id.cmp(&b.id));
+            t.dedup_by(|b, a| a.id == b.id);
+            t.shrink_to_fit();
+        }
+        self.packs.shrink_to_fit();
+    }
+
+    fn table(&self, kind: BlobType) -> &[Entry] {
+        match kind {
+            BlobType::Data => &self.data,
+            BlobType::Tree => &self.tree,
+        }
+    }
+
+    fn location(&self, kind: BlobType, e: &Entry) -> BlobLocation {
+        BlobLocation {
+            pack: self.packs[e.pack as usize],
+            entry: PackEntry {
+                kind,
+                id: e.id,
+                offset: e.offset,
+                len: e.len_flags & !COMPRESSED,
+                raw_len: e.raw_len,
+                compressed: e.len_flags & COMPRESSED != 0,
+            },
+        }
+    }
+
+    /// Looks a blob up.
+    pub fn get(&self, kind: BlobType, id: &Id) -> Option<BlobLocation> {
+        let t = self.table(kind);
+        t.binary_search_by(|e| e.id.cmp(id))
+            .ok()
+            .map(|i| self.location(kind, &t[i]))
+    }
+
+    /// Whether a blob is indexed.
+    pub fn contains(&self, kind: BlobType, id: &Id) -> bool {
+        self.table(kind).binary_search_by(|e| e.id.cmp(id)).is_ok()
+    }
+
+    /// Number of distinct blobs.
+    pub fn len(&self) -> usize {
+        self.data.len() + self.tree.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All indexed packs.
+    pub fn packs(&self) -> &[Id] {
+        &self.packs
+    }
+
+    /// Every blob location, in id order per type.
+    pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
+        self.data
+            .iter()
+            .map(|e| self.location(BlobType::Data, e))
+            .chain(self.tree.iter().map(|e| self.location(BlobType::Tree, e)))
+    }
+
+    /// Heap bytes used by the tables (for the memory figure in the docs).
+    pub fn heap_bytes(&self) -> usize {
+        (self.data.capacity() + self.tree.capacity()) * std::mem::size_of::<Entry>()
+            + self.packs.capacity() * 32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::object::{from_cbor, to_cbor};
+    use proptest::prelude::*;
+
+    fn pe(kind: BlobType, id: u8, offset: u32) -> PackEntry {
+        PackEntry { kind, id: Id([id; 32]), offset, len: 100, raw_len: 200, compressed: id % 2 == 0 }
+    }
+
+    #[test]
+    fn lookup_and_duplicates() {
+        let f1 = IndexFile {
+            version: 1,
+            supersedes: vec![],
+            packs: vec![IndexPack::from_entries(Id([1; 32]), &[pe(BlobType::Data, 5, 0), pe(BlobType::Tree, 6, 100)])],
+        };
+        let f2 = IndexFile {
+            version: 1,
+            supersedes: vec![],
+            packs: vec![IndexPack::from_entries(Id([2; 32]), &[pe(BlobType::Data, 5, 0), pe(BlobType::Data, 7, 100)])],
+        };
+        let ix = Index::from_files([&f1, &f2]).unwrap();
+        assert_eq!(ix.len(), 3);
+        assert_eq!(ix.get(BlobType::Data, &Id([5; 32])).unwrap().pack, Id([1; 32]));
+        assert!(ix.contains(BlobType::Tree, &Id([6; 32])));
+        assert!(!ix.contains(BlobType::Data, &Id([6; 32])));
+        let l = ix.get(BlobType::Data, &Id([7; 32])).unwrap();
+        assert_eq!((l.pack, l.entry.offset, l.entry.compressed), (Id([2; 32]), 100, false));
+    }
+
+    proptest! {
+        #[test]
+        fn index_file_round_trip(blobs in prop::collection::vec((any::<u8>(), any::<[u8; 32]>(), any::<u32>(), any::<u32>(), any::<u32>()), 0..40)) {
+            let f = IndexFile {
+                version: 1,
+                supersedes: vec![Id([9; 32])],
+                packs: vec![IndexPack { id: Id([3; 32]), blobs: blobs.into_iter().map(|(f, i, o, l, r)| (f, Id(i), o, l, r)).collect() }],
+            };
+            let back: IndexFile = from_cbor(&to_cbor(&f), "index").unwrap();
+            prop_assert_eq!(back, f);
+        }
+
+        #[test]
+        fn index_decoder_never_panics(b in prop::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(f) = from_cbor::<IndexFile>(&b, "index") {
+                let _ = Index::from_files([&f]);
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Key files: the master AEAD key sealed with a password-derived key. Stored unencrypted (they
+//! are themselves the envelope) as CBOR under `keys/<hash>`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{KdfParams, SealKey, derive_key, fill_random};
+use crate::repo::object::{from_cbor, to_cbor};
+use crate::{Error, Result};
+
+/// A key file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// Key file format version (1).
+    pub version: u32,
+    /// When the key was added, RFC 3339.
+    pub created: String,
+    /// Host that added it.
+    pub host: String,
+    /// User that added it.
+    pub user: String,
+    /// Argon2id parameters.
+    pub kdf: KdfParams,
+    /// Argon2id salt.
+    #[serde(with = "serde_bytes")]
+    pub salt: Vec<u8>,
+    /// The 32-byte master key, sealed with the derived key.
+    #[serde(with = "serde_bytes")]
+    pub sealed_master: Vec<u8>,
+}
+
+impl KeyFile {
+    /// Seals `master` under `password`.
+    pub fn create(master: &[u8; 32], password: &[u8], kdf: KdfParams) -> Result<Self> {
+        let mut salt = vec![0u8; 32];
+        fill_random(&mut salt);
+        let k = derive_key(password, &salt, &kdf)?;
+        Ok(KeyFile {
+            version: 1,
+            created: jiff::Timestamp::now().to_string(),
+            host: crate::repo::hostname(),
+            user: crate::repo::username(),
+            kdf,
+            salt,
+            sealed_master: SealKey::new(&k).seal(master),
+        })
+    }
+
+    /// Recovers the master key, or [`Error::WrongPassword`].
+    pub fn open(&self, password: &[u8]) -> Result<[u8; 32]> {
+        let k = derive_key(password, &self.salt, &self.kdf)?;
+        let m = SealKey::new(&k)
+            .open(&self.sealed_master)
+            .map_err(|_| Error::WrongPassword)?;
+        <[u8; 32]>::try_from(m.as_slice()).map_err(|_| Error::corrupt("key file", "bad length"))
+    }
+
+    /// Encodes as stored.
+    pub fn encode(&self) -> Vec<u8> {
+        to_cbor(self)
+    }
+
+    /// Decodes stored bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let k: KeyFile = from_cbor(bytes, "key file")?;
+        if k.version != 1 || k.salt.len() > 1024 {
+            return Err(Error::corrupt("key file", "unsupported version"));
+        }
+        Ok(k)
+    }
+}

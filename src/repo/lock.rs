@@ -1,0 +1,200 @@
+//! Repository locks: `locks/<hash>` objects naming host, pid and a refreshed time.
+//!
+//! Backups, restores and verifies take shared locks; operations that delete (prune, key remove)
+//! take exclusive ones. A lock is stale when its time is older than [`STALE_AFTER`] or when its
+//! owner is a process on this host that no longer runs; stale locks are ignored and removed by
+//! `unlock`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, FileKind};
+use crate::crypto::SealKey;
+use crate::repo::object;
+use crate::{Error, Id, Result};
+
+/// Age after which an unrefreshed lock is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a held lock is refreshed.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// A lock record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Exclusive (deleting) or shared.
+    pub exclusive: bool,
+    /// Host of the owner.
+    pub host: String,
+    /// Process id of the owner.
+    pub pid: u32,
+    /// User of the owner.
+    pub user: String,
+    /// Last refresh, unix seconds.
+    pub time: i64,
+    /// What the owner is doing.
+    pub purpose: String,
+}
+
+impl LockInfo {
+    /// Whether the lock no longer protects anything.
+    pub fn is_stale(&self) -> bool {
+        let age = jiff::Timestamp::now().as_second() - self.time;
+        if age > STALE_AFTER.as_secs() as i64 {
+            return true;
+        }
+        if self.host == crate::repo::hostname() {
+            // SAFETY: kill(pid, 0) only checks for existence; no memory is touched.
+            let alive = unsafe { libc::kill(self.pid as libc::pid_t, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            return !alive;
+        }
+        false
+    }
+
+    /// One line for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} lock held by pid {} on {} ({}) since {}",
+            if self.exclusive { "exclusive" } else { "shared" },
+            self.pid,
+            self.host,
+            self.purpose,
+            jiff::Timestamp::from_second(self.time).unwrap_or_default()
+        )
+    }
+}
+
+/// Lists all locks; unreadable ones are reported as `None` (another key may have written them,
+/// or they are damaged).
+pub fn list(backend: &dyn Backend, key: &SealKey) -> Result<Vec<(String, Option<LockInfo>)>> {
+    let mut out = Vec::new();
+    for (name, _) in backend.list(FileKind::Lock)? {
+        let info = match backend.read(FileKind::Lock, &name) {
+            Ok(b) => object::open::<LockInfo>(key, &b, "lock").ok(),
+            Err(Error::Backend { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        out.push((name, info));
+    }
+    Ok(out)
+}
+
+struct Shared {
+    backend: Arc<dyn Backend>,
+    key: SealKey,
+    info: std::sync::Mutex<(LockInfo, String)>,
+    stop: AtomicBool,
+}
+
+/// A held lock; refreshed in the background and removed on drop.
+pub struct LockGuard {
+    shared: Arc<Shared>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+fn write_lock(backend: &dyn Backend, key: &SealKey, info: &LockInfo) -> Result<String> {
+    let bytes = object::seal(key, info);
+    let name = Id::of_stored(&bytes).to_hex();
+    backend.write(FileKind::Lock, &name, &bytes)?;
+    Ok(name)
+}
+
+/// Takes a lock, failing with [`Error::Locked`] if a live conflicting lock exists.
+pub fn acquire(
+    backend: Arc<dyn Backend>,
+    key: &SealKey,
+    exclusive: bool,
+    purpose: &str,
+) -> Result<LockGuard> {
+    let conflict = |me: Option<&str>| -> Result<Option<LockInfo>> {
+        for (name, info) in list(backend.as_ref(), key)? {
+            if Some(name.as_str()) == me {
+                continue;
+            }
+            if let Some(i) = info
+                && !i.is_stale()
+                && (exclusive || i.exclusive)
+            {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    };
+    if let Some(i) = conflict(None)? {
+        return Err(Error::Locked(i.describe()));
+    }
+    let info = LockInfo {
+        exclusive,
+        host: crate::repo::hostname(),
+        pid: std::process::id(),
+        user: crate::repo::username(),
+        time: jiff::Timestamp::now().as_second(),
+        purpose: purpose.to_string(),
+    };
+    let name = write_lock(backend.as_ref(), key, &info)?;
+    // Re-check after writing: of two racing lockers at least one sees the other.
+    if let Some(i) = conflict(Some(&name))? {
+        let _ = backend.remove(FileKind::Lock, &name);
+        return Err(Error::Locked(i.describe()));
+    }
+    let shared = Arc::new(Shared {
+        backend,
+        key: key.clone(),
+        info: std::sync::Mutex::new((info, name)),
+        stop: AtomicBool::new(false),
+    });
+    let s2 = shared.clone();
+    let refresher = std::thread::spawn(move || {
+        let step = Duration::from_millis(500);
+        let mut waited = Duration::ZERO;
+        while !s2.stop.load(Ordering::Relaxed) {
+            std::thread::park_timeout(step);
+            waited += step;
+            if waited < REFRESH_EVERY {
+                continue;
+            }
+            waited = Duration::ZERO;
+            let mut g = s2.info.lock().expect("lock state");
+            g.0.time = jiff::Timestamp::now().as_second();
+            if let Ok(new) = write_lock(s2.backend.as_ref(), &s2.key, &g.0) {
+                let old = std::mem::replace(&mut g.1, new);
+                let _ = s2.backend.remove(FileKind::Lock, &old);
+            }
+        }
+    });
+    Ok(LockGuard {
+        shared,
+        refresher: Some(refresher),
+    })
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.refresher.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+        let g = self.shared.info.lock().expect("lock state");
+        let _ = self.shared.backend.remove(FileKind::Lock, &g.1);
+    }
+}
+
+/// Removes stale locks (or all locks with `all`); returns the names removed.
+pub fn unlock(backend: &dyn Backend, key: &SealKey, all: bool) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (name, info) in list(backend, key)? {
+        let stale = info.as_ref().is_none_or(|i| i.is_stale());
+        if all || stale {
+            backend.remove(FileKind::Lock, &name)?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,86 @@
+//! Snapshots: immutable records of one backup run, stored sealed under `snapshots/<hash>`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Id;
+
+/// Counters of one backup run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotSummary {
+    /// Files new since the parent.
+    pub files_new: u64,
+    /// Files changed since the parent.
+    pub files_changed: u64,
+    /// Files unchanged since the parent.
+    pub files_unchanged: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Files read (not reused from the parent).
+    pub files_read: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Total size of all files in the snapshot.
+    pub total_bytes: u64,
+    /// Data blobs added to the repository.
+    pub data_blobs_added: u64,
+    /// Tree blobs added.
+    pub tree_blobs_added: u64,
+    /// Plaintext bytes of the blobs added.
+    pub bytes_added: u64,
+    /// Bytes stored for them (compressed, sealed).
+    pub bytes_stored: u64,
+    /// Files that could not be read.
+    pub errors: u64,
+    /// Wall time, seconds.
+    pub duration_secs: f64,
+}
+
+/// HydrAIDE catalogue totals of a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CatalogueSummary {
+    /// Swamps captured.
+    pub swamps: u64,
+    /// Live entries over all Swamps.
+    pub entries: u64,
+    /// Oldest CreatedAt, unix ns.
+    pub oldest_ns: Option<i64>,
+    /// Newest ModifiedAt, unix ns.
+    pub newest_ns: Option<i64>,
+    /// Swamps quarantined.
+    pub quarantined: u64,
+}
+
+/// A snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    /// When the backup started, RFC 3339 with nanoseconds, UTC.
+    pub time: String,
+    /// Host name.
+    pub host: String,
+    /// User name.
+    pub user: String,
+    /// Absolute source paths, sorted.
+    pub paths: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Exclude patterns used.
+    pub excludes: Vec<String>,
+    /// Snapshot this one was based on.
+    pub parent: Option<Id>,
+    /// Root tree.
+    pub tree: Id,
+    /// Counters.
+    pub summary: SnapshotSummary,
+    /// HydrAIDE catalogue totals, when the source was a data root.
+    #[serde(default)]
+    pub catalogue: Option<CatalogueSummary>,
+    /// Program version that wrote it.
+    pub program: String,
+}
+
+impl Snapshot {
+    /// The snapshot time as a timestamp (epoch when unparsable).
+    pub fn timestamp(&self) -> jiff::Timestamp {
+        self.time.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+}

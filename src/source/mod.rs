@@ -1,0 +1,1 @@
+//! What is backed up: the file-system walker and (later) the HydrAIDE-aware source.
