@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod failpoint;

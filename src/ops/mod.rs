@@ -1,1 +1,6 @@
 //! One module per operation. Each takes a repository and options and returns a summary.
+
+pub mod backup;
+pub mod progress;
+pub mod restore;
+pub mod verify;

@@ -39,8 +39,11 @@ impl ChunkerParams {
         (64..=1 << 20).contains(&self.min)
             && self.min <= self.avg
             && self.avg <= self.max
-            && (256..=1 << 28).contains(&self.avg)
-            && self.max <= 1 << 28
+            && (256..=1 << 22).contains(&self.avg)
+            && self.max <= 1 << 24
+            && self.min % 2 == 0
+            && self.avg % 2 == 0
+            && self.max % 2 == 0
     }
 }
 

@@ -10,6 +10,7 @@ pub mod object;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod writer;
 
 use std::sync::Arc;
 

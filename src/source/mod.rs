@@ -1,1 +1,76 @@
-//! What is backed up: the file-system walker and (later) the HydrAIDE-aware source.
+//! What is backed up: file-system metadata and exclusion rules (and the HydrAIDE-aware source).
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::repo::tree::{Node, NodeKind};
+use crate::{Error, Result};
+
+/// Builds a tree node (without content) from `lstat` metadata; `None` for special files
+/// (sockets, FIFOs, devices), which are not backed up.
+pub fn node_from_metadata(name: &[u8], md: &Metadata) -> Option<Node> {
+    let ft = md.file_type();
+    let kind = if ft.is_file() {
+        NodeKind::File
+    } else if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else {
+        return None;
+    };
+    Some(Node {
+        name: name.to_vec(),
+        kind,
+        mode: md.mode() & 0o7777,
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        inode: md.ino(),
+        uid: md.uid(),
+        gid: md.gid(),
+        size: if kind == NodeKind::File { md.len() } else { 0 },
+        content: Vec::new(),
+        subtree: None,
+        target: None,
+        swamp: None,
+    })
+}
+
+/// Exclude patterns: a pattern with a `/` matches the absolute path, one without matches the
+/// file name, as restic users expect.
+pub struct Excludes {
+    paths: GlobSet,
+    names: GlobSet,
+}
+
+impl Excludes {
+    /// Compiles the patterns.
+    pub fn new(patterns: &[String]) -> Result<Excludes> {
+        let (mut p, mut n) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        for pat in patterns {
+            let g = Glob::new(pat)
+                .map_err(|e| Error::InvalidInput(format!("bad exclude pattern {pat:?}: {e}")))?;
+            if pat.contains('/') {
+                p.add(g);
+            } else {
+                n.add(g);
+            }
+        }
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| Error::InvalidInput(format!("bad exclude pattern: {e}")))
+        };
+        Ok(Excludes {
+            paths: build(p)?,
+            names: build(n)?,
+        })
+    }
+
+    /// Whether `path` is excluded.
+    pub fn is_excluded(&self, path: &Path) -> bool {
+        self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))
+    }
+}

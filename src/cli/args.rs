@@ -1,0 +1,191 @@
+//! Command-line definitions (clap). No logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Zero-downtime, deduplicating, encrypted backups of HydrAIDE data roots.
+#[derive(Parser, Debug)]
+#[command(name = "hydrabackup", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Repository location (a local or mounted path).
+    #[arg(short = 'r', long = "repo", env = "HYDRABACKUP_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, env = "HYDRABACKUP_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its first output line as the password.
+    #[arg(long, env = "HYDRABACKUP_PASSWORD_COMMAND", global = true)]
+    pub password_command: Option<String>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Argon2id memory in KiB for keys created by this command (tests use small values).
+    #[arg(long, env = "HYDRABACKUP_KDF_MEMORY", global = true, hide = true)]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id iterations for keys created by this command.
+    #[arg(long, env = "HYDRABACKUP_KDF_ITERATIONS", global = true, hide = true)]
+    pub kdf_iterations: Option<u32>,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up files and directories into a new snapshot.
+    Backup(BackupArgs),
+    /// List snapshots.
+    #[command(alias = "list-versions")]
+    Snapshots(SnapshotsArgs),
+    /// List the files of a snapshot.
+    Ls(LsArgs),
+    /// Restore a snapshot into a folder.
+    Restore(RestoreArgs),
+    /// Check the repository; with --read-data also every stored byte.
+    Verify(VerifyArgs),
+    /// Manage the passwords (keys) that open the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Remove stale locks.
+    Unlock(UnlockArgs),
+}
+
+/// `init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Target pack size in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub pack_size: u32,
+    /// zstd level for data blobs (0 disables compression).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compression: i32,
+    /// Average chunk size in KiB (a power of two).
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_avg: u32,
+}
+
+/// `backup`.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record instead of this machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Skip paths matching this glob (repeatable); with a `/` it matches the whole path.
+    #[arg(long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Read and chunk everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Compare with this snapshot instead of the latest of the same host and paths.
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Re-read every file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `snapshots`.
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+}
+
+/// `ls`.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Only list below this path of the snapshot.
+    pub path: Option<String>,
+}
+
+/// `restore`.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Folder to restore into.
+    #[arg(long, short)]
+    pub target: PathBuf,
+    /// Only restore paths matching this glob (repeatable).
+    #[arg(long = "include")]
+    pub includes: Vec<String>,
+    /// Show what would be restored.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Restore into a non-empty folder, replacing files of the same name.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Read, decrypt and re-hash every blob.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only a subset: `N/M` (group N of M) or `P%`.
+    #[arg(long, conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+}
+
+/// `key` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List keys.
+    List,
+    /// Add a key for a new password.
+    Add(NewPassword),
+    /// Remove a key by id (prefix).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Change the password of the key in use.
+    Passwd(NewPassword),
+}
+
+/// Where a new password comes from.
+#[derive(Args, Debug)]
+pub struct NewPassword {
+    /// Read the new password from this file.
+    #[arg(long, env = "HYDRABACKUP_NEW_PASSWORD_FILE")]
+    pub new_password_file: Option<PathBuf>,
+}
+
+/// `unlock`.
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove all locks, even live ones.
+    #[arg(long)]
+    pub remove_all: bool,
+}

@@ -1,0 +1,365 @@
+//! The command-line front end: parses flags, opens the repository, calls one operation and
+//! prints its result (human text, or JSON with --json). Errors become one line and an exit code.
+
+mod args;
+mod password;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+use hydrabackup::backend;
+use hydrabackup::crypto::KdfParams;
+use hydrabackup::ops::backup::{BackupOptions, backup};
+use hydrabackup::ops::progress::Progress;
+use hydrabackup::ops::restore::{RestoreOptions, restore, walk_tree};
+use hydrabackup::ops::verify::{ReadData, VerifyOptions, verify};
+use hydrabackup::repo::Repository;
+use hydrabackup::repo::config::Config;
+use hydrabackup::repo::tree::NodeKind;
+use hydrabackup::{Error, Result};
+use serde_json::json;
+
+use args::{Cli, Command, Global, KeyCommand};
+
+/// Runs the command line; returns the exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let level = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HYDRABACKUP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let json = cli.global.json;
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.exit_code();
+            if json {
+                println!("{}", json!({"error": e.to_string(), "exit_code": code}));
+            }
+            eprintln!("hydrabackup: error: {e}");
+            code
+        }
+    }
+}
+
+fn kdf(g: &Global) -> KdfParams {
+    let mut k = KdfParams::default();
+    if let Some(m) = g.kdf_memory {
+        k.mem_kib = m;
+    }
+    if let Some(t) = g.kdf_iterations {
+        k.iterations = t;
+    }
+    k
+}
+
+fn backend_of(g: &Global) -> Result<Arc<dyn backend::Backend>> {
+    let loc = g.repo.as_deref().ok_or_else(|| {
+        Error::InvalidInput("no repository given: use -r/--repo or HYDRABACKUP_REPOSITORY".into())
+    })?;
+    Ok(Arc::from(backend::open(loc)?))
+}
+
+fn open(g: &Global) -> Result<Repository> {
+    let b = backend_of(g)?;
+    if !b.exists()? {
+        return Err(Error::RepoNotFound(b.location()));
+    }
+    Repository::open(b, &password::password(g, false)?)
+}
+
+fn human(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("JSON values serialize"));
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    let say = |s: String| {
+        if !g.quiet && !g.json {
+            println!("{s}");
+        }
+    };
+    match cli.cmd {
+        Command::Init(a) => {
+            let b = backend_of(g)?;
+            if b.exists()? {
+                return Err(Error::RepoExists(b.location()));
+            }
+            let mut cfg = Config::new();
+            cfg.pack_size = a.pack_size.saturating_mul(1024 * 1024);
+            cfg.compression = a.compression;
+            let avg = a.chunk_avg.saturating_mul(1024);
+            if !avg.is_power_of_two() {
+                return Err(Error::InvalidInput("--chunk-avg must be a power of two".into()));
+            }
+            cfg.chunker.avg = avg;
+            cfg.chunker.min = (avg / 4).max(64);
+            cfg.chunker.max = avg.saturating_mul(4);
+            let pw = password::password(g, true)?;
+            let repo = Repository::init(b, &pw, kdf(g), cfg)?;
+            if g.json {
+                print_json(&json!({"repository": repo.backend().location(), "id": repo.config().id.to_hex(), "key": repo.key_name()}));
+            }
+            say(format!("created repository {} at {}", repo.config().id.short(), repo.backend().location()));
+            say("keep the password safe: without it the data cannot be recovered".into());
+            Ok(0)
+        }
+        Command::Backup(a) => {
+            let repo = open(g)?;
+            let opts = BackupOptions {
+                paths: a.paths,
+                tags: a.tags,
+                host: a.host,
+                excludes: a.excludes,
+                dry_run: a.dry_run,
+                parent: a.parent,
+                force: a.force,
+            };
+            let p = Arc::new(Progress::default());
+            let disp = progress::start(p.clone(), "backup", !g.quiet && !g.json);
+            let out = backup(&repo, &opts, &p)?;
+            drop(disp);
+            let s = &out.summary;
+            if g.json {
+                let mut v = serde_json::to_value(s).expect("summary serializes");
+                v["snapshot_id"] = json!(out.snapshot_id.map(|i| i.to_hex()));
+                v["parent"] = json!(out.parent.map(|i| i.to_hex()));
+                v["dry_run"] = json!(opts.dry_run);
+                v["source_errors"] = serde_json::to_value(&out.errors).expect("errors serialize");
+                print_json(&v);
+            }
+            for e in &out.errors {
+                eprintln!("hydrabackup: warning: {}: {}", e.path, e.error);
+            }
+            say(format!(
+                "files: {} new, {} changed, {} unchanged; {} dirs",
+                s.files_new, s.files_changed, s.files_unchanged, s.dirs
+            ));
+            say(format!(
+                "read {} in {} files; added {} ({} stored) in {} data blobs and {} tree blobs",
+                human(s.bytes_read), s.files_read, human(s.bytes_added), human(s.bytes_stored),
+                s.data_blobs_added, s.tree_blobs_added
+            ));
+            match out.snapshot_id {
+                Some(id) => say(format!("snapshot {} saved ({} total, {:.2} s)", id.short(), human(s.total_bytes), s.duration_secs)),
+                None => say("dry run: nothing was written".into()),
+            }
+            Ok(if out.errors.is_empty() { 0 } else { 3 })
+        }
+        Command::Snapshots(a) => {
+            let repo = open(g)?;
+            let snaps: Vec<_> = repo
+                .snapshots()?
+                .into_iter()
+                .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
+                .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+                .collect();
+            if g.json {
+                let v: Vec<_> = snaps
+                    .iter()
+                    .map(|(id, s)| {
+                        let mut v = serde_json::to_value(s).expect("snapshot serializes");
+                        v["id"] = json!(id.to_hex());
+                        v["short_id"] = json!(id.short());
+                        v
+                    })
+                    .collect();
+                print_json(&json!(v));
+            } else if !g.quiet {
+                println!("{:<10} {:<26} {:<16} {:>10} {:<20} paths", "id", "time", "host", "size", "tags");
+                for (id, s) in &snaps {
+                    let t = s.timestamp().strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+                    println!("{:<10} {:<26} {:<16} {:>10} {:<20} {}", id.short(), t, s.host, human(s.summary.total_bytes), s.tags.join(","), s.paths.join(" "));
+                }
+                println!("{} snapshot(s)", snaps.len());
+            }
+            Ok(0)
+        }
+        Command::Ls(a) => {
+            let repo = open(g)?;
+            let index = repo.load_index()?;
+            let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+            let prefix = a.path.as_deref().map(|p| PathBuf::from(p.trim_start_matches('/')));
+            let mut rows = Vec::new();
+            walk_tree(&repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
+                if prefix.as_ref().is_none_or(|p| rel.starts_with(p)) {
+                    rows.push((rel.display().to_string(), n.clone()));
+                }
+                Ok(())
+            })?;
+            if g.json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(p, n)| json!({"path": p, "type": n.kind, "size": n.size, "mode": n.mode, "mtime_ns": n.mtime_ns}))
+                    .collect();
+                print_json(&json!(v));
+            } else if !g.quiet {
+                for (p, n) in rows {
+                    let kind = match n.kind { NodeKind::Dir => 'd', NodeKind::File => '-', NodeKind::Symlink => 'l' };
+                    println!("{kind}{:04o} {:>12} /{p}", n.mode, n.size);
+                }
+            }
+            Ok(0)
+        }
+        Command::Restore(a) => {
+            let repo = open(g)?;
+            let _lock = repo.lock(false, "restore")?;
+            let index = repo.load_index()?;
+            let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+            let opts = RestoreOptions { target: a.target, includes: a.includes, dry_run: a.dry_run, overwrite: a.overwrite };
+            let p = Arc::new(Progress::default());
+            let disp = progress::start(p.clone(), "restore", !g.quiet && !g.json);
+            let s = restore(&repo, &index, &snap.tree, &opts, &p)?;
+            drop(disp);
+            if g.json {
+                let mut v = serde_json::to_value(&s).expect("summary serializes");
+                v["snapshot_id"] = json!(id.to_hex());
+                v["dry_run"] = json!(opts.dry_run);
+                print_json(&v);
+            } else if opts.dry_run && !g.quiet {
+                for p in &s.paths {
+                    println!("would restore {p}");
+                }
+            }
+            say(format!(
+                "{} snapshot {}: {} files, {} dirs, {} symlinks, {} from {} packs",
+                if opts.dry_run { "would restore" } else { "restored" },
+                id.short(), s.files, s.dirs, s.symlinks, human(s.bytes), s.packs_read
+            ));
+            Ok(0)
+        }
+        Command::Verify(a) => {
+            let repo = open(g)?;
+            let read_data = match (a.read_data, a.read_data_subset) {
+                (true, _) => ReadData::All,
+                (false, Some(s)) => ReadData::parse_subset(&s)?,
+                (false, None) => ReadData::None,
+            };
+            let p = Arc::new(Progress::default());
+            let disp = progress::start(p.clone(), "verify", !g.quiet && !g.json);
+            let r = verify(&repo, &VerifyOptions { read_data, only_paths: None }, &p)?;
+            drop(disp);
+            if g.json {
+                let mut v = serde_json::to_value(&r).expect("report serializes");
+                v["ok"] = json!(r.ok());
+                print_json(&v);
+            } else {
+                for pr in &r.problems {
+                    eprintln!("damage: {}: {} ({} blob(s))", pr.object, pr.detail, pr.blobs.len());
+                    for af in pr.affected.iter().take(20) {
+                        eprintln!("  affects snapshot {} file {}", af.snapshot, af.path);
+                    }
+                    if pr.affected.len() > 20 {
+                        eprintln!("  ... and {} more files", pr.affected.len() - 20);
+                    }
+                }
+                say(format!(
+                    "checked {} snapshots, {} index files, {} packs, {} blobs; read {} packs ({}), {} blobs",
+                    r.snapshots, r.index_files, r.packs, r.blobs, r.packs_read, human(r.bytes_read), r.blobs_read
+                ));
+                if !r.unreferenced_packs.is_empty() {
+                    say(format!("{} pack(s) are in no index (left by an interrupted backup; harmless)", r.unreferenced_packs.len()));
+                }
+                if r.ok() {
+                    say("no errors were found".into());
+                }
+            }
+            if r.ok() { Ok(0) } else { Err(Error::Damaged(r.problems.len())) }
+        }
+        Command::Key(k) => key_cmd(g, k),
+        Command::Unlock(a) => {
+            let repo = open(g)?;
+            let removed = hydrabackup::repo::lock::unlock(repo.backend().as_ref(), repo.keys().seal_key(), a.remove_all)?;
+            if g.json {
+                print_json(&json!({"removed": removed}));
+            }
+            say(format!("removed {} lock(s)", removed.len()));
+            Ok(0)
+        }
+    }
+}
+
+fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
+    let repo = open(g)?;
+    let say = |s: String| {
+        if !g.quiet && !g.json {
+            println!("{s}");
+        }
+    };
+    match k {
+        KeyCommand::List => {
+            let keys = repo.list_keys()?;
+            if g.json {
+                let v: Vec<_> = keys
+                    .iter()
+                    .map(|(n, kf)| json!({"id": n, "current": n == repo.key_name(), "user": kf.user, "host": kf.host, "created": kf.created}))
+                    .collect();
+                print_json(&json!(v));
+            } else if !g.quiet {
+                for (n, kf) in keys {
+                    let cur = if n == repo.key_name() { "*" } else { " " };
+                    println!("{cur}{} {:<12} {:<16} {}", &n[..12], kf.user, kf.host, kf.created);
+                }
+            }
+        }
+        KeyCommand::Add(np) => {
+            let pw = password::new_password(np.new_password_file.as_deref())?;
+            let name = repo.add_key(&pw, kdf(g))?;
+            if g.json {
+                print_json(&json!({"added": name}));
+            }
+            say(format!("added key {}", &name[..12]));
+        }
+        KeyCommand::Remove { id } => {
+            let _lock = repo.lock(true, "key remove")?;
+            let keys = repo.list_keys()?;
+            let m: Vec<_> = keys.iter().filter(|(n, _)| n.starts_with(&id)).collect();
+            let name = match m.as_slice() {
+                [one] => one.0.clone(),
+                [] => return Err(Error::NotFound(format!("key {id}"))),
+                _ => return Err(Error::InvalidInput(format!("key prefix {id} is ambiguous"))),
+            };
+            if name == repo.key_name() {
+                return Err(Error::InvalidInput("refusing to remove the key in use; open the repository with another password to remove it".into()));
+            }
+            repo.remove_key(&name)?;
+            if g.json {
+                print_json(&json!({"removed": name}));
+            }
+            say(format!("removed key {}", &name[..12]));
+        }
+        KeyCommand::Passwd(np) => {
+            let pw = password::new_password(np.new_password_file.as_deref())?;
+            let _lock = repo.lock(true, "key passwd")?;
+            let name = repo.add_key(&pw, kdf(g))?;
+            repo.remove_key(repo.key_name())?;
+            if g.json {
+                print_json(&json!({"added": name, "removed": repo.key_name()}));
+            }
+            say(format!("password changed: key {} replaces {}", &name[..12], &repo.key_name()[..12]));
+        }
+    }
+    Ok(0)
+}

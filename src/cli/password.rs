@@ -1,0 +1,69 @@
+//! Where passwords come from: command, file, environment, or a hidden prompt on a terminal.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use hydrabackup::{Error, Result};
+
+use super::args::Global;
+
+fn first_line(bytes: &[u8]) -> Vec<u8> {
+    let s = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    s.strip_suffix(b"\r").unwrap_or(s).to_vec()
+}
+
+fn from_file(p: &Path) -> Result<Vec<u8>> {
+    let b = std::fs::read(p).map_err(|e| Error::InvalidInput(format!("cannot read password file {}: {e}", p.display())))?;
+    Ok(first_line(&b))
+}
+
+/// The password to open (or create) the repository.
+pub fn password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
+    if let Some(cmd) = &g.password_command {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| Error::InvalidInput(format!("password command failed to start: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::InvalidInput(format!("password command exited with {}", out.status)));
+        }
+        return Ok(first_line(&out.stdout));
+    }
+    if let Some(p) = &g.password_file {
+        return from_file(p);
+    }
+    if let Ok(p) = std::env::var("HYDRABACKUP_PASSWORD") {
+        return Ok(p.into_bytes());
+    }
+    prompt("enter repository password: ", confirm)
+}
+
+/// A new password for `key add` / `key passwd`.
+pub fn new_password(file: Option<&Path>) -> Result<Vec<u8>> {
+    if let Some(p) = file {
+        return from_file(p);
+    }
+    if let Ok(p) = std::env::var("HYDRABACKUP_NEW_PASSWORD") {
+        return Ok(p.into_bytes());
+    }
+    prompt("enter new password: ", true)
+}
+
+fn prompt(msg: &str, confirm: bool) -> Result<Vec<u8>> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::NoPassword);
+    }
+    let p = rpassword::prompt_password(msg).map_err(|_| Error::NoPassword)?;
+    if confirm {
+        let again = rpassword::prompt_password("enter it again: ").map_err(|_| Error::NoPassword)?;
+        if again != p {
+            return Err(Error::InvalidInput("the passwords do not match".into()));
+        }
+    }
+    if p.is_empty() {
+        return Err(Error::InvalidInput("an empty password is not allowed".into()));
+    }
+    Ok(p.into_bytes())
+}

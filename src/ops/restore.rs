@@ -1,0 +1,268 @@
+//! `restore`: rebuild a snapshot's files under a target folder. Packs are read in parallel,
+//! each once, in offset order; every blob's id is checked before its bytes are written; files are
+//! written under a temporary name and renamed only when complete.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backend::FileKind;
+use crate::ops::progress::Progress;
+use crate::repo::Repository;
+use crate::repo::blob::{BlobType, open_blob};
+use crate::repo::index::Index;
+use crate::repo::pack::PackEntry;
+use crate::repo::tree::{Node, NodeKind};
+use crate::{Error, Id, Result};
+
+/// Options of a restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Folder to restore into.
+    pub target: PathBuf,
+    /// Only restore paths (relative to the snapshot root) matching one of these globs; a match
+    /// on a directory restores everything below it.
+    pub includes: Vec<String>,
+    /// List what would be restored without writing.
+    pub dry_run: bool,
+    /// Allow a non-empty target; files of the snapshot replace existing ones.
+    pub overwrite: bool,
+}
+
+/// What a restore did (or would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreSummary {
+    /// Files restored.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Packs read.
+    pub packs_read: u64,
+    /// Paths (relative) of the files, for dry runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+}
+
+/// A planned entry.
+pub struct PlannedFile {
+    /// Path relative to the snapshot root.
+    pub rel: PathBuf,
+    /// The node.
+    pub node: Node,
+}
+
+/// Walks a snapshot tree, calling `f(relative path, node)` for every node, parents first.
+pub fn walk_tree(
+    repo: &Repository,
+    index: &Index,
+    tree: &Id,
+    prefix: &Path,
+    f: &mut dyn FnMut(&Path, &Node) -> Result<()>,
+) -> Result<()> {
+    let t = repo.load_tree(index, tree)?;
+    for n in &t.nodes {
+        let rel = prefix.join(OsStr::from_bytes(&n.name));
+        f(&rel, n)?;
+        if let Some(sub) = &n.subtree {
+            walk_tree(repo, index, sub, &rel, f)?;
+        }
+    }
+    Ok(())
+}
+
+fn build_globs(pats: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in pats {
+        let p = p.trim_start_matches('/');
+        b.add(Glob::new(p).map_err(|e| Error::InvalidInput(format!("bad pattern {p:?}: {e}")))?);
+    }
+    b.build().map_err(|e| Error::InvalidInput(format!("bad pattern: {e}")))
+}
+
+fn tmp_name(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().as_bytes();
+    let mut t = b".".to_vec();
+    t.extend_from_slice(name);
+    t.extend_from_slice(b".hydrabackup-tmp");
+    path.with_file_name(OsStr::from_bytes(&t))
+}
+
+fn set_mtime(path: &Path, ns: i64, symlink: bool) -> std::io::Result<()> {
+    let t = filetime::FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32);
+    if symlink {
+        filetime::set_symlink_file_times(path, t, t)
+    } else {
+        filetime::set_file_times(path, t, t)
+    }
+}
+
+/// Restores the snapshot with root tree `root` as `opts` say.
+pub fn restore(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreSummary> {
+    let globs = build_globs(&opts.includes)?;
+    let select_all = opts.includes.is_empty();
+    let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+    let mut files: Vec<PlannedFile> = Vec::new();
+    let mut links: Vec<(PathBuf, Node)> = Vec::new();
+    let mut summary = RestoreSummary::default();
+    // A selected directory selects everything below it.
+    let mut selected_dirs: Vec<PathBuf> = Vec::new();
+    walk_tree(repo, index, root, Path::new(""), &mut |rel, n| {
+        let chosen = select_all
+            || globs.is_match(rel)
+            || selected_dirs.iter().any(|d| rel.starts_with(d));
+        if !chosen {
+            return Ok(());
+        }
+        match n.kind {
+            NodeKind::Dir => {
+                if !select_all {
+                    selected_dirs.push(rel.to_path_buf());
+                }
+                dirs.push((rel.to_path_buf(), n.clone()));
+            }
+            NodeKind::File => files.push(PlannedFile { rel: rel.to_path_buf(), node: n.clone() }),
+            NodeKind::Symlink => links.push((rel.to_path_buf(), n.clone())),
+        }
+        Ok(())
+    })?;
+    summary.files = files.len() as u64;
+    summary.dirs = dirs.len() as u64;
+    summary.symlinks = links.len() as u64;
+    summary.bytes = files.iter().map(|f| f.node.size).sum();
+    progress.total(files.len() as u64, summary.bytes);
+
+    // Where each blob goes: pack → blob → (file, offset) list.
+    let mut by_pack: HashMap<Id, BTreeMap<u32, (PackEntry, Vec<(usize, u64)>)>> = HashMap::new();
+    for (fi, f) in files.iter().enumerate() {
+        let mut off = 0u64;
+        for id in &f.node.content {
+            let loc = index
+                .get(BlobType::Data, id)
+                .ok_or_else(|| Error::corrupt(format!("file {}", f.rel.display()), format!("blob {id} is not in the index")))?;
+            by_pack
+                .entry(loc.pack)
+                .or_default()
+                .entry(loc.entry.offset)
+                .or_insert_with(|| (loc.entry, Vec::new()))
+                .1
+                .push((fi, off));
+            off += loc.entry.raw_len as u64;
+        }
+        if off != f.node.size {
+            return Err(Error::corrupt(format!("file {}", f.rel.display()), "blob sizes do not add up to the file size"));
+        }
+    }
+    summary.packs_read = by_pack.len() as u64;
+    if opts.dry_run {
+        summary.paths = files.iter().map(|f| f.rel.display().to_string()).collect();
+        return Ok(summary);
+    }
+
+    let target = &opts.target;
+    if target.exists() {
+        let non_empty = fs::read_dir(target).map_err(|e| Error::io(target, e))?.next().is_some();
+        if non_empty && !opts.overwrite {
+            return Err(Error::InvalidInput(format!(
+                "target {} is not empty; use --overwrite to restore into it",
+                target.display()
+            )));
+        }
+    }
+    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    for (rel, _) in &dirs {
+        let p = target.join(rel);
+        fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+    }
+    // Temporary files, sized up front (sparse where the content is zeros).
+    files.par_iter().try_for_each(|f| {
+        let p = target.join(&f.rel);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let tmp = tmp_name(&p);
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        file.set_len(f.node.size).map_err(|e| Error::io(&tmp, e))
+    })?;
+
+    let packs: Vec<_> = by_pack.into_iter().collect();
+    packs.par_iter().try_for_each(|(pack, blobs)| -> Result<()> {
+        let first = blobs.values().next().expect("non-empty").0.offset as u64;
+        let last = blobs.values().next_back().expect("non-empty").0;
+        let end = last.offset as u64 + last.len as u64;
+        let bytes = repo.backend().read_range(FileKind::Pack, &pack.to_hex(), first, end - first)?;
+        let mut open: HashMap<usize, File> = HashMap::new();
+        for (e, targets) in blobs.values() {
+            let s = (e.offset as u64 - first) as usize;
+            let plain = open_blob(repo.keys(), e, &bytes[s..s + e.len as usize])
+                .map_err(|er| match er {
+                    Error::Corrupt { object, reason } => Error::Corrupt { object: format!("{object} in pack {pack}"), reason },
+                    other => other,
+                })?;
+            let zeros = plain.iter().all(|&b| b == 0);
+            for &(fi, off) in targets {
+                if zeros {
+                    continue; // the file was created sparse: zeros are already there
+                }
+                let file = match open.entry(fi) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let tmp = tmp_name(&target.join(&files[fi].rel));
+                        v.insert(OpenOptions::new().write(true).open(&tmp).map_err(|er| Error::io(&tmp, er))?)
+                    }
+                };
+                file.write_all_at(&plain, off).map_err(|er| Error::io(&files[fi].rel, er))?;
+            }
+            progress.done(0, plain.len() as u64 * targets.len() as u64);
+        }
+        Ok(())
+    })?;
+
+    files.par_iter().try_for_each(|f| -> Result<()> {
+        let p = target.join(&f.rel);
+        let tmp = tmp_name(&p);
+        let file = OpenOptions::new().write(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(f.node.mode)).map_err(|e| Error::io(&tmp, e))?;
+        set_mtime(&tmp, f.node.mtime_ns, false).map_err(|e| Error::io(&tmp, e))?;
+        if p.is_dir() {
+            return Err(Error::InvalidInput(format!("{} is a directory in the target; not replacing it with a file", p.display())));
+        }
+        fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
+        progress.done(1, 0);
+        Ok(())
+    })?;
+    for (rel, n) in &links {
+        let p = target.join(rel);
+        if p.symlink_metadata().is_ok() {
+            fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+        let t = OsStr::from_bytes(n.target.as_deref().unwrap_or_default());
+        std::os::unix::fs::symlink(t, &p).map_err(|e| Error::io(&p, e))?;
+        let _ = set_mtime(&p, n.mtime_ns, true);
+    }
+    // Directory metadata last, deepest first, so creating children does not disturb it.
+    for (rel, n) in dirs.iter().rev() {
+        let p = target.join(rel);
+        fs::set_permissions(&p, fs::Permissions::from_mode(n.mode)).map_err(|e| Error::io(&p, e))?;
+        set_mtime(&p, n.mtime_ns, false).map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(summary)
+}

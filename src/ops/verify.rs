@@ -1,0 +1,400 @@
+//! `verify`: structural check of the whole repository, and with `read_data` a re-hash of every
+//! selected blob. Damage is collected into a report that names the pack, the blobs, and the
+//! snapshots and files that depend on them.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backend::FileKind;
+use crate::ops::progress::Progress;
+use crate::repo::Repository;
+use crate::repo::blob::{BlobType, open_blob};
+use crate::repo::index::{Index, IndexFile};
+use crate::repo::keyfile::KeyFile;
+use crate::repo::pack::{PackEntry, decode_header, read_header};
+use crate::repo::snapshot::Snapshot;
+use crate::repo::tree::NodeKind;
+use crate::{Error, Id, Result};
+
+/// Which pack data to read and re-hash.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ReadData {
+    /// Structure only.
+    #[default]
+    None,
+    /// Every pack.
+    All,
+    /// Packs in group `n` of `m` (1-based), by pack id; `m` runs cover everything.
+    Subset(u32, u32),
+    /// A random share of packs, in percent.
+    Percent(f64),
+}
+
+impl ReadData {
+    /// Parses `N/M` or `P%`.
+    pub fn parse_subset(s: &str) -> Result<ReadData> {
+        let bad = || Error::InvalidInput(format!("bad subset {s:?}: use N/M (e.g. 2/5) or P% (e.g. 10%)"));
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(bad());
+            }
+            return Ok(ReadData::Percent(p));
+        }
+        let (n, m) = s.split_once('/').ok_or_else(bad)?;
+        let (n, m): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+        if m == 0 || n == 0 || n > m {
+            return Err(bad());
+        }
+        Ok(ReadData::Subset(n, m))
+    }
+
+    fn selects(&self, pack: &Id) -> bool {
+        match *self {
+            ReadData::None => false,
+            ReadData::All => true,
+            ReadData::Subset(n, m) => {
+                u64::from_be_bytes(pack.0[..8].try_into().expect("8 bytes")) % m as u64 == (n - 1) as u64
+            }
+            ReadData::Percent(p) => {
+                let mut b = [0u8; 8];
+                crate::crypto::fill_random(&mut b);
+                (u64::from_le_bytes(b) as f64 / u64::MAX as f64) * 100.0 < p
+            }
+        }
+    }
+}
+
+/// Options of `verify`.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// What to read.
+    pub read_data: ReadData,
+    /// Limit the data check to files whose path (relative to the snapshot root) matches.
+    pub only_paths: Option<globset::GlobSet>,
+}
+
+/// A snapshot file affected by damage.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Affected {
+    /// Snapshot id.
+    pub snapshot: String,
+    /// Path in the snapshot.
+    pub path: String,
+}
+
+/// One problem found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Kind: key, index, missing-pack, pack, blob, snapshot, tree, missing-blob.
+    pub kind: String,
+    /// The object concerned (e.g. `pack <id>`).
+    pub object: String,
+    /// What is wrong.
+    pub detail: String,
+    /// Blobs that are lost or damaged because of it.
+    pub blobs: Vec<String>,
+    /// Snapshot files that depend on those blobs.
+    pub affected: Vec<Affected>,
+}
+
+/// The result of `verify`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Index files checked.
+    pub index_files: u64,
+    /// Packs checked (structure).
+    pub packs: u64,
+    /// Blobs in the index.
+    pub blobs: u64,
+    /// Packs read in full.
+    pub packs_read: u64,
+    /// Blobs decrypted and re-hashed.
+    pub blobs_read: u64,
+    /// Bytes read for the data check.
+    pub bytes_read: u64,
+    /// Packs present but in no index (left by an interrupted run; harmless).
+    pub unreferenced_packs: Vec<String>,
+    /// Problems found.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// Whether the repository is sound.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn problem(kind: &str, object: String, detail: String, blobs: &[Id]) -> Problem {
+    Problem {
+        kind: kind.into(),
+        object,
+        detail,
+        blobs: blobs.iter().map(|b| b.to_hex()).collect(),
+        affected: Vec::new(),
+    }
+}
+
+/// Runs `verify`.
+pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> Result<VerifyReport> {
+    let _lock = repo.lock(false, "verify")?;
+    let mut report = VerifyReport::default();
+    let backend = repo.backend();
+
+    for (name, _) in backend.list(FileKind::Key)? {
+        let r = backend.read(FileKind::Key, &name).and_then(|b| {
+            if Id::of_stored(&b).to_hex() != name {
+                return Err(Error::corrupt("key", "content does not match its name"));
+            }
+            KeyFile::decode(&b).map(|_| ())
+        });
+        if let Err(e) = r {
+            report.problems.push(problem("key", format!("key {name}"), e.to_string(), &[]));
+        }
+    }
+
+    // Index files.
+    let mut files: Vec<(String, IndexFile)> = Vec::new();
+    for (name, _) in backend.list(FileKind::Index)? {
+        match repo.load_object::<IndexFile>(FileKind::Index, &name) {
+            Ok(f) => files.push((name, f)),
+            Err(e) => report.problems.push(problem("index", format!("index {name}"), e.to_string(), &[])),
+        }
+    }
+    report.index_files = files.len() as u64;
+    let index = Index::from_files(files.iter().map(|(_, f)| f))?;
+    report.blobs = index.len() as u64;
+    let mut pack_entries: HashMap<Id, Vec<PackEntry>> = HashMap::new();
+    for (name, f) in &files {
+        for p in &f.packs {
+            match p.entries() {
+                Ok(e) => {
+                    pack_entries.entry(p.id).or_insert(e);
+                }
+                Err(e) => report.problems.push(problem("index", format!("index {name}"), e.to_string(), &[])),
+            }
+        }
+    }
+    let present: HashMap<Id, u64> = backend
+        .list(FileKind::Pack)?
+        .into_iter()
+        .filter_map(|(n, s)| Id::from_hex(&n).map(|i| (i, s)))
+        .collect();
+    report.unreferenced_packs = present.keys().filter(|p| !pack_entries.contains_key(p)).map(|p| p.to_hex()).collect();
+    report.unreferenced_packs.sort();
+    report.packs = pack_entries.len() as u64;
+
+    // Pack structure: present, header matches the index, size adds up.
+    let packs: Vec<(&Id, &Vec<PackEntry>)> = pack_entries.iter().collect();
+    progress.total(packs.len() as u64, 0);
+    let structural: Vec<Problem> = packs
+        .par_iter()
+        .filter_map(|(id, entries)| {
+            let ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
+            let obj = format!("pack {id}");
+            let r = (|| -> Result<Option<String>> {
+                let Some(&size) = present.get(id) else {
+                    return Ok(Some("missing: the index lists it but it is not stored".into()));
+                };
+                if size < 4 {
+                    return Ok(Some(format!("truncated to {size} bytes")));
+                }
+                let tail = backend.read_range(FileKind::Pack, &id.to_hex(), size - 4, 4)?;
+                let hl = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+                if hl + 4 > size {
+                    return Ok(Some(format!("truncated or damaged: header length {hl} exceeds file size {size}")));
+                }
+                let sealed = backend.read_range(FileKind::Pack, &id.to_hex(), size - 4 - hl, hl)?;
+                let plain = match repo.keys().seal_key().open(&sealed) {
+                    Ok(p) => p,
+                    Err(_) => return Ok(Some("header does not authenticate (truncated or damaged)".into())),
+                };
+                let header = decode_header(&plain)?;
+                let body: u64 = header.iter().map(|e| e.len as u64).sum();
+                if body + hl + 4 != size {
+                    return Ok(Some(format!("size {size} differs from the {} its header describes", body + hl + 4)));
+                }
+                let a: BTreeSet<_> = header.iter().map(|e| (e.id, e.offset, e.len)).collect();
+                let b: BTreeSet<_> = entries.iter().map(|e| (e.id, e.offset, e.len)).collect();
+                if !b.is_subset(&a) {
+                    return Ok(Some("header does not match the index".into()));
+                }
+                Ok(None)
+            })();
+            progress.done(1, 0);
+            match r {
+                Ok(None) => None,
+                Ok(Some(d)) => Some(problem(if present.contains_key(id) { "pack" } else { "missing-pack" }, obj, d, &ids)),
+                Err(e) => Some(problem("pack", obj, e.to_string(), &ids)),
+            }
+        })
+        .collect();
+    let bad_packs: HashSet<String> = structural.iter().map(|p| p.object.clone()).collect();
+    report.problems.extend(structural);
+
+    // Snapshots and their trees.
+    let mut snapshots: Vec<(Id, Snapshot)> = Vec::new();
+    for (name, _) in backend.list(FileKind::Snapshot)? {
+        match repo.load_object::<Snapshot>(FileKind::Snapshot, &name) {
+            Ok(s) => snapshots.push((Id::from_hex(&name).unwrap_or_default(), s)),
+            Err(e) => report.problems.push(problem("snapshot", format!("snapshot {name}"), e.to_string(), &[])),
+        }
+    }
+    report.snapshots = snapshots.len() as u64;
+    let mut wanted: HashSet<Id> = HashSet::new();
+    let mut checked_trees: HashSet<Id> = HashSet::new();
+    for (sid, s) in &snapshots {
+        let mut missing: BTreeSet<Id> = BTreeSet::new();
+        let mut missing_files: Vec<Affected> = Vec::new();
+        let mut tree_errors: Vec<Problem> = Vec::new();
+        check_tree(repo, &index, &s.tree, Path::new(""), &mut checked_trees, &mut |rel, n| {
+            let mut lost = false;
+            for id in &n.content {
+                if opts.only_paths.as_ref().is_none_or(|g| g.is_match(rel)) {
+                    wanted.insert(*id);
+                }
+                if !index.contains(BlobType::Data, id) {
+                    missing.insert(*id);
+                    lost = true;
+                }
+            }
+            if lost {
+                missing_files.push(Affected { snapshot: sid.short(), path: rel.display().to_string() });
+            }
+        }, &mut |rel, tree, e| {
+            tree_errors.push(problem("tree", format!("tree {tree}"), format!("{} (at {:?} in snapshot {})", e, rel.display().to_string(), sid.short()), &[*tree]));
+        });
+        if !missing.is_empty() {
+            let ids: Vec<Id> = missing.into_iter().collect();
+            let mut p = problem("missing-blob", format!("snapshot {sid}"), format!("{} data blob(s) it references are in no index", ids.len()), &ids);
+            p.affected = missing_files;
+            report.problems.push(p);
+        }
+        report.problems.extend(tree_errors);
+    }
+
+    // Read data.
+    if opts.read_data != ReadData::None {
+        let selected: Vec<(&Id, &Vec<PackEntry>)> = pack_entries
+            .iter()
+            .filter(|(id, _)| present.contains_key(id) && opts.read_data.selects(id))
+            .filter(|(_, es)| opts.only_paths.is_none() || es.iter().any(|e| wanted.contains(&e.id) || e.kind == BlobType::Tree))
+            .collect();
+        let counters = Mutex::new((0u64, 0u64, 0u64));
+        progress.total(0, selected.iter().map(|(id, _)| present[*id]).sum());
+        let found: Vec<Problem> = selected
+            .par_iter()
+            .flat_map_iter(|(id, entries)| {
+                let obj = format!("pack {id}");
+                let all_ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
+                let bytes = match backend.read(FileKind::Pack, &id.to_hex()) {
+                    Ok(b) => b,
+                    Err(e) => return vec![problem("pack", obj, e.to_string(), &all_ids)],
+                };
+                progress.done(0, bytes.len() as u64);
+                let mut out = Vec::new();
+                if Id::of_stored(&bytes) != **id && !bad_packs.contains(&obj) {
+                    out.push(problem("pack", obj.clone(), "content does not match its name (bytes altered)".into(), &[]));
+                }
+                let mut bad = Vec::new();
+                let mut n = 0;
+                for e in entries.iter() {
+                    let end = e.offset as usize + e.len as usize;
+                    let r = if end <= bytes.len() {
+                        open_blob(repo.keys(), e, &bytes[e.offset as usize..end]).map(|_| ())
+                    } else {
+                        Err(Error::corrupt("blob", "beyond the end of the pack"))
+                    };
+                    n += 1;
+                    if r.is_err() {
+                        bad.push(e.id);
+                    }
+                }
+                if read_header(repo.keys(), &bytes).is_err() && !bad_packs.contains(&obj) {
+                    out.push(problem("pack", obj.clone(), "header unreadable".into(), &[]));
+                }
+                if !bad.is_empty() {
+                    out.push(problem("blob", obj, format!("{} of {} blob(s) fail to decrypt or do not match their id", bad.len(), entries.len()), &bad));
+                }
+                let mut c = counters.lock().expect("counters");
+                c.0 += 1;
+                c.1 += n;
+                c.2 += bytes.len() as u64;
+                out
+            })
+            .collect();
+        let c = counters.into_inner().expect("counters");
+        (report.packs_read, report.blobs_read, report.bytes_read) = c;
+        report.problems.extend(found);
+    }
+
+    // Name the files that depend on damaged blobs.
+    let damaged: HashSet<Id> = report
+        .problems
+        .iter()
+        .filter(|p| p.kind != "missing-blob")
+        .flat_map(|p| p.blobs.iter().filter_map(|b| Id::from_hex(b)))
+        .collect();
+    if !damaged.is_empty() {
+        let mut hits: HashMap<Id, Vec<Affected>> = HashMap::new();
+        for (sid, s) in &snapshots {
+            let mut seen = HashSet::new();
+            check_tree(repo, &index, &s.tree, Path::new(""), &mut seen, &mut |rel, n| {
+                for id in &n.content {
+                    if damaged.contains(id) {
+                        hits.entry(*id).or_default().push(Affected { snapshot: sid.short(), path: rel.display().to_string() });
+                    }
+                }
+            }, &mut |_, _, _| {});
+            if damaged.contains(&s.tree) {
+                hits.entry(s.tree).or_default().push(Affected { snapshot: sid.short(), path: "/".into() });
+            }
+        }
+        for p in report.problems.iter_mut().filter(|p| p.kind != "missing-blob") {
+            let mut a: BTreeSet<Affected> = BTreeSet::new();
+            for b in &p.blobs {
+                if let Some(h) = Id::from_hex(b).and_then(|i| hits.get(&i)) {
+                    a.extend(h.iter().cloned());
+                }
+            }
+            p.affected = a.into_iter().collect();
+        }
+    }
+    Ok(report)
+}
+
+/// Walks a tree, reporting file nodes to `on_node` and unreadable trees to `on_error`; trees in
+/// `seen` are skipped (each distinct tree is checked once).
+fn check_tree(
+    repo: &Repository,
+    index: &Index,
+    tree: &Id,
+    prefix: &Path,
+    seen: &mut HashSet<Id>,
+    on_node: &mut dyn FnMut(&Path, &crate::repo::tree::Node),
+    on_error: &mut dyn FnMut(&Path, &Id, Error),
+) {
+    if !seen.insert(*tree) {
+        return;
+    }
+    let t = match repo.load_tree(index, tree) {
+        Ok(t) => t,
+        Err(e) => return on_error(prefix, tree, e),
+    };
+    for n in &t.nodes {
+        let rel = prefix.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&n.name));
+        if n.kind == NodeKind::File {
+            on_node(&rel, n);
+        }
+        if let Some(sub) = &n.subtree {
+            check_tree(repo, index, sub, &rel, seen, on_node, on_error);
+        }
+    }
+}
