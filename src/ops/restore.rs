@@ -2,7 +2,7 @@
 //! each once, in offset order; every blob's id is checked before its bytes are written; files are
 //! written under a temporary name and renamed only when complete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -54,6 +54,9 @@ pub struct RestoreSummary {
     pub paths: Vec<String>,
 }
 
+/// A blob to restore and the (file number, offset) places it goes.
+type BlobTargets = (PackEntry, Vec<(usize, u64)>);
+
 /// A planned entry.
 pub struct PlannedFile {
     /// Path relative to the snapshot root.
@@ -90,11 +93,16 @@ fn build_globs(pats: &[String]) -> Result<GlobSet> {
     b.build().map_err(|e| Error::InvalidInput(format!("bad pattern: {e}")))
 }
 
-fn tmp_name(path: &Path) -> PathBuf {
+/// `.NAME.hydrabackup-tmp`, or with `.N` appended when `n > 0` (used when the snapshot itself
+/// holds a path of the plain temporary name).
+fn tmp_name(path: &Path, n: u32) -> PathBuf {
     let name = path.file_name().unwrap_or_default().as_bytes();
     let mut t = b".".to_vec();
     t.extend_from_slice(name);
     t.extend_from_slice(b".hydrabackup-tmp");
+    if n > 0 {
+        t.extend_from_slice(format!(".{n}").as_bytes());
+    }
     path.with_file_name(OsStr::from_bytes(&t))
 }
 
@@ -148,8 +156,8 @@ pub fn restore(
     summary.bytes = files.iter().map(|f| f.node.size).sum();
     progress.total(files.len() as u64, summary.bytes);
 
-    // Where each blob goes: pack → blob → (file, offset) list.
-    let mut by_pack: HashMap<Id, BTreeMap<u32, (PackEntry, Vec<(usize, u64)>)>> = HashMap::new();
+    // Where each blob goes: pack → blob (by offset) → (file, offset) list.
+    let mut by_pack: HashMap<Id, BTreeMap<u32, BlobTargets>> = HashMap::new();
     for (fi, f) in files.iter().enumerate() {
         let mut off = 0u64;
         for id in &f.node.content {
@@ -186,19 +194,38 @@ pub fn restore(
         }
     }
     fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    // Temporary names, chosen so that none is also a path this restore creates: otherwise a
+    // file named like another's temporary file would be overwritten by it (or block it).
+    let planned: HashSet<&Path> = dirs
+        .iter()
+        .map(|d| d.0.as_path())
+        .chain(files.iter().map(|f| f.rel.as_path()))
+        .chain(links.iter().map(|l| l.0.as_path()))
+        .collect();
+    let tmps: Vec<PathBuf> = files
+        .iter()
+        .map(|f| {
+            let mut n = 0;
+            let mut t = tmp_name(&f.rel, 0);
+            while planned.contains(t.as_path()) {
+                n += 1;
+                t = tmp_name(&f.rel, n);
+            }
+            target.join(t)
+        })
+        .collect();
     for (rel, _) in &dirs {
         let p = target.join(rel);
         fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
     }
     // Temporary files, sized up front (sparse where the content is zeros).
-    files.par_iter().try_for_each(|f| {
+    files.par_iter().zip(&tmps).try_for_each(|(f, tmp)| {
         let p = target.join(&f.rel);
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let tmp = tmp_name(&p);
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.set_len(f.node.size).map_err(|e| Error::io(&tmp, e))
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(tmp).map_err(|e| Error::io(tmp, e))?;
+        file.set_len(f.node.size).map_err(|e| Error::io(tmp, e))
     })?;
 
     let packs: Vec<_> = by_pack.into_iter().collect();
@@ -223,8 +250,8 @@ pub fn restore(
                 let file = match open.entry(fi) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {
-                        let tmp = tmp_name(&target.join(&files[fi].rel));
-                        v.insert(OpenOptions::new().write(true).open(&tmp).map_err(|er| Error::io(&tmp, er))?)
+                        let tmp = &tmps[fi];
+                        v.insert(OpenOptions::new().write(true).open(tmp).map_err(|er| Error::io(tmp, er))?)
                     }
                 };
                 file.write_all_at(&plain, off).map_err(|er| Error::io(&files[fi].rel, er))?;
@@ -234,18 +261,17 @@ pub fn restore(
         Ok(())
     })?;
 
-    files.par_iter().try_for_each(|f| -> Result<()> {
+    files.par_iter().zip(&tmps).try_for_each(|(f, tmp)| -> Result<()> {
         let p = target.join(&f.rel);
-        let tmp = tmp_name(&p);
-        let file = OpenOptions::new().write(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        let file = OpenOptions::new().write(true).open(tmp).map_err(|e| Error::io(tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(tmp, e))?;
         drop(file);
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(f.node.mode)).map_err(|e| Error::io(&tmp, e))?;
-        set_mtime(&tmp, f.node.mtime_ns, false).map_err(|e| Error::io(&tmp, e))?;
+        fs::set_permissions(tmp, fs::Permissions::from_mode(f.node.mode)).map_err(|e| Error::io(tmp, e))?;
+        set_mtime(tmp, f.node.mtime_ns, false).map_err(|e| Error::io(tmp, e))?;
         if p.is_dir() {
             return Err(Error::InvalidInput(format!("{} is a directory in the target; not replacing it with a file", p.display())));
         }
-        fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
+        fs::rename(tmp, &p).map_err(|e| Error::io(&p, e))?;
         progress.done(1, 0);
         Ok(())
     })?;

@@ -139,7 +139,7 @@ impl Index {
     fn seal(&mut self) {
         for t in [&mut self.data, &mut self.tree] {
             // Stable sort keeps the first-loaded location of a duplicate first.
-            t.sort_by(|a, b| a.id.cmp(&b.id));
+            t.sort_by_key(|e| e.id);
             t.dedup_by(|b, a| a.id == b.id);
             t.shrink_to_fit();
         }

@@ -1,0 +1,481 @@
+//! A stand-in for a running HydrAIDE server: keeps appending blocks to `.hyd`
+//! files and now and then compacts one (write `.compact`, rename over), until a
+//! stop file appears or a number of operations is done.
+//!
+//! Every state it leaves a file in is logged as one JSON line ([`LiveEvent`]):
+//! the file's length and a digest of its live set. A copy taken while this runs
+//! is correct if, cut to its loadable prefix, it matches one logged state.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::HydError;
+use super::churn::append_one_block;
+use super::datagen::{KeySet, SizeClass};
+use super::replay::{LiveSet, apply_entries, live_digest, replay_file};
+use super::rng::Rng;
+use super::walk::hyd_files;
+use super::writer::{HydWriter, write_compacted};
+
+/// Settings of [`live`].
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Seed for the choice of swamps and contents.
+    pub seed: u64,
+    /// Stop once this file exists.
+    pub stop_file: Option<PathBuf>,
+    /// Stop after this many operations.
+    pub ops: Option<u64>,
+    /// JSON-lines log to append to.
+    pub log: Option<PathBuf>,
+    /// Pause between operations.
+    pub interval: Duration,
+    /// Percentage of operations that compact a swamp instead of appending.
+    pub compact_percent: f64,
+    /// Most blocks appended by one operation.
+    pub max_blocks_per_op: u64,
+    /// Log the initial state of every `.hyd` file before starting (otherwise a
+    /// file's initial state is logged when it is first touched).
+    pub log_all_initial: bool,
+}
+
+impl Default for LiveConfig {
+    fn default() -> LiveConfig {
+        LiveConfig {
+            seed: 0,
+            stop_file: None,
+            ops: None,
+            log: None,
+            interval: Duration::from_millis(20),
+            compact_percent: 3.0,
+            max_blocks_per_op: 3,
+            log_all_initial: false,
+        }
+    }
+}
+
+/// What [`live`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveReport {
+    /// Operations done.
+    pub ops: u64,
+    /// Blocks appended.
+    pub blocks: u64,
+    /// Compactions done.
+    pub compactions: u64,
+    /// Distinct swamps touched.
+    pub swamps_touched: u64,
+}
+
+/// One line of the live log: a state a `.hyd` file was in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveEvent {
+    /// Operation number (0 for states logged before the first operation).
+    pub op: u64,
+    /// `initial`, `append` or `compact`.
+    pub event: String,
+    /// Path of the file relative to the data root, `/`-separated.
+    pub swamp: String,
+    /// File length in that state.
+    pub len: u64,
+    /// Number of live keys.
+    pub live: u64,
+    /// [`live_digest`] of the live set.
+    pub digest: u64,
+    /// Wall-clock time, unix milliseconds.
+    pub unix_ms: u64,
+}
+
+impl LiveEvent {
+    /// The event as one JSON object (no trailing newline).
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"op\":{},\"event\":{},\"swamp\":{},\"len\":{},\"live\":{},\"digest\":\"{:016x}\",\"unix_ms\":{}}}",
+            self.op,
+            json_str(&self.event),
+            json_str(&self.swamp),
+            self.len,
+            self.live,
+            self.digest,
+            self.unix_ms
+        )
+    }
+
+    /// Parses a line written by [`LiveEvent::to_json`].
+    pub fn from_json(line: &str) -> Option<LiveEvent> {
+        Some(LiveEvent {
+            op: json_field(line, "op")?.parse().ok()?,
+            event: json_unquote(json_field(line, "event")?)?,
+            swamp: json_unquote(json_field(line, "swamp")?)?,
+            len: json_field(line, "len")?.parse().ok()?,
+            live: json_field(line, "live")?.parse().ok()?,
+            digest: u64::from_str_radix(&json_unquote(json_field(line, "digest")?)?, 16).ok()?,
+            unix_ms: json_field(line, "unix_ms")?.parse().ok()?,
+        })
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The raw text of `"key":value` in a flat JSON object written by this module.
+fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":");
+    let start = line.find(&pat)? + pat.len();
+    let rest = &line[start..];
+    if rest.starts_with('"') {
+        let mut esc = false;
+        for (i, c) in rest.char_indices().skip(1) {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, '\\') => esc = true,
+                (false, '"') => return Some(&rest[..=i]),
+                _ => {}
+            }
+        }
+        None
+    } else {
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        Some(rest[..end].trim())
+    }
+}
+
+fn json_unquote(s: &str) -> Option<String> {
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut it = inner.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next()? {
+            'u' => {
+                let hex: String = it.by_ref().take(4).collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+            }
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// Reads a live log into events (unparsable lines are skipped).
+pub fn read_log(path: &Path) -> std::io::Result<Vec<LiveEvent>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter_map(LiveEvent::from_json)
+        .collect())
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+struct Slot {
+    name: String,
+    keys: KeySet,
+    live: LiveSet,
+    class: SizeClass,
+    writer: Option<HydWriter<File>>,
+}
+
+struct Logger {
+    file: Option<File>,
+    root: PathBuf,
+}
+
+impl Logger {
+    fn log(
+        &mut self,
+        op: u64,
+        event: &str,
+        path: &Path,
+        len: u64,
+        live: &LiveSet,
+    ) -> Result<(), HydError> {
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let rel = path.strip_prefix(&self.root).unwrap_or(path);
+        let swamp = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let ev = LiveEvent {
+            op,
+            event: event.to_owned(),
+            swamp,
+            len,
+            live: live.len() as u64,
+            digest: live_digest(live),
+            unix_ms: (now_ns() / 1_000_000) as u64,
+        };
+        let mut line = ev.to_json();
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
+        Ok(())
+    }
+}
+
+const MAX_OPEN_WRITERS: usize = 64;
+
+/// Runs the live writer on the `.hyd` files under `root`.
+pub fn live(root: &Path, cfg: &LiveConfig) -> Result<LiveReport, HydError> {
+    let files = hyd_files(root).map_err(|e| HydError::from(e).at(root))?;
+    if files.is_empty() {
+        return Err(HydError::Invalid(format!(
+            "no .hyd files under {}",
+            root.display()
+        )));
+    }
+    let file = match &cfg.log {
+        Some(p) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| HydError::from(e).at(p))?,
+        ),
+        None => None,
+    };
+    let mut logger = Logger {
+        file,
+        root: root.to_path_buf(),
+    };
+    let mut rng = Rng::new(cfg.seed);
+    let tag = format!("live{:x}", cfg.seed);
+    let mut slots: BTreeMap<PathBuf, Slot> = BTreeMap::new();
+    if cfg.log_all_initial {
+        for p in &files {
+            if let Ok(rep) = replay_file(p) {
+                logger.log(0, "initial", p, rep.len, &rep.live)?;
+            }
+        }
+    }
+    let mut report = LiveReport::default();
+    let result = run(
+        cfg,
+        &files,
+        &mut rng,
+        &tag,
+        &mut slots,
+        &mut logger,
+        &mut report,
+    );
+    // Close every writer (flushes nothing new: blocks are written whole).
+    let now = now_ns();
+    for (p, slot) in slots.iter_mut() {
+        if let Some(w) = slot.writer.take() {
+            w.close(now, false).map_err(|e| e.at(p))?;
+        }
+    }
+    report.swamps_touched = slots.len() as u64;
+    result.map(|()| report)
+}
+
+fn run(
+    cfg: &LiveConfig,
+    files: &[PathBuf],
+    rng: &mut Rng,
+    tag: &str,
+    slots: &mut BTreeMap<PathBuf, Slot>,
+    logger: &mut Logger,
+    report: &mut LiveReport,
+) -> Result<(), HydError> {
+    let mut op = 0u64;
+    loop {
+        if cfg.stop_file.as_deref().is_some_and(Path::exists) {
+            return Ok(());
+        }
+        if cfg.ops.is_some_and(|n| op >= n) {
+            return Ok(());
+        }
+        op += 1;
+        let Some(path) = rng.pick(files).cloned() else {
+            return Ok(());
+        };
+        if !slots.contains_key(&path) {
+            // A file that does not load (e.g. damaged on purpose) is left alone.
+            let Ok(rep) = replay_file(&path) else {
+                continue;
+            };
+            if !cfg.log_all_initial {
+                logger.log(op, "initial", &path, rep.len, &rep.live)?;
+            }
+            let class = match rep.len {
+                0..100_000 => SizeClass::Small,
+                100_000..5_000_000 => SizeClass::Medium,
+                _ => SizeClass::Large,
+            };
+            slots.insert(
+                path.clone(),
+                Slot {
+                    name: rep.name.clone().unwrap_or_default(),
+                    keys: KeySet::existing(&rep.live, tag),
+                    live: rep.live,
+                    class,
+                    writer: None,
+                },
+            );
+        }
+        let now = now_ns();
+        let open = slots.values().filter(|s| s.writer.is_some()).count();
+        if open >= MAX_OPEN_WRITERS {
+            if let Some((p, s)) = slots
+                .iter_mut()
+                .find(|(p, s)| s.writer.is_some() && **p != path)
+            {
+                if let Some(w) = s.writer.take() {
+                    w.close(now, false).map_err(|e| e.at(p))?;
+                }
+            }
+        }
+        let Some(slot) = slots.get_mut(&path) else {
+            continue;
+        };
+        if rng.percent(cfg.compact_percent) && !slot.live.is_empty() {
+            if let Some(w) = slot.writer.take() {
+                w.close(now, false).map_err(|e| e.at(&path))?;
+            }
+            let len = write_compacted(&path, &slot.name, &slot.live, rng, now)?;
+            logger.log(op, "compact", &path, len, &slot.live)?;
+            report.compactions += 1;
+        } else {
+            let w = match slot.writer.as_mut() {
+                Some(w) => w,
+                None => slot.writer.insert(HydWriter::open_append(&path)?),
+            };
+            for _ in 0..rng.range(1, cfg.max_blocks_per_op.max(1)) {
+                let batch = append_one_block(w, &mut slot.keys, slot.class, rng, now)
+                    .map_err(|e| e.at(&path))?;
+                apply_entries(&mut slot.live, &batch);
+                logger.log(op, "append", &path, w.len(), &slot.live)?;
+                report.blocks += 1;
+            }
+        }
+        report.ops = op;
+        if !cfg.interval.is_zero() {
+            std::thread::sleep(cfg.interval);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hyd::datagen::{GenConfig, generate};
+    use crate::hyd::naming::Layout;
+    use crate::hyd::replay::replay_bytes;
+    use crate::hyd::scan::{consistent_header, scan_bytes};
+
+    #[test]
+    fn json_round_trip() {
+        let e = LiveEvent {
+            op: 3,
+            event: "append".into(),
+            swamp: "12/ab\"c\\d/x.hyd".into(),
+            len: 99,
+            live: 4,
+            digest: 0xdead_beef,
+            unix_ms: 1,
+        };
+        assert_eq!(LiveEvent::from_json(&e.to_json()), Some(e));
+        assert_eq!(LiveEvent::from_json("{}"), None);
+    }
+
+    #[test]
+    fn copies_taken_while_live_match_logged_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        generate(
+            &root,
+            &GenConfig {
+                seed: 2,
+                swamps: 6,
+                total_size: Some(200_000),
+                v2_percent: 30.0,
+                v1_percent: 0.0,
+                layout: Layout::default(),
+            },
+        )
+        .unwrap();
+        let log = dir.path().join("live.jsonl");
+        let stop = dir.path().join("stop");
+        let cfg = LiveConfig {
+            seed: 5,
+            stop_file: Some(stop.clone()),
+            ops: Some(400),
+            log: Some(log.clone()),
+            interval: Duration::from_millis(1),
+            compact_percent: 10.0,
+            max_blocks_per_op: 3,
+            log_all_initial: true,
+        };
+        let r2 = root.clone();
+        let h = std::thread::spawn(move || live(&r2, &cfg));
+        // Copy files while the writer runs; every copy must cut to a logged state.
+        let mut copies = Vec::new();
+        for _ in 0..30 {
+            for p in hyd_files(&root).unwrap() {
+                if let Ok(bytes) = std::fs::read(&p) {
+                    let rel = p
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/");
+                    copies.push((rel, bytes));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        std::fs::write(&stop, b"").unwrap();
+        let rep = h.join().unwrap().unwrap();
+        assert!(rep.blocks > 0);
+        let events = read_log(&log).unwrap();
+        assert!(events.iter().any(|e| e.event == "append"));
+        let mut checked = 0;
+        for (rel, bytes) in copies {
+            let s = scan_bytes(&bytes);
+            assert!(
+                s.problem.as_ref().is_none_or(|p| p.is_tail()),
+                "{rel}: {:?}",
+                s.problem
+            );
+            let mut copy = bytes[..s.valid_len as usize].to_vec();
+            copy[..64].copy_from_slice(&consistent_header(&s).unwrap());
+            let r = replay_bytes(&copy).unwrap();
+            let d = live_digest(&r.live);
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.swamp == rel && e.len == s.valid_len && e.digest == d),
+                "{rel} at {} not a logged state",
+                s.valid_len
+            );
+            checked += 1;
+        }
+        assert!(checked > 0);
+    }
+}

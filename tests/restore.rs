@@ -1,0 +1,206 @@
+//! Restore options and safety: --include, --dry-run, --overwrite, temporary names, choosing an
+//! older snapshot.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// A small tree: top.txt, notes.md, dir1/{a.txt,b.log,sub/c.txt}, dir2/{d.txt,e.bin}.
+fn sample(src: &Path) {
+    write(&src.join("top.txt"), b"top");
+    write(&src.join("notes.md"), b"# notes");
+    write(&src.join("dir1/a.txt"), b"a");
+    write(&src.join("dir1/b.log"), b"b log");
+    write(&src.join("dir1/sub/c.txt"), b"c");
+    write(&src.join("dir2/d.txt"), b"d");
+    write(&src.join("dir2/e.bin"), &random_bytes(3, 50_000));
+}
+
+/// Relative paths of the regular files under `dir`.
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    scan(dir)
+        .into_iter()
+        .filter(|(_, e)| matches!(e.content, Content::File { .. }))
+        .map(|(k, _)| String::from_utf8(k).unwrap())
+        .collect()
+}
+
+fn set(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn include_glob_restores_only_matching_files() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    t.backup(&[&src]);
+
+    let out = t.path("txt");
+    let r = t.restore("latest", &out, &["--include", "*.txt"]);
+    let want = set(&["top.txt", "dir1/a.txt", "dir1/sub/c.txt", "dir2/d.txt"]);
+    assert_eq!(files_under(&out), want);
+    assert_eq!(r["files"], want.len(), "{r:#}");
+    for f in &want {
+        assert_eq!(fs::read(out.join(f)).unwrap(), fs::read(src.join(f)).unwrap(), "{f}");
+    }
+
+    // Two patterns, one of them anchored with a leading slash.
+    let out = t.path("two");
+    t.restore("latest", &out, &["--include", "/notes.md", "--include", "dir1/b.log"]);
+    assert_eq!(files_under(&out), set(&["notes.md", "dir1/b.log"]));
+
+    // A pattern matching nothing restores no file.
+    let out = t.path("none");
+    let r = t.restore("latest", &out, &["--include", "*.nothing"]);
+    assert_eq!(r["files"], 0);
+    assert!(!out.exists() || files_under(&out).is_empty());
+}
+
+#[test]
+fn include_of_a_directory_restores_its_subtree() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    t.backup(&[&src]);
+    let out = t.path("out");
+    t.restore("latest", &out, &["--include", "dir1"]);
+    assert_eq!(files_under(&out), set(&["dir1/a.txt", "dir1/b.log", "dir1/sub/c.txt"]));
+    assert_same_dir(&src.join("dir1"), &out.join("dir1"));
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    t.backup(&[&src]);
+    let out = t.path("out");
+    let r = t.restore("latest", &out, &["--dry-run"]);
+    assert_eq!(r["dry_run"], true);
+    let listed: BTreeSet<String> =
+        r["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    assert_eq!(listed, files_under(&src));
+    assert!(!out.exists(), "dry run created the target");
+
+    // Into an existing, non-empty folder: nothing changes there either.
+    fs::create_dir_all(&out).unwrap();
+    write(&out.join("top.txt"), b"mine");
+    let r = t.restore("latest", &out, &["--dry-run", "--include", "dir2"]);
+    assert_eq!(r["files"], 2);
+    assert_eq!(files_under(&out), set(&["top.txt"]));
+    assert_eq!(fs::read(out.join("top.txt")).unwrap(), b"mine");
+}
+
+#[test]
+fn non_empty_target_needs_overwrite() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    t.backup(&[&src]);
+    let out = t.path("out");
+    write(&out.join("top.txt"), b"precious");
+    write(&out.join("unrelated"), b"keep me");
+
+    let r = t.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    r.expect_code(1).expect_clean_error();
+    assert!(r.stderr.contains("--overwrite"), "{}", r.stderr);
+    assert_eq!(files_under(&out), set(&["top.txt", "unrelated"]));
+    assert_eq!(fs::read(out.join("top.txt")).unwrap(), b"precious");
+
+    t.restore("latest", &out, &["--overwrite"]);
+    assert_eq!(fs::read(out.join("top.txt")).unwrap(), b"top");
+    assert_eq!(fs::read(out.join("unrelated")).unwrap(), b"keep me");
+    let mut actual = scan(&out);
+    assert!(actual.remove(b"unrelated".as_slice()).is_some());
+    assert_same_tree(&scan(&src), &actual);
+}
+
+#[test]
+fn restore_of_an_older_snapshot_gives_its_content() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    let first_tree = scan(&src);
+    let first = t.backup(&[&src])["snapshot_id"].as_str().unwrap().to_string();
+    write(&src.join("top.txt"), b"changed");
+    fs::remove_file(src.join("dir1/b.log")).unwrap();
+    write(&src.join("new.txt"), b"new");
+    let second = t.backup(&[&src])["snapshot_id"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+
+    let out1 = t.path("out1");
+    t.restore(&first[..10], &out1, &[]);
+    assert_same_tree(&first_tree, &scan(&out1));
+    let out2 = t.path("out2");
+    t.restore("latest", &out2, &[]);
+    assert_same_dir(&src, &out2);
+}
+
+#[test]
+fn interrupted_restore_leaves_no_partial_file_under_a_real_name() {
+    // Damage the only data pack so restore fails after creating its temporary files and
+    // writing part of the data: nothing may appear under a real name that is not complete.
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    random_files(&src.join("more"), 5, 4, 400_000);
+    t.backup(&[&src]);
+    let data_pack = packs(&t.repo).into_iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    flip_bit(&data_pack, pack_blob_area(&data_pack) - 100);
+
+    let out = t.path("out");
+    let r = t.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0), "restore from a damaged pack succeeded: {r:?}");
+    r.expect_clean_error();
+    assert!(r.stderr.contains("damaged"), "{}", r.stderr);
+
+    let mut tmp_names = 0;
+    for (rel, e) in scan(&out) {
+        let Content::File { hash, .. } = e.content else { continue };
+        let name = Path::new(std::str::from_utf8(&rel).unwrap()).file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with('.') && name.ends_with(".hydrabackup-tmp") {
+            tmp_names += 1;
+        } else {
+            let src_file = src.join(std::str::from_utf8(&rel).unwrap());
+            assert_eq!(hash, hash_file(&src_file), "{} is under its real name but incomplete", show(&rel));
+        }
+    }
+    assert!(tmp_names > 0, "the restore was not interrupted mid-way (no temporary file left)");
+}
+
+#[test]
+fn successful_restore_leaves_no_temporary_names() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    random_files(&src.join("more"), 6, 20, 30_000);
+    t.backup(&[&src]);
+    let out = t.path("out");
+    write(&out.join("dir1/a.txt"), b"old content to be replaced");
+    t.restore("latest", &out, &["--overwrite"]);
+    for rel in scan(&out).keys() {
+        assert!(!show(rel).ends_with(".hydrabackup-tmp"), "temporary file left: {}", show(rel));
+    }
+    assert_same_dir(&src, &out);
+}
+
+#[test]
+fn files_named_like_temporary_files_restore_correctly() {
+    // A snapshot may itself contain `.NAME.hydrabackup-tmp` next to `NAME` (e.g. a backup of a
+    // folder an interrupted restore left behind); restore must not mix the two up.
+    let t = TestRepo::init();
+    let src = t.path("src");
+    write(&src.join("foo"), b"the real foo");
+    write(&src.join(".foo.hydrabackup-tmp"), b"a file that looks temporary");
+    write(&src.join("bar"), b"bar");
+    write(&src.join(".bar.hydrabackup-tmp/inside"), b"a directory that looks temporary");
+    t.backup(&[&src]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+}
