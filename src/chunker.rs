@@ -150,7 +150,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn params(seed: u64) -> ChunkerParams {
-        ChunkerParams { min: 256, avg: 1024, max: 4096, seed }
+        ChunkerParams {
+            min: 256,
+            avg: 1024,
+            max: 4096,
+            seed,
+        }
     }
 
     fn stream_all(c: &Chunker, data: &[u8], read_size: usize) -> Vec<Vec<u8>> {
@@ -202,7 +207,9 @@ mod tests {
 
     #[test]
     fn seed_changes_boundaries() {
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let a = Chunker::new(&params(1)).cut_all(&data);
         let b = Chunker::new(&params(2)).cut_all(&data);
         assert_ne!(a, b);

@@ -53,8 +53,13 @@ impl fmt::Debug for Id {
 }
 
 impl Serialize for Id {
+    /// Raw bytes in binary formats (CBOR); hex in human-readable ones (JSON output).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
     }
 }
 
@@ -74,7 +79,14 @@ impl<'de> Deserialize<'de> for Id {
             fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Id, E> {
                 self.visit_bytes(&v)
             }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
+                Id::from_hex(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
         }
-        d.deserialize_bytes(V)
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
     }
 }

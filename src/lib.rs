@@ -15,6 +15,7 @@ pub mod id;
 pub mod ops;
 pub mod repo;
 pub mod source;
+pub mod timespec;
 
 pub use error::{Error, Result};
 pub use id::Id;

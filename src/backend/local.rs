@@ -165,7 +165,10 @@ impl Backend for LocalBackend {
         if p.exists() {
             return Ok(());
         }
-        let dir = p.parent().expect("object paths have a parent").to_path_buf();
+        let dir = p
+            .parent()
+            .expect("object paths have a parent")
+            .to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| err("create", &dir, e))?;
         let tmpdir = self.root.join("tmp");
         fs::create_dir_all(&tmpdir).map_err(|e| err("create", &tmpdir, e))?;

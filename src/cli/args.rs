@@ -20,7 +20,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Repository location (a local or mounted path).
-    #[arg(short = 'r', long = "repo", env = "HYDRABACKUP_REPOSITORY", global = true)]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "HYDRABACKUP_REPOSITORY",
+        global = true
+    )]
     pub repo: Option<String>,
     /// Read the password from this file (first line).
     #[arg(long, env = "HYDRABACKUP_PASSWORD_FILE", global = true)]
@@ -59,6 +64,8 @@ pub enum Command {
     Ls(LsArgs),
     /// Restore a snapshot into a folder.
     Restore(RestoreArgs),
+    /// Show a snapshot's HydrAIDE catalogue: every Swamp with its facts.
+    Show(ShowArgs),
     /// Check the repository; with --read-data also every stored byte.
     Verify(VerifyArgs),
     /// Manage the passwords (keys) that open the repository.
@@ -85,9 +92,18 @@ pub struct InitArgs {
 /// `backup`.
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Files and directories to back up.
-    #[arg(required = true)]
+    /// Files and directories to back up (a HydrAIDE data root, typically).
+    #[arg(required_unless_present = "instance")]
     pub paths: Vec<PathBuf>,
+    /// Back up the data root of this HydrAIDE instance (from ~/.hydraide/metadata.json).
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Only capture Swamps modified since this time; older ones are taken from the parent.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show Swamp names in the decision log (they may be confidential).
+    #[arg(long)]
+    pub show_names: bool,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
@@ -128,11 +144,28 @@ pub struct LsArgs {
     pub path: Option<String>,
 }
 
+/// `show`.
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Only Swamps whose name matches this glob (e.g. `users/profiles/*`).
+    #[arg(long)]
+    pub swamp: Option<String>,
+}
+
 /// `restore`.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// Snapshot id (prefix) or `latest`.
-    pub snapshot: String,
+    #[arg(required_unless_present = "at")]
+    pub snapshot: Option<String>,
+    /// Restore the newest snapshot taken at or before this time instead of an id.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub at: Option<String>,
+    /// Only restore Swamps whose name matches this glob (repeatable).
+    #[arg(long = "swamp")]
+    pub swamps: Vec<String>,
     /// Folder to restore into.
     #[arg(long, short)]
     pub target: PathBuf,
@@ -156,6 +189,9 @@ pub struct VerifyArgs {
     /// Read only a subset: `N/M` (group N of M) or `P%`.
     #[arg(long, conflicts_with = "read_data")]
     pub read_data_subset: Option<String>,
+    /// Check only the data of Swamps whose name matches this glob (repeatable).
+    #[arg(long = "swamp")]
+    pub swamps: Vec<String>,
 }
 
 /// `key` subcommands.

@@ -4,6 +4,7 @@
 mod args;
 mod password;
 mod progress;
+mod show;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,7 +45,9 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();
-            if json {
+            // `verify` has already printed its report (with "ok": false) as the one JSON
+            // document on stdout; a second document would make the output unparsable.
+            if json && !matches!(e, Error::Damaged(_)) {
                 println!("{}", json!({"error": e.to_string(), "exit_code": code}));
             }
             eprintln!("hydrabackup: error: {e}");
@@ -87,11 +90,18 @@ fn human(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("JSON values serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values serialize")
+    );
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
@@ -112,7 +122,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cfg.compression = a.compression;
             let avg = a.chunk_avg.saturating_mul(1024);
             if !avg.is_power_of_two() {
-                return Err(Error::InvalidInput("--chunk-avg must be a power of two".into()));
+                return Err(Error::InvalidInput(
+                    "--chunk-avg must be a power of two".into(),
+                ));
             }
             cfg.chunker.avg = avg;
             cfg.chunker.min = (avg / 4).max(64);
@@ -120,22 +132,38 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let pw = password::password(g, true)?;
             let repo = Repository::init(b, &pw, kdf(g), cfg)?;
             if g.json {
-                print_json(&json!({"repository": repo.backend().location(), "id": repo.config().id.to_hex(), "key": repo.key_name()}));
+                print_json(
+                    &json!({"repository": repo.backend().location(), "id": repo.config().id.to_hex(), "key": repo.key_name()}),
+                );
             }
-            say(format!("created repository {} at {}", repo.config().id.short(), repo.backend().location()));
+            say(format!(
+                "created repository {} at {}",
+                repo.config().id.short(),
+                repo.backend().location()
+            ));
             say("keep the password safe: without it the data cannot be recovered".into());
             Ok(0)
         }
         Command::Backup(a) => {
+            let mut paths = a.paths;
+            if let Some(inst) = &a.instance {
+                paths.push(hydrabackup::source::instance_data_root(inst)?);
+            }
+            let since_ns = match &a.since {
+                Some(t) => Some(hydrabackup::timespec::parse(t)?.as_nanosecond() as i64),
+                None => None,
+            };
             let repo = open(g)?;
             let opts = BackupOptions {
-                paths: a.paths,
+                paths,
                 tags: a.tags,
                 host: a.host,
                 excludes: a.excludes,
                 dry_run: a.dry_run,
                 parent: a.parent,
                 force: a.force,
+                since_ns,
+                show_names: a.show_names,
             };
             let p = Arc::new(Progress::default());
             let disp = progress::start(p.clone(), "backup", !g.quiet && !g.json);
@@ -148,7 +176,29 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 v["parent"] = json!(out.parent.map(|i| i.to_hex()));
                 v["dry_run"] = json!(opts.dry_run);
                 v["source_errors"] = serde_json::to_value(&out.errors).expect("errors serialize");
+                v["quarantine"] =
+                    serde_json::to_value(&out.quarantine).expect("quarantine serializes");
+                if opts.dry_run {
+                    v["decisions"] =
+                        serde_json::to_value(&out.decisions).expect("decisions serialize");
+                }
                 print_json(&v);
+            }
+            if opts.dry_run && !g.quiet && !g.json {
+                for d in &out.decisions {
+                    let name = d
+                        .name
+                        .as_deref()
+                        .map(|n| format!(" [{n}]"))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<11} {}{name}: {} ({} read)",
+                        d.decision,
+                        d.path,
+                        d.reason,
+                        human(d.bytes_read)
+                    );
+                }
             }
             for e in &out.errors {
                 eprintln!("hydrabackup: warning: {}: {}", e.path, e.error);
@@ -157,13 +207,38 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 "files: {} new, {} changed, {} unchanged; {} dirs",
                 s.files_new, s.files_changed, s.files_unchanged, s.dirs
             ));
+            let swamps = s.swamps_new
+                + s.swamps_unchanged
+                + s.swamps_appended
+                + s.swamps_rewritten
+                + s.swamps_quarantined;
+            if swamps > 0 || s.swamps_gone > 0 {
+                say(format!(
+                    "swamps: {} new, {} unchanged, {} appended, {} rewritten, {} gone, {} quarantined",
+                    s.swamps_new,
+                    s.swamps_unchanged,
+                    s.swamps_appended,
+                    s.swamps_rewritten,
+                    s.swamps_gone,
+                    s.swamps_quarantined
+                ));
+            }
             say(format!(
                 "read {} in {} files; added {} ({} stored) in {} data blobs and {} tree blobs",
-                human(s.bytes_read), s.files_read, human(s.bytes_added), human(s.bytes_stored),
-                s.data_blobs_added, s.tree_blobs_added
+                human(s.bytes_read),
+                s.files_read,
+                human(s.bytes_added),
+                human(s.bytes_stored),
+                s.data_blobs_added,
+                s.tree_blobs_added
             ));
             match out.snapshot_id {
-                Some(id) => say(format!("snapshot {} saved ({} total, {:.2} s)", id.short(), human(s.total_bytes), s.duration_secs)),
+                Some(id) => say(format!(
+                    "snapshot {} saved ({} total, {:.2} s)",
+                    id.short(),
+                    human(s.total_bytes),
+                    s.duration_secs
+                )),
                 None => say("dry run: nothing was written".into()),
             }
             Ok(if out.errors.is_empty() { 0 } else { 3 })
@@ -183,15 +258,31 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         let mut v = serde_json::to_value(s).expect("snapshot serializes");
                         v["id"] = json!(id.to_hex());
                         v["short_id"] = json!(id.short());
+                        // Ids serialize as raw bytes (for CBOR); JSON readers want hex.
+                        v["tree"] = json!(s.tree.to_hex());
+                        v["parent"] = json!(s.parent.map(|p| p.to_hex()));
                         v
                     })
                     .collect();
                 print_json(&json!(v));
             } else if !g.quiet {
-                println!("{:<10} {:<26} {:<16} {:>10} {:<20} paths", "id", "time", "host", "size", "tags");
+                println!(
+                    "{:<10} {:<24} {:<16} {:>10} {:>8} {:<16} paths",
+                    "id", "time", "host", "size", "swamps", "tags"
+                );
                 for (id, s) in &snaps {
                     let t = s.timestamp().strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
-                    println!("{:<10} {:<26} {:<16} {:>10} {:<20} {}", id.short(), t, s.host, human(s.summary.total_bytes), s.tags.join(","), s.paths.join(" "));
+                    let sw = s.catalogue.as_ref().map_or(0, |c| c.swamps);
+                    println!(
+                        "{:<10} {:<24} {:<16} {:>10} {:>8} {:<16} {}",
+                        id.short(),
+                        t,
+                        s.host,
+                        human(s.summary.total_bytes),
+                        sw,
+                        s.tags.join(","),
+                        s.paths.join(" ")
+                    );
                 }
                 println!("{} snapshot(s)", snaps.len());
             }
@@ -201,7 +292,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let repo = open(g)?;
             let index = repo.load_index()?;
             let (_, snap) = repo.find_snapshot(&a.snapshot)?;
-            let prefix = a.path.as_deref().map(|p| PathBuf::from(p.trim_start_matches('/')));
+            let prefix = a
+                .path
+                .as_deref()
+                .map(|p| PathBuf::from(p.trim_start_matches('/')));
             let mut rows = Vec::new();
             walk_tree(&repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
                 if prefix.as_ref().is_none_or(|p| rel.starts_with(p)) {
@@ -217,7 +311,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 print_json(&json!(v));
             } else if !g.quiet {
                 for (p, n) in rows {
-                    let kind = match n.kind { NodeKind::Dir => 'd', NodeKind::File => '-', NodeKind::Symlink => 'l' };
+                    let kind = match n.kind {
+                        NodeKind::Dir => 'd',
+                        NodeKind::File => '-',
+                        NodeKind::Symlink => 'l',
+                    };
                     println!("{kind}{:04o} {:>12} /{p}", n.mode, n.size);
                 }
             }
@@ -227,8 +325,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let repo = open(g)?;
             let _lock = repo.lock(false, "restore")?;
             let index = repo.load_index()?;
-            let (id, snap) = repo.find_snapshot(&a.snapshot)?;
-            let opts = RestoreOptions { target: a.target, includes: a.includes, dry_run: a.dry_run, overwrite: a.overwrite };
+            let (id, snap) = match (&a.snapshot, &a.at) {
+                (_, Some(at)) => repo.find_snapshot_at(hydrabackup::timespec::parse(at)?)?,
+                (Some(s), None) => repo.find_snapshot(s)?,
+                (None, None) => {
+                    return Err(Error::InvalidInput(
+                        "give a snapshot id or --at TIME".into(),
+                    ));
+                }
+            };
+            let opts = RestoreOptions {
+                target: a.target,
+                includes: a.includes,
+                dry_run: a.dry_run,
+                overwrite: a.overwrite,
+                swamps: a.swamps,
+            };
             let p = Arc::new(Progress::default());
             let disp = progress::start(p.clone(), "restore", !g.quiet && !g.json);
             let s = restore(&repo, &index, &snap.tree, &opts, &p)?;
@@ -245,8 +357,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             say(format!(
                 "{} snapshot {}: {} files, {} dirs, {} symlinks, {} from {} packs",
-                if opts.dry_run { "would restore" } else { "restored" },
-                id.short(), s.files, s.dirs, s.symlinks, human(s.bytes), s.packs_read
+                if opts.dry_run {
+                    "would restore"
+                } else {
+                    "restored"
+                },
+                id.short(),
+                s.files,
+                s.dirs,
+                s.symlinks,
+                human(s.bytes),
+                s.packs_read
             ));
             Ok(0)
         }
@@ -259,7 +380,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             let p = Arc::new(Progress::default());
             let disp = progress::start(p.clone(), "verify", !g.quiet && !g.json);
-            let r = verify(&repo, &VerifyOptions { read_data, only_paths: None }, &p)?;
+            let only_swamps = if a.swamps.is_empty() {
+                None
+            } else {
+                Some(hydrabackup::ops::restore::swamp_globs(&a.swamps)?)
+            };
+            let r = verify(
+                &repo,
+                &VerifyOptions {
+                    read_data,
+                    only_swamps,
+                },
+                &p,
+            )?;
             drop(disp);
             if g.json {
                 let mut v = serde_json::to_value(&r).expect("report serializes");
@@ -267,7 +400,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 print_json(&v);
             } else {
                 for pr in &r.problems {
-                    eprintln!("damage: {}: {} ({} blob(s))", pr.object, pr.detail, pr.blobs.len());
+                    eprintln!(
+                        "damage: {}: {} ({} blob(s))",
+                        pr.object,
+                        pr.detail,
+                        pr.blobs.len()
+                    );
                     for af in pr.affected.iter().take(20) {
                         eprintln!("  affects snapshot {} file {}", af.snapshot, af.path);
                     }
@@ -277,21 +415,39 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 say(format!(
                     "checked {} snapshots, {} index files, {} packs, {} blobs; read {} packs ({}), {} blobs",
-                    r.snapshots, r.index_files, r.packs, r.blobs, r.packs_read, human(r.bytes_read), r.blobs_read
+                    r.snapshots,
+                    r.index_files,
+                    r.packs,
+                    r.blobs,
+                    r.packs_read,
+                    human(r.bytes_read),
+                    r.blobs_read
                 ));
                 if !r.unreferenced_packs.is_empty() {
-                    say(format!("{} pack(s) are in no index (left by an interrupted backup; harmless)", r.unreferenced_packs.len()));
+                    say(format!(
+                        "{} pack(s) are in no index (left by an interrupted backup; harmless)",
+                        r.unreferenced_packs.len()
+                    ));
                 }
                 if r.ok() {
                     say("no errors were found".into());
                 }
             }
-            if r.ok() { Ok(0) } else { Err(Error::Damaged(r.problems.len())) }
+            if r.ok() {
+                Ok(0)
+            } else {
+                Err(Error::Damaged(r.problems.len()))
+            }
         }
+        Command::Show(a) => show::run(g, &open(g)?, a),
         Command::Key(k) => key_cmd(g, k),
         Command::Unlock(a) => {
             let repo = open(g)?;
-            let removed = hydrabackup::repo::lock::unlock(repo.backend().as_ref(), repo.keys().seal_key(), a.remove_all)?;
+            let removed = hydrabackup::repo::lock::unlock(
+                repo.backend().as_ref(),
+                repo.keys().seal_key(),
+                a.remove_all,
+            )?;
             if g.json {
                 print_json(&json!({"removed": removed}));
             }
@@ -320,7 +476,13 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             } else if !g.quiet {
                 for (n, kf) in keys {
                     let cur = if n == repo.key_name() { "*" } else { " " };
-                    println!("{cur}{} {:<12} {:<16} {}", &n[..12], kf.user, kf.host, kf.created);
+                    println!(
+                        "{cur}{} {:<12} {:<16} {}",
+                        &n[..12],
+                        kf.user,
+                        kf.host,
+                        kf.created
+                    );
                 }
             }
         }
@@ -358,7 +520,11 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             if g.json {
                 print_json(&json!({"added": name, "removed": repo.key_name()}));
             }
-            say(format!("password changed: key {} replaces {}", &name[..12], &repo.key_name()[..12]));
+            say(format!(
+                "password changed: key {} replaces {}",
+                &name[..12],
+                &repo.key_name()[..12]
+            ));
         }
     }
     Ok(0)

@@ -13,12 +13,29 @@ fn first_line(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn from_file(p: &Path) -> Result<Vec<u8>> {
-    let b = std::fs::read(p).map_err(|e| Error::InvalidInput(format!("cannot read password file {}: {e}", p.display())))?;
+    let b = std::fs::read(p).map_err(|e| {
+        Error::InvalidInput(format!("cannot read password file {}: {e}", p.display()))
+    })?;
     Ok(first_line(&b))
 }
 
-/// The password to open (or create) the repository.
+/// An empty password would let anyone open the repository; refused for new keys.
+fn non_empty(p: Vec<u8>) -> Result<Vec<u8>> {
+    if p.is_empty() {
+        return Err(Error::InvalidInput(
+            "an empty password is not allowed".into(),
+        ));
+    }
+    Ok(p)
+}
+
+/// The password to open (or, with `confirm`, create) the repository.
 pub fn password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
+    let p = given_password(g, confirm)?;
+    if confirm { non_empty(p) } else { Ok(p) }
+}
+
+fn given_password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
     if let Some(cmd) = &g.password_command {
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -27,7 +44,10 @@ pub fn password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
             .output()
             .map_err(|e| Error::InvalidInput(format!("password command failed to start: {e}")))?;
         if !out.status.success() {
-            return Err(Error::InvalidInput(format!("password command exited with {}", out.status)));
+            return Err(Error::InvalidInput(format!(
+                "password command exited with {}",
+                out.status
+            )));
         }
         return Ok(first_line(&out.stdout));
     }
@@ -43,10 +63,10 @@ pub fn password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
 /// A new password for `key add` / `key passwd`.
 pub fn new_password(file: Option<&Path>) -> Result<Vec<u8>> {
     if let Some(p) = file {
-        return from_file(p);
+        return non_empty(from_file(p)?);
     }
     if let Ok(p) = std::env::var("HYDRABACKUP_NEW_PASSWORD") {
-        return Ok(p.into_bytes());
+        return non_empty(p.into_bytes());
     }
     prompt("enter new password: ", true)
 }
@@ -57,13 +77,16 @@ fn prompt(msg: &str, confirm: bool) -> Result<Vec<u8>> {
     }
     let p = rpassword::prompt_password(msg).map_err(|_| Error::NoPassword)?;
     if confirm {
-        let again = rpassword::prompt_password("enter it again: ").map_err(|_| Error::NoPassword)?;
+        let again =
+            rpassword::prompt_password("enter it again: ").map_err(|_| Error::NoPassword)?;
         if again != p {
             return Err(Error::InvalidInput("the passwords do not match".into()));
         }
     }
     if p.is_empty() {
-        return Err(Error::InvalidInput("an empty password is not allowed".into()));
+        return Err(Error::InvalidInput(
+            "an empty password is not allowed".into(),
+        ));
     }
     Ok(p.into_bytes())
 }

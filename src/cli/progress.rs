@@ -26,8 +26,10 @@ pub fn start(p: Arc<Progress>, label: &'static str, enabled: bool) -> Display {
     let handle = std::thread::spawn(move || {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+            )
+            .expect("valid template"),
         );
         bar.set_prefix(label);
         while !s2.load(Ordering::Relaxed) {
@@ -39,7 +41,10 @@ pub fn start(p: Arc<Progress>, label: &'static str, enabled: bool) -> Display {
         }
         bar.finish_and_clear();
     });
-    Display { stop, handle: Some(handle) }
+    Display {
+        stop,
+        handle: Some(handle),
+    }
 }
 
 impl Drop for Display {

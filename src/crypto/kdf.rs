@@ -34,8 +34,7 @@ const MAX_PARALLELISM: u32 = 64;
 
 /// Derives a 32-byte key from `password` and `salt`.
 pub fn derive_key(password: &[u8], salt: &[u8], p: &KdfParams) -> Result<[u8; 32]> {
-    if p.mem_kib > MAX_MEM_KIB || p.iterations > MAX_ITERATIONS || p.parallelism > MAX_PARALLELISM
-    {
+    if p.mem_kib > MAX_MEM_KIB || p.iterations > MAX_ITERATIONS || p.parallelism > MAX_PARALLELISM {
         return Err(Error::corrupt("key file", "KDF parameters out of range"));
     }
     let params = argon2::Params::new(p.mem_kib, p.iterations, p.parallelism, Some(32))

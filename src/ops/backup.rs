@@ -19,9 +19,10 @@ use crate::ops::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
 use crate::repo::index::Index;
-use crate::repo::snapshot::{Snapshot, SnapshotSummary};
-use crate::repo::tree::{Node, NodeKind, Tree};
+use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
+use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
+use crate::source::hydraide::{Capture, HydChunking, HydParent, capture};
 use crate::source::{Excludes, node_from_metadata};
 use crate::{Error, Id, Result};
 
@@ -42,6 +43,27 @@ pub struct BackupOptions {
     pub parent: Option<String>,
     /// Re-read every file even if the parent says it is unchanged.
     pub force: bool,
+    /// Only capture Swamps modified at or after this time (unix ns); older ones that the
+    /// parent holds are taken from it unread.
+    pub since_ns: Option<i64>,
+    /// Show Swamp names in the decision log (they may be confidential).
+    pub show_names: bool,
+}
+
+/// What happened to one Swamp, for the decision log and the quarantine report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwampDecision {
+    /// Path of the `.hyd` file or V1 folder.
+    pub path: String,
+    /// Swamp name, only with `show_names`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// new, unchanged, appended, rewritten or quarantined.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+    /// Bytes read from the source for it.
+    pub bytes_read: u64,
 }
 
 /// A source file that could not be backed up.
@@ -64,11 +86,42 @@ pub struct BackupOutcome {
     pub summary: SnapshotSummary,
     /// Files that could not be read.
     pub errors: Vec<SourceError>,
+    /// Swamps stored raw because no consistent copy could be made.
+    pub quarantine: Vec<SwampDecision>,
+    /// Per-Swamp decisions (filled for dry runs).
+    pub decisions: Vec<SwampDecision>,
 }
 
 struct FileJob {
     idx: usize,
     path: PathBuf,
+    kind: JobKind,
+}
+
+/// How a file is read.
+enum JobKind {
+    /// Whole, with the generic chunker.
+    Plain,
+    /// A `.hyd` file: consistent capture, incremental against the parent if possible.
+    Hyd(Option<HydParent>),
+    /// Bytes already read (members of a V1 Swamp folder, captured together).
+    Bytes(Vec<u8>),
+}
+
+/// What a reader learned about one file.
+struct FileDone {
+    /// Chunks sent for it.
+    chunks: u32,
+    /// Stored length.
+    size: u64,
+    /// Bytes read from the source.
+    read: u64,
+    /// Blob ids reused from the parent, inserted before chunk `reuse_at`.
+    reuse: Vec<Id>,
+    reuse_at: u32,
+    /// Swamp facts (for `.hyd` files).
+    swamp: Option<SwampInfo>,
+    error: Option<String>,
 }
 
 struct ChunkJob {
@@ -79,7 +132,7 @@ struct ChunkJob {
 
 enum Event {
     Chunk { file: usize, seq: u32, id: Id },
-    FileDone { file: usize, chunks: u32, size: u64, error: Option<String> },
+    FileDone { file: usize, done: FileDone },
 }
 
 /// A directory being assembled: nodes whose content may still be in the pipeline.
@@ -98,12 +151,23 @@ struct Walker<'a> {
     index: &'a Index,
     excludes: Excludes,
     force: bool,
+    since_ns: Option<i64>,
     files_tx: Sender<FileJob>,
     next_file: usize,
     pending_paths: Vec<PathBuf>,
     summary: SnapshotSummary,
     errors: Vec<SourceError>,
+    /// Swamps of the parent matched by path (to count the ones gone).
+    parent_swamps_seen: u64,
     progress: &'a Progress,
+}
+
+/// Whether a node of the parent snapshot still describes the file as it is now.
+fn unchanged(old: &Node, node: &Node) -> bool {
+    old.size == node.size
+        && old.mtime_ns == node.mtime_ns
+        && old.ctime_ns == node.ctime_ns
+        && old.inode == node.inode
 }
 
 impl Walker<'_> {
@@ -119,6 +183,27 @@ impl Walker<'_> {
         });
     }
 
+    fn all_indexed(&self, content: &[Id]) -> bool {
+        content
+            .iter()
+            .all(|id| self.index.contains(BlobType::Data, id))
+    }
+
+    fn queue(&mut self, path: &Path, size: u64, kind: JobKind) -> usize {
+        let idx = self.next_file;
+        self.next_file += 1;
+        self.pending_paths.push(path.to_path_buf());
+        self.progress.total(1, size);
+        // A send fails only when every reader has stopped (writer failure); the file then stays
+        // pending and the run reports the writer's error.
+        let _ = self.files_tx.send(FileJob {
+            idx,
+            path: path.to_path_buf(),
+            kind,
+        });
+        idx
+    }
+
     fn entry(&mut self, path: &Path, name: &[u8], parent: Option<&Tree>) -> Option<Draft> {
         if self.excludes.is_excluded(path) {
             return None;
@@ -131,17 +216,41 @@ impl Walker<'_> {
             }
         };
         let mut node = node_from_metadata(name, &md)?;
+        let old = parent
+            .and_then(|t| t.find(name))
+            .filter(|o| o.kind == node.kind);
         match node.kind {
             NodeKind::Dir => {
                 self.summary.dirs += 1;
                 let sub = self.parent_subtree(parent, name);
-                let dir = self.dir(path, sub.as_ref());
-                Some(Draft { node, pending: None, dir: Some(dir) })
+                match crate::hyd::v1::detect_v1_swamp(path) {
+                    Ok(Some(_)) => {
+                        let (dir, info) = self.v1_swamp(path, old, sub.as_ref());
+                        node.swamp = Some(info);
+                        Some(Draft {
+                            node,
+                            pending: None,
+                            dir: Some(dir),
+                        })
+                    }
+                    _ => {
+                        let dir = self.dir(path, sub.as_ref());
+                        Some(Draft {
+                            node,
+                            pending: None,
+                            dir: Some(dir),
+                        })
+                    }
+                }
             }
             NodeKind::Symlink => match std::fs::read_link(path) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
-                    Some(Draft { node, pending: None, dir: None })
+                    Some(Draft {
+                        node,
+                        pending: None,
+                        dir: None,
+                    })
                 }
                 Err(e) => {
                     self.error(path, e);
@@ -149,33 +258,63 @@ impl Walker<'_> {
                 }
             },
             NodeKind::File => {
-                let old = parent.and_then(|t| t.find(name)).filter(|o| o.kind == NodeKind::File);
+                // HydrAIDE's compaction output: a moment later it is renamed over the Swamp.
+                if name.ends_with(b".hyd.compact") {
+                    return None;
+                }
+                let is_hyd = name.ends_with(b".hyd");
                 self.summary.total_bytes += node.size;
+                if is_hyd && old.is_some_and(|o| o.swamp.is_some()) {
+                    self.parent_swamps_seen += 1;
+                }
                 if let Some(o) = old
                     && !self.force
-                    && o.size == node.size
-                    && o.mtime_ns == node.mtime_ns
-                    && o.ctime_ns == node.ctime_ns
-                    && o.inode == node.inode
-                    && o.content.iter().all(|id| self.index.contains(BlobType::Data, id))
+                    && self.all_indexed(&o.content)
+                    && (unchanged(o, &node)
+                        || (is_hyd && self.since_ns.is_some_and(|s| node.mtime_ns < s)))
                 {
                     self.summary.files_unchanged += 1;
                     node.content = o.content.clone();
-                    return Some(Draft { node, pending: None, dir: None });
+                    node.size = o.size;
+                    node.swamp = o.swamp.clone().map(|mut s| {
+                        s.decision = "unchanged".into();
+                        s
+                    });
+                    if is_hyd {
+                        self.summary.swamps_unchanged += 1;
+                    }
+                    return Some(Draft {
+                        node,
+                        pending: None,
+                        dir: None,
+                    });
                 }
                 if old.is_some() {
                     self.summary.files_changed += 1;
                 } else {
                     self.summary.files_new += 1;
                 }
-                let idx = self.next_file;
-                self.next_file += 1;
-                self.pending_paths.push(path.to_path_buf());
-                self.progress.total(1, node.size);
-                // A send fails only when every reader has stopped (writer failure); the file
-                // then stays pending and the run reports the writer's error.
-                let _ = self.files_tx.send(FileJob { idx, path: path.to_path_buf() });
-                Some(Draft { node, pending: Some(idx), dir: None })
+                let kind = if is_hyd {
+                    let parent = old
+                        .filter(|o| {
+                            !self.force && o.swamp.is_some() && self.all_indexed(&o.content)
+                        })
+                        .map(|o| HydParent {
+                            inode: o.inode,
+                            size: o.size,
+                            content: o.content.clone(),
+                            swamp: o.swamp.clone().unwrap_or_default(),
+                        });
+                    JobKind::Hyd(parent)
+                } else {
+                    JobKind::Plain
+                };
+                let idx = self.queue(path, node.size, kind);
+                Some(Draft {
+                    node,
+                    pending: Some(idx),
+                    dir: None,
+                })
             }
         }
     }
@@ -203,6 +342,126 @@ impl Walker<'_> {
         }
         DirDraft { entries }
     }
+
+    /// A V1 Swamp folder is captured as one unit: its files are read together and read again
+    /// if any of them changed meanwhile, so `meta` and chunks come from the same moment.
+    fn v1_swamp(
+        &mut self,
+        path: &Path,
+        old: Option<&Node>,
+        parent: Option<&Tree>,
+    ) -> (DirDraft, SwampInfo) {
+        if old.is_some_and(|o| o.swamp.is_some()) {
+            self.parent_swamps_seen += 1;
+        }
+        let meta = crate::hyd::v1::read_meta(path);
+        let mut info = SwampInfo {
+            name: meta.as_ref().map(|m| m.swamp_name.clone()),
+            format: 1,
+            created_ns: meta.as_ref().map_or(0, |m| m.created_at),
+            modified_ns: meta.as_ref().map_or(0, |m| m.updated_at),
+            ..SwampInfo::default()
+        };
+        let snapshot = |p: &Path| -> std::io::Result<Vec<(Vec<u8>, Node)>> {
+            let mut v = Vec::new();
+            for e in std::fs::read_dir(p)? {
+                let e = e?;
+                let name = e.file_name().as_bytes().to_vec();
+                let md = std::fs::symlink_metadata(e.path())?;
+                if let Some(n) = node_from_metadata(&name, &md).filter(|n| n.kind == NodeKind::File)
+                {
+                    v.push((name, n));
+                }
+            }
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(v)
+        };
+        let same = |a: &[(Vec<u8>, Node)], b: &[(Vec<u8>, Node)]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x.0 == y.0 && unchanged(&x.1, &y.1))
+        };
+        // Everything as in the parent: reuse without reading.
+        if let (Ok(before), Some(pt), false) = (snapshot(path), parent, self.force)
+            && before.len() == pt.nodes.iter().filter(|n| n.kind == NodeKind::File).count()
+            && before.iter().all(|(name, n)| {
+                pt.find(name).is_some_and(|o| {
+                    o.kind == NodeKind::File && unchanged(o, n) && self.all_indexed(&o.content)
+                })
+            })
+        {
+            self.summary.swamps_unchanged += 1;
+            info.decision = "unchanged".into();
+            let mut entries = Vec::new();
+            for (name, mut n) in before {
+                let o = pt.find(&name).expect("checked above");
+                n.content = o.content.clone();
+                self.summary.files_unchanged += 1;
+                self.summary.total_bytes += n.size;
+                entries.push(Draft {
+                    node: n,
+                    pending: None,
+                    dir: None,
+                });
+            }
+            return (DirDraft { entries }, info);
+        }
+        let mut captured = None;
+        for attempt in 0..4u32 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
+            }
+            let Ok(before) = snapshot(path) else { continue };
+            let mut datas = Vec::new();
+            for (name, _) in &before {
+                match std::fs::read(path.join(std::ffi::OsStr::from_bytes(name))) {
+                    Ok(d) => datas.push(d),
+                    Err(_) => break,
+                }
+            }
+            if datas.len() == before.len()
+                && snapshot(path).is_ok_and(|after| same(&before, &after))
+            {
+                captured = Some((before, datas));
+                break;
+            }
+        }
+        info.decision = if old.is_some() { "rewritten" } else { "new" }.into();
+        let Some((nodes, datas)) = captured else {
+            // Kept changing: fall back to reading each file on its own, and say so.
+            info.decision = "quarantined".into();
+            info.problem = Some("V1 Swamp folder kept changing while it was read".into());
+            self.summary.swamps_quarantined += 1;
+            self.error(
+                path,
+                "V1 Swamp folder kept changing while it was read; files stored one by one",
+            );
+            return (self.dir(path, parent), info);
+        };
+        if old.is_some() {
+            self.summary.swamps_rewritten += 1;
+        } else {
+            self.summary.swamps_new += 1;
+        }
+        let mut entries = Vec::new();
+        for ((name, n), data) in nodes.into_iter().zip(datas) {
+            let p = path.join(std::ffi::OsStr::from_bytes(&name));
+            self.summary.total_bytes += n.size;
+            if parent.and_then(|t| t.find(&name)).is_some() {
+                self.summary.files_changed += 1;
+            } else {
+                self.summary.files_new += 1;
+            }
+            let idx = self.queue(&p, n.size, JobKind::Bytes(data));
+            entries.push(Draft {
+                node: n,
+                pending: Some(idx),
+                dir: None,
+            });
+        }
+        (DirDraft { entries }, info)
+    }
 }
 
 /// Shared state of the chunk workers.
@@ -225,49 +484,146 @@ impl Workers<'_> {
             if new {
                 let b = seal_blob(self.repo.keys(), BlobType::Data, id, &job.data, level);
                 self.blobs_added.fetch_add(1, Ordering::Relaxed);
-                self.bytes_added.fetch_add(job.data.len() as u64, Ordering::Relaxed);
-                self.bytes_stored.fetch_add(b.sealed.len() as u64, Ordering::Relaxed);
+                self.bytes_added
+                    .fetch_add(job.data.len() as u64, Ordering::Relaxed);
+                self.bytes_stored
+                    .fetch_add(b.sealed.len() as u64, Ordering::Relaxed);
                 if blobs.send(b).is_err() {
                     return;
                 }
             }
-            let _ = events.send(Event::Chunk { file: job.file, seq: job.seq, id });
+            let _ = events.send(Event::Chunk {
+                file: job.file,
+                seq: job.seq,
+                id,
+            });
         }
     }
 }
 
-fn read_file(
-    job: &FileJob,
-    chunker: &Chunker,
-    buf: &mut Vec<u8>,
-    chunks: &Sender<ChunkJob>,
-    progress: &Progress,
-) -> (u32, u64, Option<String>) {
-    let f = match File::open(&job.path) {
-        Ok(f) => f,
-        Err(e) => return (0, 0, Some(e.to_string())),
-    };
-    let mut stream = ChunkStream::new(chunker, f, buf);
-    let (mut seq, mut size) = (0u32, 0u64);
-    loop {
-        match stream.next_chunk() {
-            Ok(Some(c)) => {
-                size += c.len() as u64;
-                progress.done(0, c.len() as u64);
-                let job = ChunkJob { file: job.idx, seq, data: c.to_vec() };
-                seq += 1;
-                if chunks.send(job).is_err() {
-                    return (seq, size, Some("backup aborted".into()));
+/// One reader thread's tools.
+struct Reader<'a> {
+    chunker: &'a Chunker,
+    hyd: HydChunking,
+    buf: Vec<u8>,
+    chunks: Sender<ChunkJob>,
+    progress: &'a Progress,
+}
+
+impl Reader<'_> {
+    fn send(&self, file: usize, seq: &mut u32, data: Vec<u8>) -> bool {
+        self.progress.done(0, data.len() as u64);
+        let job = ChunkJob {
+            file,
+            seq: *seq,
+            data,
+        };
+        *seq += 1;
+        self.chunks.send(job).is_ok()
+    }
+
+    fn read(&mut self, job: FileJob) -> FileDone {
+        let mut done = FileDone {
+            chunks: 0,
+            size: 0,
+            read: 0,
+            reuse: Vec::new(),
+            reuse_at: 0,
+            swamp: None,
+            error: None,
+        };
+        match job.kind {
+            JobKind::Plain => self.read_plain(job.idx, &job.path, &mut done),
+            JobKind::Bytes(data) => {
+                let mut seq = 0;
+                let mut pos = 0;
+                done.size = data.len() as u64;
+                done.read = data.len() as u64;
+                for n in self.chunker.cut_all(&data) {
+                    if !self.send(job.idx, &mut seq, data[pos..pos + n].to_vec()) {
+                        done.error = Some("backup aborted".into());
+                        break;
+                    }
+                    pos += n;
+                }
+                done.chunks = seq;
+            }
+            JobKind::Hyd(parent) => match capture(&job.path, parent.as_ref(), &self.hyd) {
+                Ok(Capture::Captured(c)) => {
+                    let mut seq = 0;
+                    done.size = c.size;
+                    done.read = c.bytes_read;
+                    done.reuse = c.reuse;
+                    done.reuse_at = 1;
+                    done.swamp = Some(c.swamp);
+                    let mut ok = self.send(job.idx, &mut seq, c.header_blob);
+                    for ch in c.chunks {
+                        ok = ok && self.send(job.idx, &mut seq, ch);
+                    }
+                    if !ok {
+                        done.error = Some("backup aborted".into());
+                    }
+                    done.chunks = seq;
+                }
+                Ok(Capture::Quarantine { reason, mut swamp }) => {
+                    // Never lose data: store the bytes as they are, and report the file.
+                    self.read_plain(job.idx, &job.path, &mut done);
+                    swamp.decision = "quarantined".into();
+                    swamp.problem = Some(reason);
+                    swamp.tail = None;
+                    done.swamp = Some(swamp);
+                }
+                Err(e) => done.error = Some(e.to_string()),
+            },
+        }
+        done
+    }
+
+    fn read_plain(&mut self, file: usize, path: &Path, done: &mut FileDone) {
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                done.error = Some(e.to_string());
+                return;
+            }
+        };
+        let mut stream = ChunkStream::new(self.chunker, f, &mut self.buf);
+        let mut seq = 0u32;
+        loop {
+            match stream.next_chunk() {
+                Ok(Some(c)) => {
+                    done.size += c.len() as u64;
+                    self.progress.done(0, c.len() as u64);
+                    let cj = ChunkJob {
+                        file,
+                        seq,
+                        data: c.to_vec(),
+                    };
+                    seq += 1;
+                    if self.chunks.send(cj).is_err() {
+                        done.error = Some("backup aborted".into());
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    done.error = Some(e.to_string());
+                    break;
                 }
             }
-            Ok(None) => return (seq, size, None),
-            Err(e) => return (seq, size, Some(e.to_string())),
         }
+        done.chunks = seq;
+        done.read = done.size;
     }
 }
 
 /// Resolves the parent snapshot for these options.
-fn find_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
+fn find_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    host: &str,
+    paths: &[String],
+) -> Result<Option<(Id, Snapshot)>> {
     if let Some(p) = &opts.parent {
         return repo.find_snapshot(p).map(Some);
     }
@@ -282,11 +638,17 @@ fn find_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[Str
 }
 
 /// Runs a backup.
-pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = jiff::Timestamp::now();
     if opts.paths.is_empty() {
-        return Err(Error::InvalidInput("nothing to back up: give at least one path".into()));
+        return Err(Error::InvalidInput(
+            "nothing to back up: give at least one path".into(),
+        ));
     }
     let mut paths = Vec::new();
     for p in &opts.paths {
@@ -298,7 +660,11 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     paths.dedup();
     let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
-    let _lock = if opts.dry_run { None } else { Some(repo.lock(false, "backup")?) };
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(repo.lock(false, "backup")?)
+    };
     let index = repo.load_index()?;
     let parent = find_parent(repo, opts, &host, &path_strings)?;
     let parent_root = match &parent {
@@ -307,7 +673,10 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     };
 
     let chunker = Chunker::new(&repo.config().chunker);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let hyd = repo.config().hyd_chunker;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let writer = PackWriter::new(repo, 2, opts.dry_run);
     let workers = Workers {
         repo,
@@ -317,6 +686,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         bytes_added: AtomicU64::new(0),
         bytes_stored: AtomicU64::new(0),
     };
+    let excludes = Excludes::new(&opts.excludes)?;
     let (files_tx, files_rx) = bounded::<FileJob>(1024);
     let (chunks_tx, chunks_rx) = bounded::<ChunkJob>(4 * cores);
     let (events_tx, events_rx) = unbounded::<Event>();
@@ -325,17 +695,24 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     let (root, mut walker) = std::thread::scope(|s| {
         for _ in 0..2 {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
-            let (chunker, progress, writer, files_read) = (&chunker, progress, &writer, &files_read);
+            let (chunker, writer, files_read) = (&chunker, &writer, &files_read);
             s.spawn(move || {
-                let mut buf = Vec::new();
+                let mut reader = Reader {
+                    chunker,
+                    hyd,
+                    buf: Vec::new(),
+                    chunks: tx,
+                    progress,
+                };
                 for job in rx.iter() {
                     if writer.failed() {
                         break;
                     }
-                    let (chunks, size, error) = read_file(&job, chunker, &mut buf, &tx, progress);
+                    let file = job.idx;
+                    let done = reader.read(job);
                     files_read.fetch_add(1, Ordering::Relaxed);
                     progress.done(1, 0);
-                    let _ = ev.send(Event::FileDone { file: job.idx, chunks, size, error });
+                    let _ = ev.send(Event::FileDone { file, done });
                 }
             });
         }
@@ -348,16 +725,15 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         let mut walker = Walker {
             repo,
             index: &index,
-            excludes: match Excludes::new(&opts.excludes) {
-                Ok(e) => e,
-                Err(e) => return Err(e),
-            },
+            excludes,
             force: opts.force,
+            since_ns: opts.since_ns,
             files_tx,
             next_file: 0,
             pending_paths: Vec::new(),
             summary: SnapshotSummary::default(),
             errors: Vec::new(),
+            parent_swamps_seen: 0,
             progress,
         };
         let root = if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
@@ -366,7 +742,10 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
             let mut entries = Vec::new();
             let mut names = HashSet::new();
             for p in &paths {
-                let name = p.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_else(|| b"root".to_vec());
+                let name = p
+                    .file_name()
+                    .map(|n| n.as_bytes().to_vec())
+                    .unwrap_or_else(|| b"root".to_vec());
                 if !names.insert(name.clone()) {
                     return Err(Error::InvalidInput(format!(
                         "two paths share the name {:?}; back them up separately",
@@ -388,12 +767,12 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
 
     // Collect chunk ids per file.
     let mut contents: HashMap<usize, Vec<(u32, Id)>> = HashMap::new();
-    let mut done: HashMap<usize, (u32, u64, Option<String>)> = HashMap::new();
+    let mut done: HashMap<usize, FileDone> = HashMap::new();
     for ev in events_rx.iter() {
         match ev {
             Event::Chunk { file, seq, id } => contents.entry(file).or_default().push((seq, id)),
-            Event::FileDone { file, chunks, size, error } => {
-                done.insert(file, (chunks, size, error));
+            Event::FileDone { file, done: d } => {
+                done.insert(file, d);
             }
         }
     }
@@ -408,16 +787,33 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         added: 0,
         errors: Vec::new(),
         paths: &walker.pending_paths,
-        bytes_read: 0,
+        summary: &mut walker.summary,
+        catalogue: CatalogueSummary::default(),
+        decisions: Vec::new(),
+        show_names: opts.show_names,
+        base: if paths.len() == 1 {
+            paths[0].clone()
+        } else {
+            PathBuf::new()
+        },
     };
-    let root_id = tb.store(root);
-    let (tree_added, file_errors, bytes_read) = (tb.added, std::mem::take(&mut tb.errors), tb.bytes_read);
+    let root_id = tb.store(root, Path::new(""));
+    let (tree_added, file_errors, mut catalogue, decisions) = (
+        tb.added,
+        std::mem::take(&mut tb.errors),
+        std::mem::take(&mut tb.catalogue),
+        std::mem::take(&mut tb.decisions),
+    );
     drop(tb);
     let stats = writer.finish(opts.dry_run)?;
     let root_id = root_id?;
 
     let mut summary = walker.summary;
-    summary.bytes_read = bytes_read;
+    let parent_swamps = parent
+        .as_ref()
+        .and_then(|p| p.1.catalogue.as_ref())
+        .map_or(0, |c| c.swamps);
+    summary.swamps_gone = parent_swamps.saturating_sub(walker.parent_swamps_seen);
     summary.data_blobs_added = workers.blobs_added.load(Ordering::Relaxed);
     summary.bytes_added = workers.bytes_added.load(Ordering::Relaxed);
     summary.bytes_stored = stats.pack_bytes;
@@ -426,6 +822,12 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
     errors.extend(file_errors);
     summary.errors = errors.len() as u64;
     summary.duration_secs = started.elapsed().as_secs_f64();
+    catalogue.quarantined = summary.swamps_quarantined;
+    let quarantine: Vec<SwampDecision> = decisions
+        .iter()
+        .filter(|d| d.decision == "quarantined")
+        .cloned()
+        .collect();
 
     let snap = Snapshot {
         time: time.to_string(),
@@ -437,7 +839,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         parent: parent.as_ref().map(|p| p.0),
         tree: root_id,
         summary: summary.clone(),
-        catalogue: None,
+        catalogue: (catalogue.swamps > 0).then_some(catalogue),
         program: format!("hydrabackup {}", env!("CARGO_PKG_VERSION")),
     };
     let snapshot_id = if opts.dry_run {
@@ -446,7 +848,14 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> R
         crate::failpoint::hit("before-snapshot");
         Some(repo.save_object(FileKind::Snapshot, &snap)?)
     };
-    Ok(BackupOutcome { snapshot_id, parent: snap.parent, summary, errors })
+    Ok(BackupOutcome {
+        snapshot_id,
+        parent: snap.parent,
+        summary,
+        errors,
+        quarantine,
+        decisions: if opts.dry_run { decisions } else { Vec::new() },
+    })
 }
 
 struct TreeBuilder<'a> {
@@ -454,35 +863,121 @@ struct TreeBuilder<'a> {
     index: &'a Index,
     sender: Sender<SealedBlob>,
     contents: HashMap<usize, Vec<(u32, Id)>>,
-    done: HashMap<usize, (u32, u64, Option<String>)>,
+    done: HashMap<usize, FileDone>,
     seen: HashSet<Id>,
     added: u64,
     errors: Vec<SourceError>,
     paths: &'a [PathBuf],
-    bytes_read: u64,
+    summary: &'a mut SnapshotSummary,
+    catalogue: CatalogueSummary,
+    decisions: Vec<SwampDecision>,
+    show_names: bool,
+    base: PathBuf,
 }
 
 impl TreeBuilder<'_> {
-    fn store(&mut self, dir: DirDraft) -> Result<Id> {
+    fn note_swamp(&mut self, rel: &Path, info: &SwampInfo, read: u64) {
+        let c = &mut self.catalogue;
+        c.swamps += 1;
+        c.entries += info.entries;
+        if info.created_ns != 0 {
+            c.oldest_ns = Some(
+                c.oldest_ns
+                    .map_or(info.created_ns, |o| o.min(info.created_ns)),
+            );
+        }
+        if info.modified_ns != 0 {
+            c.newest_ns = Some(
+                c.newest_ns
+                    .map_or(info.modified_ns, |o| o.max(info.modified_ns)),
+            );
+        }
+        let reason = match info.decision.as_str() {
+            "unchanged" => "size, times and inode as in the parent snapshot",
+            "appended" => "same file, grown: read from where the parent's capture ended",
+            "rewritten" => "replaced or compacted since the parent snapshot: read whole",
+            "new" => "not in the parent snapshot",
+            _ => info
+                .problem
+                .as_deref()
+                .unwrap_or("no consistent copy could be made"),
+        };
+        self.decisions.push(SwampDecision {
+            path: self.base.join(rel).display().to_string(),
+            name: if self.show_names {
+                info.name.clone()
+            } else {
+                None
+            },
+            decision: info.decision.clone(),
+            reason: reason.to_string(),
+            bytes_read: read,
+        });
+    }
+
+    fn store(&mut self, dir: DirDraft, prefix: &Path) -> Result<Id> {
         let mut tree = Tree::default();
         for d in dir.entries {
             let mut node = d.node;
+            let rel = prefix.join(std::ffi::OsStr::from_bytes(&node.name));
             if let Some(sub) = d.dir {
-                node.subtree = Some(self.store(sub)?);
+                node.subtree = Some(self.store(sub, &rel)?);
             }
+            let mut read = 0;
             if let Some(idx) = d.pending {
                 let path = || self.paths[idx].display().to_string();
-                let (chunks, size, error) = self.done.remove(&idx).unwrap_or((0, 0, Some("not read (backup aborted)".into())));
-                self.bytes_read += size;
+                let done = self.done.remove(&idx).unwrap_or(FileDone {
+                    chunks: 0,
+                    size: 0,
+                    read: 0,
+                    reuse: Vec::new(),
+                    reuse_at: 0,
+                    swamp: None,
+                    error: Some("not read (backup aborted)".into()),
+                });
+                self.summary.bytes_read += done.read;
+                read = done.read;
                 let mut ids = self.contents.remove(&idx).unwrap_or_default();
                 ids.sort_unstable_by_key(|c| c.0);
-                let error = error.or_else(|| (ids.len() != chunks as usize).then(|| "chunks lost in the pipeline".to_string()));
+                let error = done.error.or_else(|| {
+                    (ids.len() != done.chunks as usize)
+                        .then(|| "chunks lost in the pipeline".to_string())
+                });
                 if let Some(e) = error {
-                    self.errors.push(SourceError { path: path(), error: e });
+                    self.errors.push(SourceError {
+                        path: path(),
+                        error: e,
+                    });
                     continue;
                 }
-                node.size = size;
-                node.content = ids.into_iter().map(|c| c.1).collect();
+                let mut content: Vec<Id> = Vec::with_capacity(ids.len() + done.reuse.len());
+                let at = (done.reuse_at as usize).min(ids.len());
+                content.extend(ids[..at].iter().map(|c| c.1));
+                content.extend(done.reuse);
+                content.extend(ids[at..].iter().map(|c| c.1));
+                node.size = done.size;
+                node.content = content;
+                if let Some(info) = done.swamp {
+                    match info.decision.as_str() {
+                        "appended" => self.summary.swamps_appended += 1,
+                        "rewritten" => self.summary.swamps_rewritten += 1,
+                        "new" => self.summary.swamps_new += 1,
+                        _ => {
+                            self.summary.swamps_quarantined += 1;
+                            self.errors.push(SourceError {
+                                path: path(),
+                                error: format!(
+                                    "quarantined: {}",
+                                    info.problem.as_deref().unwrap_or("unknown problem")
+                                ),
+                            });
+                        }
+                    }
+                    node.swamp = Some(info);
+                }
+            }
+            if let Some(info) = node.swamp.clone() {
+                self.note_swamp(&rel, &info, read);
             }
             tree.nodes.push(node);
         }
@@ -490,7 +985,13 @@ impl TreeBuilder<'_> {
         let id = self.repo.keys().blob_id(&bytes);
         if !self.index.contains(BlobType::Tree, &id) && self.seen.insert(id) {
             self.added += 1;
-            let b = seal_blob(self.repo.keys(), BlobType::Tree, id, &bytes, self.repo.config().compression.max(1));
+            let b = seal_blob(
+                self.repo.keys(),
+                BlobType::Tree,
+                id,
+                &bytes,
+                self.repo.config().compression.max(1),
+            );
             self.sender
                 .send(b)
                 .map_err(|_| Error::InvalidInput("pack writer stopped".into()))?;

@@ -34,6 +34,23 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Allow a non-empty target; files of the snapshot replace existing ones.
     pub overwrite: bool,
+    /// Only restore Swamps whose name matches one of these globs (`*` stays within one name
+    /// part, `**` crosses them).
+    pub swamps: Vec<String>,
+}
+
+/// Compiles Swamp-name globs (`*` does not cross `/`).
+pub fn swamp_globs(pats: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in pats {
+        let g = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("bad Swamp pattern {p:?}: {e}")))?;
+        b.add(g);
+    }
+    b.build()
+        .map_err(|e| Error::InvalidInput(format!("bad Swamp pattern: {e}")))
 }
 
 /// What a restore did (or would do).
@@ -90,7 +107,8 @@ fn build_globs(pats: &[String]) -> Result<GlobSet> {
         let p = p.trim_start_matches('/');
         b.add(Glob::new(p).map_err(|e| Error::InvalidInput(format!("bad pattern {p:?}: {e}")))?);
     }
-    b.build().map_err(|e| Error::InvalidInput(format!("bad pattern: {e}")))
+    b.build()
+        .map_err(|e| Error::InvalidInput(format!("bad pattern: {e}")))
 }
 
 /// `.NAME.hydrabackup-tmp`, or with `.N` appended when `n > 0` (used when the snapshot itself
@@ -107,7 +125,10 @@ fn tmp_name(path: &Path, n: u32) -> PathBuf {
 }
 
 fn set_mtime(path: &Path, ns: i64, symlink: bool) -> std::io::Result<()> {
-    let t = filetime::FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32);
+    let t = filetime::FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    );
     if symlink {
         filetime::set_symlink_file_times(path, t, t)
     } else {
@@ -124,7 +145,8 @@ pub fn restore(
     progress: &Progress,
 ) -> Result<RestoreSummary> {
     let globs = build_globs(&opts.includes)?;
-    let select_all = opts.includes.is_empty();
+    let swamps = swamp_globs(&opts.swamps)?;
+    let select_all = opts.includes.is_empty() && opts.swamps.is_empty();
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
     let mut files: Vec<PlannedFile> = Vec::new();
     let mut links: Vec<(PathBuf, Node)> = Vec::new();
@@ -132,8 +154,14 @@ pub fn restore(
     // A selected directory selects everything below it.
     let mut selected_dirs: Vec<PathBuf> = Vec::new();
     walk_tree(repo, index, root, Path::new(""), &mut |rel, n| {
+        let swamp_match = n
+            .swamp
+            .as_ref()
+            .and_then(|s| s.name.as_deref())
+            .is_some_and(|name| swamps.is_match(name));
         let chosen = select_all
-            || globs.is_match(rel)
+            || (!opts.includes.is_empty() && globs.is_match(rel))
+            || swamp_match
             || selected_dirs.iter().any(|d| rel.starts_with(d));
         if !chosen {
             return Ok(());
@@ -145,7 +173,10 @@ pub fn restore(
                 }
                 dirs.push((rel.to_path_buf(), n.clone()));
             }
-            NodeKind::File => files.push(PlannedFile { rel: rel.to_path_buf(), node: n.clone() }),
+            NodeKind::File => files.push(PlannedFile {
+                rel: rel.to_path_buf(),
+                node: n.clone(),
+            }),
             NodeKind::Symlink => links.push((rel.to_path_buf(), n.clone())),
         }
         Ok(())
@@ -161,9 +192,12 @@ pub fn restore(
     for (fi, f) in files.iter().enumerate() {
         let mut off = 0u64;
         for id in &f.node.content {
-            let loc = index
-                .get(BlobType::Data, id)
-                .ok_or_else(|| Error::corrupt(format!("file {}", f.rel.display()), format!("blob {id} is not in the index")))?;
+            let loc = index.get(BlobType::Data, id).ok_or_else(|| {
+                Error::corrupt(
+                    format!("file {}", f.rel.display()),
+                    format!("blob {id} is not in the index"),
+                )
+            })?;
             by_pack
                 .entry(loc.pack)
                 .or_default()
@@ -174,7 +208,10 @@ pub fn restore(
             off += loc.entry.raw_len as u64;
         }
         if off != f.node.size {
-            return Err(Error::corrupt(format!("file {}", f.rel.display()), "blob sizes do not add up to the file size"));
+            return Err(Error::corrupt(
+                format!("file {}", f.rel.display()),
+                "blob sizes do not add up to the file size",
+            ));
         }
     }
     summary.packs_read = by_pack.len() as u64;
@@ -185,7 +222,10 @@ pub fn restore(
 
     let target = &opts.target;
     if target.exists() {
-        let non_empty = fs::read_dir(target).map_err(|e| Error::io(target, e))?.next().is_some();
+        let non_empty = fs::read_dir(target)
+            .map_err(|e| Error::io(target, e))?
+            .next()
+            .is_some();
         if non_empty && !opts.overwrite {
             return Err(Error::InvalidInput(format!(
                 "target {} is not empty; use --overwrite to restore into it",
@@ -224,57 +264,86 @@ pub fn restore(
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(tmp).map_err(|e| Error::io(tmp, e))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(tmp)
+            .map_err(|e| Error::io(tmp, e))?;
         file.set_len(f.node.size).map_err(|e| Error::io(tmp, e))
     })?;
 
     let packs: Vec<_> = by_pack.into_iter().collect();
-    packs.par_iter().try_for_each(|(pack, blobs)| -> Result<()> {
-        let first = blobs.values().next().expect("non-empty").0.offset as u64;
-        let last = blobs.values().next_back().expect("non-empty").0;
-        let end = last.offset as u64 + last.len as u64;
-        let bytes = repo.backend().read_range(FileKind::Pack, &pack.to_hex(), first, end - first)?;
-        let mut open: HashMap<usize, File> = HashMap::new();
-        for (e, targets) in blobs.values() {
-            let s = (e.offset as u64 - first) as usize;
-            let plain = open_blob(repo.keys(), e, &bytes[s..s + e.len as usize])
-                .map_err(|er| match er {
-                    Error::Corrupt { object, reason } => Error::Corrupt { object: format!("{object} in pack {pack}"), reason },
-                    other => other,
-                })?;
-            let zeros = plain.iter().all(|&b| b == 0);
-            for &(fi, off) in targets {
-                if zeros {
-                    continue; // the file was created sparse: zeros are already there
-                }
-                let file = match open.entry(fi) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        let tmp = &tmps[fi];
-                        v.insert(OpenOptions::new().write(true).open(tmp).map_err(|er| Error::io(tmp, er))?)
+    packs
+        .par_iter()
+        .try_for_each(|(pack, blobs)| -> Result<()> {
+            let first = blobs.values().next().expect("non-empty").0.offset as u64;
+            let last = blobs.values().next_back().expect("non-empty").0;
+            let end = last.offset as u64 + last.len as u64;
+            let bytes =
+                repo.backend()
+                    .read_range(FileKind::Pack, &pack.to_hex(), first, end - first)?;
+            let mut open: HashMap<usize, File> = HashMap::new();
+            for (e, targets) in blobs.values() {
+                let s = (e.offset as u64 - first) as usize;
+                let plain = open_blob(repo.keys(), e, &bytes[s..s + e.len as usize]).map_err(
+                    |er| match er {
+                        Error::Corrupt { object, reason } => Error::Corrupt {
+                            object: format!("{object} in pack {pack}"),
+                            reason,
+                        },
+                        other => other,
+                    },
+                )?;
+                let zeros = plain.iter().all(|&b| b == 0);
+                for &(fi, off) in targets {
+                    if zeros {
+                        continue; // the file was created sparse: zeros are already there
                     }
-                };
-                file.write_all_at(&plain, off).map_err(|er| Error::io(&files[fi].rel, er))?;
+                    let file = match open.entry(fi) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let tmp = &tmps[fi];
+                            v.insert(
+                                OpenOptions::new()
+                                    .write(true)
+                                    .open(tmp)
+                                    .map_err(|er| Error::io(tmp, er))?,
+                            )
+                        }
+                    };
+                    file.write_all_at(&plain, off)
+                        .map_err(|er| Error::io(&files[fi].rel, er))?;
+                }
+                progress.done(0, plain.len() as u64 * targets.len() as u64);
             }
-            progress.done(0, plain.len() as u64 * targets.len() as u64);
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
 
-    files.par_iter().zip(&tmps).try_for_each(|(f, tmp)| -> Result<()> {
-        let p = target.join(&f.rel);
-        let file = OpenOptions::new().write(true).open(tmp).map_err(|e| Error::io(tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(tmp, e))?;
-        drop(file);
-        fs::set_permissions(tmp, fs::Permissions::from_mode(f.node.mode)).map_err(|e| Error::io(tmp, e))?;
-        set_mtime(tmp, f.node.mtime_ns, false).map_err(|e| Error::io(tmp, e))?;
-        if p.is_dir() {
-            return Err(Error::InvalidInput(format!("{} is a directory in the target; not replacing it with a file", p.display())));
-        }
-        fs::rename(tmp, &p).map_err(|e| Error::io(&p, e))?;
-        progress.done(1, 0);
-        Ok(())
-    })?;
+    files
+        .par_iter()
+        .zip(&tmps)
+        .try_for_each(|(f, tmp)| -> Result<()> {
+            let p = target.join(&f.rel);
+            let file = OpenOptions::new()
+                .write(true)
+                .open(tmp)
+                .map_err(|e| Error::io(tmp, e))?;
+            file.sync_all().map_err(|e| Error::io(tmp, e))?;
+            drop(file);
+            fs::set_permissions(tmp, fs::Permissions::from_mode(f.node.mode))
+                .map_err(|e| Error::io(tmp, e))?;
+            set_mtime(tmp, f.node.mtime_ns, false).map_err(|e| Error::io(tmp, e))?;
+            if p.is_dir() {
+                return Err(Error::InvalidInput(format!(
+                    "{} is a directory in the target; not replacing it with a file",
+                    p.display()
+                )));
+            }
+            fs::rename(tmp, &p).map_err(|e| Error::io(&p, e))?;
+            progress.done(1, 0);
+            Ok(())
+        })?;
     for (rel, n) in &links {
         let p = target.join(rel);
         if p.symlink_metadata().is_ok() {
@@ -287,7 +356,8 @@ pub fn restore(
     // Directory metadata last, deepest first, so creating children does not disturb it.
     for (rel, n) in dirs.iter().rev() {
         let p = target.join(rel);
-        fs::set_permissions(&p, fs::Permissions::from_mode(n.mode)).map_err(|e| Error::io(&p, e))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(n.mode))
+            .map_err(|e| Error::io(&p, e))?;
         set_mtime(&p, n.mtime_ns, false).map_err(|e| Error::io(&p, e))?;
     }
     Ok(summary)

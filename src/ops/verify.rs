@@ -37,7 +37,11 @@ pub enum ReadData {
 impl ReadData {
     /// Parses `N/M` or `P%`.
     pub fn parse_subset(s: &str) -> Result<ReadData> {
-        let bad = || Error::InvalidInput(format!("bad subset {s:?}: use N/M (e.g. 2/5) or P% (e.g. 10%)"));
+        let bad = || {
+            Error::InvalidInput(format!(
+                "bad subset {s:?}: use N/M (e.g. 2/5) or P% (e.g. 10%)"
+            ))
+        };
         if let Some(p) = s.strip_suffix('%') {
             let p: f64 = p.trim().parse().map_err(|_| bad())?;
             if !(p > 0.0 && p <= 100.0) {
@@ -46,7 +50,10 @@ impl ReadData {
             return Ok(ReadData::Percent(p));
         }
         let (n, m) = s.split_once('/').ok_or_else(bad)?;
-        let (n, m): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+        let (n, m): (u32, u32) = (
+            n.trim().parse().map_err(|_| bad())?,
+            m.trim().parse().map_err(|_| bad())?,
+        );
         if m == 0 || n == 0 || n > m {
             return Err(bad());
         }
@@ -58,7 +65,8 @@ impl ReadData {
             ReadData::None => false,
             ReadData::All => true,
             ReadData::Subset(n, m) => {
-                u64::from_be_bytes(pack.0[..8].try_into().expect("8 bytes")) % m as u64 == (n - 1) as u64
+                u64::from_be_bytes(pack.0[..8].try_into().expect("8 bytes")) % m as u64
+                    == (n - 1) as u64
             }
             ReadData::Percent(p) => {
                 let mut b = [0u8; 8];
@@ -74,8 +82,8 @@ impl ReadData {
 pub struct VerifyOptions {
     /// What to read.
     pub read_data: ReadData,
-    /// Limit the data check to files whose path (relative to the snapshot root) matches.
-    pub only_paths: Option<globset::GlobSet>,
+    /// Limit the data check to the Swamps whose name matches.
+    pub only_swamps: Option<globset::GlobSet>,
 }
 
 /// A snapshot file affected by damage.
@@ -143,7 +151,11 @@ fn problem(kind: &str, object: String, detail: String, blobs: &[Id]) -> Problem 
 }
 
 /// Runs `verify`.
-pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> Result<VerifyReport> {
+pub fn verify(
+    repo: &Repository,
+    opts: &VerifyOptions,
+    progress: &Progress,
+) -> Result<VerifyReport> {
     let _lock = repo.lock(false, "verify")?;
     let mut report = VerifyReport::default();
     let backend = repo.backend();
@@ -156,7 +168,9 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
             KeyFile::decode(&b).map(|_| ())
         });
         if let Err(e) = r {
-            report.problems.push(problem("key", format!("key {name}"), e.to_string(), &[]));
+            report
+                .problems
+                .push(problem("key", format!("key {name}"), e.to_string(), &[]));
         }
     }
 
@@ -165,7 +179,12 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
     for (name, _) in backend.list(FileKind::Index)? {
         match repo.load_object::<IndexFile>(FileKind::Index, &name) {
             Ok(f) => files.push((name, f)),
-            Err(e) => report.problems.push(problem("index", format!("index {name}"), e.to_string(), &[])),
+            Err(e) => report.problems.push(problem(
+                "index",
+                format!("index {name}"),
+                e.to_string(),
+                &[],
+            )),
         }
     }
     report.index_files = files.len() as u64;
@@ -178,7 +197,12 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
                 Ok(e) => {
                     pack_entries.entry(p.id).or_insert(e);
                 }
-                Err(e) => report.problems.push(problem("index", format!("index {name}"), e.to_string(), &[])),
+                Err(e) => report.problems.push(problem(
+                    "index",
+                    format!("index {name}"),
+                    e.to_string(),
+                    &[],
+                )),
             }
         }
     }
@@ -187,7 +211,11 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
         .into_iter()
         .filter_map(|(n, s)| Id::from_hex(&n).map(|i| (i, s)))
         .collect();
-    report.unreferenced_packs = present.keys().filter(|p| !pack_entries.contains_key(p)).map(|p| p.to_hex()).collect();
+    report.unreferenced_packs = present
+        .keys()
+        .filter(|p| !pack_entries.contains_key(p))
+        .map(|p| p.to_hex())
+        .collect();
     report.unreferenced_packs.sort();
     report.packs = pack_entries.len() as u64;
 
@@ -201,7 +229,9 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
             let obj = format!("pack {id}");
             let r = (|| -> Result<Option<String>> {
                 let Some(&size) = present.get(id) else {
-                    return Ok(Some("missing: the index lists it but it is not stored".into()));
+                    return Ok(Some(
+                        "missing: the index lists it but it is not stored".into(),
+                    ));
                 };
                 if size < 4 {
                     return Ok(Some(format!("truncated to {size} bytes")));
@@ -209,17 +239,26 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
                 let tail = backend.read_range(FileKind::Pack, &id.to_hex(), size - 4, 4)?;
                 let hl = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
                 if hl + 4 > size {
-                    return Ok(Some(format!("truncated or damaged: header length {hl} exceeds file size {size}")));
+                    return Ok(Some(format!(
+                        "truncated or damaged: header length {hl} exceeds file size {size}"
+                    )));
                 }
                 let sealed = backend.read_range(FileKind::Pack, &id.to_hex(), size - 4 - hl, hl)?;
                 let plain = match repo.keys().seal_key().open(&sealed) {
                     Ok(p) => p,
-                    Err(_) => return Ok(Some("header does not authenticate (truncated or damaged)".into())),
+                    Err(_) => {
+                        return Ok(Some(
+                            "header does not authenticate (truncated or damaged)".into(),
+                        ));
+                    }
                 };
                 let header = decode_header(&plain)?;
                 let body: u64 = header.iter().map(|e| e.len as u64).sum();
                 if body + hl + 4 != size {
-                    return Ok(Some(format!("size {size} differs from the {} its header describes", body + hl + 4)));
+                    return Ok(Some(format!(
+                        "size {size} differs from the {} its header describes",
+                        body + hl + 4
+                    )));
                 }
                 let a: BTreeSet<_> = header.iter().map(|e| (e.id, e.offset, e.len)).collect();
                 let b: BTreeSet<_> = entries.iter().map(|e| (e.id, e.offset, e.len)).collect();
@@ -231,7 +270,16 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
             progress.done(1, 0);
             match r {
                 Ok(None) => None,
-                Ok(Some(d)) => Some(problem(if present.contains_key(id) { "pack" } else { "missing-pack" }, obj, d, &ids)),
+                Ok(Some(d)) => Some(problem(
+                    if present.contains_key(id) {
+                        "pack"
+                    } else {
+                        "missing-pack"
+                    },
+                    obj,
+                    d,
+                    &ids,
+                )),
                 Err(e) => Some(problem("pack", obj, e.to_string(), &ids)),
             }
         })
@@ -244,7 +292,12 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
     for (name, _) in backend.list(FileKind::Snapshot)? {
         match repo.load_object::<Snapshot>(FileKind::Snapshot, &name) {
             Ok(s) => snapshots.push((Id::from_hex(&name).unwrap_or_default(), s)),
-            Err(e) => report.problems.push(problem("snapshot", format!("snapshot {name}"), e.to_string(), &[])),
+            Err(e) => report.problems.push(problem(
+                "snapshot",
+                format!("snapshot {name}"),
+                e.to_string(),
+                &[],
+            )),
         }
     }
     report.snapshots = snapshots.len() as u64;
@@ -254,26 +307,57 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
         let mut missing: BTreeSet<Id> = BTreeSet::new();
         let mut missing_files: Vec<Affected> = Vec::new();
         let mut tree_errors: Vec<Problem> = Vec::new();
-        check_tree(repo, &index, &s.tree, Path::new(""), &mut checked_trees, &mut |rel, n| {
-            let mut lost = false;
-            for id in &n.content {
-                if opts.only_paths.as_ref().is_none_or(|g| g.is_match(rel)) {
-                    wanted.insert(*id);
+        check_tree(
+            repo,
+            &index,
+            &s.tree,
+            Path::new(""),
+            None,
+            &mut checked_trees,
+            &mut |rel, n, swamp| {
+                let mut lost = false;
+                let selected = opts
+                    .only_swamps
+                    .as_ref()
+                    .is_none_or(|g| swamp.is_some_and(|s| g.is_match(s)));
+                for id in &n.content {
+                    if selected {
+                        wanted.insert(*id);
+                    }
+                    if !index.contains(BlobType::Data, id) {
+                        missing.insert(*id);
+                        lost = true;
+                    }
                 }
-                if !index.contains(BlobType::Data, id) {
-                    missing.insert(*id);
-                    lost = true;
+                if lost {
+                    missing_files.push(Affected {
+                        snapshot: sid.short(),
+                        path: rel.display().to_string(),
+                    });
                 }
-            }
-            if lost {
-                missing_files.push(Affected { snapshot: sid.short(), path: rel.display().to_string() });
-            }
-        }, &mut |rel, tree, e| {
-            tree_errors.push(problem("tree", format!("tree {tree}"), format!("{} (at {:?} in snapshot {})", e, rel.display().to_string(), sid.short()), &[*tree]));
-        });
+            },
+            &mut |rel, tree, e| {
+                tree_errors.push(problem(
+                    "tree",
+                    format!("tree {tree}"),
+                    format!(
+                        "{} (at {:?} in snapshot {})",
+                        e,
+                        rel.display().to_string(),
+                        sid.short()
+                    ),
+                    &[*tree],
+                ));
+            },
+        );
         if !missing.is_empty() {
             let ids: Vec<Id> = missing.into_iter().collect();
-            let mut p = problem("missing-blob", format!("snapshot {sid}"), format!("{} data blob(s) it references are in no index", ids.len()), &ids);
+            let mut p = problem(
+                "missing-blob",
+                format!("snapshot {sid}"),
+                format!("{} data blob(s) it references are in no index", ids.len()),
+                &ids,
+            );
             p.affected = missing_files;
             report.problems.push(p);
         }
@@ -285,7 +369,9 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
         let selected: Vec<(&Id, &Vec<PackEntry>)> = pack_entries
             .iter()
             .filter(|(id, _)| present.contains_key(id) && opts.read_data.selects(id))
-            .filter(|(_, es)| opts.only_paths.is_none() || es.iter().any(|e| wanted.contains(&e.id) || e.kind == BlobType::Tree))
+            .filter(|(_, es)| {
+                opts.only_swamps.is_none() || es.iter().any(|e| wanted.contains(&e.id))
+            })
             .collect();
         let counters = Mutex::new((0u64, 0u64, 0u64));
         progress.total(0, selected.iter().map(|(id, _)| present[*id]).sum());
@@ -301,7 +387,12 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
                 progress.done(0, bytes.len() as u64);
                 let mut out = Vec::new();
                 if Id::of_stored(&bytes) != **id && !bad_packs.contains(&obj) {
-                    out.push(problem("pack", obj.clone(), "content does not match its name (bytes altered)".into(), &[]));
+                    out.push(problem(
+                        "pack",
+                        obj.clone(),
+                        "content does not match its name (bytes altered)".into(),
+                        &[],
+                    ));
                 }
                 let mut bad = Vec::new();
                 let mut n = 0;
@@ -318,10 +409,24 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
                     }
                 }
                 if read_header(repo.keys(), &bytes).is_err() && !bad_packs.contains(&obj) {
-                    out.push(problem("pack", obj.clone(), "header unreadable".into(), &[]));
+                    out.push(problem(
+                        "pack",
+                        obj.clone(),
+                        "header unreadable".into(),
+                        &[],
+                    ));
                 }
                 if !bad.is_empty() {
-                    out.push(problem("blob", obj, format!("{} of {} blob(s) fail to decrypt or do not match their id", bad.len(), entries.len()), &bad));
+                    out.push(problem(
+                        "blob",
+                        obj,
+                        format!(
+                            "{} of {} blob(s) fail to decrypt or do not match their id",
+                            bad.len(),
+                            entries.len()
+                        ),
+                        &bad,
+                    ));
                 }
                 let mut c = counters.lock().expect("counters");
                 c.0 += 1;
@@ -346,18 +451,37 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
         let mut hits: HashMap<Id, Vec<Affected>> = HashMap::new();
         for (sid, s) in &snapshots {
             let mut seen = HashSet::new();
-            check_tree(repo, &index, &s.tree, Path::new(""), &mut seen, &mut |rel, n| {
-                for id in &n.content {
-                    if damaged.contains(id) {
-                        hits.entry(*id).or_default().push(Affected { snapshot: sid.short(), path: rel.display().to_string() });
+            check_tree(
+                repo,
+                &index,
+                &s.tree,
+                Path::new(""),
+                None,
+                &mut seen,
+                &mut |rel, n, _| {
+                    for id in &n.content {
+                        if damaged.contains(id) {
+                            hits.entry(*id).or_default().push(Affected {
+                                snapshot: sid.short(),
+                                path: rel.display().to_string(),
+                            });
+                        }
                     }
-                }
-            }, &mut |_, _, _| {});
+                },
+                &mut |_, _, _| {},
+            );
             if damaged.contains(&s.tree) {
-                hits.entry(s.tree).or_default().push(Affected { snapshot: sid.short(), path: "/".into() });
+                hits.entry(s.tree).or_default().push(Affected {
+                    snapshot: sid.short(),
+                    path: "/".into(),
+                });
             }
         }
-        for p in report.problems.iter_mut().filter(|p| p.kind != "missing-blob") {
+        for p in report
+            .problems
+            .iter_mut()
+            .filter(|p| p.kind != "missing-blob")
+        {
             let mut a: BTreeSet<Affected> = BTreeSet::new();
             for b in &p.blobs {
                 if let Some(h) = Id::from_hex(b).and_then(|i| hits.get(&i)) {
@@ -370,18 +494,21 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> R
     Ok(report)
 }
 
-/// Walks a tree, reporting file nodes to `on_node` and unreadable trees to `on_error`; trees in
-/// `seen` are skipped (each distinct tree is checked once).
+/// Walks a tree, reporting file nodes (with the name of the Swamp they belong to) to `on_node`
+/// and unreadable trees to `on_error`. Without a Swamp filter, trees in `seen` are skipped (each
+/// distinct tree is checked once).
+#[allow(clippy::too_many_arguments)]
 fn check_tree(
     repo: &Repository,
     index: &Index,
     tree: &Id,
     prefix: &Path,
+    swamp: Option<&str>,
     seen: &mut HashSet<Id>,
-    on_node: &mut dyn FnMut(&Path, &crate::repo::tree::Node),
+    on_node: &mut dyn FnMut(&Path, &crate::repo::tree::Node, Option<&str>),
     on_error: &mut dyn FnMut(&Path, &Id, Error),
 ) {
-    if !seen.insert(*tree) {
+    if !seen.insert(*tree) && swamp.is_none() {
         return;
     }
     let t = match repo.load_tree(index, tree) {
@@ -389,12 +516,14 @@ fn check_tree(
         Err(e) => return on_error(prefix, tree, e),
     };
     for n in &t.nodes {
-        let rel = prefix.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&n.name));
+        let rel =
+            prefix.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&n.name));
+        let own = n.swamp.as_ref().and_then(|s| s.name.as_deref()).or(swamp);
         if n.kind == NodeKind::File {
-            on_node(&rel, n);
+            on_node(&rel, n, own);
         }
         if let Some(sub) = &n.subtree {
-            check_tree(repo, index, sub, &rel, seen, on_node, on_error);
+            check_tree(repo, index, sub, &rel, own, seen, on_node, on_error);
         }
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
+use crate::source::hydraide::HydChunking;
 
 /// Current repository format version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -62,6 +63,8 @@ pub struct Config {
     pub pack_size: u32,
     /// zstd level for blobs (0 = store uncompressed).
     pub compression: i32,
+    /// Block-aligned chunking of HydrAIDE `.hyd` data.
+    pub hyd_chunker: HydChunking,
 }
 
 impl Config {
@@ -74,6 +77,9 @@ impl Config {
             chunker: ChunkerParams::with_random_seed(),
             pack_size: 16 * 1024 * 1024,
             compression: 1,
+            hyd_chunker: HydChunking::with_seed(u64::from_le_bytes(
+                Id::random().0[..8].try_into().expect("8 bytes"),
+            )),
         }
     }
 }

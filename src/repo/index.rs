@@ -43,7 +43,8 @@ impl IndexPack {
             blobs: entries
                 .iter()
                 .map(|e| {
-                    let flags = (e.kind == BlobType::Tree) as u8 | if e.compressed { 0x80 } else { 0 };
+                    let flags =
+                        (e.kind == BlobType::Tree) as u8 | if e.compressed { 0x80 } else { 0 };
                     (flags, e.id, e.offset, e.len, e.raw_len)
                 })
                 .collect(),
@@ -59,7 +60,11 @@ impl IndexPack {
                     return Err(Error::corrupt("index file", "unknown blob flags"));
                 }
                 Ok(PackEntry {
-                    kind: if flags & 1 != 0 { BlobType::Tree } else { BlobType::Data },
+                    kind: if flags & 1 != 0 {
+                        BlobType::Tree
+                    } else {
+                        BlobType::Data
+                    },
                     id,
                     offset,
                     len,
@@ -217,7 +222,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn pe(kind: BlobType, id: u8, offset: u32) -> PackEntry {
-        PackEntry { kind, id: Id([id; 32]), offset, len: 100, raw_len: 200, compressed: id % 2 == 0 }
+        PackEntry {
+            kind,
+            id: Id([id; 32]),
+            offset,
+            len: 100,
+            raw_len: 200,
+            compressed: id % 2 == 0,
+        }
     }
 
     #[test]
@@ -225,20 +237,32 @@ mod tests {
         let f1 = IndexFile {
             version: 1,
             supersedes: vec![],
-            packs: vec![IndexPack::from_entries(Id([1; 32]), &[pe(BlobType::Data, 5, 0), pe(BlobType::Tree, 6, 100)])],
+            packs: vec![IndexPack::from_entries(
+                Id([1; 32]),
+                &[pe(BlobType::Data, 5, 0), pe(BlobType::Tree, 6, 100)],
+            )],
         };
         let f2 = IndexFile {
             version: 1,
             supersedes: vec![],
-            packs: vec![IndexPack::from_entries(Id([2; 32]), &[pe(BlobType::Data, 5, 0), pe(BlobType::Data, 7, 100)])],
+            packs: vec![IndexPack::from_entries(
+                Id([2; 32]),
+                &[pe(BlobType::Data, 5, 0), pe(BlobType::Data, 7, 100)],
+            )],
         };
         let ix = Index::from_files([&f1, &f2]).unwrap();
         assert_eq!(ix.len(), 3);
-        assert_eq!(ix.get(BlobType::Data, &Id([5; 32])).unwrap().pack, Id([1; 32]));
+        assert_eq!(
+            ix.get(BlobType::Data, &Id([5; 32])).unwrap().pack,
+            Id([1; 32])
+        );
         assert!(ix.contains(BlobType::Tree, &Id([6; 32])));
         assert!(!ix.contains(BlobType::Data, &Id([6; 32])));
         let l = ix.get(BlobType::Data, &Id([7; 32])).unwrap();
-        assert_eq!((l.pack, l.entry.offset, l.entry.compressed), (Id([2; 32]), 100, false));
+        assert_eq!(
+            (l.pack, l.entry.offset, l.entry.compressed),
+            (Id([2; 32]), 100, false)
+        );
     }
 
     proptest! {

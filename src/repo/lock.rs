@@ -59,7 +59,11 @@ impl LockInfo {
     pub fn describe(&self) -> String {
         format!(
             "{} lock held by pid {} on {} ({}) since {}",
-            if self.exclusive { "exclusive" } else { "shared" },
+            if self.exclusive {
+                "exclusive"
+            } else {
+                "shared"
+            },
             self.pid,
             self.host,
             self.purpose,

@@ -61,7 +61,9 @@ impl Repository {
             return Err(Error::RepoExists(backend.location()));
         }
         if !config.chunker.is_valid() || config.pack_size < 1 << 16 || config.pack_size > 1 << 30 {
-            return Err(Error::InvalidInput("invalid chunker or pack parameters".into()));
+            return Err(Error::InvalidInput(
+                "invalid chunker or pack parameters".into(),
+            ));
         }
         backend.create()?;
         let mut master = [0u8; 32];
@@ -86,7 +88,10 @@ impl Repository {
         }
         let mut found = None;
         for (name, _) in backend.list(FileKind::Key)? {
-            let Ok(kf) = backend.read(FileKind::Key, &name).and_then(|b| KeyFile::decode(&b)) else {
+            let Ok(kf) = backend
+                .read(FileKind::Key, &name)
+                .and_then(|b| KeyFile::decode(&b))
+            else {
                 continue;
             };
             match kf.open(password) {
@@ -169,7 +174,12 @@ impl Repository {
         let names = self.backend.list(FileKind::Index)?;
         names
             .par_iter()
-            .map(|(n, _)| Ok((n.clone(), self.load_object::<IndexFile>(FileKind::Index, n)?)))
+            .map(|(n, _)| {
+                Ok((
+                    n.clone(),
+                    self.load_object::<IndexFile>(FileKind::Index, n)?,
+                ))
+            })
             .collect()
     }
 
@@ -223,9 +233,23 @@ impl Repository {
         }
     }
 
+    /// The newest snapshot taken at or before `t`.
+    pub fn find_snapshot_at(&self, t: jiff::Timestamp) -> Result<(Id, Snapshot)> {
+        self.snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.timestamp() <= t)
+            .ok_or_else(|| Error::NotFound(format!("snapshot at or before {t}")))
+    }
+
     /// Takes a shared or exclusive lock for the duration of an operation.
     pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<lock::LockGuard> {
-        lock::acquire(self.backend.clone(), self.keys.seal_key(), exclusive, purpose)
+        lock::acquire(
+            self.backend.clone(),
+            self.keys.seal_key(),
+            exclusive,
+            purpose,
+        )
     }
 
     /// Reads one blob through the index, checking its id.
@@ -280,7 +304,12 @@ impl Repository {
     }
 }
 
-fn write_key(backend: &dyn Backend, master: &[u8; 32], password: &[u8], kdf: KdfParams) -> Result<String> {
+fn write_key(
+    backend: &dyn Backend,
+    master: &[u8; 32],
+    password: &[u8],
+    kdf: KdfParams,
+) -> Result<String> {
     let bytes = KeyFile::create(master, password, kdf)?.encode();
     let name = Id::of_stored(&bytes).to_hex();
     backend.write(FileKind::Key, &name, &bytes)?;

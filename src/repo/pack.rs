@@ -200,7 +200,10 @@ impl PackBuilder {
 pub fn verify_pack(keys: &Keys, pack: &FinishedPack) -> Result<()> {
     let entries = read_header(keys, &pack.bytes)?;
     if entries != pack.entries {
-        return Err(Error::corrupt("new pack", "header differs from what was written"));
+        return Err(Error::corrupt(
+            "new pack",
+            "header differs from what was written",
+        ));
     }
     for e in &entries {
         let sealed = &pack.bytes[e.offset as usize..(e.offset + e.len) as usize];

@@ -29,8 +29,26 @@ pub struct SnapshotSummary {
     pub bytes_added: u64,
     /// Bytes stored for them (compressed, sealed).
     pub bytes_stored: u64,
-    /// Files that could not be read.
+    /// Files that could not be read (or were quarantined).
     pub errors: u64,
+    /// Swamps not seen in the parent.
+    #[serde(default)]
+    pub swamps_new: u64,
+    /// Swamps reused from the parent without reading.
+    #[serde(default)]
+    pub swamps_unchanged: u64,
+    /// Swamps that only grew: read from where the parent's capture ended.
+    #[serde(default)]
+    pub swamps_appended: u64,
+    /// Swamps rewritten (compacted, replaced) since the parent: read whole.
+    #[serde(default)]
+    pub swamps_rewritten: u64,
+    /// Swamps in the parent that are gone.
+    #[serde(default)]
+    pub swamps_gone: u64,
+    /// Swamps stored raw because no consistent copy could be made.
+    #[serde(default)]
+    pub swamps_quarantined: u64,
     /// Wall time, seconds.
     pub duration_secs: f64,
 }

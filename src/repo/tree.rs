@@ -37,6 +37,24 @@ pub struct SwampInfo {
     pub decision: String,
     /// Why the file was quarantined, if it was.
     pub problem: Option<String>,
+    /// Offset of the first block (64 + name length); the stored header blob covers the bytes
+    /// before it.
+    #[serde(default)]
+    pub data_start: u64,
+    /// The last captured block, used to prove on the next run that a grown file only had
+    /// blocks appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<BlockTail>,
+}
+
+/// Position and 16-byte header of the last block captured from a `.hyd` file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockTail {
+    /// Offset of the block in the file.
+    pub offset: u64,
+    /// Its header bytes (sizes, entry count, CRC of the payload).
+    #[serde(with = "serde_bytes")]
+    pub header: Vec<u8>,
 }
 
 /// One entry of a directory.

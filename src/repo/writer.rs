@@ -164,7 +164,8 @@ impl PackWriter {
     pub fn finish(mut self, dry_run: bool) -> Result<WriterStats> {
         drop(self.tx.take());
         if let Some(p) = self.packer.take() {
-            p.join().map_err(|_| Error::InvalidInput("pack writer thread panicked".into()))?;
+            p.join()
+                .map_err(|_| Error::InvalidInput("pack writer thread panicked".into()))?;
         }
         let mut s = self.state.lock().expect("writer state");
         if let Some(e) = s.error.take() {

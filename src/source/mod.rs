@@ -1,5 +1,7 @@
 //! What is backed up: file-system metadata and exclusion rules (and the HydrAIDE-aware source).
 
+pub mod hydraide;
+
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -73,4 +75,29 @@ impl Excludes {
     pub fn is_excluded(&self, path: &Path) -> bool {
         self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))
     }
+}
+
+/// The data root of a HydrAIDE instance, from the operator CLI's instance list
+/// (`~/.hydraide/metadata.json`: `{"<instance>": {"base_path": "..."}}`): `<base_path>/data`.
+pub fn instance_data_root(instance: &str) -> Result<std::path::PathBuf> {
+    let home = std::env::var_os("HOME").ok_or_else(|| {
+        Error::InvalidInput("HOME is not set; cannot find ~/.hydraide/metadata.json".into())
+    })?;
+    let path = std::path::Path::new(&home)
+        .join(".hydraide")
+        .join("metadata.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("{}: not valid JSON: {e}", path.display())))?;
+    let base = v
+        .get(instance)
+        .and_then(|i| i.get("base_path"))
+        .and_then(|b| b.as_str())
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "instance {instance:?} is not in {}",
+                path.display()
+            ))
+        })?;
+    Ok(std::path::Path::new(base).join("data"))
 }

@@ -1,0 +1,47 @@
+//! Points in time given by users: `2026-11-20 14:00`, `2026-11-20`, RFC 3339, or `@<unix s>`.
+//! Times without a zone are in the machine's local time zone.
+
+use crate::{Error, Result};
+
+/// Parses a user-given time.
+pub fn parse(s: &str) -> Result<jiff::Timestamp> {
+    let s = s.trim();
+    let bad = || {
+        Error::InvalidInput(format!(
+            "cannot read the time {s:?}: use e.g. \"2026-11-20 14:00\", 2026-11-20 or 2026-11-20T14:00:00Z"
+        ))
+    };
+    if let Some(secs) = s.strip_prefix('@') {
+        let n: i64 = secs.parse().map_err(|_| bad())?;
+        return jiff::Timestamp::from_second(n).map_err(|_| bad());
+    }
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let tz = jiff::tz::TimeZone::system();
+    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+        return dt.to_zoned(tz).map(|z| z.timestamp()).map_err(|_| bad());
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        return d.to_zoned(tz).map(|z| z.timestamp()).map_err(|_| bad());
+    }
+    Err(bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            parse("2026-11-20T14:00:00Z").unwrap().as_second(),
+            1_795_183_200
+        );
+        assert_eq!(parse("@1795183200").unwrap().as_second(), 1_795_183_200);
+        let local = parse("2026-11-20 14:00").unwrap();
+        let day = parse("2026-11-20").unwrap();
+        assert_eq!(local.as_second() - day.as_second(), 14 * 3600);
+        assert!(parse("yesterday-ish").is_err());
+    }
+}
