@@ -144,6 +144,8 @@ struct Draft {
     node: Node,
     pending: Option<usize>,
     dir: Option<DirDraft>,
+    /// Taken unread from the parent snapshot (its Swamp facts describe an earlier capture).
+    unchanged: bool,
 }
 
 struct Walker<'a> {
@@ -225,12 +227,13 @@ impl Walker<'_> {
                 let sub = self.parent_subtree(parent, name);
                 match crate::hyd::v1::detect_v1_swamp(path) {
                     Ok(Some(_)) => {
-                        let (dir, info) = self.v1_swamp(path, old, sub.as_ref());
+                        let (dir, info, unchanged) = self.v1_swamp(path, old, sub.as_ref());
                         node.swamp = Some(info);
                         Some(Draft {
                             node,
                             pending: None,
                             dir: Some(dir),
+                            unchanged,
                         })
                     }
                     _ => {
@@ -239,6 +242,7 @@ impl Walker<'_> {
                             node,
                             pending: None,
                             dir: Some(dir),
+                            unchanged: false,
                         })
                     }
                 }
@@ -250,6 +254,7 @@ impl Walker<'_> {
                         node,
                         pending: None,
                         dir: None,
+                        unchanged: false,
                     })
                 }
                 Err(e) => {
@@ -276,10 +281,9 @@ impl Walker<'_> {
                     self.summary.files_unchanged += 1;
                     node.content = o.content.clone();
                     node.size = o.size;
-                    node.swamp = o.swamp.clone().map(|mut s| {
-                        s.decision = "unchanged".into();
-                        s
-                    });
+                    // The Swamp facts stay those of the capture that stored these bytes, so the
+                    // tree is byte-identical to the parent's and deduplicates.
+                    node.swamp = o.swamp.clone();
                     if is_hyd {
                         self.summary.swamps_unchanged += 1;
                     }
@@ -287,6 +291,7 @@ impl Walker<'_> {
                         node,
                         pending: None,
                         dir: None,
+                        unchanged: true,
                     });
                 }
                 if old.is_some() {
@@ -314,6 +319,7 @@ impl Walker<'_> {
                     node,
                     pending: Some(idx),
                     dir: None,
+                    unchanged: false,
                 })
             }
         }
@@ -350,7 +356,7 @@ impl Walker<'_> {
         path: &Path,
         old: Option<&Node>,
         parent: Option<&Tree>,
-    ) -> (DirDraft, SwampInfo) {
+    ) -> (DirDraft, SwampInfo, bool) {
         if old.is_some_and(|o| o.swamp.is_some()) {
             self.parent_swamps_seen += 1;
         }
@@ -392,7 +398,9 @@ impl Walker<'_> {
             })
         {
             self.summary.swamps_unchanged += 1;
-            info.decision = "unchanged".into();
+            if let Some(prev) = old.and_then(|o| o.swamp.clone()) {
+                info = prev;
+            }
             let mut entries = Vec::new();
             for (name, mut n) in before {
                 let o = pt.find(&name).expect("checked above");
@@ -403,9 +411,10 @@ impl Walker<'_> {
                     node: n,
                     pending: None,
                     dir: None,
+                    unchanged: false,
                 });
             }
-            return (DirDraft { entries }, info);
+            return (DirDraft { entries }, info, true);
         }
         let mut captured = None;
         for attempt in 0..4u32 {
@@ -437,7 +446,7 @@ impl Walker<'_> {
                 path,
                 "V1 Swamp folder kept changing while it was read; files stored one by one",
             );
-            return (self.dir(path, parent), info);
+            return (self.dir(path, parent), info, false);
         };
         if old.is_some() {
             self.summary.swamps_rewritten += 1;
@@ -458,9 +467,10 @@ impl Walker<'_> {
                 node: n,
                 pending: Some(idx),
                 dir: None,
+                unchanged: false,
             });
         }
-        (DirDraft { entries }, info)
+        (DirDraft { entries }, info, false)
     }
 }
 
@@ -876,7 +886,7 @@ struct TreeBuilder<'a> {
 }
 
 impl TreeBuilder<'_> {
-    fn note_swamp(&mut self, rel: &Path, info: &SwampInfo, read: u64) {
+    fn note_swamp(&mut self, rel: &Path, info: &SwampInfo, unchanged: bool, read: u64) {
         let c = &mut self.catalogue;
         c.swamps += 1;
         c.entries += info.entries;
@@ -892,7 +902,8 @@ impl TreeBuilder<'_> {
                     .map_or(info.modified_ns, |o| o.max(info.modified_ns)),
             );
         }
-        let reason = match info.decision.as_str() {
+        let decision = if unchanged { "unchanged" } else { info.decision.as_str() };
+        let reason = match decision {
             "unchanged" => "size, times and inode as in the parent snapshot",
             "appended" => "same file, grown: read from where the parent's capture ended",
             "rewritten" => "replaced or compacted since the parent snapshot: read whole",
@@ -909,7 +920,7 @@ impl TreeBuilder<'_> {
             } else {
                 None
             },
-            decision: info.decision.clone(),
+            decision: decision.to_string(),
             reason: reason.to_string(),
             bytes_read: read,
         });
@@ -977,7 +988,7 @@ impl TreeBuilder<'_> {
                 }
             }
             if let Some(info) = node.swamp.clone() {
-                self.note_swamp(&rel, &info, read);
+                self.note_swamp(&rel, &info, d.unchanged, read);
             }
             tree.nodes.push(node);
         }
