@@ -172,6 +172,18 @@ fn unchanged(old: &Node, node: &Node) -> bool {
         && old.inode == node.inode
 }
 
+/// Whether a `.hyd` file is untouched since the parent captured it although it is longer than
+/// the stored copy: the capture left out fewer than a block header's worth of trailing bytes
+/// (a partial block header, which HydrAIDE ignores), and times and inode are unchanged.
+fn unchanged_hyd_prefix(old: &Node, node: &Node) -> bool {
+    old.mtime_ns == node.mtime_ns
+        && old.ctime_ns == node.ctime_ns
+        && old.inode == node.inode
+        && node.size > old.size
+        && node.size - old.size < crate::hyd::BLOCK_HEADER_SIZE as u64
+        && old.swamp.as_ref().is_some_and(|s| s.problem.is_none())
+}
+
 impl Walker<'_> {
     fn parent_subtree(&mut self, parent: Option<&Tree>, name: &[u8]) -> Option<Tree> {
         let id = parent?.find(name)?.subtree?;
@@ -272,10 +284,14 @@ impl Walker<'_> {
                 if is_hyd && old.is_some_and(|o| o.swamp.is_some()) {
                     self.parent_swamps_seen += 1;
                 }
+                // A Swamp quarantined last time is captured again: still broken, it is reported
+                // again (never hidden behind "unchanged"); repaired, it gets a consistent copy.
                 if let Some(o) = old
                     && !self.force
                     && self.all_indexed(&o.content)
+                    && o.swamp.as_ref().is_none_or(|s| s.problem.is_none())
                     && (unchanged(o, &node)
+                        || (is_hyd && unchanged_hyd_prefix(o, &node))
                         || (is_hyd && self.since_ns.is_some_and(|s| node.mtime_ns < s)))
                 {
                     self.summary.files_unchanged += 1;
@@ -668,7 +684,11 @@ pub fn backup(
     }
     paths.sort();
     paths.dedup();
-    let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    // Recorded without a trailing `/`, so `dir/` and `dir` find the same parent snapshot.
+    let path_strings: Vec<String> = paths
+        .iter()
+        .map(|p| p.components().collect::<PathBuf>().display().to_string())
+        .collect();
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let _lock = if opts.dry_run {
         None
@@ -931,10 +951,13 @@ impl TreeBuilder<'_> {
         for d in dir.entries {
             let mut node = d.node;
             let rel = prefix.join(std::ffi::OsStr::from_bytes(&node.name));
-            if let Some(sub) = d.dir {
-                node.subtree = Some(self.store(sub, &rel)?);
-            }
             let mut read = 0;
+            if let Some(sub) = d.dir {
+                // A V1 Swamp folder's bytes read are those of its files.
+                let before = self.summary.bytes_read;
+                node.subtree = Some(self.store(sub, &rel)?);
+                read = self.summary.bytes_read - before;
+            }
             if let Some(idx) = d.pending {
                 let path = || self.paths[idx].display().to_string();
                 let done = self.done.remove(&idx).unwrap_or(FileDone {

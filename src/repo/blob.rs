@@ -31,7 +31,7 @@ pub struct SealedBlob {
 /// Compresses (at `level`, skipped when 0 or when it does not shrink by at least 1/64) and seals.
 pub fn seal_blob(keys: &Keys, kind: BlobType, id: Id, plain: &[u8], level: i32) -> SealedBlob {
     let compressed = if level != 0 && plain.len() >= 64 {
-        zstd::bulk::compress(plain, level)
+        crate::repo::compress::compress(plain, level)
             .ok()
             .filter(|z| z.len() < plain.len() - plain.len() / 64)
     } else {

@@ -2,6 +2,7 @@
 //! a [`Backend`]. Only this layer knows byte layouts (see `repo-format.md`).
 
 pub mod blob;
+pub mod compress;
 pub mod config;
 pub mod index;
 pub mod keyfile;

@@ -27,7 +27,7 @@ pub fn from_cbor<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
 pub fn seal<T: Serialize>(key: &SealKey, value: &T) -> Vec<u8> {
     let cbor = to_cbor(value);
     let mut plain = Vec::with_capacity(cbor.len() + 1);
-    match zstd::bulk::compress(&cbor, 3) {
+    match crate::repo::compress::compress(&cbor, 3) {
         Ok(z) if z.len() + 16 < cbor.len() => {
             plain.push(ZSTD);
             plain.extend_from_slice(&z);
@@ -63,12 +63,5 @@ pub fn decode_plain<T: DeserializeOwned>(plain: &[u8], what: &str) -> Result<T> 
 
 /// Decompresses a zstd frame, refusing output beyond `limit` bytes.
 pub fn decompress_bounded(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    let dec = zstd::stream::read::Decoder::with_buffer(data)?;
-    dec.take(limit as u64 + 1).read_to_end(&mut out)?;
-    if out.len() > limit {
-        return Err(std::io::Error::other("decompressed size over limit"));
-    }
-    Ok(out)
+    crate::repo::compress::decompress(data, limit)
 }
