@@ -46,12 +46,20 @@ fn include_glob_restores_only_matching_files() {
     assert_eq!(files_under(&out), want);
     assert_eq!(r["files"], want.len(), "{r:#}");
     for f in &want {
-        assert_eq!(fs::read(out.join(f)).unwrap(), fs::read(src.join(f)).unwrap(), "{f}");
+        assert_eq!(
+            fs::read(out.join(f)).unwrap(),
+            fs::read(src.join(f)).unwrap(),
+            "{f}"
+        );
     }
 
     // Two patterns, one of them anchored with a leading slash.
     let out = t.path("two");
-    t.restore("latest", &out, &["--include", "/notes.md", "--include", "dir1/b.log"]);
+    t.restore(
+        "latest",
+        &out,
+        &["--include", "/notes.md", "--include", "dir1/b.log"],
+    );
     assert_eq!(files_under(&out), set(&["notes.md", "dir1/b.log"]));
 
     // A pattern matching nothing restores no file.
@@ -69,7 +77,10 @@ fn include_of_a_directory_restores_its_subtree() {
     t.backup(&[&src]);
     let out = t.path("out");
     t.restore("latest", &out, &["--include", "dir1"]);
-    assert_eq!(files_under(&out), set(&["dir1/a.txt", "dir1/b.log", "dir1/sub/c.txt"]));
+    assert_eq!(
+        files_under(&out),
+        set(&["dir1/a.txt", "dir1/b.log", "dir1/sub/c.txt"])
+    );
     assert_same_dir(&src.join("dir1"), &out.join("dir1"));
 }
 
@@ -82,8 +93,12 @@ fn dry_run_writes_nothing() {
     let out = t.path("out");
     let r = t.restore("latest", &out, &["--dry-run"]);
     assert_eq!(r["dry_run"], true);
-    let listed: BTreeSet<String> =
-        r["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    let listed: BTreeSet<String> = r["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(listed, files_under(&src));
     assert!(!out.exists(), "dry run created the target");
 
@@ -126,11 +141,17 @@ fn restore_of_an_older_snapshot_gives_its_content() {
     let src = t.path("src");
     sample(&src);
     let first_tree = scan(&src);
-    let first = t.backup(&[&src])["snapshot_id"].as_str().unwrap().to_string();
+    let first = t.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     write(&src.join("top.txt"), b"changed");
     fs::remove_file(src.join("dir1/b.log")).unwrap();
     write(&src.join("new.txt"), b"new");
-    let second = t.backup(&[&src])["snapshot_id"].as_str().unwrap().to_string();
+    let second = t.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(first, second);
 
     let out1 = t.path("out1");
@@ -150,27 +171,49 @@ fn interrupted_restore_leaves_no_partial_file_under_a_real_name() {
     sample(&src);
     random_files(&src.join("more"), 5, 4, 400_000);
     t.backup(&[&src]);
-    let data_pack = packs(&t.repo).into_iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let data_pack = packs(&t.repo)
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
     flip_bit(&data_pack, pack_blob_area(&data_pack) - 100);
 
     let out = t.path("out");
     let r = t.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
-    assert_ne!(r.code, Some(0), "restore from a damaged pack succeeded: {r:?}");
+    assert_ne!(
+        r.code,
+        Some(0),
+        "restore from a damaged pack succeeded: {r:?}"
+    );
     r.expect_clean_error();
     assert!(r.stderr.contains("damaged"), "{}", r.stderr);
 
     let mut tmp_names = 0;
     for (rel, e) in scan(&out) {
-        let Content::File { hash, .. } = e.content else { continue };
-        let name = Path::new(std::str::from_utf8(&rel).unwrap()).file_name().unwrap().to_str().unwrap().to_string();
+        let Content::File { hash, .. } = e.content else {
+            continue;
+        };
+        let name = Path::new(std::str::from_utf8(&rel).unwrap())
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         if name.starts_with('.') && name.ends_with(".hydrabackup-tmp") {
             tmp_names += 1;
         } else {
             let src_file = src.join(std::str::from_utf8(&rel).unwrap());
-            assert_eq!(hash, hash_file(&src_file), "{} is under its real name but incomplete", show(&rel));
+            assert_eq!(
+                hash,
+                hash_file(&src_file),
+                "{} is under its real name but incomplete",
+                show(&rel)
+            );
         }
     }
-    assert!(tmp_names > 0, "the restore was not interrupted mid-way (no temporary file left)");
+    assert!(
+        tmp_names > 0,
+        "the restore was not interrupted mid-way (no temporary file left)"
+    );
 }
 
 #[test]
@@ -184,7 +227,11 @@ fn successful_restore_leaves_no_temporary_names() {
     write(&out.join("dir1/a.txt"), b"old content to be replaced");
     t.restore("latest", &out, &["--overwrite"]);
     for rel in scan(&out).keys() {
-        assert!(!show(rel).ends_with(".hydrabackup-tmp"), "temporary file left: {}", show(rel));
+        assert!(
+            !show(rel).ends_with(".hydrabackup-tmp"),
+            "temporary file left: {}",
+            show(rel)
+        );
     }
     assert_same_dir(&src, &out);
 }
@@ -196,9 +243,15 @@ fn files_named_like_temporary_files_restore_correctly() {
     let t = TestRepo::init();
     let src = t.path("src");
     write(&src.join("foo"), b"the real foo");
-    write(&src.join(".foo.hydrabackup-tmp"), b"a file that looks temporary");
+    write(
+        &src.join(".foo.hydrabackup-tmp"),
+        b"a file that looks temporary",
+    );
     write(&src.join("bar"), b"bar");
-    write(&src.join(".bar.hydrabackup-tmp/inside"), b"a directory that looks temporary");
+    write(
+        &src.join(".bar.hydrabackup-tmp/inside"),
+        b"a directory that looks temporary",
+    );
     t.backup(&[&src]);
     let out = t.path("out");
     t.restore("latest", &out, &[]);

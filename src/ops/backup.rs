@@ -707,7 +707,7 @@ pub fn backup(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let writer = PackWriter::new(repo, 2, opts.dry_run);
+    let writer = PackWriter::new(repo, 1, opts.dry_run);
     let workers = Workers {
         repo,
         index: &index,
@@ -718,7 +718,7 @@ pub fn backup(
     };
     let excludes = Excludes::new(&opts.excludes)?;
     let (files_tx, files_rx) = bounded::<FileJob>(1024);
-    let (chunks_tx, chunks_rx) = bounded::<ChunkJob>(4 * cores);
+    let (chunks_tx, chunks_rx) = bounded::<ChunkJob>(2 * cores);
     let (events_tx, events_rx) = unbounded::<Event>();
     let files_read = AtomicU64::new(0);
 

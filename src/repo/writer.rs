@@ -99,7 +99,7 @@ fn write_index(
 impl PackWriter {
     /// Starts a writer with `uploaders` threads storing packs (dry runs store nothing).
     pub fn new(repo: &Repository, uploaders: usize, dry_run: bool) -> PackWriter {
-        let (tx, rx) = bounded::<SealedBlob>(64);
+        let (tx, rx) = bounded::<SealedBlob>(8);
         let (ptx, prx) = bounded::<FinishedPack>(uploaders.max(1));
         let state = Arc::new(Mutex::new(State {
             pending: IndexFile::default(),

@@ -85,11 +85,28 @@ impl Run {
 
     /// Asserts the error output is one clean line: no panic, no backtrace.
     pub fn expect_clean_error(&self) -> &Run {
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{}", self.stderr);
-        assert!(lines[0].starts_with("hydrabackup: error: "), "unexpected error line: {}", lines[0]);
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected a one-line error, got:\n{}",
+            self.stderr
+        );
+        assert!(
+            lines[0].starts_with("hydrabackup: error: "),
+            "unexpected error line: {}",
+            lines[0]
+        );
         for bad in ["panicked", "backtrace", "RUST_BACKTRACE", "thread '"] {
-            assert!(!self.stderr.contains(bad), "stderr contains {bad:?}:\n{}", self.stderr);
+            assert!(
+                !self.stderr.contains(bad),
+                "stderr contains {bad:?}:\n{}",
+                self.stderr
+            );
         }
         self
     }
@@ -108,9 +125,16 @@ pub struct TestRepo {
 impl TestRepo {
     /// A temporary directory with no repository yet.
     pub fn new() -> TestRepo {
-        let dir = tempfile::Builder::new().prefix("hbtest").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("hbtest")
+            .tempdir()
+            .expect("tempdir");
         let repo = dir.path().join("repo");
-        TestRepo { dir, repo, password: PASSWORD.into() }
+        TestRepo {
+            dir,
+            repo,
+            password: PASSWORD.into(),
+        }
     }
 
     /// A fresh repository created with `init` and default parameters.
@@ -183,18 +207,29 @@ impl TestRepo {
         a.extend(extra.iter().map(OsStr::new));
         a.extend(paths.iter().map(|p| p.as_os_str()));
         let v = self.json(&a);
-        assert!(v["snapshot_id"].is_string() || v["dry_run"] == true, "no snapshot id: {v}");
+        assert!(
+            v["snapshot_id"].is_string() || v["dry_run"] == true,
+            "no snapshot id: {v}"
+        );
         v
     }
 
     /// `snapshots --json`.
     pub fn snapshots(&self) -> Vec<Value> {
-        self.json(&["snapshots"]).as_array().expect("snapshots is an array").clone()
+        self.json(&["snapshots"])
+            .as_array()
+            .expect("snapshots is an array")
+            .clone()
     }
 
     /// `restore SNAP --target TARGET --json EXTRA...` expecting exit 0.
     pub fn restore(&self, snap: &str, target: &Path, extra: &[&str]) -> Value {
-        let mut a: Vec<&OsStr> = vec![OsStr::new("restore"), OsStr::new(snap), OsStr::new("--target"), target.as_os_str()];
+        let mut a: Vec<&OsStr> = vec![
+            OsStr::new("restore"),
+            OsStr::new(snap),
+            OsStr::new("--target"),
+            target.as_os_str(),
+        ];
         a.extend(extra.iter().map(OsStr::new));
         self.json(&a)
     }
@@ -248,7 +283,8 @@ pub fn write(path: &Path, data: &[u8]) {
 /// Sets a file's (or directory's) mtime and atime.
 pub fn set_mtime(path: &Path, secs: i64, nanos: u32) {
     let t = filetime::FileTime::from_unix_time(secs, nanos);
-    filetime::set_file_times(path, t, t).unwrap_or_else(|e| panic!("set mtime {}: {e}", path.display()));
+    filetime::set_file_times(path, t, t)
+        .unwrap_or_else(|e| panic!("set mtime {}: {e}", path.display()));
 }
 
 /// A path from raw bytes (for names that are not UTF-8).
@@ -259,7 +295,10 @@ pub fn bytes_path(base: &Path, name: &[u8]) -> PathBuf {
 /// Source with `n` files of `size` random bytes each (seeded by `seed`) under `dir`.
 pub fn random_files(dir: &Path, seed: u64, n: usize, size: usize) {
     for i in 0..n {
-        write(&dir.join(format!("file{i:03}.bin")), &random_bytes(seed * 1000 + i as u64, size));
+        write(
+            &dir.join(format!("file{i:03}.bin")),
+            &random_bytes(seed * 1000 + i as u64, size),
+        );
     }
 }
 
@@ -295,7 +334,8 @@ pub type Tree = BTreeMap<Vec<u8>, Entry>;
 pub fn hash_file(path: &Path) -> String {
     let f = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut h = blake3::Hasher::new();
-    h.update_reader(f).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    h.update_reader(f)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     h.finalize().to_hex().to_string()
 }
 
@@ -310,17 +350,38 @@ fn scan_into(root: &Path, dir: &Path, out: &mut Tree) {
     for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
         let p = e.expect("dir entry").path();
         let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
-        let rel = p.strip_prefix(root).expect("below root").as_os_str().as_bytes().to_vec();
+        let rel = p
+            .strip_prefix(root)
+            .expect("below root")
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         let ft = md.file_type();
         let content = if ft.is_dir() {
             scan_into(root, &p, out);
             Content::Dir
         } else if ft.is_symlink() {
-            Content::Symlink(fs::read_link(&p).expect("readlink").as_os_str().as_bytes().to_vec())
+            Content::Symlink(
+                fs::read_link(&p)
+                    .expect("readlink")
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+            )
         } else {
-            Content::File { size: md.len(), hash: hash_file(&p) }
+            Content::File {
+                size: md.len(),
+                hash: hash_file(&p),
+            }
         };
-        out.insert(rel, Entry { content, mode: md.mode() & 0o7777, mtime: (md.mtime(), md.mtime_nsec()) });
+        out.insert(
+            rel,
+            Entry {
+                content,
+                mode: md.mode() & 0o7777,
+                mtime: (md.mtime(), md.mtime_nsec()),
+            },
+        );
     }
 }
 
@@ -338,14 +399,20 @@ pub fn assert_same_tree(expected: &Tree, actual: &Tree) {
     for (k, v) in expected {
         match actual.get(k) {
             None => msg += &format!("missing: {}\n", show(k)),
-            Some(a) if a != v => msg += &format!("differs: {}\n  expected {v:?}\n  actual   {a:?}\n", show(k)),
+            Some(a) if a != v => {
+                msg += &format!("differs: {}\n  expected {v:?}\n  actual   {a:?}\n", show(k))
+            }
             _ => {}
         }
     }
     for k in actual.keys().filter(|k| !expected.contains_key(*k)) {
         msg += &format!("unexpected: {}\n", show(k));
     }
-    panic!("trees differ ({} vs {} entries):\n{msg}", expected.len(), actual.len());
+    panic!(
+        "trees differ ({} vs {} entries):\n{msg}",
+        expected.len(),
+        actual.len()
+    );
 }
 
 /// Asserts that `restored` holds exactly what `source` holds: content, modes, mtimes, links.
@@ -398,7 +465,11 @@ pub fn packs(repo: &Path) -> Vec<PathBuf> {
 
 /// The file name of a path as a string.
 pub fn name_of(p: &Path) -> String {
-    p.file_name().expect("file name").to_str().expect("UTF-8 name").to_string()
+    p.file_name()
+        .expect("file name")
+        .to_str()
+        .expect("UTF-8 name")
+        .to_string()
 }
 
 /// Asserts every content-addressed object (packs, index files, snapshots, keys) is complete:
@@ -407,7 +478,12 @@ pub fn assert_objects_complete(repo: &Path) {
     for sub in ["data", "index", "snapshots", "keys"] {
         for p in repo_files(repo, sub) {
             let h = hash_file(&p);
-            assert_eq!(h, name_of(&p), "{} is not complete (its content does not hash to its name)", p.display());
+            assert_eq!(
+                h,
+                name_of(&p),
+                "{} is not complete (its content does not hash to its name)",
+                p.display()
+            );
         }
     }
 }
@@ -421,7 +497,11 @@ pub fn is_root() -> bool {
 /// Flips one bit of a file at `offset`.
 pub fn flip_bit(path: &Path, offset: u64) {
     use std::os::unix::fs::FileExt;
-    let f = fs::OpenOptions::new().read(true).write(true).open(path).expect("open for damage");
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open for damage");
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, offset).expect("read byte");
     b[0] ^= 0x10;

@@ -1,0 +1,214 @@
+//! Key management: add, list, remove, passwd.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs the binary with another password.
+fn with_password(t: &TestRepo, pw: &str, args: &[&str]) -> Run {
+    let mut c = t.command();
+    c.env("HYDRABACKUP_PASSWORD", pw).args(args);
+    run_cmd(c)
+}
+
+fn password_file(t: &TestRepo, name: &str, pw: &str) -> PathBuf {
+    let p = t.path(name);
+    fs::write(&p, format!("{pw}\n")).unwrap();
+    p
+}
+
+/// `key list --json` as (id, current) pairs, opened with `pw`.
+fn keys(t: &TestRepo, pw: &str) -> Vec<(String, bool)> {
+    let v: Value = with_password(t, pw, &["key", "list", "--json"])
+        .expect_code(0)
+        .json();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap().to_string(),
+                k["current"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn current(keys: &[(String, bool)]) -> String {
+    let cur: Vec<_> = keys.iter().filter(|k| k.1).collect();
+    assert_eq!(cur.len(), 1, "exactly one key is current: {keys:?}");
+    cur[0].0.clone()
+}
+
+#[test]
+fn added_key_opens_the_same_repository() {
+    let t = TestRepo::init();
+    let first = keys(&t, PASSWORD);
+    assert_eq!(first.len(), 1);
+    let old_id = current(&first);
+    assert_eq!(old_id.len(), 64);
+
+    let src = t.path("src");
+    random_files(&src, 1, 3, 10_000);
+    t.backup(&[&src]);
+
+    let f = password_file(&t, "new.pw", "second password");
+    let added = t.json(&["key", "add", "--new-password-file", f.to_str().unwrap()]);
+    let new_id = added["added"].as_str().unwrap().to_string();
+    assert_ne!(new_id, old_id);
+    let both = keys(&t, PASSWORD);
+    assert_eq!(both.len(), 2);
+    assert_eq!(current(&both), old_id);
+    let seen_by_new = keys(&t, "second password");
+    assert_eq!(current(&seen_by_new), new_id);
+
+    // The new password reads and writes the same data.
+    let out = t.path("out");
+    with_password(
+        &t,
+        "second password",
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    )
+    .expect_code(0);
+    assert_same_dir(&src, &out);
+    write(&src.join("more"), b"more");
+    with_password(&t, "second password", &["backup", src.to_str().unwrap()]).expect_code(0);
+    assert_eq!(t.snapshots().len(), 2);
+
+    // The new password may also come from HYDRABACKUP_NEW_PASSWORD.
+    let mut c = t.command();
+    c.env("HYDRABACKUP_NEW_PASSWORD", "third")
+        .args(["key", "add"]);
+    run_cmd(c).expect_code(0);
+    assert_eq!(keys(&t, "third").len(), 3);
+    with_password(&t, "fourth", &["snapshots"]).expect_code(12);
+}
+
+#[test]
+fn another_key_can_be_removed() {
+    let t = TestRepo::init();
+    let old_id = current(&keys(&t, PASSWORD));
+    let f = password_file(&t, "new.pw", "replacement");
+    t.json(&["key", "add", "--new-password-file", f.to_str().unwrap()]);
+
+    let r = with_password(
+        &t,
+        "replacement",
+        &["key", "remove", &old_id[..10], "--json"],
+    );
+    r.expect_code(0);
+    assert_eq!(r.json()["removed"].as_str(), Some(old_id.as_str()));
+    let left = keys(&t, "replacement");
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].0, old_id);
+    with_password(&t, PASSWORD, &["snapshots"])
+        .expect_code(12)
+        .expect_clean_error();
+
+    // Unknown id.
+    let unknown = if left[0].0.starts_with('0') { "1" } else { "0" };
+    let r = with_password(&t, "replacement", &["key", "remove", unknown]);
+    r.expect_code(1).expect_clean_error();
+    assert!(r.stderr.contains("not found"), "{}", r.stderr);
+}
+
+#[test]
+fn the_last_key_and_the_key_in_use_cannot_be_removed() {
+    let t = TestRepo::init();
+    let only = current(&keys(&t, PASSWORD));
+    let r = t.run(&["key", "remove", &only]);
+    r.expect_code(1).expect_clean_error();
+    assert!(r.stderr.contains("refusing"), "{}", r.stderr);
+    assert_eq!(keys(&t, PASSWORD), vec![(only.clone(), true)]);
+
+    let f = password_file(&t, "other.pw", "other");
+    t.json(&["key", "add", "--new-password-file", f.to_str().unwrap()]);
+    t.run(&["key", "remove", &only[..8]])
+        .expect_code(1)
+        .expect_clean_error();
+    assert_eq!(keys(&t, PASSWORD).len(), 2);
+    t.json(&["snapshots"]);
+}
+
+#[test]
+fn ambiguous_key_prefix_is_refused() {
+    let t = TestRepo::init();
+    let f = password_file(&t, "pw", "same for all");
+    // Add keys until two ids share their first hex digit.
+    let shared = loop {
+        let ks = keys(&t, PASSWORD);
+        let mut firsts: Vec<char> = ks.iter().map(|k| k.0.chars().next().unwrap()).collect();
+        firsts.sort();
+        if let Some(w) = firsts.windows(2).find(|w| w[0] == w[1]) {
+            break w[0];
+        }
+        assert!(ks.len() <= 16);
+        t.json(&["key", "add", "--new-password-file", f.to_str().unwrap()]);
+    };
+    let before = keys(&t, PASSWORD).len();
+    let r = with_password(&t, "same for all", &["key", "remove", &shared.to_string()]);
+    r.expect_code(1).expect_clean_error();
+    assert!(r.stderr.contains("ambiguous"), "{}", r.stderr);
+    assert_eq!(keys(&t, PASSWORD).len(), before);
+}
+
+#[test]
+fn passwd_replaces_the_key_in_use() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    random_files(&src, 2, 2, 5000);
+    t.backup(&[&src]);
+    let old_id = current(&keys(&t, PASSWORD));
+    let f = password_file(&t, "new.pw", "changed password");
+    let v = t.json(&["key", "passwd", "--new-password-file", f.to_str().unwrap()]);
+    assert_eq!(v["removed"].as_str(), Some(old_id.as_str()));
+    let new_id = v["added"].as_str().unwrap().to_string();
+
+    with_password(&t, PASSWORD, &["snapshots"])
+        .expect_code(12)
+        .expect_clean_error();
+    let ks = keys(&t, "changed password");
+    assert_eq!(ks, vec![(new_id, true)]);
+    let out = t.path("out");
+    with_password(
+        &t,
+        "changed password",
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    )
+    .expect_code(0);
+    assert_same_dir(&src, &out);
+    assert!(
+        repo_files(&t.repo, "locks").is_empty(),
+        "passwd left its lock"
+    );
+}
+
+#[test]
+fn empty_passwords_are_refused_for_new_keys() {
+    // An empty first line (or empty variable) would make a key anyone opens with no password.
+    let t = TestRepo::init();
+    let f = password_file(&t, "empty.pw", "");
+    for args in [
+        ["key", "add", "--new-password-file", f.to_str().unwrap()],
+        ["key", "passwd", "--new-password-file", f.to_str().unwrap()],
+    ] {
+        let r = t.run(&args);
+        r.expect_code(1).expect_clean_error();
+        assert!(r.stderr.contains("empty password"), "{}", r.stderr);
+    }
+    let mut c = t.command();
+    c.env("HYDRABACKUP_NEW_PASSWORD", "").args(["key", "add"]);
+    run_cmd(c).expect_code(1).expect_clean_error();
+    assert_eq!(keys(&t, PASSWORD).len(), 1);
+    with_password(&t, "", &["snapshots"]).expect_code(12);
+
+    let fresh = TestRepo::new();
+    let mut c = fresh.command();
+    c.env("HYDRABACKUP_PASSWORD", "").arg("init");
+    run_cmd(c).expect_code(1).expect_clean_error();
+    assert!(!fresh.repo.join("config").exists());
+}
