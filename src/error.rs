@@ -61,6 +61,11 @@ pub enum Error {
     /// `verify` found damage; the report lists it.
     #[error("verify found {0} problem(s) in the repository")]
     Damaged(usize),
+    /// `restore` left out files whose data is damaged or missing; the rest was restored.
+    #[error(
+        "{0} file(s) not restored: their data is damaged or missing (run `hydrabackup verify --read-data`)"
+    )]
+    RestoreDamaged(usize),
 }
 
 impl Error {
@@ -70,7 +75,7 @@ impl Error {
             Error::RepoNotFound(_) => 10,
             Error::Locked(_) => 11,
             Error::WrongPassword => 12,
-            Error::Damaged(_) => 13,
+            Error::Damaged(_) | Error::RestoreDamaged(_) => 13,
             Error::Backend { source, .. } | Error::Io { source, .. }
                 if source.raw_os_error() == Some(libc::ENOSPC) =>
             {

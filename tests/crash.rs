@@ -140,9 +140,17 @@ fn repeated_crashes_then_success() {
         t.assert_verify_ok(&[]);
     }
     assert_eq!(repo_files(&t.repo, "locks").len(), 3);
+    // The mid-pack-write crash left its half-written pack in tmp/; unlock clears it with the
+    // stale locks.
+    assert!(!repo_files(&t.repo, "tmp").is_empty());
     let removed = t.json(&["unlock"]);
     assert_eq!(removed["removed"].as_array().unwrap().len(), 3);
+    assert!(
+        removed["temporaries_removed"].as_u64().unwrap() >= 1,
+        "{removed:#}"
+    );
     assert!(repo_files(&t.repo, "locks").is_empty());
+    assert!(repo_files(&t.repo, "tmp").is_empty());
     t.backup(&[&src]);
     let out = t.path("out");
     t.restore("latest", &out, &[]);

@@ -163,9 +163,10 @@ fn restore_of_an_older_snapshot_gives_its_content() {
 }
 
 #[test]
-fn interrupted_restore_leaves_no_partial_file_under_a_real_name() {
-    // Damage the only data pack so restore fails after creating its temporary files and
-    // writing part of the data: nothing may appear under a real name that is not complete.
+fn restore_from_a_damaged_pack_restores_the_rest_and_never_shows_a_damaged_file() {
+    // Damage one blob of the data pack: the files that need it must not appear (not even as a
+    // partial file under their real name), every other file is restored complete, no temporary
+    // name is left behind, and the run fails with exit 13 naming the damaged files.
     let t = TestRepo::init();
     let src = t.path("src");
     sample(&src);
@@ -179,40 +180,52 @@ fn interrupted_restore_leaves_no_partial_file_under_a_real_name() {
 
     let out = t.path("out");
     let r = t.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
-    assert_ne!(
-        r.code,
-        Some(0),
-        "restore from a damaged pack succeeded: {r:?}"
+    r.expect_code(13);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let last = r.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("hydrabackup: error: ") && last.contains("file(s) not restored"),
+        "{}",
+        r.stderr
     );
-    r.expect_clean_error();
-    assert!(r.stderr.contains("damaged"), "{}", r.stderr);
+    let damaged: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("damaged: "))
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    assert!(!damaged.is_empty(), "no damaged file named: {}", r.stderr);
 
-    let mut tmp_names = 0;
-    for (rel, e) in scan(&out) {
-        let Content::File { hash, .. } = e.content else {
+    let restored = scan(&out);
+    let mut complete = 0;
+    for (rel, e) in &restored {
+        let name = show(rel);
+        assert!(
+            !name.ends_with(".hydrabackup-tmp"),
+            "temporary file left: {name}"
+        );
+        let Content::File { hash, .. } = &e.content else {
             continue;
         };
-        let name = Path::new(std::str::from_utf8(&rel).unwrap())
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
-        if name.starts_with('.') && name.ends_with(".hydrabackup-tmp") {
-            tmp_names += 1;
-        } else {
-            let src_file = src.join(std::str::from_utf8(&rel).unwrap());
-            assert_eq!(
-                hash,
-                hash_file(&src_file),
-                "{} is under its real name but incomplete",
-                show(&rel)
-            );
-        }
+        assert!(
+            !damaged.contains(&name.as_str()),
+            "damaged file {name} was restored"
+        );
+        assert_eq!(
+            *hash,
+            hash_file(&src.join(&name)),
+            "{name} is under its real name but differs from the source"
+        );
+        complete += 1;
     }
-    assert!(
-        tmp_names > 0,
-        "the restore was not interrupted mid-way (no temporary file left)"
+    let source_files = scan(&src)
+        .values()
+        .filter(|e| matches!(e.content, Content::File { .. }))
+        .count();
+    assert_eq!(
+        complete + damaged.len(),
+        source_files,
+        "every file is either restored or named as damaged"
     );
 }
 

@@ -173,9 +173,10 @@ impl Backend for LocalBackend {
         let tmpdir = self.root.join("tmp");
         fs::create_dir_all(&tmpdir).map_err(|e| err("create", &tmpdir, e))?;
         let tmp = tmpdir.join(format!(
-            "{}-{}-{}",
+            "{}.{}.{}.{}",
             std::process::id(),
             TMP_SEQ.fetch_add(1, Ordering::Relaxed),
+            crate::repo::hostname(),
             name
         ));
         let result = (|| {
@@ -212,6 +213,43 @@ impl Backend for LocalBackend {
     fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
         let p = self.path(kind, name)?;
         fs::remove_file(&p).map_err(|e| err("remove", &p, e))
+    }
+
+    fn remove_stale_temporaries(&self) -> Result<u64> {
+        let dir = self.root.join("tmp");
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(err("list", &dir, e)),
+        };
+        let host = crate::repo::hostname();
+        let mut removed = 0;
+        for e in rd {
+            let e = e.map_err(|e| err("list", &dir, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            // `<pid>.<seq>.<host>.<object>`: a writer on this host that is gone, or anything a
+            // day old (a writer elsewhere that died; no write takes that long).
+            let mut parts = name.splitn(3, '.');
+            let pid = parts.next().and_then(|p| p.parse::<i32>().ok());
+            let rest = parts.nth(1).unwrap_or_default();
+            let ours_dead = rest.rsplit_once('.').is_some_and(|(h, _)| h == host)
+                && pid.is_some_and(|pid| {
+                    // SAFETY: kill(pid, 0) only checks for existence.
+                    let r = unsafe { libc::kill(pid, 0) };
+                    r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+                });
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 24 * 3600);
+            if ours_dead || old {
+                fs::remove_file(e.path()).map_err(|er| err("remove", &e.path(), er))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {

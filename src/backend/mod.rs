@@ -71,6 +71,11 @@ pub trait Backend: Send + Sync {
     fn remove(&self, kind: FileKind, name: &str) -> Result<()>;
     /// The size of a file.
     fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
+    /// Removes partial uploads left by writers that died; returns how many. Backends without
+    /// such leftovers keep the default.
+    fn remove_stale_temporaries(&self) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 /// Opens the backend for a repository location. Plain paths (including SFTP- or NFS-mounted

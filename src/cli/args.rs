@@ -71,7 +71,7 @@ pub enum Command {
     /// Manage the passwords (keys) that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Remove stale locks.
+    /// Remove stale locks and files left by crashed writers.
     Unlock(UnlockArgs),
 }
 

@@ -47,7 +47,7 @@ pub fn run() -> i32 {
             let code = e.exit_code();
             // `verify` has already printed its report (with "ok": false) as the one JSON
             // document on stdout; a second document would make the output unparsable.
-            if json && !matches!(e, Error::Damaged(_)) {
+            if json && !matches!(e, Error::Damaged(_) | Error::RestoreDamaged(_)) {
                 println!("{}", json!({"error": e.to_string(), "exit_code": code}));
             }
             eprintln!("hydrabackup: error: {e}");
@@ -290,8 +290,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Ls(a) => {
             let repo = open(g)?;
-            let index = repo.load_index()?;
             let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+            let index = repo.load_index()?;
             let prefix = a
                 .path
                 .as_deref()
@@ -324,7 +324,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Restore(a) => {
             let repo = open(g)?;
             let _lock = repo.lock(false, "restore")?;
-            let index = repo.load_index()?;
             let (id, snap) = match (&a.snapshot, &a.at) {
                 (_, Some(at)) => repo.find_snapshot_at(hydrabackup::timespec::parse(at)?)?,
                 (Some(s), None) => repo.find_snapshot(s)?,
@@ -334,6 +333,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     ));
                 }
             };
+            let index = repo.load_index()?;
             let opts = RestoreOptions {
                 target: a.target,
                 includes: a.includes,
@@ -369,7 +369,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 human(s.bytes),
                 s.packs_read
             ));
-            Ok(0)
+            for d in &s.damaged {
+                eprintln!("damaged: {}: {}", d.path, d.error);
+            }
+            if s.damaged.is_empty() {
+                Ok(0)
+            } else {
+                Err(Error::RestoreDamaged(s.damaged.len()))
+            }
         }
         Command::Verify(a) => {
             let repo = open(g)?;
@@ -448,10 +455,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 repo.keys().seal_key(),
                 a.remove_all,
             )?;
+            let temporaries = repo.backend().remove_stale_temporaries()?;
             if g.json {
-                print_json(&json!({"removed": removed}));
+                print_json(&json!({"removed": removed, "temporaries_removed": temporaries}));
             }
-            say(format!("removed {} lock(s)", removed.len()));
+            say(format!(
+                "removed {} lock(s) and {temporaries} leftover temporary file(s)",
+                removed.len()
+            ));
             Ok(0)
         }
     }

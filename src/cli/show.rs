@@ -20,8 +20,8 @@ fn time(ns: i64) -> String {
 
 /// Runs `show`.
 pub fn run(g: &Global, repo: &Repository, a: ShowArgs) -> Result<i32> {
-    let index = repo.load_index()?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let index = repo.load_index()?;
     let filter = a
         .swamp
         .as_ref()

@@ -695,8 +695,10 @@ pub fn backup(
     } else {
         Some(repo.lock(false, "backup")?)
     };
-    let index = repo.load_index()?;
+    // The parent first: its index was written before it, so the index loaded next covers it
+    // even when another backup finishes in between.
     let parent = find_parent(repo, opts, &host, &path_strings)?;
+    let index = repo.load_index()?;
     let parent_root = match &parent {
         Some((_, s)) => Some(repo.load_tree(&index, &s.tree)?),
         None => None,
@@ -922,7 +924,11 @@ impl TreeBuilder<'_> {
                     .map_or(info.modified_ns, |o| o.max(info.modified_ns)),
             );
         }
-        let decision = if unchanged { "unchanged" } else { info.decision.as_str() };
+        let decision = if unchanged {
+            "unchanged"
+        } else {
+            info.decision.as_str()
+        };
         let reason = match decision {
             "unchanged" => "size, times and inode as in the parent snapshot",
             "appended" => "same file, grown: read from where the parent's capture ended",

@@ -8,6 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
@@ -66,6 +67,8 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// Packs read.
     pub packs_read: u64,
+    /// Files not restored because their data is damaged (restore exits non-zero then).
+    pub damaged: Vec<DamagedFile>,
     /// Paths (relative) of the files, for dry runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
@@ -73,6 +76,23 @@ pub struct RestoreSummary {
 
 /// A blob to restore and the (file number, offset) places it goes.
 type BlobTargets = (PackEntry, Vec<(usize, u64)>);
+
+/// A file that could not be restored because its data is damaged or missing.
+#[derive(Debug, Clone, Serialize)]
+pub struct DamagedFile {
+    /// Path relative to the snapshot root.
+    pub path: String,
+    /// What is wrong with its data.
+    pub error: String,
+}
+
+/// Removes temporary files after a failed restore (best effort: the error that stopped the
+/// restore is what gets reported).
+fn remove_all(tmps: &[PathBuf]) {
+    for t in tmps {
+        let _ = fs::remove_file(t);
+    }
+}
 
 /// A planned entry.
 pub struct PlannedFile {
@@ -273,6 +293,15 @@ pub fn restore(
         file.set_len(f.node.size).map_err(|e| Error::io(tmp, e))
     })?;
 
+    // Blobs that cannot be read or do not verify mark their files as damaged; everything else
+    // is still restored. Damaged files never appear under their real name.
+    let damaged: Mutex<BTreeMap<usize, String>> = Mutex::new(BTreeMap::new());
+    let mark = |targets: &[(usize, u64)], why: &str| {
+        let mut d = damaged.lock().expect("damage list");
+        for &(fi, _) in targets {
+            d.entry(fi).or_insert_with(|| why.to_string());
+        }
+    };
     let packs: Vec<_> = by_pack.into_iter().collect();
     packs
         .par_iter()
@@ -281,20 +310,28 @@ pub fn restore(
             let last = blobs.values().next_back().expect("non-empty").0;
             let end = last.offset as u64 + last.len as u64;
             let bytes =
-                repo.backend()
-                    .read_range(FileKind::Pack, &pack.to_hex(), first, end - first)?;
+                match repo
+                    .backend()
+                    .read_range(FileKind::Pack, &pack.to_hex(), first, end - first)
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        for (_, targets) in blobs.values() {
+                            mark(targets, &format!("pack {pack}: {e}"));
+                        }
+                        return Ok(());
+                    }
+                };
             let mut open: HashMap<usize, File> = HashMap::new();
             for (e, targets) in blobs.values() {
                 let s = (e.offset as u64 - first) as usize;
-                let plain = open_blob(repo.keys(), e, &bytes[s..s + e.len as usize]).map_err(
-                    |er| match er {
-                        Error::Corrupt { object, reason } => Error::Corrupt {
-                            object: format!("{object} in pack {pack}"),
-                            reason,
-                        },
-                        other => other,
-                    },
-                )?;
+                let plain = match open_blob(repo.keys(), e, &bytes[s..s + e.len as usize]) {
+                    Ok(p) => p,
+                    Err(er) => {
+                        mark(targets, &format!("{er} (in pack {pack})"));
+                        continue;
+                    }
+                };
                 let zeros = plain.iter().all(|&b| b == 0);
                 for &(fi, off) in targets {
                     if zeros {
@@ -318,12 +355,19 @@ pub fn restore(
                 progress.done(0, plain.len() as u64 * targets.len() as u64);
             }
             Ok(())
-        })?;
+        })
+        .inspect_err(|_| remove_all(&tmps))?;
+    let damaged = damaged.into_inner().expect("damage list");
 
     files
         .par_iter()
+        .enumerate()
         .zip(&tmps)
-        .try_for_each(|(f, tmp)| -> Result<()> {
+        .try_for_each(|((fi, f), tmp)| -> Result<()> {
+            if damaged.contains_key(&fi) {
+                let _ = fs::remove_file(tmp);
+                return Ok(());
+            }
             let p = target.join(&f.rel);
             let file = OpenOptions::new()
                 .write(true)
@@ -343,7 +387,15 @@ pub fn restore(
             fs::rename(tmp, &p).map_err(|e| Error::io(&p, e))?;
             progress.done(1, 0);
             Ok(())
-        })?;
+        })
+        .inspect_err(|_| remove_all(&tmps))?;
+    summary.damaged = damaged
+        .into_iter()
+        .map(|(fi, error)| DamagedFile {
+            path: files[fi].rel.display().to_string(),
+            error,
+        })
+        .collect();
     for (rel, n) in &links {
         let p = target.join(rel);
         if p.symlink_metadata().is_ok() {

@@ -174,6 +174,23 @@ pub fn verify(
         }
     }
 
+    // Snapshots first: a snapshot is written after the index that covers it, so every
+    // snapshot listed now is covered by the index files listed next, even if a backup
+    // finishes meanwhile.
+    let mut snapshots: Vec<(Id, Snapshot)> = Vec::new();
+    for (name, _) in backend.list(FileKind::Snapshot)? {
+        match repo.load_object::<Snapshot>(FileKind::Snapshot, &name) {
+            Ok(s) => snapshots.push((Id::from_hex(&name).unwrap_or_default(), s)),
+            Err(e) => report.problems.push(problem(
+                "snapshot",
+                format!("snapshot {name}"),
+                e.to_string(),
+                &[],
+            )),
+        }
+    }
+    report.snapshots = snapshots.len() as u64;
+
     // Index files.
     let mut files: Vec<(String, IndexFile)> = Vec::new();
     for (name, _) in backend.list(FileKind::Index)? {
@@ -287,20 +304,7 @@ pub fn verify(
     let bad_packs: HashSet<String> = structural.iter().map(|p| p.object.clone()).collect();
     report.problems.extend(structural);
 
-    // Snapshots and their trees.
-    let mut snapshots: Vec<(Id, Snapshot)> = Vec::new();
-    for (name, _) in backend.list(FileKind::Snapshot)? {
-        match repo.load_object::<Snapshot>(FileKind::Snapshot, &name) {
-            Ok(s) => snapshots.push((Id::from_hex(&name).unwrap_or_default(), s)),
-            Err(e) => report.problems.push(problem(
-                "snapshot",
-                format!("snapshot {name}"),
-                e.to_string(),
-                &[],
-            )),
-        }
-    }
-    report.snapshots = snapshots.len() as u64;
+    // Trees of every snapshot.
     let mut wanted: HashSet<Id> = HashSet::new();
     let mut checked_trees: HashSet<Id> = HashSet::new();
     for (sid, s) in &snapshots {

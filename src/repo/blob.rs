@@ -2,7 +2,7 @@
 
 use crate::crypto::Keys;
 use crate::repo::object::decompress_bounded;
-use crate::repo::pack::PackEntry;
+use crate::repo::pack::{MAX_BLOB, PackEntry};
 use crate::{Error, Id, Result};
 
 /// What a blob holds.
@@ -53,6 +53,11 @@ pub fn seal_blob(keys: &Keys, kind: BlobType, id: Id, plain: &[u8], level: i32) 
 /// Opens a stored blob, decompresses it and checks that its plaintext hashes to its id.
 pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
     let what = || format!("blob {}", e.id);
+    // Index entries are not range-checked when loaded; without this a frame declaring up to
+    // 4 GiB would be allocated for before the length check below.
+    if e.raw_len > MAX_BLOB {
+        return Err(Error::corrupt(what(), "implausible length in the index"));
+    }
     let payload = keys
         .seal_key()
         .open(sealed)

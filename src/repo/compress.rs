@@ -32,21 +32,37 @@ pub fn decompress(data: &[u8], limit: usize) -> io::Result<Vec<u8>> {
             if d.is_none() {
                 *d = Some(Decompressor::new()?);
             }
-            let out = d.as_mut().expect("set above").decompress(data, n as usize)?;
+            let out = d
+                .as_mut()
+                .expect("set above")
+                .decompress(data, n as usize)?;
             if out.len() as u64 != n {
                 return Err(io::Error::other("frame shorter than it declares"));
             }
             Ok(out)
         }),
-        // No declared size: stream, with the limit enforced as we go.
+        // No declared size: stream, with the limit enforced as we go and the buffer never
+        // grown past it (`read_to_end` doubles, so it could reserve twice the limit).
         _ => {
             let mut out = Vec::new();
-            let dec = zstd::stream::read::Decoder::with_buffer(data)?;
-            dec.take(limit as u64 + 1).read_to_end(&mut out)?;
-            if out.len() > limit {
-                return Err(io::Error::other("decompressed size over limit"));
+            let mut dec = zstd::stream::read::Decoder::with_buffer(data)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match dec.read(&mut buf) {
+                    Ok(0) => return Ok(out),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                if n > limit - out.len() {
+                    return Err(io::Error::other("decompressed size over limit"));
+                }
+                if out.capacity() - out.len() < n {
+                    let want = (out.capacity() * 2).max(out.len() + n).min(limit);
+                    out.reserve_exact(want - out.len());
+                }
+                out.extend_from_slice(&buf[..n]);
             }
-            Ok(out)
         }
     }
 }
