@@ -1,0 +1,274 @@
+//! Restoring parts of a HydrAIDE snapshot by Swamp name, into an existing root, and by time.
+
+mod hydcommon;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use hydcommon::*;
+use serde_json::Value;
+
+/// Files (relative paths) of the source Swamps whose name satisfies `pick`.
+fn files_of(
+    src: &Path,
+    rows: &BTreeMap<String, Value>,
+    pick: impl Fn(&str) -> bool,
+) -> BTreeSet<String> {
+    let all = swamps(src);
+    rows.iter()
+        .filter(|(_, r)| r["name"].as_str().is_some_and(&pick))
+        .flat_map(|(p, _)| {
+            all.get(p)
+                .unwrap_or_else(|| panic!("{p} listed by show is not in the source"))
+                .files()
+        })
+        .collect()
+}
+
+fn subset(
+    all: &BTreeMap<String, FileState>,
+    keep: &BTreeSet<String>,
+) -> BTreeMap<String, FileState> {
+    all.iter()
+        .filter(|(k, _)| keep.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn swamp_globs_select_what_is_restored() {
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 41, 100, "2M", 20, 15);
+    let b = hb.backup(&src, &[]);
+    let snap = b["snapshot_id"].as_str().unwrap().to_string();
+    let source = read_files(&src);
+    let rows = hb.show(&snap);
+
+    // A sanctuary holding both V1 folders and .hyd files.
+    let sanctuary_of = |r: &Value| {
+        r["name"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let sanctuaries: BTreeSet<String> = rows.values().map(sanctuary_of).collect();
+    let sanctuary = sanctuaries
+        .iter()
+        .find(|s| {
+            let formats: BTreeSet<u64> = rows
+                .values()
+                .filter(|r| sanctuary_of(r) == **s)
+                .map(|r| r["format"].as_u64().unwrap())
+                .collect();
+            formats.contains(&1) && formats.len() > 1
+        })
+        .expect("a sanctuary with V1 and .hyd Swamps")
+        .clone();
+    let glob = format!("{sanctuary}/*/*");
+    let prefix = format!("{sanctuary}/");
+    let wanted = files_of(&src, &rows, |n| n.starts_with(&prefix));
+    assert!(!wanted.is_empty() && wanted.len() < source.len());
+    // `show --swamp` lists the same Swamps.
+    let shown = hb.json(&["show", &snap, "--swamp", &glob]);
+    let shown: BTreeSet<&str> = shown["swamps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    let expected_rows: BTreeSet<&str> = rows
+        .iter()
+        .filter(|(_, r)| r["name"].as_str().unwrap().starts_with(&prefix))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(shown, expected_rows);
+
+    // Only the matching Swamps come back, at their paths, byte for byte.
+    let t1 = hb.path("by-glob");
+    let r = hb.restore(&snap, &t1, &["--swamp", &glob]);
+    assert_eq!(num(&r, "files") as usize, wanted.len(), "{r:#}");
+    assert_same_content(&subset(&source, &wanted), &read_files(&t1));
+
+    // Full names: one V1 folder and one .hyd Swamp (two --swamp options add up).
+    let v1 = rows.values().find(|r| r["format"] == 1).unwrap();
+    let hyd = rows.values().find(|r| r["format"] == 3).unwrap();
+    let (v1_name, hyd_name) = (v1["name"].as_str().unwrap(), hyd["name"].as_str().unwrap());
+    let wanted2 = files_of(&src, &rows, |n| n == v1_name || n == hyd_name);
+    assert!(
+        wanted2.len() >= 3,
+        "a V1 folder holds meta and chunks: {wanted2:?}"
+    );
+    let t2 = hb.path("by-name");
+    hb.restore(&snap, &t2, &["--swamp", v1_name, "--swamp", hyd_name]);
+    assert_same_content(&subset(&source, &wanted2), &read_files(&t2));
+
+    // --dry-run lists the same files and writes nothing.
+    let t3 = hb.path("dry");
+    let r = hb.restore(&snap, &t3, &["--swamp", &glob, "--dry-run"]);
+    let listed: BTreeSet<String> = r["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, wanted);
+    assert!(
+        !t3.exists() || files_below(&t3).is_empty(),
+        "a dry run wrote files"
+    );
+
+    // Into an existing root: refused without --overwrite, and nothing changes.
+    let root = hb.path("existing");
+    hb.restore(&snap, &root, &[]);
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    for (i, f) in files_below(&root).iter().enumerate() {
+        let p = root.join(f);
+        if i % 3 == 0 {
+            let mut bytes = fs::read(&p).unwrap();
+            bytes.extend_from_slice(b"local change");
+            fs::write(&p, bytes).unwrap();
+        }
+        filetime::set_file_mtime(&p, old).unwrap();
+    }
+    let before = read_files(&root);
+    let out = hb.run(&[
+        "restore".as_ref(),
+        snap.as_ref(),
+        "--target".as_ref(),
+        root.as_os_str(),
+        "--swamp".as_ref(),
+        glob.as_ref(),
+    ] as &[&std::ffi::OsStr]);
+    assert_ne!(
+        out.code, 0,
+        "restore into a non-empty folder was not refused"
+    );
+    assert!(out.stderr.contains("--overwrite"), "{}", out.stderr);
+    assert_eq!(read_files(&root), before, "a refused restore changed files");
+
+    // With --overwrite only the selected Swamps change: back to the snapshot's bytes and mtimes;
+    // everything else keeps its bytes and mtimes.
+    hb.restore(&snap, &root, &["--swamp", &glob, "--overwrite"]);
+    let after = read_files(&root);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    for (k, now) in &after {
+        if wanted.contains(k) {
+            assert_eq!(now.bytes, source[k].bytes, "{k} was not restored");
+            assert_eq!(now.mtime_ns, source[k].mtime_ns, "mtime of {k}");
+        } else {
+            assert_eq!(
+                now.bytes, before[k].bytes,
+                "{k} is not selected but changed"
+            );
+            assert_eq!(
+                now.mtime_ns, before[k].mtime_ns,
+                "{k} is not selected but touched"
+            );
+        }
+    }
+}
+
+fn ts(v: &Value) -> jiff::Timestamp {
+    v["time"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn restore_at_a_time_picks_the_snapshot_then_in_force() {
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 42, 60, "1500K", 20, 10);
+    let mut states = Vec::new();
+    for seed in 1..=3u64 {
+        if seed > 1 {
+            churn_root(
+                &src,
+                seed,
+                &["--append-percent", "30", "--new-percent", "5"],
+            );
+        }
+        hb.backup(&src, &[]);
+        states.push(read_files(&src));
+    }
+    assert_ne!(states[0], states[1]);
+    assert_ne!(states[1], states[2]);
+
+    let snaps = hb.json(&["snapshots"]);
+    assert_eq!(
+        hb.json(&["list-versions"]),
+        snaps,
+        "the alias lists the same"
+    );
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 3);
+    let times: Vec<jiff::Timestamp> = snaps.iter().map(ts).collect();
+    assert!(times[0] < times[1] && times[1] < times[2], "{times:?}");
+    let id = |i: usize| snaps[i]["id"].as_str().unwrap();
+
+    let between = |a: jiff::Timestamp, b: jiff::Timestamp| {
+        let mid = a.as_nanosecond() + (b.as_nanosecond() - a.as_nanosecond()) / 2;
+        jiff::Timestamp::from_nanosecond(mid).unwrap().to_string()
+    };
+    let at = between(times[1], times[2]);
+    assert!(at.ends_with('Z'), "{at} is not RFC 3339 UTC");
+    let target = hb.path("at");
+    let r = hb.restore_at(&at, &target, &[]);
+    assert_eq!(r["snapshot_id"], id(1), "--at {at}: {r:#}");
+    assert_same_content(&states[1], &read_files(&target));
+
+    // A snapshot's own time selects it (the 3rd holds Swamps appended to twice: a chain of
+    // incremental captures restores byte for byte).
+    let target = hb.path("at3");
+    let r = hb.restore_at(&times[2].to_string(), &target, &[]);
+    assert_eq!(r["snapshot_id"], id(2), "{r:#}");
+    assert_same_content(&states[2], &read_files(&target));
+
+    // The other boundaries: between the 1st and 2nd, the 1st.
+    for (t, want) in [(times[1].to_string(), 1), (between(times[0], times[1]), 0)] {
+        let r = hb.restore_at(&t, &hb.path("dry"), &["--dry-run"]);
+        assert_eq!(r["snapshot_id"], id(want), "--at {t}");
+    }
+
+    // Before the first snapshot: a clear error, nothing restored.
+    let early = (times[0] - jiff::SignedDuration::from_secs(3600)).to_string();
+    let none = hb.path("none");
+    let out = hb.run(&[
+        "restore".as_ref(),
+        "--at".as_ref(),
+        early.as_ref(),
+        "--target".as_ref(),
+        none.as_os_str(),
+    ] as &[&std::ffi::OsStr]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("snapshot") && out.stderr.contains("before"),
+        "unclear error: {}",
+        out.stderr
+    );
+    assert!(!none.exists());
+}
+
+trait RestoreAt {
+    fn restore_at(&self, at: &str, target: &Path, extra: &[&str]) -> Value;
+}
+
+impl RestoreAt for Hb {
+    fn restore_at(&self, at: &str, target: &Path, extra: &[&str]) -> Value {
+        let mut a: Vec<&std::ffi::OsStr> = vec![
+            "restore".as_ref(),
+            "--at".as_ref(),
+            at.as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ];
+        a.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
+        self.json(&a)
+    }
+}
