@@ -63,7 +63,11 @@ fn backup_onto_a_full_disk_fails_cleanly_and_leaves_a_consistent_repository() {
 
     assert!(run(&repo, &["init", "--pack-size", "1"]).status.success());
     let first = run(&repo, &["backup", src.to_str().unwrap()]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
 
     // 8 MB of incompressible data cannot fit in 3 MB.
     std::fs::write(src.join("big"), pseudo_random(8 << 20, 7)).unwrap();
@@ -79,18 +83,45 @@ fn backup_onto_a_full_disk_fails_cleanly_and_leaves_a_consistent_repository() {
     let leftovers: Vec<_> = std::fs::read_dir(repo.join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     let verify = run(&repo, &["verify", "--read-data"]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     let snaps: serde_json::Value =
         serde_json::from_slice(&run(&repo, &["snapshots", "--json"]).stdout).unwrap();
-    assert_eq!(snaps.as_array().unwrap().len(), 1, "the failed run wrote no snapshot");
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        1,
+        "the failed run wrote no snapshot"
+    );
 
     // With room again, the same repository takes the backup.
     let roomy = dir.path().join("roomy");
-    let cp = Command::new("cp").arg("-a").arg(&repo).arg(&roomy).status().unwrap();
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&repo)
+        .arg(&roomy)
+        .status()
+        .unwrap();
     assert!(cp.success());
     let again = run(&roomy, &["backup", src.to_str().unwrap()]);
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let out = dir.path().join("out");
-    assert!(run(&roomy, &["restore", "latest", "--target", out.to_str().unwrap()]).status.success());
-    assert_eq!(std::fs::read(out.join("big")).unwrap(), std::fs::read(src.join("big")).unwrap());
+    assert!(
+        run(
+            &roomy,
+            &["restore", "latest", "--target", out.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(
+        std::fs::read(out.join("big")).unwrap(),
+        std::fs::read(src.join("big")).unwrap()
+    );
 }

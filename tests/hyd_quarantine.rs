@@ -182,6 +182,16 @@ fn unreadable_file_is_reported() {
             .is_some_and(|e| e.to_lowercase().contains("permission")),
         "{errs:?}"
     );
+    // It is in the quarantine report too, as not stored.
+    let q = entries_for(&b, "quarantine", &p);
+    assert_eq!(q.len(), 1, "{victim} not in quarantine: {b:#}");
+    assert!(
+        q[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not stored")),
+        "{q:?}"
+    );
+    assert_eq!(num(&b, "swamps_quarantined"), 1, "{b:#}");
     // Nothing pretends to be its content; every other file is restorable.
     let target = hb.path("restored");
     hb.restore(&snap, &target, &[]);

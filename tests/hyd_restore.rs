@@ -272,3 +272,27 @@ impl RestoreAt for Hb {
         self.json(&a)
     }
 }
+
+#[test]
+fn a_swamp_pattern_that_matches_nothing_is_an_error() {
+    // A typo in a Swamp name must not look like a successful (empty) restore or verify.
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 11, 20, "1M", 0, 0);
+    hb.backup(&src, &[]);
+    let target = hb.path("out");
+    let r = hb.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--swamp",
+        "no/such/swamp",
+    ]);
+    r.expect(1);
+    assert!(r.stderr.contains("no/such/swamp"), "{}", r.stderr);
+    assert!(!target.exists(), "nothing may be created");
+    let v = hb.run(&["verify", "--read-data", "--swamp", "no/such/*"]);
+    v.expect(1);
+    assert!(v.stderr.contains("not found"), "{}", v.stderr);
+}

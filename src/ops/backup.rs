@@ -984,6 +984,18 @@ impl TreeBuilder<'_> {
                         .then(|| "chunks lost in the pipeline".to_string())
                 });
                 if let Some(e) = error {
+                    if node.name.ends_with(b".hyd") {
+                        // Nothing could be read, so nothing is stored, but the Swamp is reported
+                        // with the others that could not be captured.
+                        self.summary.swamps_quarantined += 1;
+                        self.decisions.push(SwampDecision {
+                            path: self.base.join(&rel).display().to_string(),
+                            name: None,
+                            decision: "quarantined".into(),
+                            reason: format!("unreadable, not stored: {e}"),
+                            bytes_read: done.read,
+                        });
+                    }
                     self.errors.push(SourceError {
                         path: path(),
                         error: e,

@@ -201,6 +201,12 @@ pub fn restore(
         }
         Ok(())
     })?;
+    if !opts.swamps.is_empty() && files.is_empty() && dirs.is_empty() {
+        return Err(Error::NotFound(format!(
+            "Swamp matching {} in this snapshot",
+            opts.swamps.join(" or ")
+        )));
+    }
     summary.files = files.len() as u64;
     summary.dirs = dirs.len() as u64;
     summary.symlinks = links.len() as u64;

@@ -368,6 +368,12 @@ pub fn verify(
         report.problems.extend(tree_errors);
     }
 
+    if opts.only_swamps.is_some() && wanted.is_empty() {
+        return Err(Error::NotFound(
+            "Swamp matching --swamp in any snapshot".into(),
+        ));
+    }
+
     // Read data.
     if opts.read_data != ReadData::None {
         let selected: Vec<(&Id, &Vec<PackEntry>)> = pack_entries
