@@ -146,10 +146,20 @@ fn flipped_bit_is_found_by_read_data_and_attributed() {
         r.stderr
     );
 
-    // Restoring the damaged file fails; the intact one still restores.
+    // Restoring skips the damaged file (exit 13, named), and still restores the intact one.
     let out = f.t.path("out");
-    f.t.run(&["restore", "latest", "--target", out.to_str().unwrap()])
-        .expect_code(1);
+    let r =
+        f.t.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    r.expect_code(13);
+    assert!(r.stderr.contains("damaged: b.bin"), "{}", r.stderr);
+    assert!(
+        !out.join("b.bin").exists(),
+        "the damaged file must not appear"
+    );
+    assert_eq!(
+        fs::read(out.join("a.bin")).unwrap(),
+        random_bytes(1, 300_000)
+    );
     let out1 = f.t.path("out1");
     f.t.restore(&f.snap1, &out1, &[]);
     assert_eq!(

@@ -363,7 +363,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     "restored"
                 },
                 id.short(),
-                s.files,
+                s.files - s.damaged.len() as u64,
                 s.dirs,
                 s.symlinks,
                 human(s.bytes),
