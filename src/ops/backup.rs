@@ -237,8 +237,12 @@ impl Walker<'_> {
             NodeKind::Dir => {
                 self.summary.dirs += 1;
                 let sub = self.parent_subtree(parent, name);
-                match crate::hyd::v1::detect_v1_swamp(path) {
-                    Ok(Some(_)) => {
+                let names = self.list(path);
+                // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
+                let v1 = names.iter().any(|n| n == b"meta")
+                    && matches!(crate::hyd::v1::detect_v1_swamp(path), Ok(Some(_)));
+                match v1 {
+                    true => {
                         let (dir, info, unchanged) = self.v1_swamp(path, old, sub.as_ref());
                         node.swamp = Some(info);
                         Some(Draft {
@@ -248,8 +252,8 @@ impl Walker<'_> {
                             unchanged,
                         })
                     }
-                    _ => {
-                        let dir = self.dir(path, sub.as_ref());
+                    false => {
+                        let dir = self.dir_of(path, names, sub.as_ref());
                         Some(Draft {
                             node,
                             pending: None,
@@ -342,6 +346,12 @@ impl Walker<'_> {
     }
 
     fn dir(&mut self, path: &Path, parent: Option<&Tree>) -> DirDraft {
+        let names = self.list(path);
+        self.dir_of(path, names, parent)
+    }
+
+    /// The names in a directory, sorted; an unreadable directory is reported and empty.
+    fn list(&mut self, path: &Path) -> Vec<Vec<u8>> {
         let mut names: Vec<Vec<u8>> = match std::fs::read_dir(path) {
             Ok(rd) => rd
                 .filter_map(|e| match e {
@@ -355,6 +365,10 @@ impl Walker<'_> {
             }
         };
         names.sort();
+        names
+    }
+
+    fn dir_of(&mut self, path: &Path, names: Vec<Vec<u8>>, parent: Option<&Tree>) -> DirDraft {
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
             let p = path.join(std::ffi::OsStr::from_bytes(&name));
