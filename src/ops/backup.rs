@@ -7,10 +7,11 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::FileKind;
@@ -148,20 +149,43 @@ struct Draft {
     unchanged: bool,
 }
 
-struct Walker<'a> {
+/// What every walker thread shares.
+struct WalkCtx<'a> {
     repo: &'a Repository,
     index: &'a Index,
     excludes: Excludes,
     force: bool,
     since_ns: Option<i64>,
     files_tx: Sender<FileJob>,
-    next_file: usize,
-    pending_paths: Vec<PathBuf>,
+    next_file: AtomicUsize,
+    progress: &'a Progress,
+}
+
+/// What a walk found, without the shared parts.
+#[derive(Default)]
+struct WalkResult {
+    /// Files queued for reading, by queue number.
+    pending_paths: Vec<(usize, PathBuf)>,
     summary: SnapshotSummary,
     errors: Vec<SourceError>,
     /// Swamps of the parent matched by path (to count the ones gone).
     parent_swamps_seen: u64,
-    progress: &'a Progress,
+}
+
+impl WalkResult {
+    fn absorb(&mut self, other: WalkResult) {
+        self.pending_paths.extend(other.pending_paths);
+        self.summary += &other.summary;
+        self.errors.extend(other.errors);
+        self.parent_swamps_seen += other.parent_swamps_seen;
+    }
+}
+
+/// Walks directories, in parallel across the entries of each directory (rayon), comparing with
+/// the parent snapshot and queueing what must be read.
+struct Walker<'a> {
+    ctx: &'a WalkCtx<'a>,
+    res: WalkResult,
 }
 
 /// Whether a node of the parent snapshot still describes the file as it is now.
@@ -187,11 +211,11 @@ fn unchanged_hyd_prefix(old: &Node, node: &Node) -> bool {
 impl Walker<'_> {
     fn parent_subtree(&mut self, parent: Option<&Tree>, name: &[u8]) -> Option<Tree> {
         let id = parent?.find(name)?.subtree?;
-        self.repo.load_tree(self.index, &id).ok()
+        self.ctx.repo.load_tree(self.ctx.index, &id).ok()
     }
 
     fn error(&mut self, path: &Path, e: impl ToString) {
-        self.errors.push(SourceError {
+        self.res.errors.push(SourceError {
             path: path.display().to_string(),
             error: e.to_string(),
         });
@@ -200,17 +224,16 @@ impl Walker<'_> {
     fn all_indexed(&self, content: &[Id]) -> bool {
         content
             .iter()
-            .all(|id| self.index.contains(BlobType::Data, id))
+            .all(|id| self.ctx.index.contains(BlobType::Data, id))
     }
 
     fn queue(&mut self, path: &Path, size: u64, kind: JobKind) -> usize {
-        let idx = self.next_file;
-        self.next_file += 1;
-        self.pending_paths.push(path.to_path_buf());
-        self.progress.total(1, size);
+        let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
+        self.res.pending_paths.push((idx, path.to_path_buf()));
+        self.ctx.progress.total(1, size);
         // A send fails only when every reader has stopped (writer failure); the file then stays
         // pending and the run reports the writer's error.
-        let _ = self.files_tx.send(FileJob {
+        let _ = self.ctx.files_tx.send(FileJob {
             idx,
             path: path.to_path_buf(),
             kind,
@@ -219,7 +242,7 @@ impl Walker<'_> {
     }
 
     fn entry(&mut self, path: &Path, name: &[u8], parent: Option<&Tree>) -> Option<Draft> {
-        if self.excludes.is_excluded(path) {
+        if self.ctx.excludes.is_excluded(path) {
             return None;
         }
         let md = match std::fs::symlink_metadata(path) {
@@ -235,7 +258,7 @@ impl Walker<'_> {
             .filter(|o| o.kind == node.kind);
         match node.kind {
             NodeKind::Dir => {
-                self.summary.dirs += 1;
+                self.res.summary.dirs += 1;
                 let sub = self.parent_subtree(parent, name);
                 let names = self.list(path);
                 // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
@@ -284,28 +307,28 @@ impl Walker<'_> {
                     return None;
                 }
                 let is_hyd = name.ends_with(b".hyd");
-                self.summary.total_bytes += node.size;
+                self.res.summary.total_bytes += node.size;
                 if is_hyd && old.is_some_and(|o| o.swamp.is_some()) {
-                    self.parent_swamps_seen += 1;
+                    self.res.parent_swamps_seen += 1;
                 }
                 // A Swamp quarantined last time is captured again: still broken, it is reported
                 // again (never hidden behind "unchanged"); repaired, it gets a consistent copy.
                 if let Some(o) = old
-                    && !self.force
+                    && !self.ctx.force
                     && self.all_indexed(&o.content)
                     && o.swamp.as_ref().is_none_or(|s| s.problem.is_none())
                     && (unchanged(o, &node)
                         || (is_hyd && unchanged_hyd_prefix(o, &node))
-                        || (is_hyd && self.since_ns.is_some_and(|s| node.mtime_ns < s)))
+                        || (is_hyd && self.ctx.since_ns.is_some_and(|s| node.mtime_ns < s)))
                 {
-                    self.summary.files_unchanged += 1;
+                    self.res.summary.files_unchanged += 1;
                     node.content = o.content.clone();
                     node.size = o.size;
                     // The Swamp facts stay those of the capture that stored these bytes, so the
                     // tree is byte-identical to the parent's and deduplicates.
                     node.swamp = o.swamp.clone();
                     if is_hyd {
-                        self.summary.swamps_unchanged += 1;
+                        self.res.summary.swamps_unchanged += 1;
                     }
                     return Some(Draft {
                         node,
@@ -315,14 +338,14 @@ impl Walker<'_> {
                     });
                 }
                 if old.is_some() {
-                    self.summary.files_changed += 1;
+                    self.res.summary.files_changed += 1;
                 } else {
-                    self.summary.files_new += 1;
+                    self.res.summary.files_new += 1;
                 }
                 let kind = if is_hyd {
                     let parent = old
                         .filter(|o| {
-                            !self.force && o.swamp.is_some() && self.all_indexed(&o.content)
+                            !self.ctx.force && o.swamp.is_some() && self.all_indexed(&o.content)
                         })
                         .map(|o| HydParent {
                             inode: o.inode,
@@ -369,14 +392,33 @@ impl Walker<'_> {
     }
 
     fn dir_of(&mut self, path: &Path, names: Vec<Vec<u8>>, parent: Option<&Tree>) -> DirDraft {
+        // Entries are examined in parallel: stat calls and parent-tree loads overlap, and on a
+        // data root of a thousand islands both cores walk.
+        let ctx = self.ctx;
+        let parts: Vec<(WalkResult, Vec<(usize, Draft)>)> = names
+            .par_iter()
+            .enumerate()
+            .fold(
+                || (WalkResult::default(), Vec::new()),
+                |(res, mut drafts), (i, name)| {
+                    let mut w = Walker { ctx, res };
+                    let p = path.join(std::ffi::OsStr::from_bytes(name));
+                    if let Some(d) = w.entry(&p, name, parent) {
+                        drafts.push((i, d));
+                    }
+                    (w.res, drafts)
+                },
+            )
+            .collect();
         let mut entries = Vec::with_capacity(names.len());
-        for name in names {
-            let p = path.join(std::ffi::OsStr::from_bytes(&name));
-            if let Some(d) = self.entry(&p, &name, parent) {
-                entries.push(d);
-            }
+        for (res, drafts) in parts {
+            self.res.absorb(res);
+            entries.extend(drafts);
         }
-        DirDraft { entries }
+        entries.sort_unstable_by_key(|e| e.0);
+        DirDraft {
+            entries: entries.into_iter().map(|e| e.1).collect(),
+        }
     }
 
     /// A V1 Swamp folder is captured as one unit: its files are read together and read again
@@ -388,7 +430,7 @@ impl Walker<'_> {
         parent: Option<&Tree>,
     ) -> (DirDraft, SwampInfo, bool) {
         if old.is_some_and(|o| o.swamp.is_some()) {
-            self.parent_swamps_seen += 1;
+            self.res.parent_swamps_seen += 1;
         }
         let meta = crate::hyd::v1::read_meta(path);
         let mut info = SwampInfo {
@@ -419,7 +461,7 @@ impl Walker<'_> {
                     .all(|(x, y)| x.0 == y.0 && unchanged(&x.1, &y.1))
         };
         // Everything as in the parent: reuse without reading.
-        if let (Ok(before), Some(pt), false) = (snapshot(path), parent, self.force)
+        if let (Ok(before), Some(pt), false) = (snapshot(path), parent, self.ctx.force)
             && before.len() == pt.nodes.iter().filter(|n| n.kind == NodeKind::File).count()
             && before.iter().all(|(name, n)| {
                 pt.find(name).is_some_and(|o| {
@@ -427,7 +469,7 @@ impl Walker<'_> {
                 })
             })
         {
-            self.summary.swamps_unchanged += 1;
+            self.res.summary.swamps_unchanged += 1;
             if let Some(prev) = old.and_then(|o| o.swamp.clone()) {
                 info = prev;
             }
@@ -435,8 +477,8 @@ impl Walker<'_> {
             for (name, mut n) in before {
                 let o = pt.find(&name).expect("checked above");
                 n.content = o.content.clone();
-                self.summary.files_unchanged += 1;
-                self.summary.total_bytes += n.size;
+                self.res.summary.files_unchanged += 1;
+                self.res.summary.total_bytes += n.size;
                 entries.push(Draft {
                     node: n,
                     pending: None,
@@ -471,7 +513,7 @@ impl Walker<'_> {
             // Kept changing: fall back to reading each file on its own, and say so.
             info.decision = "quarantined".into();
             info.problem = Some("V1 Swamp folder kept changing while it was read".into());
-            self.summary.swamps_quarantined += 1;
+            self.res.summary.swamps_quarantined += 1;
             self.error(
                 path,
                 "V1 Swamp folder kept changing while it was read; files stored one by one",
@@ -479,18 +521,18 @@ impl Walker<'_> {
             return (self.dir(path, parent), info, false);
         };
         if old.is_some() {
-            self.summary.swamps_rewritten += 1;
+            self.res.summary.swamps_rewritten += 1;
         } else {
-            self.summary.swamps_new += 1;
+            self.res.summary.swamps_new += 1;
         }
         let mut entries = Vec::new();
         for ((name, n), data) in nodes.into_iter().zip(datas) {
             let p = path.join(std::ffi::OsStr::from_bytes(&name));
-            self.summary.total_bytes += n.size;
+            self.res.summary.total_bytes += n.size;
             if parent.and_then(|t| t.find(&name)).is_some() {
-                self.summary.files_changed += 1;
+                self.res.summary.files_changed += 1;
             } else {
-                self.summary.files_new += 1;
+                self.res.summary.files_new += 1;
             }
             let idx = self.queue(&p, n.size, JobKind::Bytes(data));
             entries.push(Draft {
@@ -738,7 +780,7 @@ pub fn backup(
     let (events_tx, events_rx) = unbounded::<Event>();
     let files_read = AtomicU64::new(0);
 
-    let (root, mut walker) = std::thread::scope(|s| {
+    let (root, mut walker, queued) = std::thread::scope(|s| {
         for _ in 0..2 {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
             let (chunker, writer, files_read) = (&chunker, &writer, &files_read);
@@ -768,19 +810,19 @@ pub fn backup(
             s.spawn(move || w.run(rx, ev, bl));
         }
         drop((chunks_tx, chunks_rx, events_tx, files_rx));
-        let mut walker = Walker {
+        let ctx = WalkCtx {
             repo,
             index: &index,
             excludes,
             force: opts.force,
             since_ns: opts.since_ns,
             files_tx,
-            next_file: 0,
-            pending_paths: Vec::new(),
-            summary: SnapshotSummary::default(),
-            errors: Vec::new(),
-            parent_swamps_seen: 0,
+            next_file: AtomicUsize::new(0),
             progress,
+        };
+        let mut walker = Walker {
+            ctx: &ctx,
+            res: WalkResult::default(),
         };
         let root = if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
             walker.dir(&paths[0], parent_root.as_ref())
@@ -805,10 +847,11 @@ pub fn backup(
             entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
             DirDraft { entries }
         };
-        // Closing the file queue lets readers, then workers, finish.
-        let (tx, _) = bounded(0);
-        drop(std::mem::replace(&mut walker.files_tx, tx));
-        Ok((root, walker))
+        let res = walker.res;
+        let queued = ctx.next_file.load(Ordering::Relaxed);
+        // Dropping the context closes the file queue: readers, then workers, finish.
+        drop(ctx);
+        Ok((root, res, queued))
     })?;
 
     // Collect chunk ids per file.
@@ -823,6 +866,10 @@ pub fn backup(
         }
     }
     walker.summary.files_read = files_read.load(Ordering::Relaxed);
+    let mut queued_paths = vec![PathBuf::new(); queued];
+    for (i, p) in std::mem::take(&mut walker.pending_paths) {
+        queued_paths[i] = p;
+    }
     let mut tb = TreeBuilder {
         repo,
         index: &index,
@@ -832,7 +879,7 @@ pub fn backup(
         seen: HashSet::new(),
         added: 0,
         errors: Vec::new(),
-        paths: &walker.pending_paths,
+        paths: &queued_paths,
         summary: &mut walker.summary,
         catalogue: CatalogueSummary::default(),
         decisions: Vec::new(),
@@ -866,6 +913,7 @@ pub fn backup(
     summary.tree_blobs_added = tree_added;
     let mut errors = walker.errors;
     errors.extend(file_errors);
+    errors.sort_by(|a, b| a.path.cmp(&b.path));
     summary.errors = errors.len() as u64;
     summary.duration_secs = started.elapsed().as_secs_f64();
     catalogue.quarantined = summary.swamps_quarantined;

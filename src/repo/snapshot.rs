@@ -53,6 +53,31 @@ pub struct SnapshotSummary {
     pub duration_secs: f64,
 }
 
+impl std::ops::AddAssign<&SnapshotSummary> for SnapshotSummary {
+    /// Adds every counter (durations too), for merging the parts of a parallel walk.
+    fn add_assign(&mut self, o: &SnapshotSummary) {
+        self.files_new += o.files_new;
+        self.files_changed += o.files_changed;
+        self.files_unchanged += o.files_unchanged;
+        self.dirs += o.dirs;
+        self.files_read += o.files_read;
+        self.bytes_read += o.bytes_read;
+        self.total_bytes += o.total_bytes;
+        self.data_blobs_added += o.data_blobs_added;
+        self.tree_blobs_added += o.tree_blobs_added;
+        self.bytes_added += o.bytes_added;
+        self.bytes_stored += o.bytes_stored;
+        self.errors += o.errors;
+        self.duration_secs += o.duration_secs;
+        self.swamps_new += o.swamps_new;
+        self.swamps_unchanged += o.swamps_unchanged;
+        self.swamps_appended += o.swamps_appended;
+        self.swamps_rewritten += o.swamps_rewritten;
+        self.swamps_gone += o.swamps_gone;
+        self.swamps_quarantined += o.swamps_quarantined;
+    }
+}
+
 /// HydrAIDE catalogue totals of a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CatalogueSummary {
