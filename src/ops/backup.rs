@@ -23,7 +23,7 @@ use crate::repo::index::Index;
 use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
 use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
-use crate::source::hydraide::{Capture, HydChunking, HydParent, capture};
+use crate::source::hydraide::{Capture, ChunkSink, HydChunking, HydParent, capture};
 use crate::source::{Excludes, node_from_metadata};
 use crate::{Error, Id, Result};
 
@@ -111,13 +111,15 @@ enum JobKind {
 
 /// What a reader learned about one file.
 struct FileDone {
-    /// Chunks sent for it.
+    /// Chunks that make up the file: those numbered from `seq_base` on (lower numbers belong
+    /// to an abandoned attempt).
     chunks: u32,
+    seq_base: u32,
     /// Stored length.
     size: u64,
     /// Bytes read from the source.
     read: u64,
-    /// Blob ids reused from the parent, inserted before chunk `reuse_at`.
+    /// Blob ids reused from the parent, inserted before the `reuse_at`-th kept chunk.
     reuse: Vec<Id>,
     reuse_at: u32,
     /// Swamp facts (for `.hyd` files).
@@ -592,21 +594,47 @@ struct Reader<'a> {
     progress: &'a Progress,
 }
 
-impl Reader<'_> {
-    fn send(&self, file: usize, seq: &mut u32, data: Vec<u8>) -> bool {
+/// Sends one file's chunks to the workers, numbering them; an attempt that starts over gets a
+/// fresh range of numbers, with the first one kept for the header blob.
+struct FileSink<'r> {
+    chunks: &'r Sender<ChunkJob>,
+    progress: &'r Progress,
+    file: usize,
+    next: u32,
+    base: u32,
+}
+
+impl FileSink<'_> {
+    fn send(&mut self, seq: u32, data: Vec<u8>) -> bool {
         self.progress.done(0, data.len() as u64);
-        let job = ChunkJob {
-            file,
-            seq: *seq,
-            data,
-        };
-        *seq += 1;
-        self.chunks.send(job).is_ok()
+        self.chunks
+            .send(ChunkJob {
+                file: self.file,
+                seq,
+                data,
+            })
+            .is_ok()
+    }
+}
+
+impl ChunkSink for FileSink<'_> {
+    fn restart(&mut self) {
+        self.base = self.next;
+        self.next += 1;
     }
 
+    fn chunk(&mut self, data: Vec<u8>) -> bool {
+        let seq = self.next;
+        self.next += 1;
+        self.send(seq, data)
+    }
+}
+
+impl Reader<'_> {
     fn read(&mut self, job: FileJob) -> FileDone {
         let mut done = FileDone {
             chunks: 0,
+            seq_base: 0,
             size: 0,
             read: 0,
             reuse: Vec::new(),
@@ -615,53 +643,72 @@ impl Reader<'_> {
             error: None,
         };
         match job.kind {
-            JobKind::Plain => self.read_plain(job.idx, &job.path, &mut done),
+            JobKind::Plain => self.read_plain(job.idx, &job.path, 0, &mut done),
             JobKind::Bytes(data) => {
-                let mut seq = 0;
+                let mut sink = self.sink(job.idx);
                 let mut pos = 0;
                 done.size = data.len() as u64;
                 done.read = data.len() as u64;
                 for n in self.chunker.cut_all(&data) {
-                    if !self.send(job.idx, &mut seq, data[pos..pos + n].to_vec()) {
+                    if !sink.chunk(data[pos..pos + n].to_vec()) {
                         done.error = Some("backup aborted".into());
                         break;
                     }
                     pos += n;
                 }
-                done.chunks = seq;
+                done.chunks = sink.next;
             }
-            JobKind::Hyd(parent) => match capture(&job.path, parent.as_ref(), &self.hyd) {
-                Ok(Capture::Captured(c)) => {
-                    let mut seq = 0;
-                    done.size = c.size;
-                    done.read = c.bytes_read;
-                    done.reuse = c.reuse;
-                    done.reuse_at = 1;
-                    done.swamp = Some(c.swamp);
-                    let mut ok = self.send(job.idx, &mut seq, c.header_blob);
-                    for ch in c.chunks {
-                        ok = ok && self.send(job.idx, &mut seq, ch);
+            JobKind::Hyd(parent) => {
+                let (chunks, progress) = (self.chunks.clone(), self.progress);
+                let mut sink = FileSink {
+                    chunks: &chunks,
+                    progress,
+                    file: job.idx,
+                    next: 0,
+                    base: 0,
+                };
+                match capture(&job.path, parent.as_ref(), &self.hyd, &mut sink) {
+                    Ok(Capture::Captured(c)) => {
+                        done.size = c.size;
+                        done.read = c.bytes_read;
+                        done.reuse = c.reuse;
+                        done.reuse_at = 1;
+                        done.swamp = Some(c.swamp);
+                        done.seq_base = sink.base;
+                        done.chunks = sink.next - sink.base;
+                        let base = sink.base;
+                        if !sink.send(base, c.header_blob) {
+                            done.error = Some("backup aborted".into());
+                        }
                     }
-                    if !ok {
-                        done.error = Some("backup aborted".into());
+                    Ok(Capture::Quarantine { reason, mut swamp }) => {
+                        // Never lose data: store the bytes as they are, and report the file.
+                        self.read_plain(job.idx, &job.path, sink.next, &mut done);
+                        swamp.decision = "quarantined".into();
+                        swamp.problem = Some(reason);
+                        swamp.tail = None;
+                        done.swamp = Some(swamp);
                     }
-                    done.chunks = seq;
+                    Err(e) => done.error = Some(e.to_string()),
                 }
-                Ok(Capture::Quarantine { reason, mut swamp }) => {
-                    // Never lose data: store the bytes as they are, and report the file.
-                    self.read_plain(job.idx, &job.path, &mut done);
-                    swamp.decision = "quarantined".into();
-                    swamp.problem = Some(reason);
-                    swamp.tail = None;
-                    done.swamp = Some(swamp);
-                }
-                Err(e) => done.error = Some(e.to_string()),
-            },
+            }
         }
         done
     }
 
-    fn read_plain(&mut self, file: usize, path: &Path, done: &mut FileDone) {
+    fn sink(&self, file: usize) -> FileSink<'_> {
+        FileSink {
+            chunks: &self.chunks,
+            progress: self.progress,
+            file,
+            next: 0,
+            base: 0,
+        }
+    }
+
+    /// Reads a whole file with the generic chunker, numbering chunks from `first`.
+    fn read_plain(&mut self, file: usize, path: &Path, first: u32, done: &mut FileDone) {
+        done.seq_base = first;
         let f = match File::open(path) {
             Ok(f) => f,
             Err(e) => {
@@ -670,7 +717,7 @@ impl Reader<'_> {
             }
         };
         let mut stream = ChunkStream::new(self.chunker, f, &mut self.buf);
-        let mut seq = 0u32;
+        let mut seq = first;
         loop {
             match stream.next_chunk() {
                 Ok(Some(c)) => {
@@ -694,7 +741,7 @@ impl Reader<'_> {
                 }
             }
         }
-        done.chunks = seq;
+        done.chunks = seq - first;
         done.read = done.size;
     }
 }
@@ -1030,6 +1077,7 @@ impl TreeBuilder<'_> {
                 let path = || self.paths[idx].display().to_string();
                 let done = self.done.remove(&idx).unwrap_or(FileDone {
                     chunks: 0,
+                    seq_base: 0,
                     size: 0,
                     read: 0,
                     reuse: Vec::new(),
@@ -1040,6 +1088,8 @@ impl TreeBuilder<'_> {
                 self.summary.bytes_read += done.read;
                 read = done.read;
                 let mut ids = self.contents.remove(&idx).unwrap_or_default();
+                // Chunks of an abandoned attempt were stored but are not part of the file.
+                ids.retain(|c| c.0 >= done.seq_base);
                 ids.sort_unstable_by_key(|c| c.0);
                 let error = done.error.or_else(|| {
                     (ids.len() != done.chunks as usize)

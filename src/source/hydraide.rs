@@ -77,15 +77,25 @@ pub struct HydParent {
     pub swamp: SwampInfo,
 }
 
-/// A successful capture.
+/// Where a capture sends new data chunks as it reads them, so memory does not grow with the
+/// file. A capture that has to start over (the file was compacted under it, or its tail was
+/// torn) calls `restart`: chunks sent before belong to an abandoned read and are not part of the
+/// stored file.
+pub trait ChunkSink {
+    /// A (new) attempt begins.
+    fn restart(&mut self);
+    /// The next data chunk in file order; `false` stops the capture (the run is aborting).
+    fn chunk(&mut self, data: Vec<u8>) -> bool;
+}
+
+/// A successful capture. Its new data chunks went to the [`ChunkSink`] since the last
+/// `restart`; they follow the reused ones.
 #[derive(Debug)]
 pub struct HydCapture {
     /// The consistent header plus the name bytes: the first blob of the stored file.
     pub header_blob: Vec<u8>,
     /// Data chunk ids kept from the parent (they follow the header blob).
     pub reuse: Vec<Id>,
-    /// New data chunks (they follow the reused ones).
-    pub chunks: Vec<Vec<u8>>,
     /// Length of the stored file.
     pub size: u64,
     /// Bytes read from the source.
@@ -135,7 +145,12 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Captures one `.hyd` file, incrementally from `parent` when it proves the file only grew.
-pub fn capture(path: &Path, parent: Option<&HydParent>, ch: &HydChunking) -> io::Result<Capture> {
+pub fn capture(
+    path: &Path,
+    parent: Option<&HydParent>,
+    ch: &HydChunking,
+    sink: &mut dyn ChunkSink,
+) -> io::Result<Capture> {
     let mut last_reason = String::new();
     let mut info = SwampInfo::default();
     for attempt in 0..ATTEMPTS {
@@ -143,6 +158,7 @@ pub fn capture(path: &Path, parent: Option<&HydParent>, ch: &HydChunking) -> io:
             // Give an appending writer time to finish its block; bounded, ~0.3 s in all.
             std::thread::sleep(Duration::from_millis(20 << attempt));
         }
+        sink.restart();
         let f = File::open(path)?;
         let md = f.metadata()?;
         let mut bytes_read = 0u64;
@@ -214,7 +230,7 @@ pub fn capture(path: &Path, parent: Option<&HydParent>, ch: &HydChunking) -> io:
         }
         r.seek(SeekFrom::Start(pos))?;
 
-        let mut chunks = Vec::new();
+        let aborted = || io::Error::other("backup aborted");
         let mut cur: Vec<u8> = Vec::new();
         let mut payload = Vec::new();
         let stop = loop {
@@ -271,12 +287,14 @@ pub fn capture(path: &Path, parent: Option<&HydParent>, ch: &HydChunking) -> io:
                 header: bb.to_vec(),
             });
             pos += bh.total_len();
-            if ch.cut_after(cur.len(), bh.total_len() as usize, bh.checksum) {
-                chunks.push(std::mem::take(&mut cur));
+            if ch.cut_after(cur.len(), bh.total_len() as usize, bh.checksum)
+                && !sink.chunk(std::mem::take(&mut cur))
+            {
+                return Err(aborted());
             }
         };
-        if !cur.is_empty() {
-            chunks.push(cur);
+        if !cur.is_empty() && !sink.chunk(cur) {
+            return Err(aborted());
         }
         // A compaction renames a new file over the path: our copy is of a file that is gone.
         match fs::metadata(path) {
@@ -314,7 +332,6 @@ pub fn capture(path: &Path, parent: Option<&HydParent>, ch: &HydChunking) -> io:
         return Ok(Capture::Captured(HydCapture {
             header_blob,
             reuse,
-            chunks,
             size: pos,
             bytes_read,
             swamp: info,
