@@ -375,12 +375,6 @@ pub fn restore(
                 return Ok(());
             }
             let p = target.join(&f.rel);
-            let file = OpenOptions::new()
-                .write(true)
-                .open(tmp)
-                .map_err(|e| Error::io(tmp, e))?;
-            file.sync_all().map_err(|e| Error::io(tmp, e))?;
-            drop(file);
             fs::set_permissions(tmp, fs::Permissions::from_mode(f.node.mode))
                 .map_err(|e| Error::io(tmp, e))?;
             set_mtime(tmp, f.node.mtime_ns, false).map_err(|e| Error::io(tmp, e))?;
@@ -417,6 +411,14 @@ pub fn restore(
         fs::set_permissions(&p, fs::Permissions::from_mode(n.mode))
             .map_err(|e| Error::io(&p, e))?;
         set_mtime(&p, n.mtime_ns, false).map_err(|e| Error::io(&p, e))?;
+    }
+    // One file-system-wide flush instead of an fsync per file: a process that is killed never
+    // leaves a partial file under a real name (files are renamed only when complete), and when
+    // restore reports success everything it wrote is on disk.
+    let dir = File::open(target).map_err(|e| Error::io(target, e))?;
+    // SAFETY: syncfs on a valid open file descriptor has no memory-safety preconditions.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+        return Err(Error::io(target, std::io::Error::last_os_error()));
     }
     Ok(summary)
 }

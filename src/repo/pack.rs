@@ -143,6 +143,8 @@ pub fn read_header(keys: &Keys, pack: &[u8]) -> Result<Vec<PackEntry>> {
 pub struct PackBuilder {
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// Bytes reserved at a pack's first blob, so the buffer never doubles past its target.
+    reserve: usize,
 }
 
 /// A finished pack: its bytes, its name and what it holds.
@@ -156,8 +158,20 @@ pub struct FinishedPack {
 }
 
 impl PackBuilder {
+    /// A builder that reserves `bytes` for each pack up front (target size plus one blob and
+    /// the header), instead of letting the buffer double.
+    pub fn with_reserve(bytes: usize) -> Self {
+        PackBuilder {
+            reserve: bytes,
+            ..Default::default()
+        }
+    }
+
     /// Appends a sealed blob.
     pub fn add(&mut self, kind: BlobType, id: Id, sealed: &[u8], raw_len: u32, compressed: bool) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.reserve.max(sealed.len()));
+        }
         self.entries.push(PackEntry {
             kind,
             id,

@@ -109,6 +109,8 @@ impl PackWriter {
         let keys = repo.keys().clone();
         let backend = repo.backend().clone();
         let target = repo.config().pack_size as usize;
+        let c = repo.config();
+        let max_blob = c.chunker.max.max(c.hyd_chunker.max) as usize + crate::crypto::SEAL_OVERHEAD;
         let mut uploads = Vec::new();
         for _ in 0..uploaders.max(1) {
             let (prx, keys, backend, state) =
@@ -119,7 +121,8 @@ impl PackWriter {
         }
         let pkeys = keys.clone();
         let packer = std::thread::spawn(move || {
-            let mut data = PackBuilder::default();
+            // Target, plus the largest blob that can push it over, plus room for the header.
+            let mut data = PackBuilder::with_reserve(target + max_blob + (256 << 10));
             let mut tree = PackBuilder::default();
             for b in rx.iter() {
                 let builder = match b.kind {
