@@ -812,7 +812,7 @@ pub fn backup(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let writer = PackWriter::new(repo, 1, opts.dry_run);
+    let writer = PackWriter::new(repo, 2, opts.dry_run);
     let workers = Workers {
         repo,
         index: &index,

@@ -100,7 +100,8 @@ impl PackWriter {
     /// Starts a writer with `uploaders` threads storing packs (dry runs store nothing).
     pub fn new(repo: &Repository, uploaders: usize, dry_run: bool) -> PackWriter {
         let (tx, rx) = bounded::<SealedBlob>(8);
-        let (ptx, prx) = bounded::<FinishedPack>(uploaders.max(1));
+        // A rendezvous: a finished pack waits for a free uploader instead of adding a pack of memory.
+        let (ptx, prx) = bounded::<FinishedPack>(0);
         let state = Arc::new(Mutex::new(State {
             pending: IndexFile::default(),
             stats: WriterStats::default(),
