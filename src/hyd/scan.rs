@@ -250,7 +250,8 @@ pub fn scan_file(path: &Path) -> Result<Scan, HydError> {
     scan(BufReader::with_capacity(1 << 16, f)).map_err(|e| HydError::from(e).at(path))
 }
 
-fn v2_name(bh: &BlockHeader, payload: &[u8]) -> Option<String> {
+/// The swamp name from a version-2 file's first block (its `__swamp_meta__` METADATA entry).
+pub(crate) fn v2_name(bh: &BlockHeader, payload: &[u8]) -> Option<String> {
     let raw = block::decompress_block(bh, payload).ok()?;
     let entries = block::parse_entries(&raw, bh.entry_count).ok()?;
     entries
@@ -260,7 +261,7 @@ fn v2_name(bh: &BlockHeader, payload: &[u8]) -> Option<String> {
 }
 
 /// Reads until `buf` is full or end of stream; returns the bytes read.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

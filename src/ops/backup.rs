@@ -110,6 +110,7 @@ enum JobKind {
 }
 
 /// What a reader learned about one file.
+#[derive(Default)]
 struct FileDone {
     /// Chunks that make up the file: those numbered from `seq_base` on (lower numbers belong
     /// to an abandoned attempt).
@@ -632,16 +633,7 @@ impl ChunkSink for FileSink<'_> {
 
 impl Reader<'_> {
     fn read(&mut self, job: FileJob) -> FileDone {
-        let mut done = FileDone {
-            chunks: 0,
-            seq_base: 0,
-            size: 0,
-            read: 0,
-            reuse: Vec::new(),
-            reuse_at: 0,
-            swamp: None,
-            error: None,
-        };
+        let mut done = FileDone::default();
         match job.kind {
             JobKind::Plain => self.read_plain(job.idx, &job.path, 0, &mut done),
             JobKind::Bytes(data) => {
@@ -1075,15 +1067,9 @@ impl TreeBuilder<'_> {
             }
             if let Some(idx) = d.pending {
                 let path = || self.paths[idx].display().to_string();
-                let done = self.done.remove(&idx).unwrap_or(FileDone {
-                    chunks: 0,
-                    seq_base: 0,
-                    size: 0,
-                    read: 0,
-                    reuse: Vec::new(),
-                    reuse_at: 0,
-                    swamp: None,
+                let done = self.done.remove(&idx).unwrap_or_else(|| FileDone {
                     error: Some("not read (backup aborted)".into()),
+                    ..FileDone::default()
                 });
                 self.summary.bytes_read += done.read;
                 read = done.read;

@@ -13,7 +13,7 @@
 //! read only from where the parent's capture ended.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
+use crate::hyd::scan::{read_full, v2_name};
 use crate::hyd::{BLOCK_HEADER_SIZE, BlockHeader, FILE_HEADER_SIZE, FileHeader, block};
 use crate::repo::tree::{BlockTail, SwampInfo};
 
@@ -129,19 +130,6 @@ enum Stop {
     PartialHeader,
     /// Damage before the end of the file.
     Corrupt(String),
-}
-
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Captures one `.hyd` file, incrementally from `parent` when it proves the file only grew.
@@ -341,17 +329,4 @@ pub fn capture(
         reason: last_reason,
         swamp: info,
     })
-}
-
-fn v2_name(bh: &BlockHeader, payload: &[u8]) -> Option<String> {
-    let raw = block::decompress_block(bh, payload).ok()?;
-    let entries = block::parse_entries(&raw, bh.entry_count).ok()?;
-    entries
-        .iter()
-        .find(|e| {
-            e.op == crate::hyd::Op::Metadata
-                && e.key == crate::hyd::SWAMP_META_KEY
-                && !e.data.is_empty()
-        })
-        .map(|e| String::from_utf8_lossy(e.data).into_owned())
 }
