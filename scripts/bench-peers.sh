@@ -156,6 +156,7 @@ export BENCH_PASSWORD="bench-peers-password-$seed" BENCH_THREADS=$threads
 logs=$work/logs
 hb_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then hb_commit+=" + uncommitted changes"; fi
+hb_commit+=", binary built $(date -u -r target/release/hydrabackup '+%Y-%m-%d %H:%M UTC')"
 
 # ---------------------------------------------------------------------------------- helpers
 # Content digest of a tree: every regular file's path and bytes (not times).
