@@ -43,7 +43,12 @@ PEERS=$bench_dir/peers.py
 TOOLS_SH=$bench_dir/tools.sh
 
 cmdline="scripts/bench-peers.sh"
-for a in "$@"; do cmdline+=" $(printf '%q' "$a")"; done
+for a in "$@"; do
+  case "$a" in
+    *[!A-Za-z0-9_,./=:@%+-]*|"") cmdline+=" $(printf '%q' "$a")" ;;
+    *) cmdline+=" $a" ;;
+  esac
+done
 
 size="" swamps="" tools=hydrabackup,restic,borg quick=0 modes="" seed=7 threads=$(nproc)
 work=/work/benchdata/peers out=benches build=1 report=1 keep=0
