@@ -75,7 +75,7 @@ impl Error {
             Error::RepoNotFound(_) => 10,
             Error::Locked(_) => 11,
             Error::WrongPassword => 12,
-            Error::Damaged(_) | Error::RestoreDamaged(_) => 13,
+            Error::Damaged(_) | Error::RestoreDamaged(_) | Error::Corrupt { .. } => 13,
             Error::Backend { source, .. } | Error::Io { source, .. }
                 if source.raw_os_error() == Some(libc::ENOSPC) =>
             {

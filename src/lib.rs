@@ -14,6 +14,7 @@ pub mod hyd;
 pub mod id;
 pub mod ops;
 pub mod repo;
+pub mod retention;
 pub mod source;
 pub mod timespec;
 

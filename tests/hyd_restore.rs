@@ -296,3 +296,111 @@ fn a_swamp_pattern_that_matches_nothing_is_an_error() {
     v.expect(1);
     assert!(v.stderr.contains("not found"), "{}", v.stderr);
 }
+
+fn open_repo(hb: &Hb) -> hydrabackup::repo::Repository {
+    let backend: std::sync::Arc<dyn hydrabackup::backend::Backend> =
+        std::sync::Arc::from(hydrabackup::backend::open(hb.repo.to_str().unwrap()).unwrap());
+    hydrabackup::repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap()
+}
+
+#[test]
+fn the_name_index_selects_what_a_full_walk_selects() {
+    use hydrabackup::ops::progress::Progress;
+    use hydrabackup::ops::restore::{RestoreOptions, restore};
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 43, 400, "3M", 30, 20);
+    hb.backup(&src, &[]);
+    let rows = hb.show("latest");
+    let repo = open_repo(&hb);
+    let index = repo.load_index().unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let names_id = snap.names.expect("a snapshot of Swamps has a name index");
+    let name_index = repo.load_name_index(&index, &names_id).unwrap();
+    assert_eq!(name_index.len() as usize, rows.len());
+    let mut walked = snap.clone();
+    walked.names = None;
+
+    let names: Vec<&str> = rows.values().map(|r| r["name"].as_str().unwrap()).collect();
+    let v1 = rows.values().find(|r| r["format"] == 1).unwrap()["name"]
+        .as_str()
+        .unwrap();
+    let first = names[0].split('/').next().unwrap();
+    let patterns: Vec<Vec<String>> = vec![
+        vec![names[7].to_string()],
+        vec![v1.to_string()],
+        vec![names[3].to_string(), names[200].to_string()],
+        vec![format!("{first}/*/*")],
+        vec!["*/*/*".to_string()],
+        vec!["**".to_string()],
+        vec![format!("{first}/**"), "?*/[a-m]*/*".to_string()],
+    ];
+    for pats in patterns {
+        let opts = RestoreOptions {
+            target: hb.path("never-written"),
+            dry_run: true,
+            swamps: pats.clone(),
+            ..RestoreOptions::default()
+        };
+        let p = Progress::default();
+        let a = restore(&repo, &index, &snap, &opts, &p).unwrap();
+        let b = restore(&repo, &index, &walked, &opts, &p).unwrap();
+        let set = |s: &hydrabackup::ops::restore::RestoreSummary| -> BTreeSet<String> {
+            s.paths.iter().cloned().collect()
+        };
+        assert!(!a.paths.is_empty(), "{pats:?}");
+        assert_eq!(set(&a), set(&b), "{pats:?}");
+        assert_eq!(
+            (a.files, a.dirs, a.bytes),
+            (b.files, b.dirs, b.bytes),
+            "{pats:?}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_name_index_is_reported_not_used() {
+    use hydrabackup::backend::FileKind;
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 44, 30, "1M", 0, 0);
+    hb.backup(&src, &[]);
+    let name = hb.show("latest").values().next().unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A snapshot whose name index is not in the repository.
+    let repo = open_repo(&hb);
+    let (_, mut snap) = repo.find_snapshot("latest").unwrap();
+    snap.names = Some(hydrabackup::Id::random());
+    snap.time = "2030-01-01T00:00:00Z".into();
+    let bad = repo
+        .save_object(FileKind::Snapshot, &snap)
+        .unwrap()
+        .to_hex();
+
+    let (code, v) = {
+        let o = hb.run(&["verify", "--json"]);
+        (o.code, o.json())
+    };
+    assert_eq!(code, 13, "{v:#}");
+    let problems = v["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["detail"].as_str().unwrap().contains("name index")),
+        "{v:#}"
+    );
+    let target = hb.path("out");
+    let r = hb.run(&[
+        "restore",
+        &bad,
+        "--target",
+        target.to_str().unwrap(),
+        "--swamp",
+        &name,
+    ]);
+    r.expect(13);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(!target.exists(), "nothing may be written");
+}

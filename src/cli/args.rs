@@ -71,6 +71,10 @@ pub enum Command {
     /// Manage the passwords (keys) that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Remove snapshots, by id or by a retention policy (`prune` frees their data).
+    Forget(ForgetArgs),
+    /// Delete data that no snapshot uses.
+    Prune(PruneArgs),
     /// Remove stale locks and files left by crashed writers.
     Unlock(UnlockArgs),
 }
@@ -122,6 +126,9 @@ pub struct BackupArgs {
     /// Re-read every file.
     #[arg(long)]
     pub force: bool,
+    /// Record this time as the snapshot's instead of now (e.g. "2026-11-20 14:00").
+    #[arg(long)]
+    pub time: Option<String>,
 }
 
 /// `snapshots`.
@@ -224,4 +231,68 @@ pub struct UnlockArgs {
     /// Remove all locks, even live ones.
     #[arg(long)]
     pub remove_all: bool,
+}
+
+/// `forget`.
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshot ids (or prefixes) to remove; without them, the policy decides.
+    pub snapshots: Vec<String>,
+    /// Compact policy: e.g. `7d,4w,12m` (units l=last, h, d, w, m, y).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Keep the newest N snapshots.
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    /// ... of each of the last N days.
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// ... of each of the last N weeks.
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// ... of each of the last N months.
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    /// ... of each of the last N years.
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within this span of the newest one (e.g. `30d`, `1y6m`).
+    #[arg(long)]
+    pub keep_within: Option<String>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag")]
+    pub keep_tags: Vec<String>,
+    /// Only consider snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only consider snapshots with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Apply the policy per group of snapshots sharing these (comma-separated: host, paths,
+    /// tags; empty: one group).
+    #[arg(long, default_value = "host,paths")]
+    pub group_by: String,
+    /// Show what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: unused space (percent of used) to leave in partly used packs.
+    #[arg(long, default_value_t = 5.0)]
+    pub max_unused: f64,
+}
+
+/// `prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Show what would be deleted and rewritten.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Unused space (percent of used) to leave in partly used packs rather than rewrite them.
+    #[arg(long, default_value_t = 5.0)]
+    pub max_unused: f64,
 }

@@ -2,6 +2,7 @@
 //! prints its result (human text, or JSON with --json). Errors become one line and an exit code.
 
 mod args;
+mod forget;
 mod password;
 mod progress;
 mod show;
@@ -67,14 +68,14 @@ fn kdf(g: &Global) -> KdfParams {
     k
 }
 
-fn backend_of(g: &Global) -> Result<Arc<dyn backend::Backend>> {
+pub(crate) fn backend_of(g: &Global) -> Result<Arc<dyn backend::Backend>> {
     let loc = g.repo.as_deref().ok_or_else(|| {
         Error::InvalidInput("no repository given: use -r/--repo or HYDRABACKUP_REPOSITORY".into())
     })?;
     Ok(Arc::from(backend::open(loc)?))
 }
 
-fn open(g: &Global) -> Result<Repository> {
+pub(crate) fn open(g: &Global) -> Result<Repository> {
     let b = backend_of(g)?;
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
@@ -82,7 +83,7 @@ fn open(g: &Global) -> Result<Repository> {
     Repository::open(b, &password::password(g, false)?)
 }
 
-fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -97,7 +98,7 @@ fn human(n: u64) -> String {
     }
 }
 
-fn print_json(v: &serde_json::Value) {
+pub(crate) fn print_json(v: &serde_json::Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).expect("JSON values serialize")
@@ -164,6 +165,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 force: a.force,
                 since_ns,
                 show_names: a.show_names,
+                time: a
+                    .time
+                    .as_deref()
+                    .map(hydrabackup::timespec::parse)
+                    .transpose()?,
             };
             let p = Arc::new(Progress::default());
             let disp = progress::start(p.clone(), "backup", !g.quiet && !g.json);
@@ -343,7 +349,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             let p = Arc::new(Progress::default());
             let disp = progress::start(p.clone(), "restore", !g.quiet && !g.json);
-            let s = restore(&repo, &index, &snap.tree, &opts, &p)?;
+            let s = restore(&repo, &index, &snap, &opts, &p)?;
             drop(disp);
             if g.json {
                 let mut v = serde_json::to_value(&s).expect("summary serializes");
@@ -448,6 +454,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Show(a) => show::run(g, &open(g)?, a),
         Command::Key(k) => key_cmd(g, k),
+        Command::Forget(a) => forget::forget_cmd(g, a),
+        Command::Prune(a) => forget::prune_cmd(g, a),
         Command::Unlock(a) => {
             let repo = open(g)?;
             let removed = hydrabackup::repo::lock::unlock(

@@ -20,6 +20,7 @@ use crate::ops::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
 use crate::repo::index::Index;
+use crate::repo::names::{self, NameEntry};
 use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
 use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
@@ -49,6 +50,8 @@ pub struct BackupOptions {
     pub since_ns: Option<i64>,
     /// Show Swamp names in the decision log (they may be confidential).
     pub show_names: bool,
+    /// Time to record as the snapshot's (default: when the run starts).
+    pub time: Option<jiff::Timestamp>,
 }
 
 /// What happened to one Swamp, for the decision log and the quarantine report.
@@ -765,7 +768,7 @@ pub fn backup(
     progress: &Progress,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let time = jiff::Timestamp::now();
+    let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
     if opts.paths.is_empty() {
         return Err(Error::InvalidInput(
             "nothing to back up: give at least one path".into(),
@@ -922,6 +925,7 @@ pub fn backup(
         summary: &mut walker.summary,
         catalogue: CatalogueSummary::default(),
         decisions: Vec::new(),
+        names: Vec::new(),
         show_names: opts.show_names,
         base: if paths.len() == 1 {
             paths[0].clone()
@@ -930,6 +934,10 @@ pub fn backup(
         },
     };
     let root_id = tb.store(root, Path::new(""));
+    let names_id = match &root_id {
+        Ok(_) => tb.store_names(),
+        Err(_) => Ok(None),
+    };
     let (tree_added, file_errors, mut catalogue, decisions) = (
         tb.added,
         std::mem::take(&mut tb.errors),
@@ -939,6 +947,7 @@ pub fn backup(
     drop(tb);
     let stats = writer.finish(opts.dry_run)?;
     let root_id = root_id?;
+    let names_id = names_id?;
 
     let mut summary = walker.summary;
     let parent_swamps = parent
@@ -973,6 +982,7 @@ pub fn backup(
         tree: root_id,
         summary: summary.clone(),
         catalogue: (catalogue.swamps > 0).then_some(catalogue),
+        names: names_id,
         program: format!("hydrabackup {}", env!("CARGO_PKG_VERSION")),
     };
     let snapshot_id = if opts.dry_run {
@@ -1006,10 +1016,17 @@ struct TreeBuilder<'a> {
     decisions: Vec<SwampDecision>,
     show_names: bool,
     base: PathBuf,
+    names: Vec<NameEntry>,
 }
 
 impl TreeBuilder<'_> {
     fn note_swamp(&mut self, rel: &Path, info: &SwampInfo, unchanged: bool, read: u64) {
+        if let Some(name) = &info.name {
+            self.names.push(NameEntry {
+                name: name.clone(),
+                path: rel.as_os_str().as_bytes().to_vec(),
+            });
+        }
         let c = &mut self.catalogue;
         c.swamps += 1;
         c.entries += info.entries;
@@ -1131,7 +1148,25 @@ impl TreeBuilder<'_> {
             }
             tree.nodes.push(node);
         }
-        let bytes = tree.encode();
+        self.store_blob(tree.encode())
+    }
+
+    /// Stores the name index of the Swamps noted so far (none when there are none).
+    fn store_names(&mut self) -> Result<Option<Id>> {
+        let pages = names::paginate(std::mem::take(&mut self.names));
+        if pages.is_empty() {
+            return Ok(None);
+        }
+        let mut root = names::NameIndex::default();
+        for p in pages {
+            let id = self.store_blob(p.encode())?;
+            root.pages.extend(p.reference(id));
+        }
+        self.store_blob(root.encode()).map(Some)
+    }
+
+    /// Stores a tree blob unless the repository (or this run) has it already.
+    fn store_blob(&mut self, bytes: Vec<u8>) -> Result<Id> {
         let id = self.repo.keys().blob_id(&bytes);
         if !self.index.contains(BlobType::Tree, &id) && self.seen.insert(id) {
             self.added += 1;

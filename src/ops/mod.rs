@@ -1,6 +1,8 @@
 //! One module per operation. Each takes a repository and options and returns a summary.
 
 pub mod backup;
+pub mod forget;
 pub mod progress;
+pub mod prune;
 pub mod restore;
 pub mod verify;

@@ -20,6 +20,7 @@ use crate::repo::Repository;
 use crate::repo::blob::{BlobType, open_blob};
 use crate::repo::index::Index;
 use crate::repo::pack::PackEntry;
+use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{Node, NodeKind};
 use crate::{Error, Id, Result};
 
@@ -156,21 +157,56 @@ fn set_mtime(path: &Path, ns: i64, symlink: bool) -> std::io::Result<()> {
     }
 }
 
-/// Restores the snapshot with root tree `root` as `opts` say.
-pub fn restore(
+/// What a restore writes: directories (parents before children), files and symlinks.
+#[derive(Default)]
+struct Plan {
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<PlannedFile>,
+    links: Vec<(PathBuf, Node)>,
+}
+
+impl Plan {
+    /// Adds `n` at `rel`; a directory adds everything below it too.
+    fn add_all(&mut self, repo: &Repository, index: &Index, rel: &Path, n: &Node) -> Result<()> {
+        self.add(rel, n);
+        if let Some(sub) = &n.subtree {
+            walk_tree(repo, index, sub, rel, &mut |r, c| {
+                self.add(r, c);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, rel: &Path, n: &Node) {
+        match n.kind {
+            NodeKind::Dir => self.dirs.push((rel.to_path_buf(), n.clone())),
+            NodeKind::File => self.files.push(PlannedFile {
+                rel: rel.to_path_buf(),
+                node: n.clone(),
+            }),
+            NodeKind::Symlink => self.links.push((rel.to_path_buf(), n.clone())),
+        }
+    }
+
+    fn append(&mut self, o: Plan) {
+        self.dirs.extend(o.dirs);
+        self.files.extend(o.files);
+        self.links.extend(o.links);
+    }
+}
+
+/// Plans by walking the whole snapshot tree and testing every node against the selection.
+fn plan_by_walk(
     repo: &Repository,
     index: &Index,
     root: &Id,
     opts: &RestoreOptions,
-    progress: &Progress,
-) -> Result<RestoreSummary> {
+) -> Result<Plan> {
     let globs = build_globs(&opts.includes)?;
     let swamps = swamp_globs(&opts.swamps)?;
     let select_all = opts.includes.is_empty() && opts.swamps.is_empty();
-    let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
-    let mut files: Vec<PlannedFile> = Vec::new();
-    let mut links: Vec<(PathBuf, Node)> = Vec::new();
-    let mut summary = RestoreSummary::default();
+    let mut plan = Plan::default();
     // A selected directory selects everything below it.
     let mut selected_dirs: Vec<PathBuf> = Vec::new();
     walk_tree(repo, index, root, Path::new(""), &mut |rel, n| {
@@ -186,21 +222,126 @@ pub fn restore(
         if !chosen {
             return Ok(());
         }
-        match n.kind {
-            NodeKind::Dir => {
-                if !select_all {
-                    selected_dirs.push(rel.to_path_buf());
-                }
-                dirs.push((rel.to_path_buf(), n.clone()));
-            }
-            NodeKind::File => files.push(PlannedFile {
-                rel: rel.to_path_buf(),
-                node: n.clone(),
-            }),
-            NodeKind::Symlink => links.push((rel.to_path_buf(), n.clone())),
+        if n.kind == NodeKind::Dir && !select_all {
+            selected_dirs.push(rel.to_path_buf());
         }
+        plan.add(rel, n);
         Ok(())
     })?;
+    Ok(plan)
+}
+
+/// A Swamp to reach: the remaining components of its path, and its name.
+type Wanted<'a> = (Vec<&'a [u8]>, &'a str);
+
+/// Plans a restore by Swamp name through the snapshot's name index: reads the index pages
+/// that can match, then only the trees along the matching paths.
+fn plan_by_names(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    names: &Id,
+    patterns: &[String],
+) -> Result<Plan> {
+    let globs = swamp_globs(patterns)?;
+    let name_index = repo.load_name_index(index, names)?;
+    let pages = name_index.candidates(patterns);
+    let found: Vec<Vec<crate::repo::names::NameEntry>> = pages
+        .par_iter()
+        .map(|p| {
+            let page = repo.load_name_page(index, &p.id)?;
+            Ok(page
+                .entries
+                .into_iter()
+                .filter(|e| globs.is_match(&e.name))
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    let mut wanted: Vec<Wanted<'_>> = found
+        .iter()
+        .flatten()
+        .map(|e| {
+            let parts: Vec<&[u8]> = e.path.split(|&b| b == b'/').collect();
+            (parts, e.name.as_str())
+        })
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup_by(|a, b| a.0 == b.0);
+    descend(repo, index, root, Path::new(""), &wanted)
+}
+
+/// Loads tree `tree` (at `prefix`) and plans the entries `wanted` names by their remaining
+/// path components (sorted), each ending at a Swamp of the given name.
+fn descend(
+    repo: &Repository,
+    index: &Index,
+    tree: &Id,
+    prefix: &Path,
+    wanted: &[Wanted<'_>],
+) -> Result<Plan> {
+    let t = repo.load_tree(index, tree)?;
+    let bad = |what: String| Error::corrupt("name index", what);
+    // Group by the first component (the list is sorted, so groups are runs).
+    let mut groups: Vec<&[Wanted<'_>]> = Vec::new();
+    let mut rest = wanted;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|w| w.0.first() == first.0.first())
+            .count();
+        groups.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    let plans: Vec<Plan> = groups
+        .par_iter()
+        .map(|g| -> Result<Plan> {
+            let comp = g[0].0.first().copied().unwrap_or_default();
+            let rel = prefix.join(OsStr::from_bytes(comp));
+            let node = t
+                .find(comp)
+                .ok_or_else(|| bad(format!("{} is not in the snapshot", rel.display())))?;
+            let mut plan = Plan::default();
+            let (here, below): (Vec<_>, Vec<_>) = g.iter().partition(|w| w.0.len() == 1);
+            if let Some((_, name)) = here.first() {
+                if node.swamp.as_ref().and_then(|s| s.name.as_deref()) != Some(*name) {
+                    return Err(bad(format!("{} is not Swamp {name}", rel.display())));
+                }
+                plan.add_all(repo, index, &rel, node)?;
+                return Ok(plan);
+            }
+            let sub = node
+                .subtree
+                .as_ref()
+                .ok_or_else(|| bad(format!("{} is not a directory", rel.display())))?;
+            let below: Vec<Wanted<'_>> = below
+                .into_iter()
+                .map(|w| (w.0[1..].to_vec(), w.1))
+                .collect();
+            plan.append(descend(repo, index, sub, &rel, &below)?);
+            Ok(plan)
+        })
+        .collect::<Result<_>>()?;
+    let mut plan = Plan::default();
+    for p in plans {
+        plan.append(p);
+    }
+    Ok(plan)
+}
+
+/// Restores `snap` as `opts` say.
+pub fn restore(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreSummary> {
+    let by_name = opts.includes.is_empty() && !opts.swamps.is_empty();
+    let Plan { dirs, files, links } = match &snap.names {
+        Some(names) if by_name => plan_by_names(repo, index, &snap.tree, names, &opts.swamps)?,
+        _ => plan_by_walk(repo, index, &snap.tree, opts)?,
+    };
+    let mut summary = RestoreSummary::default();
     if !opts.swamps.is_empty() && files.is_empty() && dirs.is_empty() {
         return Err(Error::NotFound(format!(
             "Swamp matching {} in this snapshot",

@@ -205,10 +205,10 @@ pub fn verify(
         }
     }
     report.index_files = files.len() as u64;
-    let index = Index::from_files(files.iter().map(|(_, f)| f))?;
+    let index = Index::from_files(crate::repo::index::effective(&files).map(|(_, f)| f))?;
     report.blobs = index.len() as u64;
     let mut pack_entries: HashMap<Id, Vec<PackEntry>> = HashMap::new();
-    for (name, f) in &files {
+    for (name, f) in crate::repo::index::effective(&files) {
         for p in &f.packs {
             match p.entries() {
                 Ok(e) => {
@@ -354,6 +354,22 @@ pub fn verify(
                 ));
             },
         );
+        if let Some(names) = &s.names {
+            let pages = match repo.load_name_index(&index, names) {
+                Ok(root) => root.pages.into_iter().map(|p| p.id).collect(),
+                Err(e) => {
+                    tree_errors.push(name_index_problem(names, sid, e));
+                    Vec::new()
+                }
+            };
+            for page in pages {
+                if checked_trees.insert(page) {
+                    if let Err(e) = repo.load_name_page(&index, &page) {
+                        tree_errors.push(name_index_problem(&page, sid, e));
+                    }
+                }
+            }
+        }
         if !missing.is_empty() {
             let ids: Vec<Id> = missing.into_iter().collect();
             let mut p = problem(
@@ -502,6 +518,15 @@ pub fn verify(
         }
     }
     Ok(report)
+}
+
+fn name_index_problem(blob: &Id, sid: &Id, e: Error) -> Problem {
+    problem(
+        "tree",
+        format!("tree {blob}"),
+        format!("{e} (name index of snapshot {})", sid.short()),
+        &[*blob],
+    )
 }
 
 /// Walks a tree, reporting file nodes (with the name of the Swamp they belong to) to `on_node`

@@ -99,6 +99,16 @@ pub struct BlobLocation {
     pub entry: PackEntry,
 }
 
+/// The index files that count: those no other present file supersedes (prune writes the
+/// superseding file only after everything it replaces is stored, then deletes the old ones).
+pub fn effective(files: &[(String, IndexFile)]) -> impl Iterator<Item = &(String, IndexFile)> {
+    let gone: std::collections::HashSet<String> = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().map(Id::to_hex))
+        .collect();
+    files.iter().filter(move |(n, _)| !gone.contains(n))
+}
+
 /// The in-memory index of a repository.
 #[derive(Default)]
 pub struct Index {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
+pub mod names;
 pub mod object;
 pub mod pack;
 pub mod snapshot;
@@ -167,7 +168,7 @@ impl Repository {
     /// Loads every index file (in parallel) into the shared in-memory index.
     pub fn load_index(&self) -> Result<Index> {
         let files = self.load_index_files()?;
-        Index::from_files(files.iter().map(|(_, f)| f))
+        Index::from_files(index::effective(&files).map(|(_, f)| f))
     }
 
     /// Loads every index file with its name.
@@ -257,7 +258,7 @@ impl Repository {
     pub fn read_blob(&self, index: &Index, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
         let loc = index
             .get(kind, id)
-            .ok_or_else(|| Error::NotFound(format!("blob {id} in the index")))?;
+            .ok_or_else(|| Error::corrupt(format!("blob {id}"), "it is in no index"))?;
         let e = loc.entry;
         let sealed = self.backend.read_range(
             FileKind::Pack,
@@ -271,6 +272,16 @@ impl Repository {
     /// Loads a tree blob.
     pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
         Tree::decode(&self.read_blob(index, BlobType::Tree, id)?)
+    }
+
+    /// Loads the root of a snapshot's name index.
+    pub fn load_name_index(&self, index: &Index, id: &Id) -> Result<names::NameIndex> {
+        names::NameIndex::decode(&self.read_blob(index, BlobType::Tree, id)?)
+    }
+
+    /// Loads one page of a name index.
+    pub fn load_name_page(&self, index: &Index, id: &Id) -> Result<names::NamePage> {
+        names::NamePage::decode(&self.read_blob(index, BlobType::Tree, id)?)
     }
 
     /// All key files with their names.

@@ -117,6 +117,9 @@ pub struct Snapshot {
     /// HydrAIDE catalogue totals, when the source was a data root.
     #[serde(default)]
     pub catalogue: Option<CatalogueSummary>,
+    /// Root of the name index (Swamp name → path; see `repo::names`), when Swamps were captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Id>,
     /// Program version that wrote it.
     pub program: String,
 }

@@ -1,0 +1,238 @@
+//! The name index of a snapshot: every Swamp name with the path of its file (or V1 folder)
+//! in the snapshot tree, sorted by name and cut into pages.
+//!
+//! A restore or verify by Swamp name reads the small root and the pages whose name range can
+//! match, then only the trees along the matching paths, instead of every tree of the snapshot.
+//! Pages end where a name's hash says so (content-defined, as chunks are), so a new or removed
+//! Swamp changes one page: the pages of unchanged ranges deduplicate between snapshots. Pages
+//! and root are stored as tree blobs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Id;
+use crate::repo::object::{from_cbor, to_cbor};
+
+/// A page ends after a name whose hash is 0 modulo this (about 512 names per page).
+const CUT_MODULUS: u64 = 512;
+/// A page never holds more names than this.
+const MAX_PAGE: usize = 4096;
+
+/// One Swamp: its name and its path relative to the snapshot root.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NameEntry {
+    /// `sanctuary/realm/swamp`.
+    pub name: String,
+    /// Path of the `.hyd` file or V1 folder, relative to the snapshot root (raw bytes).
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+}
+
+/// One page: entries sorted by name (then path).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamePage {
+    /// The entries.
+    pub entries: Vec<NameEntry>,
+}
+
+/// A page as listed in the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRef {
+    /// First name on the page.
+    pub first: String,
+    /// Last name on the page.
+    pub last: String,
+    /// Entries on the page.
+    pub count: u64,
+    /// The page's tree blob.
+    pub id: Id,
+}
+
+/// The root of a name index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameIndex {
+    /// Pages in name order.
+    pub pages: Vec<PageRef>,
+}
+
+fn ends_page(name: &str) -> bool {
+    let h = blake3::hash(name.as_bytes());
+    let v = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+    v % CUT_MODULUS == 0
+}
+
+/// Sorts `entries` and cuts them into pages.
+pub fn paginate(mut entries: Vec<NameEntry>) -> Vec<NamePage> {
+    entries.sort_unstable();
+    entries.dedup();
+    let mut pages = Vec::new();
+    let mut cur = NamePage::default();
+    for e in entries {
+        let end = ends_page(&e.name);
+        cur.entries.push(e);
+        if end || cur.entries.len() >= MAX_PAGE {
+            pages.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.entries.is_empty() {
+        pages.push(cur);
+    }
+    pages
+}
+
+impl NamePage {
+    /// CBOR bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        to_cbor(self)
+    }
+
+    /// Parses a page, checking that it is sorted.
+    pub fn decode(bytes: &[u8]) -> crate::Result<NamePage> {
+        let p: NamePage = from_cbor(bytes, "name page")?;
+        if !p.entries.is_sorted() {
+            return Err(crate::Error::corrupt("name page", "entries out of order"));
+        }
+        Ok(p)
+    }
+
+    /// Its listing in the root (`None` for an empty page).
+    pub fn reference(&self, id: Id) -> Option<PageRef> {
+        Some(PageRef {
+            first: self.entries.first()?.name.clone(),
+            last: self.entries.last()?.name.clone(),
+            count: self.entries.len() as u64,
+            id,
+        })
+    }
+}
+
+impl NameIndex {
+    /// CBOR bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        to_cbor(self)
+    }
+
+    /// Parses a root.
+    pub fn decode(bytes: &[u8]) -> crate::Result<NameIndex> {
+        from_cbor(bytes, "name index")
+    }
+
+    /// Number of Swamps listed.
+    pub fn len(&self) -> u64 {
+        self.pages.iter().map(|p| p.count).sum()
+    }
+
+    /// True when no Swamp is listed.
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
+    /// The pages that may hold a name matched by one of `patterns` (Swamp-name globs): those
+    /// whose name range meets the range of names starting with a pattern's literal prefix.
+    pub fn candidates(&self, patterns: &[String]) -> Vec<&PageRef> {
+        let prefixes: Vec<&str> = patterns.iter().map(|p| literal_prefix(p)).collect();
+        self.pages
+            .iter()
+            .filter(|pg| {
+                prefixes.iter().any(|pre| {
+                    // Names starting with `pre` sort at or after `pre`, and before any name
+                    // that is greater and does not start with it.
+                    pg.last.as_str() >= *pre
+                        && (pg.first.as_str() <= *pre || pg.first.starts_with(pre))
+                })
+            })
+            .collect()
+    }
+}
+
+/// The part of a glob before its first special character.
+pub fn literal_prefix(pattern: &str) -> &str {
+    let end = pattern
+        .find(['*', '?', '[', '{', '\\'])
+        .unwrap_or(pattern.len());
+    &pattern[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(name: &str) -> NameEntry {
+        NameEntry {
+            name: name.into(),
+            path: format!("1/abc/{name}.hyd").into_bytes(),
+        }
+    }
+
+    fn index_of(pages: &[NamePage]) -> NameIndex {
+        NameIndex {
+            pages: pages
+                .iter()
+                .enumerate()
+                .map(|(i, p)| p.reference(Id([i as u8; 32])).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn prefix_stops_at_the_first_special_character() {
+        assert_eq!(literal_prefix("users/profiles/*"), "users/profiles/");
+        assert_eq!(literal_prefix("a/b/c"), "a/b/c");
+        assert_eq!(literal_prefix("a/[bc]/d"), "a/");
+        assert_eq!(literal_prefix("**"), "");
+        assert_eq!(literal_prefix("x/{a,b}"), "x/");
+    }
+
+    #[test]
+    fn a_new_name_changes_one_page() {
+        let names: Vec<NameEntry> = (0..20_000).map(|i| entry(&format!("s/r/{i:06}"))).collect();
+        let a = paginate(names.clone());
+        let mut more = names;
+        more.push(entry("s/r/010000x"));
+        let b = paginate(more);
+        assert!(a.len() > 10, "{} pages", a.len());
+        let changed = b.iter().filter(|p| !a.contains(p)).count();
+        assert_eq!(changed, 1);
+    }
+
+    #[test]
+    fn page_and_root_round_trip() {
+        let pages = paginate((0..3000).map(|i| entry(&format!("a/b/{i}"))).collect());
+        for p in &pages {
+            assert_eq!(&NamePage::decode(&p.encode()).unwrap(), p);
+        }
+        let root = index_of(&pages);
+        assert_eq!(NameIndex::decode(&root.encode()).unwrap(), root);
+        assert_eq!(root.len(), 3000);
+    }
+
+    #[test]
+    fn unsorted_page_is_rejected() {
+        let p = NamePage {
+            entries: vec![entry("b/b/b"), entry("a/a/a")],
+        };
+        assert!(NamePage::decode(&p.encode()).is_err());
+    }
+
+    proptest! {
+        /// Every name a pattern matches is on a candidate page.
+        #[test]
+        fn candidates_cover_every_match(
+            names in proptest::collection::btree_set("[a-c]{1,3}/[a-c]{1,3}/[a-c0-9]{1,4}", 1..1500),
+            pat in "[a-c]{0,3}(/[a-c]{0,2})?\\*?",
+        ) {
+            let pages = paginate(names.iter().map(|n| entry(n)).collect());
+            let root = index_of(&pages);
+            let glob = crate::ops::restore::swamp_globs(std::slice::from_ref(&pat)).unwrap();
+            let cands: Vec<usize> = root.candidates(std::slice::from_ref(&pat))
+                .iter().map(|r| r.id.0[0] as usize).collect();
+            for (i, p) in pages.iter().enumerate() {
+                for e in &p.entries {
+                    if glob.is_match(&e.name) {
+                        prop_assert!(cands.contains(&i), "{} on page {} not a candidate", e.name, i);
+                    }
+                }
+            }
+        }
+    }
+}
