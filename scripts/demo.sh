@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build hydrabackup, generate a sample HydrAIDE data root, back it up, let a day of
 # churn happen, back it up again (incrementally), verify every byte, restore both the whole root
-# and one Swamp, and prove the restore byte-identical and loadable.
+# and one Swamp, and prove the restore byte-identical and loadable; then forget the first snapshot,
+# prune, and verify and restore again.
 #
 #   scripts/demo.sh [--swamps N] [--size 200M] [--seed N] [--keep]
 set -euo pipefail
@@ -68,4 +69,11 @@ rel=$(cd "$work/one" && find . -type f)
 cmp "$work/one/$rel" "$work/captured/$rel"
 echo "swamp $name restored alone and byte-identical ($rel)"
 
-step "done: backup, incremental backup, full verify and restores all succeeded"
+step "retention: forget the first snapshot (keep the last one), prune its data, verify again"
+"$hb" forget --keep-last 1 --prune
+"$hb" verify --read-data
+rm -rf "$work/restore" && "$hb" restore latest --target "$work/restore" -q
+diff -r "$work/captured" "$work/restore"
+echo "after prune the latest snapshot still restores byte-identical"
+
+step "done: backup, incremental backup, full verify, restores, forget and prune all succeeded"

@@ -71,6 +71,8 @@ pub enum Command {
     /// Manage the passwords (keys) that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Copy snapshots from another repository into this one (a second copy, 3-2-1).
+    Copy(CopyArgs),
     /// Remove snapshots, by id or by a retention policy (`prune` frees their data).
     Forget(ForgetArgs),
     /// Delete data that no snapshot uses.
@@ -91,6 +93,46 @@ pub struct InitArgs {
     /// Average chunk size in KiB (a power of two).
     #[arg(long, default_value_t = 1024)]
     pub chunk_avg: u32,
+    /// With --from-repo: take its chunker parameters and blob-id secret, so that `copy`
+    /// between the two moves only missing blobs and backups into either deduplicate alike.
+    #[arg(long, requires = "from_repo")]
+    pub copy_params: bool,
+    /// The other repository.
+    #[command(flatten)]
+    pub from: FromRepo,
+}
+
+/// Another repository to read from (`copy`, `init --copy-params`).
+#[derive(Args, Debug, Clone)]
+pub struct FromRepo {
+    /// Its location.
+    #[arg(long, env = "HYDRABACKUP_FROM_REPOSITORY")]
+    pub from_repo: Option<String>,
+    /// Read its password from this file (first line).
+    #[arg(long, env = "HYDRABACKUP_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Run this shell command and use its first output line as its password.
+    #[arg(long, env = "HYDRABACKUP_FROM_PASSWORD_COMMAND")]
+    pub from_password_command: Option<String>,
+}
+
+/// `copy`.
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Snapshots of the source to copy (ids, prefixes or `latest`); default: all.
+    pub snapshots: Vec<String>,
+    /// The source repository (required).
+    #[command(flatten)]
+    pub from: FromRepo,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Count what would be copied, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `backup`.

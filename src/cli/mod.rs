@@ -2,6 +2,7 @@
 //! prints its result (human text, or JSON with --json). Errors become one line and an exit code.
 
 mod args;
+mod copy;
 mod forget;
 mod password;
 mod progress;
@@ -83,6 +84,20 @@ pub(crate) fn open(g: &Global) -> Result<Repository> {
     Repository::open(b, &password::password(g, false)?)
 }
 
+/// Opens the other repository of `copy` / `init --copy-params`.
+pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
+    let loc = f.from_repo.as_deref().ok_or_else(|| {
+        Error::InvalidInput(
+            "no source repository given: use --from-repo or HYDRABACKUP_FROM_REPOSITORY".into(),
+        )
+    })?;
+    let b: Arc<dyn backend::Backend> = Arc::from(backend::open(loc)?);
+    if !b.exists()? {
+        return Err(Error::RepoNotFound(b.location()));
+    }
+    Repository::open(b, &password::from_password(f)?)
+}
+
 pub(crate) fn human(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -130,6 +145,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cfg.chunker.avg = avg;
             cfg.chunker.min = (avg / 4).max(64);
             cfg.chunker.max = avg.saturating_mul(4);
+            if a.copy_params {
+                let from = open_from(&a.from)?;
+                let c = from.config();
+                cfg.id_key = c.id_key;
+                cfg.chunker = c.chunker;
+                cfg.hyd_chunker = c.hyd_chunker;
+            }
             let pw = password::password(g, true)?;
             let repo = Repository::init(b, &pw, kdf(g), cfg)?;
             if g.json {
@@ -454,6 +476,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Show(a) => show::run(g, &open(g)?, a),
         Command::Key(k) => key_cmd(g, k),
+        Command::Copy(a) => copy::copy_cmd(g, a),
         Command::Forget(a) => forget::forget_cmd(g, a),
         Command::Prune(a) => forget::prune_cmd(g, a),
         Command::Unlock(a) => {

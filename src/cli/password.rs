@@ -5,7 +5,7 @@ use std::path::Path;
 
 use hydrabackup::{Error, Result};
 
-use super::args::Global;
+use super::args::{FromRepo, Global};
 
 fn first_line(bytes: &[u8]) -> Vec<u8> {
     let s = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -36,7 +36,36 @@ pub fn password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
 }
 
 fn given_password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
-    if let Some(cmd) = &g.password_command {
+    let given = from_command_file_or_env(
+        g.password_command.as_deref(),
+        g.password_file.as_deref(),
+        "HYDRABACKUP_PASSWORD",
+    )?;
+    match given {
+        Some(p) => Ok(p),
+        None => prompt("enter repository password: ", confirm),
+    }
+}
+
+/// The password of the other repository of `copy` / `init --copy-params`.
+pub fn from_password(f: &FromRepo) -> Result<Vec<u8>> {
+    let given = from_command_file_or_env(
+        f.from_password_command.as_deref(),
+        f.from_password_file.as_deref(),
+        "HYDRABACKUP_FROM_PASSWORD",
+    )?;
+    match given {
+        Some(p) => Ok(p),
+        None => prompt("enter password of the source repository: ", false),
+    }
+}
+
+fn from_command_file_or_env(
+    command: Option<&str>,
+    file: Option<&Path>,
+    env: &str,
+) -> Result<Option<Vec<u8>>> {
+    if let Some(cmd) = command {
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(cmd)
@@ -49,15 +78,12 @@ fn given_password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
                 out.status
             )));
         }
-        return Ok(first_line(&out.stdout));
+        return Ok(Some(first_line(&out.stdout)));
     }
-    if let Some(p) = &g.password_file {
-        return from_file(p);
+    if let Some(p) = file {
+        return from_file(p).map(Some);
     }
-    if let Ok(p) = std::env::var("HYDRABACKUP_PASSWORD") {
-        return Ok(p.into_bytes());
-    }
-    prompt("enter repository password: ", confirm)
+    Ok(std::env::var(env).ok().map(String::into_bytes))
 }
 
 /// A new password for `key add` / `key passwd`.

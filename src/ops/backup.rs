@@ -983,6 +983,7 @@ pub fn backup(
         summary: summary.clone(),
         catalogue: (catalogue.swamps > 0).then_some(catalogue),
         names: names_id,
+        original: None,
         program: format!("hydrabackup {}", env!("CARGO_PKG_VERSION")),
     };
     let snapshot_id = if opts.dry_run {

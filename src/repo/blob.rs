@@ -52,6 +52,24 @@ pub fn seal_blob(keys: &Keys, kind: BlobType, id: Id, plain: &[u8], level: i32) 
 
 /// Opens a stored blob, decompresses it and checks that its plaintext hashes to its id.
 pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    let (payload, plain) = open_checked(keys, e, sealed)?;
+    Ok(plain.unwrap_or(payload))
+}
+
+/// Like [`open_blob`], and also returns the payload as stored (compressed when the entry says
+/// so), for copying the blob without compressing it again: `(payload, plaintext)`.
+pub fn open_blob_with_payload(
+    keys: &Keys,
+    e: &PackEntry,
+    sealed: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let (payload, plain) = open_checked(keys, e, sealed)?;
+    let plain = plain.unwrap_or_else(|| payload.clone());
+    Ok((payload, plain))
+}
+
+/// Opens and checks a blob; the plaintext is `None` when it is the payload itself.
+fn open_checked(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     let what = || format!("blob {}", e.id);
     // Index entries are not range-checked when loaded; without this a frame declaring up to
     // 4 GiB would be allocated for before the length check below.
@@ -63,16 +81,19 @@ pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
         .open(sealed)
         .map_err(|er| Error::corrupt(what(), er.to_string()))?;
     let plain = if e.compressed {
-        decompress_bounded(&payload, e.raw_len as usize)
-            .map_err(|er| Error::corrupt(what(), format!("decompression: {er}")))?
+        Some(
+            decompress_bounded(&payload, e.raw_len as usize)
+                .map_err(|er| Error::corrupt(what(), format!("decompression: {er}")))?,
+        )
     } else {
-        payload
+        None
     };
-    if plain.len() != e.raw_len as usize {
+    let p = plain.as_deref().unwrap_or(&payload);
+    if p.len() != e.raw_len as usize {
         return Err(Error::corrupt(what(), "length differs from the index"));
     }
-    if keys.blob_id(&plain) != e.id {
+    if keys.blob_id(p) != e.id {
         return Err(Error::corrupt(what(), "content does not match its id"));
     }
-    Ok(plain)
+    Ok((payload, plain))
 }

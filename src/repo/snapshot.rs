@@ -120,6 +120,9 @@ pub struct Snapshot {
     /// Root of the name index (Swamp name → path; see `repo::names`), when Swamps were captured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<Id>,
+    /// The snapshot this one is a copy of (`copy` from another repository), by its id there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
     /// Program version that wrote it.
     pub program: String,
 }
