@@ -15,6 +15,7 @@ pub mod id;
 pub mod ops;
 pub mod repo;
 pub mod retention;
+pub mod server;
 pub mod source;
 pub mod timespec;
 

@@ -2,8 +2,10 @@
 //! above this layer speaks in those terms and never in paths.
 
 mod local;
+mod rest;
 
 pub use local::LocalBackend;
+pub use rest::RestBackend;
 
 use crate::Result;
 
@@ -78,9 +80,12 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Opens the backend for a repository location. Plain paths (including SFTP- or NFS-mounted
-/// ones) are local.
+/// Opens the backend for a repository location: `rest:https://...` for a REST server; plain
+/// paths (including SFTP- or NFS-mounted ones) are local.
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
+    if let Some(url) = location.strip_prefix("rest:") {
+        return Ok(Box::new(RestBackend::new(url)?));
+    }
     let path = location.strip_prefix("local:").unwrap_or(location);
     Ok(Box::new(LocalBackend::new(path)))
 }

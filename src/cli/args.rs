@@ -79,6 +79,10 @@ pub enum Command {
     Prune(PruneArgs),
     /// Remove stale locks and files left by crashed writers.
     Unlock(UnlockArgs),
+    /// Serve repositories over HTTP(S) for `rest:` locations (TLS, users, append-only).
+    Serve(ServeArgs),
+    /// Add a user to a users file for `serve`, or change their password.
+    ServeUser(ServeUserArgs),
 }
 
 /// `init`.
@@ -337,4 +341,49 @@ pub struct PruneArgs {
     /// Unused space (percent of used) to leave in partly used packs rather than rewrite them.
     #[arg(long, default_value_t = 5.0)]
     pub max_unused: f64,
+}
+
+/// `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Folder holding the repositories (one subfolder each).
+    #[arg(long)]
+    pub path: PathBuf,
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: String,
+    /// TLS certificate chain (PEM): serve HTTPS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Users file (`hydrabackup serve-user`); clients authenticate with HTTP Basic.
+    #[arg(long, required_unless_present = "no_auth")]
+    pub users: Option<PathBuf>,
+    /// Serve without authentication (trusted networks only).
+    #[arg(long, conflicts_with = "users")]
+    pub no_auth: bool,
+    /// Refuse to delete anything but locks: clients can add backups, never remove them.
+    #[arg(long)]
+    pub append_only: bool,
+    /// Each user may only use the repository named like them.
+    #[arg(long, requires = "users")]
+    pub private_repos: bool,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
+}
+
+/// `serve-user`.
+#[derive(Args, Debug)]
+pub struct ServeUserArgs {
+    /// The users file (created when missing).
+    #[arg(long)]
+    pub users: PathBuf,
+    /// The user name.
+    pub user: String,
+    /// Where the password comes from.
+    #[command(flatten)]
+    pub password: NewPassword,
 }

@@ -477,6 +477,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Show(a) => show::run(g, &open(g)?, a),
         Command::Key(k) => key_cmd(g, k),
         Command::Copy(a) => copy::copy_cmd(g, a),
+        Command::Serve(a) => serve_cmd(g, a),
+        Command::ServeUser(a) => {
+            let pw = password::new_password(a.password.new_password_file.as_deref())?;
+            hydrabackup::server::auth::set_user(&a.users, &a.user, &pw)?;
+            if g.json {
+                print_json(&json!({"users": a.users, "user": a.user}));
+            }
+            say(format!("user {} set in {}", a.user, a.users.display()));
+            Ok(0)
+        }
         Command::Forget(a) => forget::forget_cmd(g, a),
         Command::Prune(a) => forget::prune_cmd(g, a),
         Command::Unlock(a) => {
@@ -569,5 +579,31 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             ));
         }
     }
+    Ok(0)
+}
+
+fn serve_cmd(g: &Global, a: args::ServeArgs) -> Result<i32> {
+    let tls = a.tls_cert.clone().zip(a.tls_key.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let opts = hydrabackup::server::ServeOptions {
+        listen: a.listen,
+        root: a.path,
+        tls,
+        users: a.users,
+        append_only: a.append_only,
+        private_repos: a.private_repos,
+        max_connections: a.max_connections.max(1),
+    };
+    let json = g.json;
+    hydrabackup::server::serve(opts, |addr| {
+        // Always printed (also with -q): scripts and tests read the address from it.
+        if json {
+            println!("{}", json!({"listening": format!("{scheme}://{addr}")}));
+        } else {
+            println!("listening on {scheme}://{addr}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    })?;
     Ok(0)
 }

@@ -1,0 +1,350 @@
+//! `hydrabackup serve`: a REST server for repositories, so that backups can go to a machine
+//! the client has no file access to, with TLS, HTTP Basic users, per-user repositories and an
+//! append-only mode that refuses every deletion except of locks (a compromised client cannot
+//! destroy existing backups).
+//!
+//! Each repository is a folder under the server's root, stored by the local backend (atomic,
+//! fsynced writes; objects never replaced). The protocol follows restic's REST backend:
+//!
+//! | request | meaning |
+//! |---|---|
+//! | `POST /R?create=true` | create repository `R` |
+//! | `HEAD`/`GET`/`POST /R/config` | the config object |
+//! | `GET /R/T/` | list objects of type `T` (`keys`, `data`, `index`, `snapshots`, `locks`) as JSON `[{"name","size"}]` |
+//! | `HEAD`/`GET`/`POST`/`DELETE /R/T/NAME` | one object; `GET` honours `Range: bytes=a-b` |
+
+pub mod auth;
+pub mod http;
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::backend::{Backend, FileKind, LocalBackend};
+use crate::{Error, Result};
+use http::{ReadError, Request, Response, parse_range, read_request};
+
+/// Largest object accepted (packs are at most 1 GiB plus their header).
+const MAX_BODY: u64 = (1 << 30) + (16 << 20);
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (`host:port`; port 0 picks a free one).
+    pub listen: String,
+    /// Folder holding the repositories.
+    pub root: PathBuf,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Users file; `None` serves without authentication.
+    pub users: Option<PathBuf>,
+    /// Refuse deleting anything but locks.
+    pub append_only: bool,
+    /// Each user may only use the repository named like them.
+    pub private_repos: bool,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+struct Ctx {
+    opts: ServeOptions,
+    users: Option<auth::Users>,
+    repos: Mutex<HashMap<String, Arc<LocalBackend>>>,
+    active: AtomicUsize,
+}
+
+/// Serves until the process is stopped; calls `ready` with the bound address first.
+pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(Arc::new(tls_config(cert, key)?)),
+        None => None,
+    };
+    let users = opts.users.as_deref().map(auth::Users::load).transpose()?;
+    std::fs::create_dir_all(&opts.root).map_err(|e| Error::io(&opts.root, e))?;
+    // Temporary files of a server that died mid-write.
+    if let Ok(rd) = std::fs::read_dir(&opts.root) {
+        for e in rd.flatten() {
+            if e.path().join("config").exists() {
+                let _ = LocalBackend::new(e.path()).remove_stale_temporaries();
+            }
+        }
+    }
+    let listener = TcpListener::bind(&opts.listen).map_err(|e| Error::io(&opts.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io(&opts.listen, e))?;
+    let ctx = Arc::new(Ctx {
+        opts,
+        users,
+        repos: Mutex::new(HashMap::new()),
+        active: AtomicUsize::new(0),
+    });
+    ready(addr);
+    for conn in listener.incoming() {
+        let Ok(tcp) = conn else { continue };
+        let (ctx, tls) = (ctx.clone(), tls.clone());
+        if ctx.active.fetch_add(1, Ordering::SeqCst) >= ctx.opts.max_connections {
+            ctx.active.fetch_sub(1, Ordering::SeqCst);
+            let mut tcp = tcp;
+            let _ = Response::text(503, "too many connections").write(&mut tcp, false, true);
+            continue;
+        }
+        std::thread::spawn(move || {
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(300)));
+            let _ = tcp.set_write_timeout(Some(Duration::from_secs(300)));
+            let _ = tcp.set_nodelay(true);
+            match tls {
+                Some(cfg) => {
+                    if let Ok(conn) = rustls::ServerConnection::new(cfg) {
+                        connection(rustls::StreamOwned::new(conn, tcp), &ctx);
+                    }
+                }
+                None => connection(tcp, &ctx),
+            }
+            ctx.active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
+fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |p: &PathBuf, e: String| Error::InvalidInput(format!("{}: {e}", p.display()));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, e.to_string()))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(cert, "no certificate in the file".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::InvalidInput(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::InvalidInput(format!("TLS certificate and key: {e}")))
+}
+
+/// Serves the requests of one connection.
+fn connection<S: Read + Write>(stream: S, ctx: &Ctx) {
+    let mut r = BufReader::with_capacity(64 * 1024, stream);
+    loop {
+        let req = match read_request(&mut r) {
+            Ok(req) => req,
+            Err(ReadError::Bad(why)) => {
+                let _ = Response::text(400, why).write(r.get_mut(), false, true);
+                return;
+            }
+            Err(ReadError::Closed | ReadError::Io(_)) => return,
+        };
+        let (resp, body_read) = ctx.respond(&req, &mut r);
+        // A body left unread cannot be skipped safely: close instead.
+        let close = req.close || !body_read;
+        let head_only = req.method == "HEAD";
+        if resp.write(r.get_mut(), head_only, close).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn kind_of(segment: &str) -> Option<FileKind> {
+    Some(match segment {
+        "keys" => FileKind::Key,
+        "data" => FileKind::Pack,
+        "index" => FileKind::Index,
+        "snapshots" => FileKind::Snapshot,
+        "locks" => FileKind::Lock,
+        _ => return None,
+    })
+}
+
+fn valid_repo_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && !n.starts_with('.')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn error_response(e: &Error) -> Response {
+    match e {
+        Error::Backend { source, .. } | Error::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => Response::text(404, "not found"),
+            _ if source.raw_os_error() == Some(libc::ENOSPC) => {
+                Response::text(507, "no space left on the server")
+            }
+            _ => {
+                tracing::warn!("storage error: {e}");
+                Response::text(500, "storage error on the server")
+            }
+        },
+        Error::InvalidInput(m) => Response::text(400, m),
+        _ => {
+            tracing::warn!("error: {e}");
+            Response::text(500, "server error")
+        }
+    }
+}
+
+impl Ctx {
+    fn backend(&self, repo: &str) -> Arc<LocalBackend> {
+        self.repos
+            .lock()
+            .expect("repos")
+            .entry(repo.to_string())
+            .or_insert_with(|| Arc::new(LocalBackend::new(self.opts.root.join(repo))))
+            .clone()
+    }
+
+    /// Answers one request; the flag says whether its body (if any) was read.
+    fn respond<R: Read>(&self, req: &Request, body: &mut R) -> (Response, bool) {
+        let len = match req.content_length() {
+            Ok(l) => l,
+            Err(m) => return (Response::text(400, m), false),
+        };
+        let no_body = len == 0;
+        let user = match &self.users {
+            None => None,
+            Some(u) => match u.check(req.header("authorization")) {
+                Some(name) => Some(name),
+                None => {
+                    let mut r = Response::text(401, "authentication required");
+                    r.headers
+                        .push(("www-authenticate", "Basic realm=\"hydrabackup\"".into()));
+                    return (r, no_body);
+                }
+            },
+        };
+        let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        let repo = parts[0];
+        if !valid_repo_name(repo) {
+            return (Response::text(400, "bad repository name"), no_body);
+        }
+        if self.opts.private_repos && user.as_deref() != Some(repo) {
+            return (
+                Response::text(403, "this repository belongs to another user"),
+                no_body,
+            );
+        }
+        let backend = self.backend(repo);
+        let method = req.method.as_str();
+        let (kind, name) = match parts[1..] {
+            [] | [""] => {
+                if method == "POST" && req.query.split('&').any(|q| q == "create=true") {
+                    return (done(backend.create()), no_body);
+                }
+                return (Response::text(405, "unsupported request"), no_body);
+            }
+            ["config"] => (FileKind::Config, "config"),
+            [t, ""] | [t] => {
+                let Some(kind) = kind_of(t) else {
+                    return (Response::text(404, "unknown object type"), no_body);
+                };
+                if method != "GET" {
+                    return (Response::text(405, "only GET lists objects"), no_body);
+                }
+                return (list(&*backend, kind), no_body);
+            }
+            [t, name] => match kind_of(t) {
+                Some(kind) => (kind, name),
+                None => return (Response::text(404, "unknown object type"), no_body),
+            },
+            _ => return (Response::text(404, "no such path"), no_body),
+        };
+        match method {
+            "HEAD" => match backend.size(kind, name) {
+                Ok(size) => {
+                    let mut r = Response::new(200, Vec::new());
+                    r.length = Some(size);
+                    (r, no_body)
+                }
+                Err(e) => (error_response(&e), no_body),
+            },
+            "GET" => (get(&*backend, kind, name, req), no_body),
+            "POST" => {
+                if len > MAX_BODY {
+                    return (Response::text(413, "object too large"), false);
+                }
+                let mut data = Vec::with_capacity(len as usize);
+                if body.take(len).read_to_end(&mut data).is_err() || data.len() as u64 != len {
+                    return (
+                        Response::text(400, "body shorter than Content-Length"),
+                        false,
+                    );
+                }
+                (done(backend.write(kind, name, &data)), true)
+            }
+            "DELETE" => {
+                if self.opts.append_only && kind != FileKind::Lock {
+                    return (
+                        Response::text(403, "append-only repository: only locks may be deleted"),
+                        no_body,
+                    );
+                }
+                (done(backend.remove(kind, name)), no_body)
+            }
+            _ => (Response::text(405, "unsupported method"), no_body),
+        }
+    }
+}
+
+fn done(r: Result<()>) -> Response {
+    match r {
+        Ok(()) => Response::new(200, Vec::new()),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn list(backend: &dyn Backend, kind: FileKind) -> Response {
+    match backend.list(kind) {
+        Ok(items) => {
+            let v: Vec<serde_json::Value> = items
+                .into_iter()
+                .map(|(name, size)| serde_json::json!({"name": name, "size": size}))
+                .collect();
+            let mut r = Response::new(200, serde_json::to_vec(&v).expect("JSON values serialize"));
+            r.headers.push(("content-type", "application/json".into()));
+            r
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+fn get(backend: &dyn Backend, kind: FileKind, name: &str, req: &Request) -> Response {
+    let Some(range) = req.header("range") else {
+        return match backend.read(kind, name) {
+            Ok(b) => Response::new(200, b),
+            Err(e) => error_response(&e),
+        };
+    };
+    let Some((offset, len)) = parse_range(range) else {
+        return Response::text(416, "unsupported range");
+    };
+    let size = match backend.size(kind, name) {
+        Ok(s) => s,
+        Err(e) => return error_response(&e),
+    };
+    let len = len.unwrap_or(size.saturating_sub(offset));
+    if offset.checked_add(len).is_none_or(|end| end > size) || len == 0 {
+        let mut r = Response::text(416, "range outside the object");
+        r.headers.push(("content-range", format!("bytes */{size}")));
+        return r;
+    }
+    match backend.read_range(kind, name, offset, len) {
+        Ok(b) => {
+            let mut r = Response::new(206, b);
+            r.headers.push((
+                "content-range",
+                format!("bytes {offset}-{}/{size}", offset + len - 1),
+            ));
+            r
+        }
+        Err(e) => error_response(&e),
+    }
+}
