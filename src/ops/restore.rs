@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
@@ -328,6 +329,37 @@ fn descend(
     Ok(plan)
 }
 
+/// Sets a restored file's or folder's permission bits and modification time through its handle.
+fn set_meta(f: &File, n: &Node) -> std::io::Result<()> {
+    f.set_permissions(fs::Permissions::from_mode(n.mode))?;
+    let t = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_nanos(n.mtime_ns.max(0) as u64))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let t = if n.mtime_ns < 0 {
+        std::time::UNIX_EPOCH
+            .checked_sub(std::time::Duration::from_nanos(n.mtime_ns.unsigned_abs()))
+            .unwrap_or(std::time::UNIX_EPOCH)
+    } else {
+        t
+    };
+    f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+}
+
+/// Finishes a completely written temporary file: metadata, then the rename to its real name.
+fn finish(file: &File, f: &PlannedFile, tmp: &Path, dest: &Path) -> Result<()> {
+    set_meta(file, &f.node).map_err(|e| Error::io(tmp, e))?;
+    fs::rename(tmp, dest).map_err(|e| {
+        if dest.is_dir() {
+            Error::InvalidInput(format!(
+                "{} is a directory in the target; not replacing it with a file",
+                dest.display()
+            ))
+        } else {
+            Error::io(dest, e)
+        }
+    })
+}
+
 /// Restores `snap` as `opts` say.
 pub fn restore(
     repo: &Repository,
@@ -421,24 +453,56 @@ pub fn restore(
             target.join(t)
         })
         .collect();
+    // Folders once: the planned ones (parents first), then any other parent of a file or link
+    // (a partial restore selects files without their folders).
+    let mut made: HashSet<PathBuf> = HashSet::new();
     for (rel, _) in &dirs {
         let p = target.join(rel);
         fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+        made.insert(rel.clone());
     }
-    // Temporary files, sized up front (sparse where the content is zeros).
-    files.par_iter().zip(&tmps).try_for_each(|(f, tmp)| {
-        let p = target.join(&f.rel);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let parents: std::collections::BTreeSet<&Path> = files
+        .iter()
+        .map(|f| f.rel.as_path())
+        .chain(links.iter().map(|l| l.0.as_path()))
+        .filter_map(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty() && !made.contains(*p))
+        .collect();
+    for rel in parents {
+        let p = target.join(rel);
+        fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+    }
+
+    // Writes still to come per file; the write that brings it to zero finishes the file.
+    let remaining: Vec<AtomicUsize> = files.iter().map(|_| AtomicUsize::new(0)).collect();
+    for blobs in by_pack.values() {
+        for (_, targets) in blobs.values() {
+            for &(fi, _) in targets {
+                remaining[fi].fetch_add(1, Ordering::Relaxed);
+            }
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(tmp)
-            .map_err(|e| Error::io(tmp, e))?;
-        file.set_len(f.node.size).map_err(|e| Error::io(tmp, e))
-    })?;
+    }
+    // Temporary files, sized up front (sparse where the content is zeros); files without
+    // content are finished right away.
+    files
+        .par_iter()
+        .zip(&tmps)
+        .zip(&remaining)
+        .try_for_each(|((f, tmp), left)| {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(tmp)
+                .map_err(|e| Error::io(tmp, e))?;
+            file.set_len(f.node.size).map_err(|e| Error::io(tmp, e))?;
+            if left.load(Ordering::Relaxed) == 0 {
+                finish(&file, f, tmp, &target.join(&f.rel))?;
+                progress.done(1, 0);
+            }
+            Ok(())
+        })
+        .inspect_err(|_| remove_all(&tmps))?;
 
     // Blobs that cannot be read or do not verify mark their files as damaged; everything else
     // is still restored. Damaged files never appear under their real name.
@@ -470,6 +534,18 @@ pub fn restore(
                     }
                 };
             let mut open: HashMap<usize, File> = HashMap::new();
+            let handle = |open: &mut HashMap<usize, File>, fi: usize| -> Result<()> {
+                if let std::collections::hash_map::Entry::Vacant(v) = open.entry(fi) {
+                    let tmp = &tmps[fi];
+                    v.insert(
+                        OpenOptions::new()
+                            .write(true)
+                            .open(tmp)
+                            .map_err(|er| Error::io(tmp, er))?,
+                    );
+                }
+                Ok(())
+            };
             for (e, targets) in blobs.values() {
                 let s = (e.offset as u64 - first) as usize;
                 let plain = match open_blob(repo.keys(), e, &bytes[s..s + e.len as usize]) {
@@ -481,23 +557,20 @@ pub fn restore(
                 };
                 let zeros = plain.iter().all(|&b| b == 0);
                 for &(fi, off) in targets {
-                    if zeros {
-                        continue; // the file was created sparse: zeros are already there
+                    // Zeros need no write: the file was created sparse.
+                    if !zeros {
+                        handle(&mut open, fi)?;
+                        open[&fi]
+                            .write_all_at(&plain, off)
+                            .map_err(|er| Error::io(&files[fi].rel, er))?;
                     }
-                    let file = match open.entry(fi) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            let tmp = &tmps[fi];
-                            v.insert(
-                                OpenOptions::new()
-                                    .write(true)
-                                    .open(tmp)
-                                    .map_err(|er| Error::io(tmp, er))?,
-                            )
-                        }
-                    };
-                    file.write_all_at(&plain, off)
-                        .map_err(|er| Error::io(&files[fi].rel, er))?;
+                    if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
+                        // The last write of this file: every other one is done.
+                        handle(&mut open, fi)?;
+                        let file = open.remove(&fi).expect("just opened");
+                        finish(&file, &files[fi], &tmps[fi], &target.join(&files[fi].rel))?;
+                        progress.done(1, 0);
+                    }
                 }
                 progress.done(0, plain.len() as u64 * targets.len() as u64);
             }
@@ -505,31 +578,9 @@ pub fn restore(
         })
         .inspect_err(|_| remove_all(&tmps))?;
     let damaged = damaged.into_inner().expect("damage list");
-
-    files
-        .par_iter()
-        .enumerate()
-        .zip(&tmps)
-        .try_for_each(|((fi, f), tmp)| -> Result<()> {
-            if damaged.contains_key(&fi) {
-                let _ = fs::remove_file(tmp);
-                return Ok(());
-            }
-            let p = target.join(&f.rel);
-            fs::set_permissions(tmp, fs::Permissions::from_mode(f.node.mode))
-                .map_err(|e| Error::io(tmp, e))?;
-            set_mtime(tmp, f.node.mtime_ns, false).map_err(|e| Error::io(tmp, e))?;
-            if p.is_dir() {
-                return Err(Error::InvalidInput(format!(
-                    "{} is a directory in the target; not replacing it with a file",
-                    p.display()
-                )));
-            }
-            fs::rename(tmp, &p).map_err(|e| Error::io(&p, e))?;
-            progress.done(1, 0);
-            Ok(())
-        })
-        .inspect_err(|_| remove_all(&tmps))?;
+    for fi in damaged.keys() {
+        let _ = fs::remove_file(&tmps[*fi]);
+    }
     summary.damaged = damaged
         .into_iter()
         .map(|(fi, error)| DamagedFile {
@@ -549,9 +600,8 @@ pub fn restore(
     // Directory metadata last, deepest first, so creating children does not disturb it.
     for (rel, n) in dirs.iter().rev() {
         let p = target.join(rel);
-        fs::set_permissions(&p, fs::Permissions::from_mode(n.mode))
-            .map_err(|e| Error::io(&p, e))?;
-        set_mtime(&p, n.mtime_ns, false).map_err(|e| Error::io(&p, e))?;
+        let d = File::open(&p).map_err(|e| Error::io(&p, e))?;
+        set_meta(&d, n).map_err(|e| Error::io(&p, e))?;
     }
     // No fsync per file (as restic and borg): a killed process never leaves a partial file
     // under a real name, since files are renamed only when complete; durability against power
