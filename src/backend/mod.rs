@@ -2,10 +2,12 @@
 //! above this layer speaks in those terms and never in paths.
 
 mod local;
+pub mod s3;
 
 pub use local::LocalBackend;
+pub use s3::S3Backend;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// The kinds of files a repository holds; each lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,9 +80,28 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Opens the backend for a repository location. Plain paths (including SFTP- or NFS-mounted
-/// ones) are local.
+/// Checks that an object name is a plain token (letters, digits, `-`, `_`; 1 to 128 bytes),
+/// so it can never escape its namespace as a path or key.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!("invalid object name {name:?}")))
+    }
+}
+
+/// Opens the backend for a repository location: `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]` is
+/// an S3 bucket (see [`S3Backend`]); anything else, optionally prefixed with `local:`, is a
+/// path (including SFTP- or NFS-mounted ones).
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
+    if location.starts_with("s3:") {
+        return Ok(Box::new(S3Backend::open(location)?));
+    }
     let path = location.strip_prefix("local:").unwrap_or(location);
     Ok(Box::new(LocalBackend::new(path)))
 }
