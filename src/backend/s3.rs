@@ -132,6 +132,8 @@ enum Failure {
     },
     /// No usable answer (connection, TLS, timeout, malformed response).
     Transport(ureq::Error),
+    /// An answer that does not fit the request (short, misplaced or without a size).
+    Answer(io::Error),
 }
 
 impl Failure {
@@ -158,6 +160,7 @@ impl Failure {
                 ),
                 _ => false,
             },
+            Failure::Answer(_) => false,
         }
     }
 
@@ -197,6 +200,7 @@ impl Failure {
                 io::Error::new(kind, format!("{what} ({detail}){hint}"))
             }
             Failure::Transport(e) => transport_io(e),
+            Failure::Answer(e) => e,
         }
     }
 }
@@ -268,6 +272,7 @@ struct ListEntry {
 struct Reply {
     status: u16,
     content_length: Option<u64>,
+    content_range: Option<String>,
     body: Vec<u8>,
 }
 
@@ -449,6 +454,11 @@ impl S3Backend {
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        let content_range = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         if !(200..300).contains(&status) {
             let text = match call {
                 Call::Head => String::new(),
@@ -478,6 +488,7 @@ impl S3Backend {
         Ok(Reply {
             status,
             content_length,
+            content_range,
             body,
         })
     }
@@ -488,10 +499,10 @@ impl S3Backend {
             HeadObject::new(&self.bucket, Some(&self.credentials), key).sign(SIGNATURE_VALIDITY)
         })?;
         reply.content_length.ok_or_else(|| {
-            Failure::Transport(ureq::Error::Io(io::Error::new(
+            Failure::Answer(io::Error::new(
                 ErrorKind::InvalidData,
                 "the S3 server sent no Content-Length",
-            )))
+            ))
         })
     }
 
@@ -700,10 +711,10 @@ impl Backend for S3Backend {
             return Err(self.err(
                 "read",
                 &key,
-                Failure::Transport(ureq::Error::Io(io::Error::new(
+                Failure::Answer(io::Error::new(
                     ErrorKind::UnexpectedEof,
                     format!("got {} of {expected} bytes", reply.body.len()),
-                ))),
+                )),
             ));
         }
         Ok(reply.body)
@@ -715,10 +726,10 @@ impl Backend for S3Backend {
             self.err(
                 "read",
                 &key,
-                Failure::Transport(ureq::Error::Io(io::Error::new(
+                Failure::Answer(io::Error::new(
                     ErrorKind::UnexpectedEof,
                     format!("range {offset}+{len}: got {got} bytes"),
-                ))),
+                )),
             )
         };
         let Some(end) = offset.checked_add(len) else {
@@ -737,6 +748,19 @@ impl Backend for S3Backend {
             .get(&key, Some((offset, len)), len.saturating_add(1))
             .map_err(|f| self.err("read", &key, f))?;
         let mut body = reply.body;
+        if reply.status == 206
+            && let Some(range) = &reply.content_range
+            && !range.starts_with(&format!("bytes {offset}-"))
+        {
+            return Err(self.err(
+                "read",
+                &key,
+                Failure::Answer(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("asked for bytes {offset}+{len}, the server sent {range:?}"),
+                )),
+            ));
+        }
         if reply.status == 200 {
             // The server ignored the Range header and sent the whole object.
             if (body.len() as u64) < end {
