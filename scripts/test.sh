@@ -15,4 +15,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# tests/s3.rs needs a real S3-compatible server.
+bash scripts/install-s3-server.sh
 cargo test --all-targets "$@"

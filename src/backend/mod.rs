@@ -3,11 +3,13 @@
 
 mod local;
 mod rest;
+pub mod s3;
 
 pub use local::LocalBackend;
 pub use rest::RestBackend;
+pub use s3::S3Backend;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// The kinds of files a repository holds; each lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,9 +82,29 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Opens the backend for a repository location: `rest:https://...` for a REST server; plain
-/// paths (including SFTP- or NFS-mounted ones) are local.
+/// Checks that an object name is a plain token (letters, digits, `-`, `_`; 1 to 128 bytes),
+/// so it can never escape its namespace as a path or key.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!("invalid object name {name:?}")))
+    }
+}
+
+/// Opens the backend for a repository location: `rest:https://...` is a REST server (see
+/// [`RestBackend`]), `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]` an S3 bucket (see
+/// [`S3Backend`]); anything else, optionally prefixed with `local:`, is a
+/// path (including SFTP- or NFS-mounted ones).
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
+    if location.starts_with("s3:") {
+        return Ok(Box::new(S3Backend::open(location)?));
+    }
     if let Some(url) = location.strip_prefix("rest:") {
         return Ok(Box::new(RestBackend::new(url)?));
     }

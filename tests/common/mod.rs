@@ -41,6 +41,12 @@ const CLEARED_VARS: &[&str] = &[
     "HYDRABACKUP_REST_USER",
     "HYDRABACKUP_REST_PASSWORD",
     "HYDRABACKUP_REST_CACERT",
+    "HYDRABACKUP_S3_LIST_PAGE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
 ];
 
 /// The result of one run of the binary.
@@ -127,6 +133,8 @@ pub struct TestRepo {
     pub repo: PathBuf,
     /// The password used by [`TestRepo::command`].
     pub password: String,
+    /// Extra environment for every command (e.g. S3 credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestRepo {
@@ -141,6 +149,7 @@ impl TestRepo {
             dir,
             repo,
             password: PASSWORD.into(),
+            env: Vec::new(),
         }
     }
 
@@ -177,6 +186,7 @@ impl TestRepo {
             // A panic would print a backtrace, which the error tests look for.
             .env("RUST_BACKTRACE", "1")
             .stdin(std::process::Stdio::null());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
