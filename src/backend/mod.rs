@@ -2,8 +2,10 @@
 //! above this layer speaks in those terms and never in paths.
 
 mod local;
+pub mod sftp;
 
 pub use local::LocalBackend;
+pub use sftp::SftpBackend;
 
 use crate::Result;
 
@@ -78,9 +80,13 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Opens the backend for a repository location. Plain paths (including SFTP- or NFS-mounted
-/// ones) are local.
+/// Opens the backend for a repository location: `sftp:USER@HOST:PATH` and
+/// `sftp://USER@HOST[:PORT]/PATH` are SFTP repositories (see [`SftpBackend`]); anything else,
+/// optionally prefixed with `local:`, is a local path (including SFTP- or NFS-mounted ones).
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
+    if location.starts_with("sftp:") {
+        return Ok(Box::new(SftpBackend::open(location)?));
+    }
     let path = location.strip_prefix("local:").unwrap_or(location);
     Ok(Box::new(LocalBackend::new(path)))
 }
