@@ -28,8 +28,12 @@ struct Sshd {
 }
 
 fn keygen(path: &Path) {
+    keygen_type(path, "ed25519");
+}
+
+fn keygen_type(path: &Path, kind: &str) {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "hbtest", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", "hbtest", "-f"])
         .arg(path)
         .output()
         .expect("ssh-keygen runs (install openssh-client)");
@@ -76,7 +80,10 @@ impl Sshd {
             .tempdir()
             .expect("tempdir");
         let d = dir.path();
+        // Two host keys: the client must ask for the type known_hosts has, not libssh2's
+        // first choice (ECDSA).
         keygen(&d.join("host_key"));
+        keygen_type(&d.join("host_key_ecdsa"), "ecdsa");
         keygen(&d.join("user_key"));
         std::fs::write(
             d.join("authorized_keys"),
@@ -183,7 +190,7 @@ fn spawn_sshd(d: &Path, port: u16) -> Result<Child, String> {
     std::fs::write(
         &config,
         format!(
-            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\n\
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nHostKey {d}/host_key_ecdsa\n\
              AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\n\
              StrictModes no\nUsePAM no\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
@@ -386,6 +393,19 @@ fn full_cycle_over_sftp() {
 #[test]
 fn scp_style_location_and_port_variable() {
     let sshd = Sshd::start();
+    // known_hosts with hashed host names, as `HashKnownHosts yes` writes it.
+    let out = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(sshd.known_hosts())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        std::fs::read_to_string(sshd.known_hosts())
+            .unwrap()
+            .starts_with("|1|")
+    );
     let t = TestRepo::new();
     let mut c = t.command();
     sshd.env(&mut c);
@@ -401,6 +421,15 @@ fn scp_style_location_and_port_variable() {
 }
 
 #[test]
+fn host_known_by_its_ecdsa_key_only() {
+    let sshd = Sshd::start();
+    sshd.write_known_hosts(&public_key(&sshd.path("host_key_ecdsa")));
+    let t = TestRepo::new();
+    sshd.json(&t, &["init"]);
+    assert!(t.repo.join("config").is_file());
+}
+
+#[test]
 fn changed_host_key_is_refused() {
     let sshd = Sshd::start();
     let other = sshd.path("other_key");
@@ -409,8 +438,18 @@ fn changed_host_key_is_refused() {
     let t = TestRepo::new();
     let r = sshd.run(&t, &["init"]);
     r.expect_code(1).expect_clean_error();
+    eprint!("{}", r.stderr);
     assert!(r.stderr.contains("HOST KEY MISMATCH"), "{}", r.stderr);
-    assert!(r.stderr.contains("SHA256:"), "{}", r.stderr);
+    // The fingerprint is the one OpenSSH shows for the server's key.
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(sshd.path("host_key.pub"))
+        .output()
+        .unwrap();
+    let fp = String::from_utf8(out.stdout).unwrap();
+    let fp = fp.split_whitespace().nth(1).unwrap();
+    assert!(fp.starts_with("SHA256:"), "{fp}");
+    assert!(r.stderr.contains(fp), "{fp} not in {}", r.stderr);
     assert!(
         !t.repo.exists(),
         "nothing was written to an unverified host"
@@ -424,6 +463,7 @@ fn unknown_host_is_refused() {
     let t = TestRepo::new();
     let r = sshd.run(&t, &["init"]);
     r.expect_code(1).expect_clean_error();
+    eprint!("{}", r.stderr);
     assert!(r.stderr.contains("unknown host"), "{}", r.stderr);
     assert!(!t.repo.exists());
 
@@ -431,6 +471,7 @@ fn unknown_host_is_refused() {
     std::fs::remove_file(sshd.known_hosts()).unwrap();
     let r = sshd.run(&t, &["init"]);
     r.expect_code(1).expect_clean_error();
+    eprint!("{}", r.stderr);
     assert!(r.stderr.contains("no known_hosts file"), "{}", r.stderr);
 }
 
@@ -444,6 +485,7 @@ fn unknown_user_key_is_refused() {
     c.env("HYDRABACKUP_SFTP_KEY", &stranger).arg("init");
     let r = run_cmd(c);
     r.expect_code(1).expect_clean_error();
+    eprint!("{}", r.stderr);
     assert!(r.stderr.contains("authentication as"), "{}", r.stderr);
     assert!(r.stderr.contains("stranger_key"), "{}", r.stderr);
 }
@@ -461,6 +503,7 @@ fn unreachable_port_is_a_clear_error() {
     .arg("snapshots");
     let r = run_cmd(c);
     r.expect_code(1).expect_clean_error();
+    eprint!("{}", r.stderr);
     assert!(
         r.stderr.contains(&format!("127.0.0.1:{port}")),
         "{}",
@@ -475,6 +518,7 @@ fn missing_repository_exits_10() {
     let t = TestRepo::new();
     let r = sshd.run(&t, &["snapshots"]);
     r.expect_code(10).expect_clean_error();
+    eprint!("{}", r.stderr);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 }
 
@@ -621,4 +665,82 @@ fn reconnects_after_the_server_restarts() {
         e.to_string().contains("connect to"),
         "a clear connection error: {e}"
     );
+}
+
+#[test]
+fn a_peer_that_is_not_ssh_is_a_clear_error() {
+    let sshd = Sshd::start();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        }
+    });
+    let t = TestRepo::new();
+    let mut c = sshd.command(&t);
+    c.env(
+        "HYDRABACKUP_REPOSITORY",
+        format!("sftp://{}@127.0.0.1:{port}/{}", sshd.user, t.repo.display()),
+    )
+    .arg("snapshots");
+    let r = run_cmd(c);
+    r.expect_code(1).expect_clean_error();
+    eprint!("{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        r.stderr
+    );
+    server.join().unwrap();
+}
+
+/// A full disk on the server: exit 14 with one line, nothing half-written left, and the
+/// repository still verifies. Needs to mount a tmpfs (root); elsewhere it says why and returns.
+#[test]
+fn full_disk_on_the_server() {
+    let sshd = Sshd::start();
+    let t = TestRepo::new();
+    let mnt = t.path("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root on Linux)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let repo = mnt.join("repo");
+    let run = |args: &[&str]| {
+        let mut c = sshd.command(&t);
+        c.env("HYDRABACKUP_REPOSITORY", sshd.url(&repo)).args(args);
+        run_cmd(c)
+    };
+    run(&["init", "--pack-size", "1"]).expect_code(0);
+    let src = t.path("src");
+    write(&src.join("small"), b"fits");
+    run(&["backup", src.to_str().unwrap()]).expect_code(0);
+
+    write(&src.join("big"), &random_bytes(7, 8 << 20));
+    let full = run(&["backup", src.to_str().unwrap()]);
+    full.expect_code(14).expect_clean_error();
+    eprint!("{}", full.stderr);
+    assert!(full.stderr.contains("No space left"), "{}", full.stderr);
+    assert!(
+        repo_files(&repo, "tmp").is_empty(),
+        "temporary files left: {:?}",
+        repo_files(&repo, "tmp")
+    );
+    run(&["verify", "--read-data"]).expect_code(0);
+    let snaps = run(&["snapshots", "--json"]).expect_code(0).json();
+    assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
 }

@@ -52,7 +52,7 @@ pub const MAX_CONNECTIONS: usize = 4;
 const HANDLES_PER_CONNECTION: usize = 16;
 /// How long one blocking libssh2 call may wait for the server.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a TCP connect may take.
+/// How long a TCP connect, and then the SSH handshake and login, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Temporaries older than this are taken to belong to dead writers.
 const STALE_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -191,8 +191,25 @@ impl From<ssh2::Error> for Fail {
 }
 
 impl From<io::Error> for Fail {
+    /// File handles' `Read`/`Write` turn SFTP status codes into `io::Error`s of kind `Other`
+    /// that keep only ssh2's message; the codes that matter are recovered from it.
     fn from(e: io::Error) -> Self {
-        Fail::Io(e)
+        if e.kind() != ErrorKind::Other {
+            return Fail::Io(e);
+        }
+        let msg = e.to_string();
+        let code = [
+            FX_NO_SPACE_ON_FILESYSTEM,
+            FX_QUOTA_EXCEEDED,
+            FX_PERMISSION_DENIED,
+            FX_WRITE_PROTECT,
+        ]
+        .into_iter()
+        .find(|&c| msg == ssh2::Error::from_errno(ErrorCode::SFTP(c)).message());
+        match code {
+            Some(c) => Fail::Io(ssh_io(&ssh2::Error::from_errno(ErrorCode::SFTP(c)))),
+            None => Fail::Io(io::Error::other(format!("SFTP: {msg}"))),
+        }
     }
 }
 
@@ -212,6 +229,8 @@ impl Fail {
                     | ErrorKind::PermissionDenied
                     | ErrorKind::UnexpectedEof
                     | ErrorKind::InvalidData
+                    | ErrorKind::StorageFull
+                    | ErrorKind::QuotaExceeded
             ),
         }
     }
@@ -468,7 +487,9 @@ impl SftpBackend {
         let _ = tcp.set_nodelay(true);
         let ssh = |e: ssh2::Error| self.conn_err(ssh_io(&e));
         let mut session = Session::new().map_err(ssh)?;
-        session.set_timeout(IO_TIMEOUT.as_millis() as u32);
+        // A peer that is not an SSH server, or hangs, fails the connection fast; once logged in,
+        // operations get the longer time-out.
+        session.set_timeout(CONNECT_TIMEOUT.as_millis() as u32);
         session.set_tcp_stream(tcp);
         let known = self.load_known_hosts(&session)?;
         if let Some(prefs) = host_key_prefs(&known.types, &session) {
@@ -479,6 +500,7 @@ impl SftpBackend {
         session.handshake().map_err(ssh)?;
         self.check_host_key(&session, &known.hosts)?;
         self.authenticate(&session)?;
+        session.set_timeout(IO_TIMEOUT.as_millis() as u32);
         let sftp = session.sftp().map_err(|e| {
             self.conn_err(io::Error::new(
                 ssh_io(&e).kind(),
@@ -809,6 +831,20 @@ fn base64_nopad(data: &[u8]) -> String {
     out
 }
 
+/// A failed write, told apart as a full disk: SFTP version 3 (OpenSSH) reports ENOSPC as a bare
+/// "failure", so the server's free space (`statvfs@openssh.com`) decides.
+fn full_disk(f: &mut ssh2::File, e: io::Error, needed: u64) -> Fail {
+    let e = Fail::from(e);
+    if let Fail::Io(io) = &e
+        && io.kind() == ErrorKind::Other
+        && let Ok(vfs) = f.statvfs()
+        && vfs.f_bavail.saturating_mul(vfs.f_frsize) < needed
+    {
+        return Fail::Io(io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    e
+}
+
 /// `mkdir -p` over SFTP: an existing directory is fine.
 fn mkdir_all(sftp: &Sftp, path: &str) -> Result<(), Fail> {
     let mut prefix = String::new();
@@ -1005,12 +1041,16 @@ impl Backend for SftpBackend {
                     }
                     Err(e) => return Err(Fail::Ssh(e)),
                 };
+                let needed = data.len() as u64;
                 if kind == FileKind::Pack && data.len() > 1 {
-                    f.write_all(&data[..data.len() / 2])?;
+                    f.write_all(&data[..data.len() / 2])
+                        .map_err(|e| full_disk(&mut f, e, needed))?;
                     crate::failpoint::hit("mid-pack-write");
-                    f.write_all(&data[data.len() / 2..])?;
+                    f.write_all(&data[data.len() / 2..])
+                        .map_err(|e| full_disk(&mut f, e, needed))?;
                 } else {
-                    f.write_all(data)?;
+                    f.write_all(data)
+                        .map_err(|e| full_disk(&mut f, e, needed))?;
                 }
                 match f.fsync() {
                     Err(e) if e.code() != ErrorCode::SFTP(FX_OP_UNSUPPORTED) => {
@@ -1204,5 +1244,19 @@ mod tests {
             Some(libc::ENOSPC)
         );
         assert_eq!(e(ErrorCode::Session(-9)), ErrorKind::TimedOut);
+        // The same codes, as a file handle's Write reports them.
+        let via_write = |c| {
+            let io: io::Error = ssh2::Error::from_errno(ErrorCode::SFTP(c)).into();
+            Fail::from(io)
+        };
+        let full = via_write(FX_NO_SPACE_ON_FILESYSTEM);
+        assert!(!full.fatal());
+        assert_eq!(full.into_io().raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(
+            via_write(FX_PERMISSION_DENIED).into_io().kind(),
+            ErrorKind::PermissionDenied
+        );
+        let lost: io::Error = ssh2::Error::from_errno(ErrorCode::Session(-43)).into();
+        assert!(Fail::from(lost).fatal());
     }
 }
