@@ -82,7 +82,8 @@ pub trait Backend: Send + Sync {
 
 /// Opens the backend for a repository location: `sftp:USER@HOST:PATH` and
 /// `sftp://USER@HOST[:PORT]/PATH` are SFTP repositories (see [`SftpBackend`]); anything else,
-/// optionally prefixed with `local:`, is a local path (including SFTP- or NFS-mounted ones).
+/// optionally prefixed with `local:`, is a local path (including SFTP- or NFS-mounted ones; a
+/// local path that itself starts with `sftp:` is written `local:sftp:...`).
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
     if location.starts_with("sftp:") {
         return Ok(Box::new(SftpBackend::open(location)?));
