@@ -40,6 +40,18 @@ fn keygen_type(path: &Path, kind: &str) {
     assert!(out.status.success(), "ssh-keygen failed: {out:?}");
 }
 
+/// Hashes the host names in a known_hosts file, as `HashKnownHosts yes` writes them.
+fn hash_known_hosts(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .expect("ssh-keygen -H");
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::read_to_string(path).unwrap().starts_with("|1|"));
+}
+
 /// `TYPE BASE64` of a public key file.
 fn public_key(path: &Path) -> String {
     let text = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
@@ -394,18 +406,7 @@ fn full_cycle_over_sftp() {
 fn scp_style_location_and_port_variable() {
     let sshd = Sshd::start();
     // known_hosts with hashed host names, as `HashKnownHosts yes` writes it.
-    let out = Command::new("ssh-keygen")
-        .arg("-H")
-        .arg("-f")
-        .arg(sshd.known_hosts())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        std::fs::read_to_string(sshd.known_hosts())
-            .unwrap()
-            .starts_with("|1|")
-    );
+    hash_known_hosts(&sshd.known_hosts());
     let t = TestRepo::new();
     let mut c = t.command();
     sshd.env(&mut c);
@@ -427,6 +428,9 @@ fn host_known_by_its_ecdsa_key_only() {
     let t = TestRepo::new();
     sshd.json(&t, &["init"]);
     assert!(t.repo.join("config").is_file());
+    // Hashed, the entry's type is hidden: the client finds the server's key that matches.
+    hash_known_hosts(&sshd.known_hosts());
+    sshd.json(&t, &["snapshots"]);
 }
 
 #[test]
@@ -454,6 +458,12 @@ fn changed_host_key_is_refused() {
         !t.repo.exists(),
         "nothing was written to an unverified host"
     );
+    // Hashed, the wrong key is refused just the same (no other key of the server matches).
+    hash_known_hosts(&sshd.known_hosts());
+    let r = sshd.run(&t, &["init"]);
+    r.expect_code(1).expect_clean_error();
+    assert!(r.stderr.contains("HOST KEY MISMATCH"), "{}", r.stderr);
+    assert!(!t.repo.exists());
 }
 
 #[test]

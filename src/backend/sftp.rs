@@ -468,6 +468,55 @@ impl SftpBackend {
 
     /// Opens, verifies and authenticates one connection.
     fn connect(&self) -> Result<Conn> {
+        let text = self.read_known_hosts()?;
+        let recorded = self.recorded_types(&text);
+        // Ask for the key types known_hosts records for this host (so a host known by its
+        // ECDSA key is not asked for its ed25519 one); when it records none under a plain name
+        // (hashed names, or an unknown host), for any, in OpenSSH's order.
+        let mut wanted: Vec<&str> = HOST_KEY_TYPES
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| recorded.contains(*t))
+            .collect();
+        if wanted.is_empty() {
+            wanted = HOST_KEY_TYPES.iter().map(|(t, _)| *t).collect();
+        }
+        let (session, verdict) = self.handshake(&text, &wanted)?;
+        let session = match verdict {
+            Verdict::Match => session,
+            Verdict::Mismatch { key_type, .. } if recorded.is_empty() => {
+                // Hashed names hide which key types are recorded: the entry may be for another
+                // of the server's keys. Ask for each other type; only a match is accepted.
+                drop(session);
+                let mut found = None;
+                for t in wanted.iter().filter(|t| **t != key_type) {
+                    if let Ok((s, Verdict::Match)) = self.handshake(&text, &[t]) {
+                        found = Some(s);
+                        break;
+                    }
+                }
+                found.ok_or_else(|| self.refusal(verdict))?
+            }
+            v => return Err(self.refusal(v)),
+        };
+        self.authenticate(&session)?;
+        session.set_timeout(IO_TIMEOUT.as_millis() as u32);
+        let sftp = session.sftp().map_err(|e| {
+            self.conn_err(io::Error::new(
+                ssh_io(&e).kind(),
+                format!("the server offers no SFTP subsystem ({})", e.message()),
+            ))
+        })?;
+        Ok(Conn {
+            handles: Vec::new(),
+            sftp,
+            _session: session,
+        })
+    }
+
+    /// A TCP connection and SSH handshake asking for host keys of `types`, with the verdict of
+    /// known_hosts (`text`) on the key the server showed.
+    fn handshake(&self, text: &str, types: &[&str]) -> Result<(Session, Verdict)> {
         let addrs: Vec<_> = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| self.conn_err(io::Error::new(e.kind(), format!("resolve host: {e}"))))?
@@ -491,33 +540,57 @@ impl SftpBackend {
         // operations get the longer time-out.
         session.set_timeout(CONNECT_TIMEOUT.as_millis() as u32);
         session.set_tcp_stream(tcp);
-        let known = self.load_known_hosts(&session)?;
-        if let Some(prefs) = host_key_prefs(&known.types, &session) {
+        let supported = session
+            .supported_algs(MethodType::HostKey)
+            .unwrap_or_default();
+        let algs: Vec<&str> = HOST_KEY_TYPES
+            .iter()
+            .filter(|(t, _)| types.contains(t))
+            .flat_map(|(_, algs)| algs.iter().copied())
+            .filter(|a| supported.contains(a))
+            .collect();
+        if !algs.is_empty() {
             session
-                .method_pref(MethodType::HostKey, &prefs)
+                .method_pref(MethodType::HostKey, &algs.join(","))
                 .map_err(ssh)?;
         }
         session.handshake().map_err(ssh)?;
-        self.check_host_key(&session, &known.hosts)?;
-        self.authenticate(&session)?;
-        session.set_timeout(IO_TIMEOUT.as_millis() as u32);
-        let sftp = session.sftp().map_err(|e| {
+        let mut known = session.known_hosts().map_err(ssh)?;
+        for line in text.lines() {
+            let l = line.trim();
+            // libssh2 cannot parse markers such as `@cert-authority`; such lines are skipped.
+            if !(l.is_empty() || l.starts_with('#') || l.starts_with('@')) {
+                let _ = known.read_str(l, KnownHostFileKind::OpenSSH);
+            }
+        }
+        let (key, kind) = session.host_key().ok_or_else(|| {
             self.conn_err(io::Error::new(
-                ssh_io(&e).kind(),
-                format!("the server offers no SFTP subsystem ({})", e.message()),
+                ErrorKind::InvalidData,
+                "the server sent no host key",
             ))
         })?;
-        Ok(Conn {
-            handles: Vec::new(),
-            sftp,
-            _session: session,
-        })
+        let key_type = key_type_name(kind);
+        let fingerprint = session
+            .host_key_hash(HashType::Sha256)
+            .map(|h| format!("SHA256:{}", base64_nopad(h)))
+            .unwrap_or_else(|| "(no fingerprint)".into());
+        let verdict = match known.check_port(&self.host, self.port, key) {
+            CheckResult::Match => Verdict::Match,
+            CheckResult::Mismatch => Verdict::Mismatch {
+                key_type,
+                fingerprint,
+            },
+            CheckResult::NotFound => Verdict::NotFound {
+                key_type,
+                fingerprint,
+            },
+            CheckResult::Failure => Verdict::Failure,
+        };
+        Ok((session, verdict))
     }
 
-    /// Reads known_hosts line by line (lines libssh2 cannot parse, such as `@cert-authority`
-    /// ones, are skipped) and notes the key types recorded for this host in plain text.
-    fn load_known_hosts(&self, session: &Session) -> Result<KnownHosts> {
-        let text = std::fs::read_to_string(&self.known_hosts).map_err(|e| {
+    fn read_known_hosts(&self) -> Result<String> {
+        std::fs::read_to_string(&self.known_hosts).map_err(|e| {
             let hint = if e.kind() == ErrorKind::NotFound {
                 format!(
                     "no known_hosts file at {}: refusing to connect to an unverified host (add \
@@ -530,28 +603,21 @@ impl SftpBackend {
                 format!("read {}: {e}", self.known_hosts.display())
             };
             self.conn_err(io::Error::new(e.kind(), hint))
-        })?;
-        let mut hosts = session
-            .known_hosts()
-            .map_err(|e| self.conn_err(ssh_io(&e)))?;
+        })
+    }
+
+    /// Key types known_hosts records for this host under its plain (unhashed) name.
+    fn recorded_types(&self, text: &str) -> BTreeSet<String> {
         let me = self.known_hosts_name();
-        let mut types = BTreeSet::new();
-        for line in text.lines() {
-            let l = line.trim();
-            if l.is_empty() || l.starts_with('#') || l.starts_with('@') {
-                continue;
-            }
-            if hosts.read_str(l, KnownHostFileKind::OpenSSH).is_err() {
-                continue;
-            }
-            let mut fields = l.split_whitespace();
-            if let (Some(names), Some(kind)) = (fields.next(), fields.next())
-                && names.split(',').any(|n| n == me)
-            {
-                types.insert(kind.to_string());
-            }
-        }
-        Ok(KnownHosts { hosts, types })
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#') && !l.starts_with('@'))
+            .filter_map(|l| {
+                let mut fields = l.split_whitespace();
+                let (names, kind) = (fields.next()?, fields.next()?);
+                names.split(',').any(|n| n == me).then(|| kind.to_string())
+            })
+            .collect()
     }
 
     fn ssh_hint(&self) -> String {
@@ -562,42 +628,38 @@ impl SftpBackend {
         }
     }
 
-    fn check_host_key(&self, session: &Session, known: &ssh2::KnownHosts) -> Result<()> {
-        let (key, kind) = session.host_key().ok_or_else(|| {
-            self.conn_err(io::Error::new(
-                ErrorKind::InvalidData,
-                "the server sent no host key",
-            ))
-        })?;
-        let fp = session
-            .host_key_hash(HashType::Sha256)
-            .map(|h| format!("SHA256:{}", base64_nopad(h)))
-            .unwrap_or_else(|| "(no fingerprint)".into());
-        let kind = key_type_name(kind);
-        let refuse =
-            |what: String| self.conn_err(io::Error::new(ErrorKind::PermissionDenied, what));
-        match known.check_port(&self.host, self.port, key) {
-            CheckResult::Match => Ok(()),
-            CheckResult::Mismatch => Err(refuse(format!(
-                "HOST KEY MISMATCH: the server's {kind} key {fp} differs from the one recorded \
-                 for {} in {}: refusing to connect (someone may be intercepting the connection; \
-                 if the key was changed on purpose, remove the old entry with `ssh-keygen -R \
-                 '{}'` and add the new one)",
+    /// The error for a host key that known_hosts does not vouch for.
+    fn refusal(&self, v: Verdict) -> Error {
+        let what = match v {
+            Verdict::Match => "the host key matched".to_string(),
+            Verdict::Mismatch {
+                key_type,
+                fingerprint,
+            } => format!(
+                "HOST KEY MISMATCH: the server's {key_type} key {fingerprint} differs from the \
+                 one recorded for {} in {}: refusing to connect (someone may be intercepting \
+                 the connection; if the key was changed on purpose, remove the old entry with \
+                 `ssh-keygen -R '{}'` and add the new one)",
                 self.known_hosts_name(),
                 self.known_hosts.display(),
                 self.known_hosts_name()
-            ))),
-            CheckResult::NotFound => Err(refuse(format!(
-                "unknown host: the server's {kind} key {fp} is not in {}: refusing to connect \
-                 (check the fingerprint, then add the key, e.g. by running `ssh {}` once)",
+            ),
+            Verdict::NotFound {
+                key_type,
+                fingerprint,
+            } => format!(
+                "unknown host: the server's {key_type} key {fingerprint} is not in {}: refusing \
+                 to connect (check the fingerprint, then add the key, e.g. by running `ssh {}` \
+                 once)",
                 self.known_hosts.display(),
                 self.ssh_hint()
-            ))),
-            CheckResult::Failure => Err(refuse(format!(
+            ),
+            Verdict::Failure => format!(
                 "could not check the server's host key against {}",
                 self.known_hosts.display()
-            ))),
-        }
+            ),
+        };
+        self.conn_err(io::Error::new(ErrorKind::PermissionDenied, what))
     }
 
     fn authenticate(&self, session: &Session) -> Result<()> {
@@ -767,39 +829,29 @@ impl SftpBackend {
     }
 }
 
-struct KnownHosts {
-    hosts: ssh2::KnownHosts,
-    /// Key types recorded for this host under its plain name.
-    types: BTreeSet<String>,
+/// What known_hosts says about the key a server showed.
+#[derive(Debug)]
+enum Verdict {
+    Match,
+    Mismatch {
+        key_type: &'static str,
+        fingerprint: String,
+    },
+    NotFound {
+        key_type: &'static str,
+        fingerprint: String,
+    },
+    Failure,
 }
 
-/// Host key algorithms to ask for: those recorded for the host (so a host known by its
-/// ed25519 key is not asked for its ECDSA one), in OpenSSH's order of preference; `None` keeps
-/// libssh2's default.
-fn host_key_prefs(known: &BTreeSet<String>, session: &Session) -> Option<String> {
-    const ORDER: [(&str, &str); 7] = [
-        ("ssh-ed25519", "ssh-ed25519"),
-        ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256"),
-        ("ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384"),
-        ("ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521"),
-        ("ssh-rsa", "rsa-sha2-512"),
-        ("ssh-rsa", "rsa-sha2-256"),
-        ("ssh-rsa", "ssh-rsa"),
-    ];
-    let supported = session.supported_algs(MethodType::HostKey).ok()?;
-    let pick = |filter: &dyn Fn(&str) -> bool| {
-        ORDER
-            .iter()
-            .filter(|(k, alg)| filter(k) && supported.contains(alg))
-            .map(|(_, alg)| *alg)
-            .collect::<Vec<_>>()
-    };
-    let mut algs = pick(&|k| known.contains(k));
-    if algs.is_empty() {
-        algs = pick(&|_| true);
-    }
-    (!algs.is_empty()).then(|| algs.join(","))
-}
+/// Host key types in OpenSSH's order of preference, with the algorithms that use each.
+const HOST_KEY_TYPES: [(&str, &[&str]); 5] = [
+    ("ssh-ed25519", &["ssh-ed25519"]),
+    ("ecdsa-sha2-nistp256", &["ecdsa-sha2-nistp256"]),
+    ("ecdsa-sha2-nistp384", &["ecdsa-sha2-nistp384"]),
+    ("ecdsa-sha2-nistp521", &["ecdsa-sha2-nistp521"]),
+    ("ssh-rsa", &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]),
+];
 
 fn key_type_name(t: HostKeyType) -> &'static str {
     match t {
