@@ -1143,9 +1143,17 @@ impl Backend for SftpBackend {
                 c.handles.retain(|(n, _, _)| n != name);
             }
         }
+        let mut retry = false;
         self.with("remove", &p, |c| {
             c.handles.retain(|(n, _, _)| n != name);
-            Ok(c.sftp.unlink(Path::new(&p))?)
+            match c.sftp.unlink(Path::new(&p)) {
+                // The first attempt's connection died after the server had removed it.
+                Err(e) if retry && ssh_io(&e).kind() == ErrorKind::NotFound => Ok(()),
+                r => {
+                    retry = true;
+                    Ok(r?)
+                }
+            }
         })
     }
 
