@@ -13,16 +13,22 @@
 //! `HYDRABACKUP_SFTP_KEY_PASSPHRASE`), else ssh-agent if `SSH_AUTH_SOCK` is set, then
 //! `~/.ssh/id_ed25519` and `~/.ssh/id_rsa`. The server's host key must be in `~/.ssh/known_hosts`
 //! (or the file named by `HYDRABACKUP_SFTP_KNOWN_HOSTS`): an unknown or changed key is refused,
-//! never trusted on first use.
+//! never trusted on first use. The client asks for the key types recorded for the host; with
+//! hashed names, which hide the type, a mismatch is only final once each of the server's other
+//! key types has been tried.
 //!
-//! Writes go to `tmp/<pid>.<seq>.<host>.<name>` (as locally), are fsynced with the `fsync@openssh.com`
-//! extension when the server has it, and are renamed into place. SFTP's plain rename never
-//! replaces an existing file (OpenSSH implements it as link + unlink), which is exactly the
-//! "never replace an object" rule; a name that appeared meanwhile was written by another writer
-//! with the same content. Directory entries cannot be fsynced over SFTP, so the rename is as
-//! durable as the server's file system makes it. `data/<2 hex>/` directories are created on first
-//! use. Temporaries of dead writers are recognised by age alone (a remote host's processes cannot
-//! be checked): anything in `tmp/` last modified more than a day ago by the server's clock.
+//! Writes go to `tmp/<pid>.<seq>.<host>.<name>` (as locally), are fsynced with the
+//! `fsync@openssh.com` extension when the server has it, and are renamed into place with SFTP's
+//! plain rename, which never replaces an existing file (OpenSSH implements it as link + unlink):
+//! exactly the "never replace an object" rule, so `posix-rename@openssh.com` (which replaces,
+//! and which the `ssh2` crate does not offer) is not needed. A name that appeared meanwhile was
+//! written by another writer with the same content. Directory entries cannot be fsynced over
+//! SFTP, so the rename is as durable as the server's file system makes it. `data/<2 hex>/`
+//! directories are created on first use. SFTP version 3 reports a full disk as a bare
+//! "failure": a failed write asks the server for its free space (`statvfs@openssh.com`) and
+//! reports ENOSPC when that is the cause. Temporaries of dead writers are recognised by age
+//! alone (a remote host's processes cannot be checked): anything in `tmp/` last modified more
+//! than a day ago by the server's clock.
 //!
 //! Concurrency: up to [`MAX_CONNECTIONS`] SSH connections, each with one SFTP channel, opened as
 //! threads need them and kept for reuse. libssh2 serialises the operations of one session, so
