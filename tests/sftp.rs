@@ -762,3 +762,59 @@ fn full_disk_on_the_server() {
     let snaps = run(&["snapshots", "--json"]).expect_code(0).json();
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
 }
+
+/// ssh-agent is used when `SSH_AUTH_SOCK` is set and no key is named; without an agent or a
+/// key, the error says what to do.
+#[test]
+fn authenticates_through_ssh_agent() {
+    let sshd = Sshd::start();
+    let sock = sshd.path("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ssh-agent");
+    struct Agent<'a>(&'a mut Child);
+    impl Drop for Agent<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Agent(&mut agent);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not start");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let added = Command::new("ssh-add")
+        .arg(sshd.path("user_key"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .expect("ssh-add");
+    assert!(added.status.success(), "{added:?}");
+
+    // HOME without ~/.ssh keys: only the agent can log in.
+    let t = TestRepo::new();
+    let home = t.path("home");
+    std::fs::create_dir(&home).unwrap();
+    let mut c = sshd.command(&t);
+    c.env_remove("HYDRABACKUP_SFTP_KEY")
+        .env("HOME", &home)
+        .env("SSH_AUTH_SOCK", &sock)
+        .args(["init", "--json"]);
+    run_cmd(c).expect_code(0);
+    assert!(t.repo.join("config").is_file());
+
+    let mut c = sshd.command(&t);
+    c.env_remove("HYDRABACKUP_SFTP_KEY")
+        .env("HOME", &home)
+        .arg("snapshots");
+    let r = run_cmd(c);
+    r.expect_code(1).expect_clean_error();
+    assert!(r.stderr.contains("no key to offer"), "{}", r.stderr);
+}
