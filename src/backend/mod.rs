@@ -4,10 +4,12 @@
 mod local;
 mod rest;
 pub mod s3;
+pub mod sftp;
 
 pub use local::LocalBackend;
 pub use rest::RestBackend;
 pub use s3::S3Backend;
+pub use sftp::SftpBackend;
 
 use crate::{Error, Result};
 
@@ -99,14 +101,19 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 
 /// Opens the backend for a repository location: `rest:https://...` is a REST server (see
 /// [`RestBackend`]), `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]` an S3 bucket (see
-/// [`S3Backend`]); anything else, optionally prefixed with `local:`, is a
-/// path (including SFTP- or NFS-mounted ones).
+/// [`S3Backend`]), `sftp:USER@HOST:PATH` or `sftp://USER@HOST[:PORT]/PATH` an SFTP server (see
+/// [`SftpBackend`]); anything else, optionally prefixed with `local:`, is a path (including
+/// SFTP- or NFS-mounted ones; a local path starting with `s3:` or `sftp:` is written
+/// `local:...`).
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
     if location.starts_with("s3:") {
         return Ok(Box::new(S3Backend::open(location)?));
     }
     if let Some(url) = location.strip_prefix("rest:") {
         return Ok(Box::new(RestBackend::new(url)?));
+    }
+    if location.starts_with("sftp:") {
+        return Ok(Box::new(SftpBackend::open(location)?));
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
     Ok(Box::new(LocalBackend::new(path)))
