@@ -42,30 +42,11 @@ impl LocalBackend {
     }
 
     fn dir(&self, kind: FileKind) -> PathBuf {
-        self.root.join(match kind {
-            FileKind::Config => "",
-            FileKind::Key => "keys",
-            FileKind::Pack => "data",
-            FileKind::Index => "index",
-            FileKind::Snapshot => "snapshots",
-            FileKind::Lock => "locks",
-        })
+        self.root.join(kind.dir().unwrap_or(""))
     }
 
     fn path(&self, kind: FileKind, name: &str) -> Result<PathBuf> {
-        let valid = !name.is_empty()
-            && name.len() <= 128
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid {
-            return Err(Error::InvalidInput(format!("invalid object name {name:?}")));
-        }
-        Ok(match kind {
-            FileKind::Config => self.root.join("config"),
-            FileKind::Pack if name.len() >= 2 => self.dir(kind).join(&name[..2]).join(name),
-            _ => self.dir(kind).join(name),
-        })
+        Ok(self.root.join(super::object_path(kind, name)?))
     }
 }
 
@@ -90,7 +71,11 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self) -> Result<()> {
-        for d in ["keys", "data", "index", "snapshots", "locks", "tmp"] {
+        for d in FileKind::ALL
+            .iter()
+            .filter_map(|k| k.dir())
+            .chain([super::TMP_DIR])
+        {
             let p = self.root.join(d);
             fs::create_dir_all(&p).map_err(|e| err("create", &p, e))?;
         }

@@ -41,6 +41,23 @@ impl FileKind {
         FileKind::Lock,
     ];
 
+    /// The folder of this kind in the repository layout (`None` for the config at the root).
+    pub fn dir(self) -> Option<&'static str> {
+        Some(match self {
+            FileKind::Config => return None,
+            FileKind::Key => "keys",
+            FileKind::Pack => "data",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Lock => "locks",
+        })
+    }
+
+    /// The kind whose folder is `dir`.
+    pub fn from_dir(dir: &str) -> Option<FileKind> {
+        FileKind::ALL.into_iter().find(|k| k.dir() == Some(dir))
+    }
+
     /// Human name used in messages.
     pub fn label(self) -> &'static str {
         match self {
@@ -97,6 +114,21 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
     } else {
         Err(Error::InvalidInput(format!("invalid object name {name:?}")))
     }
+}
+
+/// The folders of a repository besides its kinds' (temporary files).
+pub const TMP_DIR: &str = "tmp";
+
+/// Where an object lives relative to the repository root, `/`-separated: `config`,
+/// `keys/NAME`, `data/NA/NAME` (packs fan out by their first two characters), ...; the name is
+/// checked first (see [`check_name`]).
+pub fn object_path(kind: FileKind, name: &str) -> Result<String> {
+    check_name(name)?;
+    Ok(match (kind.dir(), kind) {
+        (None, _) => "config".to_string(),
+        (Some(d), FileKind::Pack) if name.len() >= 2 => format!("{d}/{}/{name}", &name[..2]),
+        (Some(d), _) => format!("{d}/{name}"),
+    })
 }
 
 /// Opens the backend for a repository location: `rest:https://...` is a REST server (see

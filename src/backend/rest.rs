@@ -93,14 +93,7 @@ fn redact(url: &str) -> String {
 }
 
 fn kind_path(kind: FileKind) -> &'static str {
-    match kind {
-        FileKind::Config => "config",
-        FileKind::Key => "keys",
-        FileKind::Pack => "data",
-        FileKind::Index => "index",
-        FileKind::Snapshot => "snapshots",
-        FileKind::Lock => "locks",
-    }
+    kind.dir().unwrap_or("config")
 }
 
 fn backend_err(op: &'static str, name: String, kind: ErrorKind, msg: String) -> Error {

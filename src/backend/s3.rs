@@ -368,30 +368,13 @@ impl S3Backend {
         })
     }
 
-    /// The directory-like key prefix of a kind (`<prefix>keys/` ...); the config's is the
-    /// repository prefix itself.
-    fn kind_prefix(&self, kind: FileKind) -> String {
-        let dir = match kind {
-            FileKind::Config => "",
-            FileKind::Key => "keys/",
-            FileKind::Pack => "data/",
-            FileKind::Index => "index/",
-            FileKind::Snapshot => "snapshots/",
-            FileKind::Lock => "locks/",
-        };
-        format!("{}{dir}", self.prefix)
-    }
-
     /// The object key of a file.
     fn key(&self, kind: FileKind, name: &str) -> Result<String> {
-        super::check_name(name)?;
-        Ok(match kind {
-            FileKind::Config => format!("{}config", self.prefix),
-            FileKind::Pack if name.len() >= 2 => {
-                format!("{}{}/{name}", self.kind_prefix(kind), &name[..2])
-            }
-            _ => format!("{}{name}", self.kind_prefix(kind)),
-        })
+        Ok(format!(
+            "{}{}",
+            self.prefix,
+            super::object_path(kind, name)?
+        ))
     }
 
     /// The name used in messages for a key.
@@ -681,7 +664,7 @@ impl Backend for S3Backend {
                 Err(f) => Err(self.err("stat", &key, f)),
             };
         }
-        let prefix = self.kind_prefix(kind);
+        let prefix = format!("{}{}/", self.prefix, kind.dir().unwrap_or_default());
         let mut out: Vec<(String, u64)> = self
             .list_keys(&prefix)?
             .into_iter()

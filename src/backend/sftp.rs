@@ -797,15 +797,10 @@ impl SftpBackend {
     }
 
     fn dir(&self, kind: FileKind) -> String {
-        let sub = match kind {
-            FileKind::Config => return self.root.clone(),
-            FileKind::Key => "keys",
-            FileKind::Pack => "data",
-            FileKind::Index => "index",
-            FileKind::Snapshot => "snapshots",
-            FileKind::Lock => "locks",
-        };
-        self.join(sub)
+        match kind.dir() {
+            Some(sub) => self.join(sub),
+            None => self.root.clone(),
+        }
     }
 
     fn join(&self, rel: &str) -> String {
@@ -817,21 +812,7 @@ impl SftpBackend {
     }
 
     fn path(&self, kind: FileKind, name: &str) -> Result<String> {
-        let valid = !name.is_empty()
-            && name.len() <= 128
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid {
-            return Err(Error::InvalidInput(format!("invalid object name {name:?}")));
-        }
-        Ok(match kind {
-            FileKind::Config => self.join("config"),
-            FileKind::Pack if name.len() >= 2 => {
-                format!("{}/{}/{name}", self.dir(kind), &name[..2])
-            }
-            _ => format!("{}/{name}", self.dir(kind)),
-        })
+        Ok(self.join(&super::object_path(kind, name)?))
     }
 }
 
@@ -978,7 +959,11 @@ impl Backend for SftpBackend {
     fn create(&self) -> Result<()> {
         self.with("create", &self.root, |c| {
             mkdir_all(&c.sftp, &self.root)?;
-            for d in ["keys", "data", "index", "snapshots", "locks", "tmp"] {
+            for d in FileKind::ALL
+                .iter()
+                .filter_map(|k| k.dir())
+                .chain([super::TMP_DIR])
+            {
                 mkdir_one(&c.sftp, &self.join(d))?;
             }
             Ok(())

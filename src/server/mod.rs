@@ -154,14 +154,7 @@ fn connection<S: Read + Write>(stream: S, ctx: &Ctx) {
 }
 
 fn kind_of(segment: &str) -> Option<FileKind> {
-    Some(match segment {
-        "keys" => FileKind::Key,
-        "data" => FileKind::Pack,
-        "index" => FileKind::Index,
-        "snapshots" => FileKind::Snapshot,
-        "locks" => FileKind::Lock,
-        _ => return None,
-    })
+    FileKind::from_dir(segment)
 }
 
 fn valid_repo_name(n: &str) -> bool {
