@@ -192,3 +192,23 @@ fn latest_of_an_empty_repository_is_an_error() {
     r.expect_code(1).expect_clean_error();
     assert!(!t.path("out").exists());
 }
+
+#[test]
+fn stats_report_stored_unique_and_logical_bytes() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    // Incompressible, so stored ≈ unique; the same data twice, so logical = 2 × unique data.
+    write(&src.join("a"), &random_bytes(1, 3_000_000));
+    t.backup(&[&src]);
+    t.backup_args(&[&src], &["--force"]);
+    let s = t.json(&["stats"]);
+    assert_eq!(s["snapshots"], 2, "{s:#}");
+    assert_eq!(s["logical_bytes"], 6_000_000, "{s:#}");
+    let unique = s["unique_bytes"].as_u64().unwrap();
+    assert!((3_000_000..3_100_000).contains(&unique), "{s:#}");
+    let dedup = s["dedup_ratio"].as_f64().unwrap();
+    assert!((dedup - 2.0).abs() < 1e-9, "{s:#}");
+    assert!(s["pack_bytes"].as_u64().unwrap() >= s["stored_bytes"].as_u64().unwrap());
+    // `check` is `verify` for restic users.
+    t.run(&["check"]).expect_code(0);
+}

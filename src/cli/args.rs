@@ -67,7 +67,10 @@ pub enum Command {
     /// Show a snapshot's HydrAIDE catalogue: every Swamp with its facts.
     Show(ShowArgs),
     /// Check the repository; with --read-data also every stored byte.
+    #[command(alias = "check")]
     Verify(VerifyArgs),
+    /// Repository size: stored, unique and logical bytes, compression and deduplication.
+    Stats,
     /// Manage the passwords (keys) that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),

@@ -7,6 +7,7 @@ mod forget;
 mod password;
 mod progress;
 mod show;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -476,6 +477,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Show(a) => show::run(g, &open(g)?, a),
         Command::Key(k) => key_cmd(g, k),
+        Command::Stats => stats::run(g, &open(g)?),
         Command::Copy(a) => copy::copy_cmd(g, a),
         Command::Serve(a) => serve_cmd(g, a),
         Command::ServeUser(a) => {
