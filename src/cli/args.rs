@@ -19,7 +19,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Repository location (a local or mounted path).
+    /// Repository location: a local or mounted path, `sftp:USER@HOST:PATH`,
+    /// `s3:https://HOST/BUCKET[/PREFIX]` or `rest:https://[USER:PASS@]HOST:PORT/REPO`.
     #[arg(
         short = 'r',
         long = "repo",
