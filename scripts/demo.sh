@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
 done
 
 echo "== building (release)"
+bash scripts/system-deps.sh build
 cargo build --release --bins -q
 hb=$PWD/target/release/hydrabackup
 gen=$PWD/target/release/hydgen
