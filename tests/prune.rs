@@ -290,6 +290,10 @@ fn a_prune_killed_at_any_point_leaves_a_good_repository() {
         let again = t.json(&["prune", "--max-unused", "0", "--dry-run"]);
         assert_eq!(again["bytes_unused"], 0, "{fp}: {p:#} then {again:#}");
         assert_eq!(again["packs_unindexed"], 0, "{fp}: {again:#}");
+        // Nothing is left over, superseded index files included: a third prune changes nothing.
+        let third = t.json(&["prune", "--max-unused", "0"]);
+        assert_eq!(third["index_files_deleted"], 0, "{fp}: {third:#}");
+        assert_eq!(third["index_files_written"], 0, "{fp}: {third:#}");
         t.assert_verify_ok(&["--read-data"]);
         assert_restorable(&t, &all);
         let (_, v) = t.verify(&[]);

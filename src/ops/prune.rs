@@ -315,8 +315,11 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
         .map(|p| p.record.id)
         .chain(unindexed)
         .collect();
-    let nothing_to_do =
-        doomed.is_empty() && plans.iter().all(|p| stored.contains_key(&p.record.id));
+    // Index files superseded by a prune that was killed before deleting them are garbage too.
+    let superseded = files.len() - effective(&files).count();
+    let nothing_to_do = doomed.is_empty()
+        && superseded == 0
+        && plans.iter().all(|p| stored.contains_key(&p.record.id));
     if opts.dry_run || nothing_to_do {
         s.pack_bytes_after = s.pack_bytes_before - s.bytes_deleted + s.bytes_rewritten;
         return Ok(s);
