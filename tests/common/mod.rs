@@ -22,32 +22,9 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// Safety net against a hanging command (not a synchronisation device).
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Variables of the user's environment that would change the binary's behaviour.
-const CLEARED_VARS: &[&str] = &[
-    "HYDRABACKUP_REPOSITORY",
-    "HYDRABACKUP_PASSWORD",
-    "HYDRABACKUP_PASSWORD_FILE",
-    "HYDRABACKUP_PASSWORD_COMMAND",
-    "HYDRABACKUP_NEW_PASSWORD",
-    "HYDRABACKUP_NEW_PASSWORD_FILE",
-    "HYDRABACKUP_FAILPOINT",
-    "HYDRABACKUP_LOG",
-    "HYDRABACKUP_KDF_MEMORY",
-    "HYDRABACKUP_KDF_ITERATIONS",
-    "HYDRABACKUP_FROM_REPOSITORY",
-    "HYDRABACKUP_FROM_PASSWORD",
-    "HYDRABACKUP_FROM_PASSWORD_FILE",
-    "HYDRABACKUP_FROM_PASSWORD_COMMAND",
-    "HYDRABACKUP_REST_USER",
-    "HYDRABACKUP_REST_PASSWORD",
-    "HYDRABACKUP_REST_CACERT",
-    "HYDRABACKUP_S3_LIST_PAGE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-];
+#[path = "../shared/cleared_vars.rs"]
+mod cleared_vars;
+use cleared_vars::CLEARED_VARS;
 
 /// The result of one run of the binary.
 #[derive(Debug)]

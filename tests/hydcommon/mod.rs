@@ -19,26 +19,9 @@ pub const PASSWORD: &str = "hyd test password";
 /// Safety net against a hanging command (not a synchronisation device).
 const TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Variables of the caller's environment that would change the binary's behaviour.
-const CLEARED_VARS: &[&str] = &[
-    "HYDRABACKUP_REPOSITORY",
-    "HYDRABACKUP_PASSWORD",
-    "HYDRABACKUP_PASSWORD_FILE",
-    "HYDRABACKUP_PASSWORD_COMMAND",
-    "HYDRABACKUP_NEW_PASSWORD",
-    "HYDRABACKUP_NEW_PASSWORD_FILE",
-    "HYDRABACKUP_FAILPOINT",
-    "HYDRABACKUP_LOG",
-    "HYDRABACKUP_KDF_MEMORY",
-    "HYDRABACKUP_KDF_ITERATIONS",
-    "HYDRABACKUP_FROM_REPOSITORY",
-    "HYDRABACKUP_FROM_PASSWORD",
-    "HYDRABACKUP_FROM_PASSWORD_FILE",
-    "HYDRABACKUP_FROM_PASSWORD_COMMAND",
-    "HYDRABACKUP_REST_USER",
-    "HYDRABACKUP_REST_PASSWORD",
-    "HYDRABACKUP_REST_CACERT",
-];
+#[path = "../shared/cleared_vars.rs"]
+mod cleared_vars;
+use cleared_vars::CLEARED_VARS;
 
 /// Path of the `hydrabackup` binary.
 pub fn hb_bin() -> PathBuf {

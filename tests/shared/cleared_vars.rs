@@ -1,0 +1,29 @@
+//! Shared by the test helper modules (`tests/common`, `tests/hydcommon`).
+
+/// Variables of the caller's environment that would change the binary's behaviour: every test
+/// command starts without them and sets what it needs.
+pub const CLEARED_VARS: &[&str] = &[
+    "HYDRABACKUP_REPOSITORY",
+    "HYDRABACKUP_PASSWORD",
+    "HYDRABACKUP_PASSWORD_FILE",
+    "HYDRABACKUP_PASSWORD_COMMAND",
+    "HYDRABACKUP_NEW_PASSWORD",
+    "HYDRABACKUP_NEW_PASSWORD_FILE",
+    "HYDRABACKUP_FAILPOINT",
+    "HYDRABACKUP_LOG",
+    "HYDRABACKUP_KDF_MEMORY",
+    "HYDRABACKUP_KDF_ITERATIONS",
+    "HYDRABACKUP_FROM_REPOSITORY",
+    "HYDRABACKUP_FROM_PASSWORD",
+    "HYDRABACKUP_FROM_PASSWORD_FILE",
+    "HYDRABACKUP_FROM_PASSWORD_COMMAND",
+    "HYDRABACKUP_REST_USER",
+    "HYDRABACKUP_REST_PASSWORD",
+    "HYDRABACKUP_REST_CACERT",
+    "HYDRABACKUP_S3_LIST_PAGE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+];
