@@ -128,17 +128,13 @@ fn source(t: &TestRepo, seed: u64) -> std::path::PathBuf {
     src
 }
 
-fn pack_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    repo_files(dir, "data")
-}
-
-#[test]
-fn backup_verify_restore_prune_over_https_with_users() {
-    let t = TestRepo::new();
-    let (cert, key) = certificate(&t);
-    let users = users(&t);
+/// An HTTPS server with users alice and bob, each limited to their own repository; returns it
+/// with the path of its certificate.
+fn secure_server(t: &TestRepo) -> (Server, String) {
+    let (cert, key) = certificate(t);
+    let users = users(t);
     let s = Server::start(
-        &t,
+        t,
         &[
             "--tls-cert",
             &cert,
@@ -149,6 +145,17 @@ fn backup_verify_restore_prune_over_https_with_users() {
             "--private-repos",
         ],
     );
+    (s, cert)
+}
+
+fn pack_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    repo_files(dir, "data")
+}
+
+#[test]
+fn backup_verify_restore_prune_over_https_with_users() {
+    let t = TestRepo::new();
+    let (s, cert) = secure_server(&t);
     assert!(s.base.starts_with("https://"), "{}", s.base);
     let loc = s.location(Some(("alice", "alice%20pw")), "alice");
     let ca = Some(cert.as_str());
@@ -222,20 +229,7 @@ fn backup_verify_restore_prune_over_https_with_users() {
 #[test]
 fn wrong_credentials_certificates_and_users_are_refused_clearly() {
     let t = TestRepo::new();
-    let (cert, key) = certificate(&t);
-    let users = users(&t);
-    let s = Server::start(
-        &t,
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--users",
-            &users,
-            "--private-repos",
-        ],
-    );
+    let (s, cert) = secure_server(&t);
     let ca = Some(cert.as_str());
     hb(
         &t,

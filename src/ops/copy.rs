@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::backend::FileKind;
 use crate::ops::progress::Progress;
+use crate::ops::reach::for_each_tree;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, open_blob_with_payload, seal_blob};
 use crate::repo::index::Index;
@@ -226,36 +227,16 @@ impl Ctx<'_> {
     }
 }
 
-/// Loads every tree reachable from `roots` (parsed, and its stored bytes), level by level in
-/// parallel.
+/// Loads every tree reachable from `roots`, parsed and as stored.
 fn load_trees(
     repo: &Repository,
     index: &Index,
     roots: &[Id],
 ) -> Result<HashMap<Id, (Tree, Vec<u8>)>> {
-    let mut trees: HashMap<Id, (Tree, Vec<u8>)> = HashMap::new();
-    let mut queued: HashSet<Id> = roots.iter().copied().collect();
-    let mut frontier: Vec<Id> = queued.iter().copied().collect();
-    while !frontier.is_empty() {
-        let level: Vec<(Id, Tree, Vec<u8>)> = frontier
-            .par_iter()
-            .map(|id| {
-                let bytes = repo.read_blob(index, BlobType::Tree, id)?;
-                Ok((*id, Tree::decode(&bytes)?, bytes))
-            })
-            .collect::<Result<_>>()?;
-        frontier = Vec::new();
-        for (id, t, bytes) in level {
-            for n in &t.nodes {
-                if let Some(s) = n.subtree
-                    && queued.insert(s)
-                {
-                    frontier.push(s);
-                }
-            }
-            trees.insert(id, (t, bytes));
-        }
-    }
+    let mut trees = HashMap::new();
+    for_each_tree(repo, index, roots.iter().copied(), |id, bytes, tree| {
+        trees.insert(id, (tree, bytes));
+    })?;
     Ok(trees)
 }
 

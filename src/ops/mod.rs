@@ -5,5 +5,6 @@ pub mod copy;
 pub mod forget;
 pub mod progress;
 pub mod prune;
+pub mod reach;
 pub mod restore;
 pub mod verify;

@@ -22,9 +22,11 @@ use serde::Serialize;
 
 use crate::backend::FileKind;
 use crate::ops::progress::Progress;
+use crate::ops::reach::for_each_tree;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, open_blob};
 use crate::repo::index::{INDEX_VERSION, Index, IndexFile, IndexPack, effective};
+use crate::repo::pack::PackEntry;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::PackWriter;
 use crate::{Error, Id, Result};
@@ -102,6 +104,12 @@ pub struct Used {
 }
 
 impl Used {
+    /// Whether the copy of blob `e` in `pack` is the used one: some snapshot uses the blob and
+    /// the index finds it there (of a blob stored twice, the other copy is unused).
+    fn uses(&self, index: &Index, pack: &Id, e: &PackEntry) -> bool {
+        self.contains(e.kind, &e.id) && index.get(e.kind, &e.id).is_some_and(|l| l.pack == *pack)
+    }
+
     /// Whether the blob is used.
     pub fn contains(&self, kind: BlobType, id: &Id) -> bool {
         match kind {
@@ -116,12 +124,6 @@ impl Used {
 /// damaged and nothing may be deleted on its account.
 pub fn mark_used(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)]) -> Result<Used> {
     let mut used = Used::default();
-    let mut frontier: Vec<Id> = Vec::new();
-    for (_, s) in snapshots {
-        if used.tree.insert(s.tree) {
-            frontier.push(s.tree);
-        }
-    }
     let name_roots: Vec<Id> = snapshots.iter().filter_map(|(_, s)| s.names).collect();
     let pages: Vec<Vec<Id>> = name_roots
         .par_iter()
@@ -136,30 +138,12 @@ pub fn mark_used(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)])
         .collect::<Result<_>>()?;
     used.tree.extend(name_roots);
     used.tree.extend(pages.into_iter().flatten());
-    while !frontier.is_empty() {
-        let level: Vec<(Vec<Id>, Vec<Id>)> = frontier
-            .par_iter()
-            .map(|id| {
-                let t = repo.load_tree(index, id)?;
-                let mut subs = Vec::new();
-                let mut data = Vec::new();
-                for n in t.nodes {
-                    subs.extend(n.subtree);
-                    data.extend(n.content);
-                }
-                Ok((subs, data))
-            })
-            .collect::<Result<_>>()?;
-        frontier = Vec::new();
-        for (subs, data) in level {
-            used.data.extend(data);
-            for s in subs {
-                if used.tree.insert(s) {
-                    frontier.push(s);
-                }
-            }
-        }
-    }
+    let roots = snapshots.iter().map(|(_, s)| s.tree);
+    for_each_tree(repo, index, roots, |id, _, tree| {
+        used.tree.insert(id);
+        used.data
+            .extend(tree.nodes.into_iter().flat_map(|n| n.content));
+    })?;
     let missing = used
         .data
         .iter()
@@ -237,9 +221,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
                 fate: Fate::Keep,
             };
             for e in p.entries()? {
-                // A blob stored twice is used only where the index finds it.
-                let canonical = index.get(e.kind, &e.id).is_some_and(|l| l.pack == p.id);
-                if canonical && used.contains(e.kind, &e.id) {
+                if used.uses(&index, &p.id, &e) {
                     plan.used_bytes += e.len as u64;
                     plan.used_blobs += 1;
                 } else {
@@ -333,10 +315,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
         let tx = writer.sender();
         let bytes = repo.backend().read(FileKind::Pack, &p.record.id.to_hex())?;
         for e in p.record.entries()? {
-            let canonical = index
-                .get(e.kind, &e.id)
-                .is_some_and(|l| l.pack == p.record.id);
-            if !(canonical && used.contains(e.kind, &e.id)) {
+            if !used.uses(&index, &p.record.id, &e) {
                 continue;
             }
             let (at, len) = (e.offset as usize, e.len as usize);

@@ -332,16 +332,13 @@ fn descend(
 /// Sets a restored file's or folder's permission bits and modification time through its handle.
 fn set_meta(f: &File, n: &Node) -> std::io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(n.mode))?;
-    let t = std::time::UNIX_EPOCH
-        .checked_add(std::time::Duration::from_nanos(n.mtime_ns.max(0) as u64))
-        .unwrap_or(std::time::UNIX_EPOCH);
-    let t = if n.mtime_ns < 0 {
-        std::time::UNIX_EPOCH
-            .checked_sub(std::time::Duration::from_nanos(n.mtime_ns.unsigned_abs()))
-            .unwrap_or(std::time::UNIX_EPOCH)
+    let d = std::time::Duration::from_nanos(n.mtime_ns.unsigned_abs());
+    let t = if n.mtime_ns >= 0 {
+        std::time::UNIX_EPOCH.checked_add(d)
     } else {
-        t
-    };
+        std::time::UNIX_EPOCH.checked_sub(d)
+    }
+    .unwrap_or(std::time::UNIX_EPOCH);
     f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
 }
 
