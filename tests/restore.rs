@@ -201,7 +201,7 @@ fn restore_from_a_damaged_pack_restores_the_rest_and_never_shows_a_damaged_file(
     for (rel, e) in &restored {
         let name = show(rel);
         assert!(
-            !name.ends_with(".hydrabackup-tmp"),
+            !name.contains(".hydrabackup-tmp"),
             "temporary file left: {name}"
         );
         let Content::File { hash, .. } = &e.content else {
@@ -241,7 +241,7 @@ fn successful_restore_leaves_no_temporary_names() {
     t.restore("latest", &out, &["--overwrite"]);
     for rel in scan(&out).keys() {
         assert!(
-            !show(rel).ends_with(".hydrabackup-tmp"),
+            !show(rel).contains(".hydrabackup-tmp"),
             "temporary file left: {}",
             show(rel)
         );
@@ -251,8 +251,9 @@ fn successful_restore_leaves_no_temporary_names() {
 
 #[test]
 fn files_named_like_temporary_files_restore_correctly() {
-    // A snapshot may itself contain `.NAME.hydrabackup-tmp` next to `NAME` (e.g. a backup of a
-    // folder an interrupted restore left behind); restore must not mix the two up.
+    // A snapshot may itself contain names of temporary files, old (`.NAME.hydrabackup-tmp`) and
+    // current (`.hydrabackup-tmp.N`), e.g. from a backup of a folder an interrupted restore left
+    // behind; restore must not mix them up with its own.
     let t = TestRepo::init();
     let src = t.path("src");
     write(&src.join("foo"), b"the real foo");
@@ -265,8 +266,77 @@ fn files_named_like_temporary_files_restore_correctly() {
         &src.join(".bar.hydrabackup-tmp/inside"),
         b"a directory that looks temporary",
     );
+    for i in 0..4 {
+        write(&src.join(format!(".hydrabackup-tmp.{i}")), b"temporary-looking");
+    }
+    write(&src.join(".hydrabackup-tmp.4/inside"), b"in a temporary-looking folder");
     t.backup(&[&src]);
     let out = t.path("out");
     t.restore("latest", &out, &[]);
     assert_same_dir(&src, &out);
+}
+
+#[test]
+fn names_of_up_to_255_bytes_restore() {
+    // The longest legal names leave no room for a temporary name built from them.
+    let t = TestRepo::init();
+    let src = t.path("src");
+    for len in 239..=255 {
+        write(&src.join("n".repeat(len)), format!("{len}").as_bytes());
+    }
+    let long = "d".repeat(255);
+    write(&src.join(&long).join("x".repeat(255)), b"deep long");
+    write(&src.join("short"), b"short");
+    t.backup(&[&src]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+}
+
+#[test]
+fn one_unwritable_entry_does_not_stop_the_others() {
+    // In the target a folder stands where the snapshot has the file dir1/a.txt, and a file
+    // where it has the folder dir2: both are reported, left as they were, and everything else
+    // is restored; the exit code says the restore is incomplete.
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    random_files(&src.join("more"), 7, 30, 20_000);
+    t.backup(&[&src]);
+    let out = t.path("out");
+    write(&out.join("dir1/a.txt/keep"), b"a folder in the way");
+    write(&out.join("dir2"), b"a file in the way");
+    let r = t.run(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    r.expect_code(3);
+    let failed: BTreeSet<&str> = r
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("not restored: "))
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        failed,
+        BTreeSet::from(["dir1/a.txt", "dir2", "dir2/d.txt", "dir2/e.bin"]),
+        "{}",
+        r.stderr
+    );
+    let last = r.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("hydrabackup: error: "), "{}", r.stderr);
+    assert_eq!(fs::read(out.join("dir1/a.txt/keep")).unwrap(), b"a folder in the way");
+    assert_eq!(fs::read(out.join("dir2")).unwrap(), b"a file in the way");
+    let mut expected = scan(&src);
+    let mut actual = scan(&out);
+    for t in [&mut expected, &mut actual] {
+        t.retain(|k, _| !k.starts_with(b"dir1") && !k.starts_with(b"dir2"));
+    }
+    assert_same_tree(&expected, &actual);
+    for f in ["dir1/b.log", "dir1/sub/c.txt"] {
+        assert_eq!(hash_file(&out.join(f)), hash_file(&src.join(f)), "{f}");
+    }
 }
