@@ -267,9 +267,15 @@ fn files_named_like_temporary_files_restore_correctly() {
         b"a directory that looks temporary",
     );
     for i in 0..4 {
-        write(&src.join(format!(".hydrabackup-tmp.{i}")), b"temporary-looking");
+        write(
+            &src.join(format!(".hydrabackup-tmp.{i}")),
+            b"temporary-looking",
+        );
     }
-    write(&src.join(".hydrabackup-tmp.4/inside"), b"in a temporary-looking folder");
+    write(
+        &src.join(".hydrabackup-tmp.4/inside"),
+        b"in a temporary-looking folder",
+    );
     t.backup(&[&src]);
     let out = t.path("out");
     t.restore("latest", &out, &[]);
@@ -328,7 +334,10 @@ fn one_unwritable_entry_does_not_stop_the_others() {
     );
     let last = r.stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("hydrabackup: error: "), "{}", r.stderr);
-    assert_eq!(fs::read(out.join("dir1/a.txt/keep")).unwrap(), b"a folder in the way");
+    assert_eq!(
+        fs::read(out.join("dir1/a.txt/keep")).unwrap(),
+        b"a folder in the way"
+    );
     assert_eq!(fs::read(out.join("dir2")).unwrap(), b"a file in the way");
     let mut expected = scan(&src);
     let mut actual = scan(&out);

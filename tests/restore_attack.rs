@@ -124,7 +124,11 @@ fn unsafe_names_are_damage_that_restore_ls_and_verify_refuse() {
         r.expect_code(13).expect_clean_error();
         assert!(r.stderr.contains("tree"), "{what}: {}", r.stderr);
         assert_same_tree(&before, &sb.outside_target());
-        assert_eq!(top, top_level(&t), "{what}: something appeared next to the box");
+        assert_eq!(
+            top,
+            top_level(&t),
+            "{what}: something appeared next to the box"
+        );
         assert!(
             scan(&sb.target).is_empty(),
             "{what}: restore wrote part of a damaged snapshot"
@@ -133,7 +137,10 @@ fn unsafe_names_are_damage_that_restore_ls_and_verify_refuse() {
         let ls = t.run(&["ls", &snap]);
         ls.expect_code(13).expect_clean_error();
         let (code, report) = t.verify(&[]);
-        assert_eq!(code, 13, "{what}: verify passed a snapshot with {what}: {report:#}");
+        assert_eq!(
+            code, 13,
+            "{what}: verify passed a snapshot with {what}: {report:#}"
+        );
         assert!(
             report["problems"].as_array().is_some_and(|p| !p.is_empty()),
             "{what}: {report:#}"
@@ -170,7 +177,10 @@ fn overwrite_never_writes_through_a_symlinked_folder() {
     t.run(&restore_args(&b, &sb.target, true)).expect_code(0);
     assert_same_tree(&before, &sb.outside_target());
     let d = sb.target.join("d");
-    assert!(fs::symlink_metadata(&d).unwrap().is_dir(), "d is a folder now");
+    assert!(
+        fs::symlink_metadata(&d).unwrap().is_dir(),
+        "d is a folder now"
+    );
     assert_eq!(fs::read(d.join("victim")).unwrap(), b"new victim");
     assert_eq!(fs::read(d.join("new")).unwrap(), b"new file");
 }

@@ -1,10 +1,30 @@
 //! Tree blobs: one directory's entries, sorted by name, as CBOR. Trees are stored and
-//! deduplicated like data blobs, so an unchanged directory costs nothing.
+//! deduplicated like data blobs, so an unchanged directory costs nothing. Decoding checks that
+//! every name is one safe path component and that names are sorted and unique, so no reader
+//! (restore above all) ever sees a name that could lead outside its folder.
 
 use serde::{Deserialize, Serialize};
 
-use crate::Id;
 use crate::repo::object::{from_cbor, to_cbor};
+use crate::{Error, Id};
+
+/// Why `name` cannot name a tree entry, if it cannot: a name is one non-empty path component,
+/// without `/` or NUL, and neither `.` nor `..`.
+pub fn name_problem(name: &[u8]) -> Option<&'static str> {
+    match name {
+        b"" => Some("it is empty"),
+        b"." | b".." => Some("it names a folder itself or its parent"),
+        _ if name.contains(&b'/') => Some("it contains '/'"),
+        _ if name.contains(&0) => Some("it contains a NUL byte"),
+        _ => None,
+    }
+}
+
+/// A name for an error message: escaped, and shortened when long.
+fn shown(name: &[u8]) -> String {
+    let s = name[..name.len().min(64)].escape_ascii().to_string();
+    if name.len() > 64 { s + "..." } else { s }
+}
 
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,9 +138,36 @@ impl Tree {
         to_cbor(self)
     }
 
-    /// Decodes a stored tree.
+    /// Decodes a stored tree and checks its entries: safe names (see [`name_problem`]), sorted
+    /// and unique, and a subtree only on folders.
     pub fn decode(bytes: &[u8]) -> crate::Result<Tree> {
-        from_cbor(bytes, "tree")
+        let t: Tree = from_cbor(bytes, "tree")?;
+        t.check().map_err(|why| Error::corrupt("tree", why))?;
+        Ok(t)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(why) = name_problem(&n.name) {
+                return Err(format!(
+                    "entry {i} has the unsafe name \"{}\": {why}",
+                    shown(&n.name)
+                ));
+            }
+            if i > 0 && self.nodes[i - 1].name >= n.name {
+                return Err(format!(
+                    "entry {i} (\"{}\") is out of order or repeats a name",
+                    shown(&n.name)
+                ));
+            }
+            if n.subtree.is_some() && n.kind != NodeKind::Dir {
+                return Err(format!(
+                    "entry {i} (\"{}\") is not a folder but has a subtree",
+                    shown(&n.name)
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Finds an entry by name.
@@ -139,7 +186,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn tree_round_trip(names in prop::collection::btree_set(prop::collection::vec(any::<u8>(), 1..20), 0..20), size in any::<u64>()) {
+        fn tree_round_trip(names in prop::collection::btree_set(prop::collection::vec(any::<u8>(), 1..20).prop_filter("safe name", |n| name_problem(n).is_none()), 0..20), size in any::<u64>()) {
             let mut t = Tree::default();
             for n in names {
                 t.nodes.push(Node {
@@ -156,6 +203,74 @@ mod tests {
         #[test]
         fn tree_decoder_never_panics(b in prop::collection::vec(any::<u8>(), 0..300)) {
             let _ = Tree::decode(&b);
+        }
+
+        #[test]
+        fn decoded_names_are_single_components(names in prop::collection::vec(prop::collection::vec(prop::sample::select(b"./\0ab".to_vec()), 0..4), 0..5)) {
+            let t = Tree { nodes: names.iter().map(|n| file(n)).collect() };
+            let ok = names.iter().all(|n| name_problem(n).is_none())
+                && names.windows(2).all(|w| w[0] < w[1]);
+            match Tree::decode(&t.encode()) {
+                Ok(back) => {
+                    prop_assert!(ok, "{names:?} decoded");
+                    for n in &back.nodes {
+                        let p = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&n.name));
+                        prop_assert_eq!(p.components().count(), 1);
+                        prop_assert!(matches!(p.components().next(), Some(std::path::Component::Normal(_))));
+                    }
+                }
+                Err(e) => prop_assert!(!ok && e.exit_code() == 13, "{names:?}: {e}"),
+            }
+        }
+    }
+
+    fn file(name: &[u8]) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            content: Vec::new(),
+            subtree: None,
+            target: None,
+            swamp: None,
+        }
+    }
+
+    #[test]
+    fn unsafe_names_and_orders_are_refused() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/abs", b"a\0"] {
+            let t = Tree {
+                nodes: vec![file(bad)],
+            };
+            let e = Tree::decode(&t.encode()).unwrap_err().to_string();
+            assert!(e.contains("unsafe name"), "{e}");
+        }
+        for names in [[&b"b"[..], b"a"], [b"a", b"a"]] {
+            let t = Tree {
+                nodes: names.iter().map(|n| file(n)).collect(),
+            };
+            assert!(Tree::decode(&t.encode()).is_err(), "{names:?}");
+        }
+        let mut link = file(b"l");
+        link.kind = NodeKind::Symlink;
+        link.subtree = Some(Id([3; 32]));
+        assert!(Tree::decode(&Tree { nodes: vec![link] }.encode()).is_err());
+        for good in [&b"..."[..], b".a", b"a..", b"\xff"] {
+            assert!(
+                Tree::decode(
+                    &Tree {
+                        nodes: vec![file(good)]
+                    }
+                    .encode()
+                )
+                .is_ok()
+            );
         }
     }
 }
