@@ -66,12 +66,17 @@ pub enum Error {
         "{0} file(s) not restored: their data is damaged or missing (run `hydrabackup verify --read-data`)"
     )]
     RestoreDamaged(usize),
+    /// `restore` left out entries the target refused (e.g. a folder where a file goes); the rest
+    /// was restored.
+    #[error("{0} entr(y/ies) not restored: the target refused them (listed above)")]
+    RestoreIncomplete(usize),
 }
 
 impl Error {
     /// The process exit code for this error (restic's conventions, plus 13 for damage).
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::RestoreIncomplete(_) => 3,
             Error::RepoNotFound(_) => 10,
             Error::Locked(_) => 11,
             Error::WrongPassword => 12,

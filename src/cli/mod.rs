@@ -50,7 +50,12 @@ pub fn run() -> i32 {
             let code = e.exit_code();
             // `verify` has already printed its report (with "ok": false) as the one JSON
             // document on stdout; a second document would make the output unparsable.
-            if json && !matches!(e, Error::Damaged(_) | Error::RestoreDamaged(_)) {
+            if json
+                && !matches!(
+                    e,
+                    Error::Damaged(_) | Error::RestoreDamaged(_) | Error::RestoreIncomplete(_)
+                )
+            {
                 println!("{}", json!({"error": e.to_string(), "exit_code": code}));
             }
             eprintln!("hydrabackup: error: {e}");
@@ -392,7 +397,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     "restored"
                 },
                 id.short(),
-                s.files - s.damaged.len() as u64,
+                s.files
+                    .saturating_sub((s.damaged.len() + s.failed.len()) as u64),
                 s.dirs,
                 s.symlinks,
                 human(s.bytes),
@@ -401,10 +407,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
             for d in &s.damaged {
                 eprintln!("damaged: {}: {}", d.path, d.error);
             }
-            if s.damaged.is_empty() {
-                Ok(0)
-            } else {
+            for d in &s.failed {
+                eprintln!("not restored: {}: {}", d.path, d.error);
+            }
+            if !s.damaged.is_empty() {
                 Err(Error::RestoreDamaged(s.damaged.len()))
+            } else if !s.failed.is_empty() {
+                Err(Error::RestoreIncomplete(s.failed.len()))
+            } else {
+                Ok(0)
             }
         }
         Command::Verify(a) => {

@@ -1,19 +1,27 @@
 //! `restore`: rebuild a snapshot's files under a target folder. Packs are read in parallel,
 //! each once, in offset order; every blob's id is checked before its bytes are written; files are
-//! written under a temporary name and renamed only when complete.
+//! written under a short temporary name and renamed only when complete. Everything is created
+//! through folder handles ([`target`]), so nothing outside the target is ever written, and an
+//! entry that cannot be written is reported while the rest is still restored.
+
+mod plan;
+mod target;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::ffi::OsStrExt;
+use std::fs::{self, File};
+use std::io;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
+
+pub use plan::walk_tree;
+use plan::{Entry, Plan};
+use target::Target;
 
 use crate::backend::FileKind;
 use crate::ops::progress::Progress;
@@ -22,7 +30,7 @@ use crate::repo::blob::{BlobType, open_blob};
 use crate::repo::index::Index;
 use crate::repo::pack::PackEntry;
 use crate::repo::snapshot::Snapshot;
-use crate::repo::tree::{Node, NodeKind};
+use crate::repo::tree::Node;
 use crate::{Error, Id, Result};
 
 /// Options of a restore.
@@ -69,8 +77,11 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// Packs read.
     pub packs_read: u64,
-    /// Files not restored because their data is damaged (restore exits non-zero then).
-    pub damaged: Vec<DamagedFile>,
+    /// Files not restored because their data is damaged (restore exits 13 then).
+    pub damaged: Vec<NotRestored>,
+    /// Entries not restored because the target refused them, e.g. a folder in the way of a
+    /// file (restore exits 3 then).
+    pub failed: Vec<NotRestored>,
     /// Paths (relative) of the files, for dry runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
@@ -79,48 +90,13 @@ pub struct RestoreSummary {
 /// A blob to restore and the (file number, offset) places it goes.
 type BlobTargets = (PackEntry, Vec<(usize, u64)>);
 
-/// A file that could not be restored because its data is damaged or missing.
+/// An entry that could not be restored.
 #[derive(Debug, Clone, Serialize)]
-pub struct DamagedFile {
+pub struct NotRestored {
     /// Path relative to the snapshot root.
     pub path: String,
-    /// What is wrong with its data.
+    /// Why.
     pub error: String,
-}
-
-/// Removes temporary files after a failed restore (best effort: the error that stopped the
-/// restore is what gets reported).
-fn remove_all(tmps: &[PathBuf]) {
-    for t in tmps {
-        let _ = fs::remove_file(t);
-    }
-}
-
-/// A planned entry.
-pub struct PlannedFile {
-    /// Path relative to the snapshot root.
-    pub rel: PathBuf,
-    /// The node.
-    pub node: Node,
-}
-
-/// Walks a snapshot tree, calling `f(relative path, node)` for every node, parents first.
-pub fn walk_tree(
-    repo: &Repository,
-    index: &Index,
-    tree: &Id,
-    prefix: &Path,
-    f: &mut dyn FnMut(&Path, &Node) -> Result<()>,
-) -> Result<()> {
-    let t = repo.load_tree(index, tree)?;
-    for n in &t.nodes {
-        let rel = prefix.join(OsStr::from_bytes(&n.name));
-        f(&rel, n)?;
-        if let Some(sub) = &n.subtree {
-            walk_tree(repo, index, sub, &rel, f)?;
-        }
-    }
-    Ok(())
 }
 
 fn build_globs(pats: &[String]) -> Result<GlobSet> {
@@ -133,204 +109,8 @@ fn build_globs(pats: &[String]) -> Result<GlobSet> {
         .map_err(|e| Error::InvalidInput(format!("bad pattern: {e}")))
 }
 
-/// `.NAME.hydrabackup-tmp`, or with `.N` appended when `n > 0` (used when the snapshot itself
-/// holds a path of the plain temporary name).
-fn tmp_name(path: &Path, n: u32) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().as_bytes();
-    let mut t = b".".to_vec();
-    t.extend_from_slice(name);
-    t.extend_from_slice(b".hydrabackup-tmp");
-    if n > 0 {
-        t.extend_from_slice(format!(".{n}").as_bytes());
-    }
-    path.with_file_name(OsStr::from_bytes(&t))
-}
-
-fn set_mtime(path: &Path, ns: i64, symlink: bool) -> std::io::Result<()> {
-    let t = filetime::FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    );
-    if symlink {
-        filetime::set_symlink_file_times(path, t, t)
-    } else {
-        filetime::set_file_times(path, t, t)
-    }
-}
-
-/// What a restore writes: directories (parents before children), files and symlinks.
-#[derive(Default)]
-struct Plan {
-    dirs: Vec<(PathBuf, Node)>,
-    files: Vec<PlannedFile>,
-    links: Vec<(PathBuf, Node)>,
-}
-
-impl Plan {
-    /// Adds `n` at `rel`; a directory adds everything below it too.
-    fn add_all(&mut self, repo: &Repository, index: &Index, rel: &Path, n: &Node) -> Result<()> {
-        self.add(rel, n);
-        if let Some(sub) = &n.subtree {
-            walk_tree(repo, index, sub, rel, &mut |r, c| {
-                self.add(r, c);
-                Ok(())
-            })?;
-        }
-        Ok(())
-    }
-
-    fn add(&mut self, rel: &Path, n: &Node) {
-        match n.kind {
-            NodeKind::Dir => self.dirs.push((rel.to_path_buf(), n.clone())),
-            NodeKind::File => self.files.push(PlannedFile {
-                rel: rel.to_path_buf(),
-                node: n.clone(),
-            }),
-            NodeKind::Symlink => self.links.push((rel.to_path_buf(), n.clone())),
-        }
-    }
-
-    fn append(&mut self, o: Plan) {
-        self.dirs.extend(o.dirs);
-        self.files.extend(o.files);
-        self.links.extend(o.links);
-    }
-}
-
-/// Plans by walking the whole snapshot tree and testing every node against the selection.
-fn plan_by_walk(
-    repo: &Repository,
-    index: &Index,
-    root: &Id,
-    opts: &RestoreOptions,
-) -> Result<Plan> {
-    let globs = build_globs(&opts.includes)?;
-    let swamps = swamp_globs(&opts.swamps)?;
-    let select_all = opts.includes.is_empty() && opts.swamps.is_empty();
-    let mut plan = Plan::default();
-    // A selected directory selects everything below it.
-    let mut selected_dirs: Vec<PathBuf> = Vec::new();
-    walk_tree(repo, index, root, Path::new(""), &mut |rel, n| {
-        let swamp_match = n
-            .swamp
-            .as_ref()
-            .and_then(|s| s.name.as_deref())
-            .is_some_and(|name| swamps.is_match(name));
-        let chosen = select_all
-            || (!opts.includes.is_empty() && globs.is_match(rel))
-            || swamp_match
-            || selected_dirs.iter().any(|d| rel.starts_with(d));
-        if !chosen {
-            return Ok(());
-        }
-        if n.kind == NodeKind::Dir && !select_all {
-            selected_dirs.push(rel.to_path_buf());
-        }
-        plan.add(rel, n);
-        Ok(())
-    })?;
-    Ok(plan)
-}
-
-/// A Swamp to reach: the remaining components of its path, and its name.
-type Wanted<'a> = (Vec<&'a [u8]>, &'a str);
-
-/// Plans a restore by Swamp name through the snapshot's name index: reads the index pages
-/// that can match, then only the trees along the matching paths.
-fn plan_by_names(
-    repo: &Repository,
-    index: &Index,
-    root: &Id,
-    names: &Id,
-    patterns: &[String],
-) -> Result<Plan> {
-    let globs = swamp_globs(patterns)?;
-    let name_index = repo.load_name_index(index, names)?;
-    let pages = name_index.candidates(patterns);
-    let found: Vec<Vec<crate::repo::names::NameEntry>> = pages
-        .par_iter()
-        .map(|p| {
-            let page = repo.load_name_page(index, &p.id)?;
-            Ok(page
-                .entries
-                .into_iter()
-                .filter(|e| globs.is_match(&e.name))
-                .collect())
-        })
-        .collect::<Result<_>>()?;
-    let mut wanted: Vec<Wanted<'_>> = found
-        .iter()
-        .flatten()
-        .map(|e| {
-            let parts: Vec<&[u8]> = e.path.split(|&b| b == b'/').collect();
-            (parts, e.name.as_str())
-        })
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup_by(|a, b| a.0 == b.0);
-    descend(repo, index, root, Path::new(""), &wanted)
-}
-
-/// Loads tree `tree` (at `prefix`) and plans the entries `wanted` names by their remaining
-/// path components (sorted), each ending at a Swamp of the given name.
-fn descend(
-    repo: &Repository,
-    index: &Index,
-    tree: &Id,
-    prefix: &Path,
-    wanted: &[Wanted<'_>],
-) -> Result<Plan> {
-    let t = repo.load_tree(index, tree)?;
-    let bad = |what: String| Error::corrupt("name index", what);
-    // Group by the first component (the list is sorted, so groups are runs).
-    let mut groups: Vec<&[Wanted<'_>]> = Vec::new();
-    let mut rest = wanted;
-    while let Some(first) = rest.first() {
-        let n = rest
-            .iter()
-            .take_while(|w| w.0.first() == first.0.first())
-            .count();
-        groups.push(&rest[..n]);
-        rest = &rest[n..];
-    }
-    let plans: Vec<Plan> = groups
-        .par_iter()
-        .map(|g| -> Result<Plan> {
-            let comp = g[0].0.first().copied().unwrap_or_default();
-            let rel = prefix.join(OsStr::from_bytes(comp));
-            let node = t
-                .find(comp)
-                .ok_or_else(|| bad(format!("{} is not in the snapshot", rel.display())))?;
-            let mut plan = Plan::default();
-            let (here, below): (Vec<_>, Vec<_>) = g.iter().partition(|w| w.0.len() == 1);
-            if let Some((_, name)) = here.first() {
-                if node.swamp.as_ref().and_then(|s| s.name.as_deref()) != Some(*name) {
-                    return Err(bad(format!("{} is not Swamp {name}", rel.display())));
-                }
-                plan.add_all(repo, index, &rel, node)?;
-                return Ok(plan);
-            }
-            let sub = node
-                .subtree
-                .as_ref()
-                .ok_or_else(|| bad(format!("{} is not a directory", rel.display())))?;
-            let below: Vec<Wanted<'_>> = below
-                .into_iter()
-                .map(|w| (w.0[1..].to_vec(), w.1))
-                .collect();
-            plan.append(descend(repo, index, sub, &rel, &below)?);
-            Ok(plan)
-        })
-        .collect::<Result<_>>()?;
-    let mut plan = Plan::default();
-    for p in plans {
-        plan.append(p);
-    }
-    Ok(plan)
-}
-
 /// Sets a restored file's or folder's permission bits and modification time through its handle.
-fn set_meta(f: &File, n: &Node) -> std::io::Result<()> {
+fn set_meta(f: &File, n: &Node) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(n.mode))?;
     let d = std::time::Duration::from_nanos(n.mtime_ns.unsigned_abs());
     let t = if n.mtime_ns >= 0 {
@@ -342,19 +122,64 @@ fn set_meta(f: &File, n: &Node) -> std::io::Result<()> {
     f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
 }
 
-/// Finishes a completely written temporary file: metadata, then the rename to its real name.
-fn finish(file: &File, f: &PlannedFile, tmp: &Path, dest: &Path) -> Result<()> {
-    set_meta(file, &f.node).map_err(|e| Error::io(tmp, e))?;
-    fs::rename(tmp, dest).map_err(|e| {
-        if dest.is_dir() {
-            Error::InvalidInput(format!(
-                "{} is a directory in the target; not replacing it with a file",
-                dest.display()
-            ))
-        } else {
-            Error::io(dest, e)
-        }
+/// Candidate temporary names of file number `fi`: short whatever the file's name, and distinct
+/// from every other file's.
+fn temp_names(fi: usize) -> impl Iterator<Item = Vec<u8>> {
+    (0..100).map(move |k| match k {
+        0 => format!(".hydrabackup-tmp.{fi}").into_bytes(),
+        _ => format!(".hydrabackup-tmp.{fi}.{k}").into_bytes(),
     })
+}
+
+/// What was not restored, and which files are given up (nothing more is written to them).
+struct Lost<'p> {
+    plan: &'p Plan,
+    dead: Vec<AtomicBool>,
+    /// (damaged data?, path, why)
+    list: Mutex<Vec<(bool, PathBuf, String)>>,
+}
+
+impl Lost<'_> {
+    fn note(&self, damaged: bool, path: PathBuf, why: String) {
+        self.list
+            .lock()
+            .expect("lost list")
+            .push((damaged, path, why));
+    }
+
+    /// Gives up file `fi` because its data is damaged (the first reason is kept).
+    fn damaged(&self, fi: usize, why: &str) {
+        if !self.dead[fi].swap(true, Ordering::AcqRel) {
+            let path = self.plan.path(&self.plan.files[fi]);
+            self.note(true, path, why.to_string());
+        }
+    }
+
+    /// Records that `path` could not be written; no space left stops the whole restore.
+    fn failed(&self, path: PathBuf, e: io::Error) -> Result<()> {
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            return Err(Error::io(path, e));
+        }
+        self.note(false, path, e.to_string());
+        Ok(())
+    }
+
+    /// Gives up file `fi` because the target refused it.
+    fn file_failed(&self, fi: usize, e: io::Error) -> Result<()> {
+        if self.dead[fi].swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.failed(self.plan.path(&self.plan.files[fi]), e)
+    }
+
+    fn is_dead(&self, fi: usize) -> bool {
+        self.dead[fi].load(Ordering::Acquire)
+    }
+}
+
+/// The error for entries whose folder could not be restored.
+fn folder_lost() -> io::Error {
+    io::Error::other("its folder could not be restored")
 }
 
 /// Restores `snap` as `opts` say.
@@ -366,20 +191,21 @@ pub fn restore(
     progress: &Progress,
 ) -> Result<RestoreSummary> {
     let by_name = opts.includes.is_empty() && !opts.swamps.is_empty();
-    let Plan { dirs, files, links } = match &snap.names {
-        Some(names) if by_name => plan_by_names(repo, index, &snap.tree, names, &opts.swamps)?,
-        _ => plan_by_walk(repo, index, &snap.tree, opts)?,
+    let plan = match &snap.names {
+        Some(names) if by_name => plan::by_names(repo, index, &snap.tree, names, &opts.swamps)?,
+        _ => plan::by_walk(repo, index, &snap.tree, opts)?,
     };
+    let files = &plan.files;
     let mut summary = RestoreSummary::default();
-    if !opts.swamps.is_empty() && files.is_empty() && dirs.is_empty() {
+    if !opts.swamps.is_empty() && files.is_empty() && plan.dirs() == 0 {
         return Err(Error::NotFound(format!(
             "Swamp matching {} in this snapshot",
             opts.swamps.join(" or ")
         )));
     }
     summary.files = files.len() as u64;
-    summary.dirs = dirs.len() as u64;
-    summary.symlinks = links.len() as u64;
+    summary.dirs = plan.dirs() as u64;
+    summary.symlinks = plan.links.len() as u64;
     summary.bytes = files.iter().map(|f| f.node.size).sum();
     progress.total(files.len() as u64, summary.bytes);
 
@@ -390,7 +216,7 @@ pub fn restore(
         for id in &f.node.content {
             let loc = index.get(BlobType::Data, id).ok_or_else(|| {
                 Error::corrupt(
-                    format!("file {}", f.rel.display()),
+                    format!("file {}", plan.path(f).display()),
                     format!("blob {id} is not in the index"),
                 )
             })?;
@@ -405,14 +231,17 @@ pub fn restore(
         }
         if off != f.node.size {
             return Err(Error::corrupt(
-                format!("file {}", f.rel.display()),
+                format!("file {}", plan.path(f).display()),
                 "blob sizes do not add up to the file size",
             ));
         }
     }
     summary.packs_read = by_pack.len() as u64;
     if opts.dry_run {
-        summary.paths = files.iter().map(|f| f.rel.display().to_string()).collect();
+        summary.paths = files
+            .iter()
+            .map(|f| plan.path(f).display().to_string())
+            .collect();
         return Ok(summary);
     }
 
@@ -430,46 +259,121 @@ pub fn restore(
         }
     }
     fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
-    // Temporary names, chosen so that none is also a path this restore creates: otherwise a
-    // file named like another's temporary file would be overwritten by it (or block it).
-    let planned: HashSet<&Path> = dirs
-        .iter()
-        .map(|d| d.0.as_path())
-        .chain(files.iter().map(|f| f.rel.as_path()))
-        .chain(links.iter().map(|l| l.0.as_path()))
-        .collect();
-    let tmps: Vec<PathBuf> = files
-        .iter()
-        .map(|f| {
-            let mut n = 0;
-            let mut t = tmp_name(&f.rel, 0);
-            while planned.contains(t.as_path()) {
-                n += 1;
-                t = tmp_name(&f.rel, n);
-            }
-            target.join(t)
-        })
-        .collect();
-    // Folders once: the planned ones (parents first), then any other parent of a file or link
-    // (a partial restore selects files without their folders).
-    let mut made: HashSet<PathBuf> = HashSet::new();
-    for (rel, _) in &dirs {
-        let p = target.join(rel);
-        fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
-        made.insert(rel.clone());
-    }
-    let parents: std::collections::BTreeSet<&Path> = files
-        .iter()
-        .map(|f| f.rel.as_path())
-        .chain(links.iter().map(|l| l.0.as_path()))
-        .filter_map(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty() && !made.contains(*p))
-        .collect();
-    for rel in parents {
-        let p = target.join(rel);
-        fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
-    }
+    let tgt = Target::open(target, &plan.folders).map_err(|e| Error::io(target, e))?;
+    let lost = Lost {
+        plan: &plan,
+        dead: files.iter().map(|_| AtomicBool::new(false)).collect(),
+        list: Mutex::new(Vec::new()),
+    };
 
+    // Folders, parents first; a folder that cannot be made takes everything below it along.
+    let mut folder_ok = vec![true; plan.folders.len()];
+    for i in 1..plan.folders.len() {
+        folder_ok[i] = folder_ok[plan.folders[i].parent];
+        if folder_ok[i]
+            && let Err(e) = tgt.make_dir(i)
+        {
+            folder_ok[i] = false;
+            lost.failed(plan.folder_path(i), e)?;
+        }
+    }
+    // Temporary names never equal a name this restore creates in the same folder: a file
+    // renamed into place would replace another's temporary file.
+    let taken: HashSet<(usize, &[u8])> = plan.folders[1..]
+        .iter()
+        .map(|f| (f.parent, f.name.as_slice()))
+        .chain(
+            files
+                .iter()
+                .chain(&plan.links)
+                .map(|e| (e.dir, e.node.name.as_slice())),
+        )
+        .collect();
+    let tmps: Vec<OnceLock<Vec<u8>>> = files.iter().map(|_| OnceLock::new()).collect();
+    let result = write_files(
+        repo, &plan, &tgt, &lost, &folder_ok, &taken, &tmps, by_pack, progress,
+    );
+    // Temporary files of files given up (or of all, when the restore stops) go; a finished
+    // file's temporary name no longer exists.
+    for (fi, t) in tmps.iter().enumerate() {
+        if let Some(t) = t.get()
+            && (result.is_err() || lost.is_dead(fi))
+            && let Ok(dir) = tgt.dir(files[fi].dir)
+        {
+            tgt.remove(&dir, t);
+        }
+    }
+    result?;
+
+    for l in &plan.links {
+        let r = if folder_ok[l.dir] {
+            tgt.dir(l.dir).and_then(|dir| {
+                let to = l.node.target.as_deref().unwrap_or_default();
+                tgt.symlink(&dir, &l.node.name, to, l.node.mtime_ns)
+            })
+        } else {
+            Err(folder_lost())
+        };
+        if let Err(e) = r {
+            lost.failed(plan.path(l), e)?;
+        }
+    }
+    // Folder metadata last, deepest first, so creating children does not disturb it.
+    for (i, f) in plan.folders.iter().enumerate().rev() {
+        if let Some(n) = &f.node
+            && folder_ok[i]
+        {
+            let r = tgt
+                .dir(i)
+                .and_then(|fd| fd.try_clone())
+                .and_then(|fd| set_meta(&File::from(fd), n));
+            if let Err(e) = r {
+                lost.failed(plan.folder_path(i), e)?;
+            }
+        }
+    }
+    let mut list = lost.list.into_inner().expect("lost list");
+    list.sort();
+    for (damaged, path, error) in list {
+        let e = NotRestored {
+            path: path.display().to_string(),
+            error,
+        };
+        if damaged {
+            summary.damaged.push(e);
+        } else {
+            summary.failed.push(e);
+        }
+    }
+    // No fsync per file (as restic and borg): a killed process never leaves a partial file
+    // under a real name, since files are renamed only when complete; durability against power
+    // loss is the page cache's, so run `sync` before pulling the plug.
+    Ok(summary)
+}
+
+/// Sets a complete temporary file's metadata and renames it to its real name.
+fn finish(tgt: &Target<'_>, file: &File, f: &Entry, tmp: &[u8]) -> io::Result<()> {
+    set_meta(file, &f.node)?;
+    let dir = tgt.dir(f.dir)?;
+    tgt.rename(&dir, tmp, &f.node.name)
+}
+
+/// Creates every file under a temporary name, writes the blobs pack by pack and renames each
+/// file when its last blob is written. Files that fail are given up (in `lost`); only running
+/// out of space stops everything.
+#[allow(clippy::too_many_arguments)]
+fn write_files(
+    repo: &Repository,
+    plan: &Plan,
+    tgt: &Target<'_>,
+    lost: &Lost<'_>,
+    folder_ok: &[bool],
+    taken: &HashSet<(usize, &[u8])>,
+    tmps: &[OnceLock<Vec<u8>>],
+    by_pack: HashMap<Id, BTreeMap<u32, BlobTargets>>,
+    progress: &Progress,
+) -> Result<()> {
+    let files = &plan.files;
     // Writes still to come per file; the write that brings it to zero finishes the file.
     let remaining: Vec<AtomicUsize> = files.iter().map(|_| AtomicUsize::new(0)).collect();
     for blobs in by_pack.values() {
@@ -481,35 +385,26 @@ pub fn restore(
     }
     // Temporary files, sized up front (sparse where the content is zeros); files without
     // content are finished right away.
-    files
-        .par_iter()
-        .zip(&tmps)
-        .zip(&remaining)
-        .try_for_each(|((f, tmp), left)| {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(tmp)
-                .map_err(|e| Error::io(tmp, e))?;
-            file.set_len(f.node.size).map_err(|e| Error::io(tmp, e))?;
-            if left.load(Ordering::Relaxed) == 0 {
-                finish(&file, f, tmp, &target.join(&f.rel))?;
+    files.par_iter().enumerate().try_for_each(|(fi, f)| {
+        if !folder_ok[f.dir] {
+            return lost.file_failed(fi, folder_lost());
+        }
+        let r = tgt.dir(f.dir).and_then(|dir| {
+            let (file, tmp) =
+                tgt.create_temp(&dir, temp_names(fi), |n| taken.contains(&(f.dir, n)))?;
+            let tmp = tmps[fi].get_or_init(|| tmp);
+            file.set_len(f.node.size)?;
+            if remaining[fi].load(Ordering::Relaxed) == 0 {
+                finish(tgt, &file, f, tmp)?;
                 progress.done(1, 0);
             }
             Ok(())
-        })
-        .inspect_err(|_| remove_all(&tmps))?;
+        });
+        r.or_else(|e| lost.file_failed(fi, e))
+    })?;
 
     // Blobs that cannot be read or do not verify mark their files as damaged; everything else
     // is still restored. Damaged files never appear under their real name.
-    let damaged: Mutex<BTreeMap<usize, String>> = Mutex::new(BTreeMap::new());
-    let mark = |targets: &[(usize, u64)], why: &str| {
-        let mut d = damaged.lock().expect("damage list");
-        for &(fi, _) in targets {
-            d.entry(fi).or_insert_with(|| why.to_string());
-        }
-    };
     let packs: Vec<_> = by_pack.into_iter().collect();
     packs
         .par_iter()
@@ -525,21 +420,21 @@ pub fn restore(
                     Ok(b) => b,
                     Err(e) => {
                         for (_, targets) in blobs.values() {
-                            mark(targets, &format!("pack {pack}: {e}"));
+                            for &(fi, _) in targets {
+                                lost.damaged(fi, &format!("pack {pack}: {e}"));
+                            }
                         }
                         return Ok(());
                     }
                 };
             let mut open: HashMap<usize, File> = HashMap::new();
-            let handle = |open: &mut HashMap<usize, File>, fi: usize| -> Result<()> {
-                if let std::collections::hash_map::Entry::Vacant(v) = open.entry(fi) {
-                    let tmp = &tmps[fi];
-                    v.insert(
-                        OpenOptions::new()
-                            .write(true)
-                            .open(tmp)
-                            .map_err(|er| Error::io(tmp, er))?,
-                    );
+            let reopen = |fi: usize| -> io::Result<File> {
+                let tmp = tmps[fi].get().ok_or_else(folder_lost)?;
+                tgt.reopen(&*tgt.dir(files[fi].dir)?, tmp)
+            };
+            let ensure = |open: &mut HashMap<usize, File>, fi: usize| -> io::Result<()> {
+                if !open.contains_key(&fi) {
+                    open.insert(fi, reopen(fi)?);
                 }
                 Ok(())
             };
@@ -548,60 +443,39 @@ pub fn restore(
                 let plain = match open_blob(repo.keys(), e, &bytes[s..s + e.len as usize]) {
                     Ok(p) => p,
                     Err(er) => {
-                        mark(targets, &format!("{er} (in pack {pack})"));
+                        for &(fi, _) in targets {
+                            lost.damaged(fi, &format!("{er} (in pack {pack})"));
+                        }
                         continue;
                     }
                 };
                 let zeros = plain.iter().all(|&b| b == 0);
                 for &(fi, off) in targets {
+                    if lost.is_dead(fi) {
+                        continue;
+                    }
                     // Zeros need no write: the file was created sparse.
-                    if !zeros {
-                        handle(&mut open, fi)?;
-                        open[&fi]
-                            .write_all_at(&plain, off)
-                            .map_err(|er| Error::io(&files[fi].rel, er))?;
+                    if !zeros
+                        && let Err(er) =
+                            ensure(&mut open, fi).and_then(|()| open[&fi].write_all_at(&plain, off))
+                    {
+                        lost.file_failed(fi, er)?;
+                        continue;
                     }
                     if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
                         // The last write of this file: every other one is done.
-                        handle(&mut open, fi)?;
-                        let file = open.remove(&fi).expect("just opened");
-                        finish(&file, &files[fi], &tmps[fi], &target.join(&files[fi].rel))?;
-                        progress.done(1, 0);
+                        let r = ensure(&mut open, fi).and_then(|()| {
+                            let file = open.remove(&fi).expect("just opened");
+                            finish(tgt, &file, &files[fi], tmps[fi].get().expect("created"))
+                        });
+                        match r {
+                            Ok(()) => progress.done(1, 0),
+                            Err(er) => lost.file_failed(fi, er)?,
+                        }
                     }
                 }
                 progress.done(0, plain.len() as u64 * targets.len() as u64);
             }
             Ok(())
         })
-        .inspect_err(|_| remove_all(&tmps))?;
-    let damaged = damaged.into_inner().expect("damage list");
-    for fi in damaged.keys() {
-        let _ = fs::remove_file(&tmps[*fi]);
-    }
-    summary.damaged = damaged
-        .into_iter()
-        .map(|(fi, error)| DamagedFile {
-            path: files[fi].rel.display().to_string(),
-            error,
-        })
-        .collect();
-    for (rel, n) in &links {
-        let p = target.join(rel);
-        if p.symlink_metadata().is_ok() {
-            fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-        }
-        let t = OsStr::from_bytes(n.target.as_deref().unwrap_or_default());
-        std::os::unix::fs::symlink(t, &p).map_err(|e| Error::io(&p, e))?;
-        let _ = set_mtime(&p, n.mtime_ns, true);
-    }
-    // Directory metadata last, deepest first, so creating children does not disturb it.
-    for (rel, n) in dirs.iter().rev() {
-        let p = target.join(rel);
-        let d = File::open(&p).map_err(|e| Error::io(&p, e))?;
-        set_meta(&d, n).map_err(|e| Error::io(&p, e))?;
-    }
-    // No fsync per file (as restic and borg): a killed process never leaves a partial file
-    // under a real name, since files are renamed only when complete; durability against power
-    // loss is the page cache's, so run `sync` before pulling the plug.
-    Ok(summary)
 }
