@@ -2,8 +2,8 @@
 //! relative to its parent with `O_NOFOLLOW`, every entry is created or replaced relative to its
 //! folder, so a restore never follows a symlink on a path it writes under, whatever the target
 //! held before or a tree names. Folders are numbered as in the plan (0 is the target itself);
-//! a small cache keeps recently used folders open, so depth costs neither path length nor one
-//! open descriptor per level.
+//! a small cache keeps recently used folders and some anchors (every 64th level) open, so depth
+//! costs neither path length nor one open descriptor per level.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -17,20 +17,28 @@ use std::sync::{Arc, Mutex};
 use super::plan::Folder;
 use crate::repo::tree::name_problem;
 
-/// Folders kept open at once.
+/// Recently used folders kept open.
 const CACHED: usize = 64;
+/// Folders at every `ANCHOR_EVERY`th level kept open (at most `ANCHORS`), so no folder is more
+/// than that many opens away from an open one.
+const ANCHORS: usize = 256;
+const ANCHOR_EVERY: u32 = 64;
 
 /// The open target folder and a cache of open folders below it.
 pub(super) struct Target<'a> {
     root: Arc<OwnedFd>,
     folders: &'a [Folder],
+    /// Depth of each folder (the target's entries are at 1).
+    depth: Vec<u32>,
     cache: Mutex<Cache>,
 }
 
-/// Recently used folder handles by number, with a use stamp for eviction.
+/// Open folder handles by number with a use stamp: recent ones and anchors, each evicted least
+/// recently used first.
 #[derive(Default)]
 struct Cache {
-    open: HashMap<usize, (Arc<OwnedFd>, u64)>,
+    recent: HashMap<usize, (Arc<OwnedFd>, u64)>,
+    anchors: HashMap<usize, (Arc<OwnedFd>, u64)>,
     tick: u64,
 }
 
@@ -38,20 +46,26 @@ impl Cache {
     fn get(&mut self, i: usize) -> Option<Arc<OwnedFd>> {
         self.tick += 1;
         let tick = self.tick;
-        self.open.get_mut(&i).map(|e| {
-            e.1 = tick;
-            e.0.clone()
-        })
+        let e = match self.recent.get_mut(&i) {
+            Some(e) => e,
+            None => self.anchors.get_mut(&i)?,
+        };
+        e.1 = tick;
+        Some(e.0.clone())
     }
 
-    fn put(&mut self, i: usize, fd: Arc<OwnedFd>) {
-        if self.open.len() >= CACHED
-            && let Some(&old) = self.open.iter().min_by_key(|e| e.1.1).map(|e| e.0)
+    fn put(&mut self, i: usize, fd: Arc<OwnedFd>, anchor: bool) {
+        let (map, cap) = match anchor {
+            true => (&mut self.anchors, ANCHORS),
+            false => (&mut self.recent, CACHED),
+        };
+        if map.len() >= cap
+            && let Some(&old) = map.iter().min_by_key(|e| e.1.1).map(|e| e.0)
         {
-            self.open.remove(&old);
+            map.remove(&old);
         }
         self.tick += 1;
-        self.open.insert(i, (fd, self.tick));
+        map.insert(i, (fd, self.tick));
     }
 }
 
@@ -154,9 +168,14 @@ impl<'a> Target<'a> {
         if !f.metadata()?.is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a folder"));
         }
+        let mut depth = vec![0u32; folders.len()];
+        for i in 1..folders.len() {
+            depth[i] = depth[folders[i].parent] + 1;
+        }
         Ok(Target {
             root: Arc::new(OwnedFd::from(f)),
             folders,
+            depth,
             cache: Mutex::new(Cache::default()),
         })
     }
@@ -176,9 +195,17 @@ impl<'a> Target<'a> {
             chain.push(j);
             j = self.folders[j].parent;
         };
-        for &k in chain.iter().rev() {
+        // Kept open: the folder and its ancestors 1, 2, 4, 8... levels up, so that reaching
+        // any folder nearby later costs few opens (deepest-first order included).
+        for (d, &k) in chain.iter().enumerate().rev() {
             fd = Arc::new(open_dir(&fd, &c_name(&self.folders[k].name)?)?);
-            self.cache.lock().expect("folder cache").put(k, fd.clone());
+            let anchor = self.depth[k] % ANCHOR_EVERY == 0;
+            if anchor || d & d.wrapping_sub(1) == 0 {
+                self.cache
+                    .lock()
+                    .expect("folder cache")
+                    .put(k, fd.clone(), anchor);
+            }
         }
         Ok(fd)
     }
@@ -205,7 +232,8 @@ impl<'a> Target<'a> {
             r => r?,
         }
         let fd = Arc::new(open_dir(&parent, &name)?);
-        self.cache.lock().expect("folder cache").put(i, fd);
+        let anchor = self.depth[i] % ANCHOR_EVERY == 0;
+        self.cache.lock().expect("folder cache").put(i, fd, anchor);
         Ok(())
     }
 
