@@ -433,8 +433,8 @@ fn write_files(
                 tgt.reopen(&*tgt.dir(files[fi].dir)?, tmp)
             };
             let ensure = |open: &mut HashMap<usize, File>, fi: usize| -> io::Result<()> {
-                if !open.contains_key(&fi) {
-                    open.insert(fi, reopen(fi)?);
+                if let std::collections::hash_map::Entry::Vacant(v) = open.entry(fi) {
+                    v.insert(reopen(fi)?);
                 }
                 Ok(())
             };
