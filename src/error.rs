@@ -68,7 +68,7 @@ pub enum Error {
     RestoreDamaged(usize),
     /// `restore` left out entries the target refused (e.g. a folder where a file goes); the rest
     /// was restored.
-    #[error("{0} entr(y/ies) not restored: the target refused them (listed above)")]
+    #[error("{0} path(s) could not be written to the target; everything else was restored")]
     RestoreIncomplete(usize),
 }
 
