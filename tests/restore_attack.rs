@@ -384,3 +384,23 @@ proptest! {
         prop_assert_eq!(top, top_level(&t));
     }
 }
+
+#[test]
+fn set_id_bits_are_kept_only_for_the_recorded_owner() {
+    // Restore does not change ownership: a set-user-id file recorded for another owner would
+    // become a set-user-id program of whoever restores (root, typically).
+    let t = TestRepo::init();
+    let me = fs::metadata(t.dir.path()).unwrap();
+    let mut c = Crafter::open(&t.repo, &t.password);
+    let mut foreign = c.file(b"foreign", b"#!/bin/sh\n");
+    (foreign.uid, foreign.gid, foreign.mode) = (4242, 4242, 0o6755);
+    let mut own = c.file(b"own", b"#!/bin/sh\n");
+    use std::os::unix::fs::MetadataExt;
+    (own.uid, own.gid, own.mode) = (me.uid(), me.gid(), 0o6755);
+    let snap = c.snapshot(vec![foreign, own]);
+    let out = t.path("out");
+    t.run(&restore_args(&snap, &out, false)).expect_code(0);
+    let mode = |n: &str| fs::metadata(out.join(n)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("foreign"), 0o755);
+    assert_eq!(mode("own"), 0o6755);
+}
