@@ -7,6 +7,7 @@ mod craft;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -395,7 +396,6 @@ fn set_id_bits_are_kept_only_for_the_recorded_owner() {
     let mut foreign = c.file(b"foreign", b"#!/bin/sh\n");
     (foreign.uid, foreign.gid, foreign.mode) = (4242, 4242, 0o6755);
     let mut own = c.file(b"own", b"#!/bin/sh\n");
-    use std::os::unix::fs::MetadataExt;
     (own.uid, own.gid, own.mode) = (me.uid(), me.gid(), 0o6755);
     let snap = c.snapshot(vec![foreign, own]);
     let out = t.path("out");

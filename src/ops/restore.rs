@@ -10,7 +10,7 @@ mod target;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -109,9 +109,27 @@ fn build_globs(pats: &[String]) -> Result<GlobSet> {
         .map_err(|e| Error::InvalidInput(format!("bad pattern: {e}")))
 }
 
+/// The permission bits a restored entry gets: the recorded ones, but set-user-id and
+/// set-group-id only where the entry has the recorded owner and group. Restore does not change
+/// ownership, so a crafted or foreign snapshot cannot make a set-user-id program of whoever
+/// restores (root, typically).
+fn safe_mode(f: &File, n: &Node) -> io::Result<u32> {
+    let mut mode = n.mode & 0o7777;
+    if mode & 0o6000 != 0 {
+        let md = f.metadata()?;
+        if md.uid() != n.uid {
+            mode &= !0o4000;
+        }
+        if md.gid() != n.gid {
+            mode &= !0o2000;
+        }
+    }
+    Ok(mode)
+}
+
 /// Sets a restored file's or folder's permission bits and modification time through its handle.
 fn set_meta(f: &File, n: &Node) -> io::Result<()> {
-    f.set_permissions(fs::Permissions::from_mode(n.mode))?;
+    f.set_permissions(fs::Permissions::from_mode(safe_mode(f, n)?))?;
     let d = std::time::Duration::from_nanos(n.mtime_ns.unsigned_abs());
     let t = if n.mtime_ns >= 0 {
         std::time::UNIX_EPOCH.checked_add(d)
