@@ -518,18 +518,8 @@ pub fn restore(
             let last = blobs.values().next_back().expect("non-empty").0;
             let end = last.offset as u64 + last.len as u64;
             let bytes =
-                match repo
-                    .backend()
-                    .read_range(FileKind::Pack, &pack.to_hex(), first, end - first)
-                {
-                    Ok(b) => b,
-                    Err(e) => {
-                        for (_, targets) in blobs.values() {
-                            mark(targets, &format!("pack {pack}: {e}"));
-                        }
-                        return Ok(());
-                    }
-                };
+                repo.backend()
+                    .read_range(FileKind::Pack, &pack.to_hex(), first, end - first);
             let mut open: HashMap<usize, File> = HashMap::new();
             let handle = |open: &mut HashMap<usize, File>, fi: usize| -> Result<()> {
                 if let std::collections::hash_map::Entry::Vacant(v) = open.entry(fi) {
@@ -545,10 +535,19 @@ pub fn restore(
             };
             for (e, targets) in blobs.values() {
                 let s = (e.offset as u64 - first) as usize;
-                let plain = match open_blob(repo.keys(), e, &bytes[s..s + e.len as usize]) {
+                let copy = match &bytes {
+                    Ok(b) => open_blob(repo.keys(), e, &b[s..s + e.len as usize])
+                        .map_err(|er| format!("{er} (in pack {pack})")),
+                    Err(er) => Err(format!("pack {pack}: {er}")),
+                };
+                // A copy that fails is passed over for another copy the index lists.
+                let plain = match copy.or_else(|why| {
+                    repo.read_blob_copy(index, BlobType::Data, &e.id, Some(pack))
+                        .map_err(|_| why)
+                }) {
                     Ok(p) => p,
-                    Err(er) => {
-                        mark(targets, &format!("{er} (in pack {pack})"));
+                    Err(why) => {
+                        mark(targets, &why);
                         continue;
                     }
                 };
