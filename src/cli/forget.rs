@@ -172,4 +172,10 @@ fn print_prune(s: &PruneSummary) {
         human(s.pack_bytes_after),
         human(s.bytes_unused_left)
     );
+    if s.copies_damaged > 0 {
+        eprintln!(
+            "hydrabackup: warning: {} blob copies were missing, damaged or forged; intact copies were kept instead",
+            s.copies_damaged
+        );
+    }
 }
