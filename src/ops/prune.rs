@@ -245,10 +245,12 @@ fn pack_records(
             if recs.iter().all(|(_, r)| r.blobs == recs[0].1.blobs) || !stored.contains_key(&id) {
                 return Ok(recs[0].1.clone());
             }
-            let header = read_pack_header(repo, &id, stored[&id])?;
+            let bytes = repo.backend().read(FileKind::Pack, &id.to_hex())?;
+            let header = read_header(repo.keys(), &bytes)
+                .map_err(|er| Error::corrupt(format!("pack {id}"), er.to_string()))?;
             for (name, r) in recs {
                 if !r.entries()?.iter().all(|e| header.contains(e)) {
-                    return Err(header_mismatch(&id, name));
+                    return Err(header_mismatch(&id, Some(name)));
                 }
             }
             Ok(IndexPack::from_entries(id, &header))
@@ -256,35 +258,12 @@ fn pack_records(
         .collect()
 }
 
-/// Reads and authenticates the header of a stored pack.
-fn read_pack_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<PackEntry>> {
-    let obj = || format!("pack {id}");
-    let tail =
-        repo.backend()
-            .read_range(FileKind::Pack, &id.to_hex(), size.saturating_sub(4), 4)?;
-    let hl = u32::from_le_bytes(
-        tail[..]
-            .try_into()
-            .map_err(|_| Error::corrupt(obj(), "truncated"))?,
-    ) as u64;
-    if hl + 4 > size {
-        return Err(Error::corrupt(obj(), "header length exceeds its size"));
-    }
-    let sealed = repo
-        .backend()
-        .read_range(FileKind::Pack, &id.to_hex(), size - 4 - hl, hl)?;
-    let plain = repo
-        .keys()
-        .seal_key()
-        .open(&sealed)
-        .map_err(|_| Error::corrupt(obj(), "header does not authenticate"))?;
-    crate::repo::pack::decode_header(&plain)
-}
-
-fn header_mismatch(pack: &Id, index_file: &str) -> Error {
+/// The error for a pack whose header lacks entries an index file (named when known) lists.
+fn header_mismatch(pack: &Id, index_file: Option<&str>) -> Error {
+    let file = index_file.map_or("the index".into(), |n| format!("index file {n}"));
     Error::corrupt(
         format!("pack {pack}"),
-        format!("its header does not match index file {index_file}; nothing was pruned"),
+        format!("its header does not match {file}; nothing was pruned"),
     )
 }
 
@@ -437,7 +416,6 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
     };
     let (plans, unused_left, checked, damaged) =
         plan_verified(repo, &records, &stored, &mut kept, opts.max_unused_percent)?;
-    let kept = kept;
     s.copies_checked = checked;
     s.copies_damaged = damaged;
     for p in &plans {
@@ -501,7 +479,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
         let header = read_header(repo.keys(), &bytes)
             .map_err(|er| Error::corrupt(format!("pack {}", p.record.id), er.to_string()))?;
         if !entries.iter().all(|e| header.contains(e)) {
-            return Err(header_mismatch(&p.record.id, "listing it"));
+            return Err(header_mismatch(&p.record.id, None));
         }
         for e in entries {
             if !kept.uses(&p.record.id, &e) {

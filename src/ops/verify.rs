@@ -219,13 +219,12 @@ pub fn verify(
         for p in &f.packs {
             match p.entries() {
                 Ok(e) => {
-                    let all = pack_entries.entry(p.id).or_default();
-                    for x in &e {
-                        if !all.contains(x) {
-                            all.push(*x);
-                        }
+                    let listed = records.entry(p.id).or_default();
+                    if !listed.iter().any(|(_, l)| *l == e) {
+                        let all = pack_entries.entry(p.id).or_default();
+                        all.extend(e.iter().filter(|x| !all.contains(x)).collect::<Vec<_>>());
                     }
-                    records.entry(p.id).or_default().push((name, e));
+                    listed.push((name, e));
                 }
                 Err(e) => report.problems.push(problem(
                     "index",
