@@ -192,6 +192,25 @@ fn restore_uses_an_intact_copy() {
 }
 
 #[test]
+fn copy_uses_an_intact_copy() {
+    let a = attacked(Forgery::SortsFirst);
+    let dst = TestRepo::init();
+    let pw = a.t.path("password");
+    fs::write(&pw, PASSWORD).unwrap();
+    let from = [a.t.repo.to_str().unwrap(), pw.to_str().unwrap()];
+    dst.json(&[
+        "copy",
+        "--from-repo",
+        from[0],
+        "--from-password-file",
+        from[1],
+    ]);
+    let out = dst.path("out");
+    dst.restore("latest", &out, &[]);
+    assert_same_dir(&a.src, &out);
+}
+
+#[test]
 fn prune_never_deletes_the_only_intact_copy() {
     for (how, forget) in [(Forgery::Supersedes, false), (Forgery::SortsFirst, true)] {
         let a = attacked(how);
