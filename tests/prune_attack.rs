@@ -353,3 +353,52 @@ fn supersedes_is_honoured_only_when_covered() {
     t.restore(&snap, &out, &[]);
     assert_same_dir(&src, &out);
 }
+
+/// Index files that do not decode, or list impossible lengths, are skipped by every reader
+/// (so they cannot deny restores or backups), reported by `verify`, and stop `prune`.
+#[test]
+fn undecodable_index_files_are_skipped_and_stop_prune() {
+    let t = TestRepo::init_with(&["--pack-size", "1", "--chunk-avg", "64"]);
+    let src = t.path("src");
+    random_files(&src, 13, 3, 250_000);
+    t.backup(&[&src]);
+    let repo = open(&t);
+    // A true data blob pointed at a 4 GiB stretch of a true pack.
+    let loc = repo
+        .load_index()
+        .unwrap()
+        .iter()
+        .find(|l| l.entry.kind == BlobType::Data)
+        .unwrap();
+    let garbage = hydrabackup::repo::object::seal(repo.keys().seal_key(), &"not an index");
+    let garbage_name = Id::of_stored(&garbage).to_hex();
+    repo.backend()
+        .write(FileKind::Index, &garbage_name, &garbage)
+        .unwrap();
+    let mut huge = loc.entry;
+    huge.len = u32::MAX;
+    let file = IndexFile {
+        version: INDEX_VERSION,
+        supersedes: Vec::new(),
+        packs: vec![IndexPack::from_entries(loc.pack, &[huge])],
+    };
+    let huge_name = store_index(&repo, &file, true);
+
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+    write(&src.join("new"), b"a later backup works too");
+    t.backup(&[&src]);
+
+    let (code, v) = t.verify(&[]);
+    assert_eq!(code, 13, "{v:#}");
+    for name in [&garbage_name, &huge_name] {
+        assert_eq!(about(&v, &format!("index {name}")).len(), 1, "{v:#}");
+    }
+
+    let before = repo_files(&t.repo, "");
+    let r = t.run(&["prune"]);
+    r.expect_code(13).expect_clean_error();
+    assert!(r.stderr.contains(&garbage_name), "{}", r.stderr);
+    assert_eq!(repo_files(&t.repo, ""), before);
+}

@@ -13,8 +13,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::SEAL_OVERHEAD;
 use crate::repo::blob::BlobType;
-use crate::repo::pack::PackEntry;
+use crate::repo::pack::{MAX_BLOB, PackEntry};
 use crate::{Error, Id, Result};
 
 /// Index file format version.
@@ -56,13 +57,17 @@ impl IndexPack {
         }
     }
 
-    /// The pack's blobs as header entries.
+    /// The pack's blobs as header entries; unknown flags or implausible lengths are damage.
     pub fn entries(&self) -> Result<Vec<PackEntry>> {
+        let bad = |why: &str| Error::corrupt(format!("index record of pack {}", self.id), why);
         self.blobs
             .iter()
             .map(|&(flags, id, offset, len, raw_len)| {
                 if flags & !0x81 != 0 {
-                    return Err(Error::corrupt("index file", "unknown blob flags"));
+                    return Err(bad("unknown blob flags"));
+                }
+                if !(SEAL_OVERHEAD as u32..=MAX_BLOB).contains(&len) || raw_len > MAX_BLOB {
+                    return Err(bad("implausible blob length"));
                 }
                 Ok(PackEntry {
                     kind: if flags & 1 != 0 {
@@ -146,13 +151,16 @@ pub struct Index {
 
 impl Index {
     /// Builds the index from index files, in priority order: a blob listed in several places
-    /// keeps every distinct location, the first-loaded first.
+    /// keeps every distinct location, the first-loaded first. A pack record that does not
+    /// decode is left out (`verify` reports it, prune stops at it).
     pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Result<Index> {
         let mut ix = Index::default();
         let mut pack_no: HashMap<Id, u32> = HashMap::new();
         for f in files {
             for p in &f.packs {
-                ix.add_pack(&mut pack_no, p.id, &p.entries()?);
+                if let Ok(entries) = p.entries() {
+                    ix.add_pack(&mut pack_no, p.id, &entries);
+                }
             }
         }
         ix.seal();

@@ -166,9 +166,22 @@ impl Repository {
     }
 
     /// Loads every index file (in parallel) into the shared in-memory index, superseded files
-    /// as fallback copies.
+    /// as fallback copies. A damaged index file (or one forged by a client with append-only
+    /// access) is skipped with a warning: `verify` reports it, and prune stops at it.
     pub fn load_index(&self) -> Result<Index> {
-        let files = self.load_index_files()?;
+        let names = self.backend.list(FileKind::Index)?;
+        let loaded: Vec<Option<(String, IndexFile)>> = names
+            .par_iter()
+            .map(|(n, _)| match self.load_object(FileKind::Index, n) {
+                Ok(f) => Ok(Some((n.clone(), f))),
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::warn!("{e}; skipped");
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            })
+            .collect::<Result<_>>()?;
+        let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
         Index::from_files(index::by_priority(&files).map(|(_, f)| f))
     }
 
