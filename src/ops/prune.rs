@@ -390,7 +390,7 @@ fn plan_verified<'a>(
 /// Prunes the repository. The caller holds an exclusive lock.
 pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Result<PruneSummary> {
     let files = repo.load_index_files()?;
-    let index = Index::from_files(by_priority(&files).map(|(_, f)| f))?;
+    let index = Index::from_files(by_priority(&files).map(|(_, f)| f));
     let snapshots = repo.snapshots()?;
     let used = mark_used(repo, &index, &snapshots)?;
     let mut s = PruneSummary {

@@ -153,7 +153,7 @@ impl Index {
     /// Builds the index from index files, in priority order: a blob listed in several places
     /// keeps every distinct location, the first-loaded first. A pack record that does not
     /// decode is left out (`verify` reports it, prune stops at it).
-    pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Result<Index> {
+    pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Index {
         let mut ix = Index::default();
         let mut pack_no: HashMap<Id, u32> = HashMap::new();
         for f in files {
@@ -164,7 +164,7 @@ impl Index {
             }
         }
         ix.seal();
-        Ok(ix)
+        ix
     }
 
     fn add_pack(&mut self, pack_no: &mut HashMap<Id, u32>, pack: Id, entries: &[PackEntry]) {
@@ -334,7 +334,7 @@ mod tests {
                 &[pe(BlobType::Data, 5, 0), pe(BlobType::Data, 7, 100)],
             )],
         };
-        let ix = Index::from_files([&f1, &f2, &f1]).unwrap();
+        let ix = Index::from_files([&f1, &f2, &f1]);
         assert_eq!(ix.len(), 3);
         assert_eq!(ix.iter().count(), 3);
         assert_eq!(

@@ -182,7 +182,9 @@ impl Repository {
             })
             .collect::<Result<_>>()?;
         let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
-        Index::from_files(index::by_priority(&files).map(|(_, f)| f))
+        Ok(Index::from_files(
+            index::by_priority(&files).map(|(_, f)| f),
+        ))
     }
 
     /// Loads every index file with its name.
