@@ -214,13 +214,16 @@ fn copy_uses_an_intact_copy() {
 fn prune_never_deletes_the_only_intact_copy() {
     for (how, forget) in [(Forgery::Supersedes, false), (Forgery::SortsFirst, true)] {
         let a = attacked(how);
-        let p = if forget {
-            // `forget --prune`, as the README's schedule runs it on the server.
-            let v = a.t.json(&["forget", &a.snapshots[0], "--prune"]);
-            v["prune"].clone()
+        let r = if forget {
+            // `forget --prune -q`, as the README's schedule runs it on the server.
+            a.t.run(&["forget", &a.snapshots[0], "--prune", "-q", "--json"])
         } else {
-            a.t.json(&["prune", "--max-unused", "0"])
+            a.t.run(&["prune", "--max-unused", "0", "--json"])
         };
+        let v = r.expect_code(0).json();
+        let p = if forget { v["prune"].clone() } else { v };
+        // The operator is told, even with -q.
+        assert!(r.stderr.contains("forged"), "{how:?}: {}", r.stderr);
         // The snapshots left restore exactly and every byte verifies.
         let left = if forget { 1 } else { 0 };
         for snapshot in &a.snapshots[left..] {
