@@ -113,6 +113,15 @@ fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<Prune
     let disp = progress::start(p.clone(), "prune", !g.quiet && !g.json);
     let s = prune(repo, opts, &p);
     drop(disp);
+    // Even with -q: forged copies mean a client with the password is compromised.
+    if let Ok(s) = &s
+        && s.copies_damaged > 0
+    {
+        eprintln!(
+            "hydrabackup: warning: {} blob copies were missing, damaged or forged; intact copies were kept instead",
+            s.copies_damaged
+        );
+    }
     s
 }
 

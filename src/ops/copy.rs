@@ -160,8 +160,8 @@ impl Ctx<'_> {
             for e in &entries {
                 let at = (e.offset as u64 - first) as usize;
                 let sealed = &bytes[at..at + e.len as usize];
-                let (payload, plain) = open_blob_with_payload(self.src.keys(), e, sealed)
-                    .map_err(|er| Error::corrupt(format!("source pack {pack}"), er.to_string()))?;
+                let (e, payload, plain) = self.open_data(pack, e, sealed)?;
+                let e = &e;
                 let id = if self.same {
                     e.id
                 } else {
@@ -180,6 +180,39 @@ impl Ctx<'_> {
             }
             Ok(())
         })
+    }
+
+    /// Opens a source data blob read from `pack`; a copy that fails is passed over for another
+    /// copy the source index lists. Returns the entry of the copy used, its payload as stored
+    /// and its plaintext.
+    fn open_data(
+        &self,
+        pack: &Id,
+        e: &PackEntry,
+        sealed: &[u8],
+    ) -> Result<(PackEntry, Vec<u8>, Vec<u8>)> {
+        let first = match open_blob_with_payload(self.src.keys(), e, sealed) {
+            Ok((payload, plain)) => return Ok((*e, payload, plain)),
+            Err(er) => Error::corrupt(format!("source pack {pack}"), er.to_string()),
+        };
+        for loc in self.src_index.copies(BlobType::Data, &e.id) {
+            if loc.pack == *pack {
+                continue;
+            }
+            let a = loc.entry;
+            let other = self.src.backend().read_range(
+                FileKind::Pack,
+                &loc.pack.to_hex(),
+                a.offset as u64,
+                a.len as u64,
+            );
+            if let Ok((payload, plain)) =
+                other.and_then(|b| open_blob_with_payload(self.src.keys(), &a, &b))
+            {
+                return Ok((a, payload, plain));
+            }
+        }
+        Err(first)
     }
 
     /// Stores tree `id` of the source and everything below it; returns its destination id.

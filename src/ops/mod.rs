@@ -1,6 +1,7 @@
 //! One module per operation. Each takes a repository and options and returns a summary.
 
 pub mod backup;
+pub mod copies;
 pub mod copy;
 pub mod forget;
 pub mod progress;

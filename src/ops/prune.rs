@@ -12,8 +12,16 @@
 //! 3. the old index files are deleted; only then
 //! 4. the packs nothing indexes any more (unused, rewritten, or left by killed runs).
 //!
-//! Nothing referenced is ever deleted: a snapshot whose blobs are not all indexed, or a used
-//! blob that does not open, stops the prune before it deletes anything.
+//! Nothing referenced is ever deleted: a snapshot whose blobs are not all indexed, a used
+//! blob that does not open, or a pack whose header disagrees with an index file, stops the prune
+//! before it deletes anything.
+//!
+//! Index files may be forged by a client with the password on append-only storage, so every
+//! copy any index file lists (superseded files included) is a candidate, and a copy is dropped
+//! only once the copy that is kept has been read and checked: a used blob with a copy in a pack
+//! about to go has its kept copy opened and hashed first, and a kept copy that fails is replaced
+//! by the next one that checks out. Honest repositories rarely hold two copies of a blob, so this
+//! costs next to nothing there.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,12 +29,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::FileKind;
+use crate::ops::copies::first_intact;
 use crate::ops::progress::Progress;
 use crate::ops::reach::for_each_tree;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, open_blob};
-use crate::repo::index::{INDEX_VERSION, Index, IndexFile, IndexPack, effective};
-use crate::repo::pack::PackEntry;
+use crate::repo::index::{
+    BlobLocation, INDEX_VERSION, Index, IndexFile, IndexPack, by_priority, effective,
+};
+use crate::repo::pack::{PackEntry, read_header};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::PackWriter;
 use crate::{Error, Id, Result};
@@ -90,6 +101,10 @@ pub struct PruneSummary {
     pub index_files_written: u64,
     /// Index files deleted.
     pub index_files_deleted: u64,
+    /// Kept copies of used blobs read and checked because another copy was to be dropped.
+    pub copies_checked: u64,
+    /// Copies that failed that check (missing, damaged or forged); an intact one was kept.
+    pub copies_damaged: u64,
     /// Whether nothing was changed.
     pub dry_run: bool,
 }
@@ -104,18 +119,40 @@ pub struct Used {
 }
 
 impl Used {
-    /// Whether the copy of blob `e` in `pack` is the used one: some snapshot uses the blob and
-    /// the index finds it there (of a blob stored twice, the other copy is unused).
-    fn uses(&self, index: &Index, pack: &Id, e: &PackEntry) -> bool {
-        self.contains(e.kind, &e.id) && index.get(e.kind, &e.id).is_some_and(|l| l.pack == *pack)
-    }
-
     /// Whether the blob is used.
     pub fn contains(&self, kind: BlobType, id: &Id) -> bool {
         match kind {
             BlobType::Data => self.data.contains(id),
             BlobType::Tree => self.tree.contains(id),
         }
+    }
+}
+
+/// Which copy of each used blob is kept: the index's preferred copy unless a check replaced it.
+struct Kept<'a> {
+    index: &'a Index,
+    used: &'a Used,
+    chosen: HashMap<(BlobType, Id), BlobLocation>,
+}
+
+impl Kept<'_> {
+    /// The kept copy of a blob.
+    fn copy(&self, kind: BlobType, id: &Id) -> Option<BlobLocation> {
+        self.chosen
+            .get(&(kind, *id))
+            .copied()
+            .or_else(|| self.index.get(kind, id))
+    }
+
+    /// Whether the copy of blob `e` in `pack` is the used one: some snapshot uses the blob and
+    /// it is the copy kept (of a blob stored twice, the other copy is unused).
+    fn uses(&self, pack: &Id, e: &PackEntry) -> bool {
+        self.used.contains(e.kind, &e.id)
+            && self.copy(e.kind, &e.id)
+                == Some(BlobLocation {
+                    pack: *pack,
+                    entry: *e,
+                })
     }
 }
 
@@ -182,10 +219,178 @@ struct PackPlan<'a> {
     fate: Fate,
 }
 
+/// One record per indexed pack, from every index file that lists it. Records of one pack that
+/// differ (never written by hydrabackup) are checked against the pack's header, which then
+/// stands for them; a record the header does not contain is damage.
+fn pack_records(
+    repo: &Repository,
+    files: &[(String, IndexFile)],
+    stored: &HashMap<Id, u64>,
+) -> Result<Vec<IndexPack>> {
+    let mut by_pack: HashMap<Id, Vec<(&String, &IndexPack)>> = HashMap::new();
+    let mut order: Vec<Id> = Vec::new();
+    for (name, f) in by_priority(files) {
+        for p in &f.packs {
+            let v = by_pack.entry(p.id).or_default();
+            if v.is_empty() {
+                order.push(p.id);
+            }
+            v.push((name, p));
+        }
+    }
+    order
+        .into_iter()
+        .map(|id| {
+            let recs = &by_pack[&id];
+            if recs.iter().all(|(_, r)| r.blobs == recs[0].1.blobs) || !stored.contains_key(&id) {
+                return Ok(recs[0].1.clone());
+            }
+            let bytes = repo.backend().read(FileKind::Pack, &id.to_hex())?;
+            let header = read_header(repo.keys(), &bytes)
+                .map_err(|er| Error::corrupt(format!("pack {id}"), er.to_string()))?;
+            for (name, r) in recs {
+                if !r.entries()?.iter().all(|e| header.contains(e)) {
+                    return Err(header_mismatch(&id, Some(name)));
+                }
+            }
+            Ok(IndexPack::from_entries(id, &header))
+        })
+        .collect()
+}
+
+/// The error for a pack whose header lacks entries an index file (named when known) lists.
+fn header_mismatch(pack: &Id, index_file: Option<&str>) -> Error {
+    let file = index_file.map_or("the index".into(), |n| format!("index file {n}"));
+    Error::corrupt(
+        format!("pack {pack}"),
+        format!("its header does not match {file}; nothing was pruned"),
+    )
+}
+
+/// Counts used and unused blobs of every pack and decides its fate: packs with nothing used
+/// go; partly used packs are rewritten, most wasteful first, until the unused bytes left are
+/// within `max_unused_percent` of the used bytes.
+fn plan<'a>(
+    records: &'a [IndexPack],
+    stored: &HashMap<Id, u64>,
+    kept: &Kept,
+    max_unused_percent: f64,
+) -> Result<(Vec<PackPlan<'a>>, u64)> {
+    let mut plans: Vec<PackPlan> = Vec::new();
+    for p in records {
+        let mut plan = PackPlan {
+            record: p,
+            size: stored.get(&p.id).copied().unwrap_or(0),
+            used_bytes: 0,
+            unused_bytes: 0,
+            used_blobs: 0,
+            unused_blobs: 0,
+            fate: Fate::Keep,
+        };
+        for e in p.entries()? {
+            if kept.uses(&p.id, &e) {
+                plan.used_bytes += e.len as u64;
+                plan.used_blobs += 1;
+            } else {
+                plan.unused_bytes += e.len as u64;
+                plan.unused_blobs += 1;
+            }
+        }
+        plans.push(plan);
+    }
+    let mut unused_left = 0u64;
+    let mut partial: Vec<usize> = Vec::new();
+    for (i, p) in plans.iter_mut().enumerate() {
+        if p.used_blobs == 0 {
+            p.fate = Fate::Delete;
+        } else if p.unused_blobs > 0 {
+            unused_left += p.unused_bytes;
+            partial.push(i);
+        }
+    }
+    partial.sort_by(|&a, &b| {
+        let f = |p: &PackPlan| p.unused_bytes as f64 / (p.used_bytes + p.unused_bytes) as f64;
+        f(&plans[b]).total_cmp(&f(&plans[a])).then(a.cmp(&b))
+    });
+    let bytes_used: u64 = plans.iter().map(|p| p.used_bytes).sum();
+    let allowance = (bytes_used as f64 * max_unused_percent.max(0.0) / 100.0) as u64;
+    for i in partial {
+        if unused_left <= allowance {
+            break;
+        }
+        plans[i].fate = Fate::Rewrite;
+        unused_left -= plans[i].unused_bytes;
+    }
+    Ok((plans, unused_left))
+}
+
+/// Plans the prune so that no copy of a used blob is dropped before the copy kept has been
+/// read and checked: until nothing changes, every used blob with another copy in a pack that
+/// is to go (or is missing) has its kept copy checked, and a copy that fails is replaced by the
+/// next copy the index lists that checks out. Returns the plans, the unused bytes left, and
+/// (copies checked, copies damaged).
+fn plan_verified<'a>(
+    repo: &Repository,
+    records: &'a [IndexPack],
+    stored: &HashMap<Id, u64>,
+    kept: &mut Kept,
+    max_unused_percent: f64,
+) -> Result<(Vec<PackPlan<'a>>, u64, u64, u64)> {
+    let mut checked: HashSet<(BlobType, Id)> = HashSet::new();
+    let (mut n_checked, mut n_damaged) = (0u64, 0u64);
+    loop {
+        let (plans, left) = plan(records, stored, kept, max_unused_percent)?;
+        let mut todo: Vec<(BlobType, Id)> = Vec::new();
+        for p in plans
+            .iter()
+            .filter(|p| p.fate != Fate::Keep || !stored.contains_key(&p.record.id))
+        {
+            for e in p.record.entries()? {
+                let key = (e.kind, e.id);
+                if kept.used.contains(e.kind, &e.id)
+                    && kept.index.copies(e.kind, &e.id).nth(1).is_some()
+                    && checked.insert(key)
+                {
+                    todo.push(key);
+                }
+            }
+        }
+        if todo.is_empty() {
+            return Ok((plans, left, n_checked, n_damaged));
+        }
+        let results: Vec<(BlobType, Id, Option<BlobLocation>, u64)> = todo
+            .par_iter()
+            .map(|&(kind, id)| {
+                let first = kept.copy(kind, &id);
+                let candidates = first
+                    .into_iter()
+                    .chain(kept.index.copies(kind, &id).filter(|l| Some(*l) != first));
+                let c = first_intact(repo, candidates, stored);
+                (kind, id, c.good, c.failed.len() as u64)
+            })
+            .collect();
+        for (kind, id, good, failed) in results {
+            n_checked += failed + good.is_some() as u64;
+            n_damaged += failed;
+            match good {
+                Some(loc) => {
+                    kept.chosen.insert((kind, id), loc);
+                }
+                None => {
+                    return Err(Error::corrupt(
+                        format!("blob {id}"),
+                        "snapshots use it but no copy of it checks out; nothing was pruned",
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Prunes the repository. The caller holds an exclusive lock.
 pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Result<PruneSummary> {
     let files = repo.load_index_files()?;
-    let index = Index::from_files(effective(&files).map(|(_, f)| f))?;
+    let index = Index::from_files(by_priority(&files).map(|(_, f)| f));
     let snapshots = repo.snapshots()?;
     let used = mark_used(repo, &index, &snapshots)?;
     let mut s = PruneSummary {
@@ -203,71 +408,27 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
     s.packs_before = stored.len() as u64;
     s.pack_bytes_before = stored.values().sum();
 
-    // One record per indexed pack (the first index file naming it wins, as in the index).
-    let mut seen: HashSet<Id> = HashSet::new();
-    let mut plans: Vec<PackPlan> = Vec::new();
-    for (_, f) in effective(&files) {
-        for p in &f.packs {
-            if !seen.insert(p.id) {
-                continue;
-            }
-            let mut plan = PackPlan {
-                record: p,
-                size: stored.get(&p.id).copied().unwrap_or(0),
-                used_bytes: 0,
-                unused_bytes: 0,
-                used_blobs: 0,
-                unused_blobs: 0,
-                fate: Fate::Keep,
-            };
-            for e in p.entries()? {
-                if used.uses(&index, &p.id, &e) {
-                    plan.used_bytes += e.len as u64;
-                    plan.used_blobs += 1;
-                } else {
-                    plan.unused_bytes += e.len as u64;
-                    plan.unused_blobs += 1;
-                }
-            }
-            if !stored.contains_key(&p.id) && plan.used_blobs > 0 {
-                return Err(Error::corrupt(
-                    format!("pack {}", p.id),
-                    "it is missing but holds blobs snapshots use; nothing was pruned",
-                ));
-            }
-            plans.push(plan);
-        }
-    }
+    let records = pack_records(repo, &files, &stored)?;
+    let mut kept = Kept {
+        index: &index,
+        used: &used,
+        chosen: HashMap::new(),
+    };
+    let (plans, unused_left, checked, damaged) =
+        plan_verified(repo, &records, &stored, &mut kept, opts.max_unused_percent)?;
+    s.copies_checked = checked;
+    s.copies_damaged = damaged;
     for p in &plans {
+        if !stored.contains_key(&p.record.id) && p.used_blobs > 0 {
+            return Err(Error::corrupt(
+                format!("pack {}", p.record.id),
+                "it is missing but holds blobs snapshots use; nothing was pruned",
+            ));
+        }
         s.blobs_used += p.used_blobs;
         s.blobs_unused += p.unused_blobs;
         s.bytes_used += p.used_bytes;
         s.bytes_unused += p.unused_bytes;
-    }
-
-    // Packs with nothing used go; partly used packs are rewritten, most wasteful first, until
-    // the unused bytes left are within the allowance.
-    let mut unused_left = 0u64;
-    let mut partial: Vec<usize> = Vec::new();
-    for (i, p) in plans.iter_mut().enumerate() {
-        if p.used_blobs == 0 {
-            p.fate = Fate::Delete;
-        } else if p.unused_blobs > 0 {
-            unused_left += p.unused_bytes;
-            partial.push(i);
-        }
-    }
-    partial.sort_by(|&a, &b| {
-        let f = |p: &PackPlan| p.unused_bytes as f64 / (p.used_bytes + p.unused_bytes) as f64;
-        f(&plans[b]).total_cmp(&f(&plans[a])).then(a.cmp(&b))
-    });
-    let allowance = (s.bytes_used as f64 * opts.max_unused_percent.max(0.0) / 100.0) as u64;
-    for i in partial {
-        if unused_left <= allowance {
-            break;
-        }
-        plans[i].fate = Fate::Rewrite;
-        unused_left -= plans[i].unused_bytes;
     }
     s.bytes_unused_left = unused_left;
     let indexed: HashSet<Id> = plans.iter().map(|p| p.record.id).collect();
@@ -314,8 +475,14 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
     let copied: Result<()> = rewrite.par_iter().try_for_each(|p| {
         let tx = writer.sender();
         let bytes = repo.backend().read(FileKind::Pack, &p.record.id.to_hex())?;
-        for e in p.record.entries()? {
-            if !used.uses(&index, &p.record.id, &e) {
+        let entries = p.record.entries()?;
+        let header = read_header(repo.keys(), &bytes)
+            .map_err(|er| Error::corrupt(format!("pack {}", p.record.id), er.to_string()))?;
+        if !entries.iter().all(|e| header.contains(e)) {
+            return Err(header_mismatch(&p.record.id, None));
+        }
+        for e in entries {
+            if !kept.uses(&p.record.id, &e) {
                 continue;
             }
             let (at, len) = (e.offset as usize, e.len as usize);

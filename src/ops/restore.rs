@@ -309,7 +309,7 @@ pub fn restore(
         .collect();
     let tmps: Vec<OnceLock<Vec<u8>>> = files.iter().map(|_| OnceLock::new()).collect();
     let result = write_files(
-        repo, &plan, &tgt, &lost, &folder_ok, &taken, &tmps, by_pack, progress,
+        repo, index, &plan, &tgt, &lost, &folder_ok, &taken, &tmps, by_pack, progress,
     );
     // Temporary files of files given up (or of all, when the restore stops) go; a finished
     // file's temporary name no longer exists.
@@ -382,6 +382,7 @@ fn finish(tgt: &Target<'_>, file: &File, f: &Entry, tmp: &[u8]) -> io::Result<()
 #[allow(clippy::too_many_arguments)]
 fn write_files(
     repo: &Repository,
+    index: &Index,
     plan: &Plan,
     tgt: &Target<'_>,
     lost: &Lost<'_>,
@@ -431,20 +432,8 @@ fn write_files(
             let last = blobs.values().next_back().expect("non-empty").0;
             let end = last.offset as u64 + last.len as u64;
             let bytes =
-                match repo
-                    .backend()
-                    .read_range(FileKind::Pack, &pack.to_hex(), first, end - first)
-                {
-                    Ok(b) => b,
-                    Err(e) => {
-                        for (_, targets) in blobs.values() {
-                            for &(fi, _) in targets {
-                                lost.damaged(fi, &format!("pack {pack}: {e}"));
-                            }
-                        }
-                        return Ok(());
-                    }
-                };
+                repo.backend()
+                    .read_range(FileKind::Pack, &pack.to_hex(), first, end - first);
             let mut open: HashMap<usize, File> = HashMap::new();
             let reopen = |fi: usize| -> io::Result<File> {
                 let tmp = tmps[fi].get().ok_or_else(folder_lost)?;
@@ -458,11 +447,20 @@ fn write_files(
             };
             for (e, targets) in blobs.values() {
                 let s = (e.offset as u64 - first) as usize;
-                let plain = match open_blob(repo.keys(), e, &bytes[s..s + e.len as usize]) {
+                let copy = match &bytes {
+                    Ok(b) => open_blob(repo.keys(), e, &b[s..s + e.len as usize])
+                        .map_err(|er| format!("{er} (in pack {pack})")),
+                    Err(er) => Err(format!("pack {pack}: {er}")),
+                };
+                // A copy that fails is passed over for another copy the index lists.
+                let plain = match copy.or_else(|why| {
+                    repo.read_blob_copy(index, BlobType::Data, &e.id, Some(pack))
+                        .map_err(|_| why)
+                }) {
                     Ok(p) => p,
-                    Err(er) => {
+                    Err(why) => {
                         for &(fi, _) in targets {
-                            lost.damaged(fi, &format!("{er} (in pack {pack})"));
+                            lost.damaged(fi, &why);
                         }
                         continue;
                     }

@@ -2,7 +2,7 @@
 //! selected blob. Damage is collected into a report that names the pack, the blobs, and the
 //! snapshots and files that depend on them.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -10,10 +10,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::FileKind;
+use crate::ops::copies::first_intact;
 use crate::ops::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, open_blob};
-use crate::repo::index::{Index, IndexFile};
+use crate::repo::index::{Index, IndexFile, by_priority, effective};
 use crate::repo::keyfile::KeyFile;
 use crate::repo::pack::{PackEntry, decode_header, read_header};
 use crate::repo::snapshot::Snapshot;
@@ -205,14 +206,25 @@ pub fn verify(
         }
     }
     report.index_files = files.len() as u64;
-    let index = Index::from_files(crate::repo::index::effective(&files).map(|(_, f)| f))?;
+    // Every index file counts, superseded ones as fallbacks: a superseding file may be forged.
+    let index = Index::from_files(by_priority(&files).map(|(_, f)| f));
     report.blobs = index.len() as u64;
+    let effective_packs: HashSet<Id> = effective(&files)
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .collect();
+    // Per pack, the distinct entries all index files list, and which file listed what.
     let mut pack_entries: HashMap<Id, Vec<PackEntry>> = HashMap::new();
-    for (name, f) in crate::repo::index::effective(&files) {
+    let mut records: HashMap<Id, Vec<(&str, Vec<PackEntry>)>> = HashMap::new();
+    for (name, f) in by_priority(&files) {
         for p in &f.packs {
             match p.entries() {
                 Ok(e) => {
-                    pack_entries.entry(p.id).or_insert(e);
+                    let listed = records.entry(p.id).or_default();
+                    if !listed.iter().any(|(_, l)| *l == e) {
+                        let all = pack_entries.entry(p.id).or_default();
+                        all.extend(e.iter().filter(|x| !all.contains(x)).collect::<Vec<_>>());
+                    }
+                    listed.push((name, e));
                 }
                 Err(e) => report.problems.push(problem(
                     "index",
@@ -277,10 +289,10 @@ pub fn verify(
                         body + hl + 4
                     )));
                 }
-                let a: BTreeSet<_> = header.iter().map(|e| (e.id, e.offset, e.len)).collect();
-                let b: BTreeSet<_> = entries.iter().map(|e| (e.id, e.offset, e.len)).collect();
-                if !b.is_subset(&a) {
-                    return Ok(Some("header does not match the index".into()));
+                for (name, listed) in &records[*id] {
+                    if !listed.iter().all(|e| header.contains(e)) {
+                        return Ok(Some(format!("header does not match index file {name}")));
+                    }
                 }
                 Ok(None)
             })();
@@ -306,6 +318,7 @@ pub fn verify(
 
     // Trees of every snapshot.
     let mut wanted: HashSet<Id> = HashSet::new();
+    let mut used_data: HashSet<Id> = HashSet::new();
     let mut checked_trees: HashSet<Id> = HashSet::new();
     for (sid, s) in &snapshots {
         let mut missing: BTreeSet<Id> = BTreeSet::new();
@@ -324,6 +337,7 @@ pub fn verify(
                     .only_swamps
                     .as_ref()
                     .is_none_or(|g| swamp.is_some_and(|s| g.is_match(s)));
+                used_data.extend(n.content.iter().copied());
                 for id in &n.content {
                     if selected {
                         wanted.insert(*id);
@@ -355,6 +369,7 @@ pub fn verify(
             },
         );
         if let Some(names) = &s.names {
+            checked_trees.insert(*names);
             let pages = match repo.load_name_index(&index, names) {
                 Ok(root) => root.pages.into_iter().map(|p| p.id).collect(),
                 Err(e) => {
@@ -390,6 +405,20 @@ pub fn verify(
         ));
     }
 
+    // Which copies readers use: a client with the password can add forged copies and index
+    // files, though not remove the true ones.
+    let (found, mut intact) = check_copies(
+        repo,
+        &index,
+        [
+            (BlobType::Data, &used_data),
+            (BlobType::Tree, &checked_trees),
+        ],
+        &effective_packs,
+        &present,
+    );
+    report.problems.extend(found);
+
     // Read data.
     if opts.read_data != ReadData::None {
         let selected: Vec<(&Id, &Vec<PackEntry>)> = pack_entries
@@ -400,6 +429,7 @@ pub fn verify(
             })
             .collect();
         let counters = Mutex::new((0u64, 0u64, 0u64));
+        let read_intact = Mutex::new(Vec::new());
         progress.total(0, selected.iter().map(|(id, _)| present[*id]).sum());
         let found: Vec<Problem> = selected
             .par_iter()
@@ -420,7 +450,7 @@ pub fn verify(
                         &[],
                     ));
                 }
-                let mut bad = Vec::new();
+                let (mut bad, mut good) = (Vec::new(), Vec::new());
                 let mut n = 0;
                 for e in entries.iter() {
                     let end = e.offset as usize + e.len as usize;
@@ -430,8 +460,9 @@ pub fn verify(
                         Err(Error::corrupt("blob", "beyond the end of the pack"))
                     };
                     n += 1;
-                    if r.is_err() {
-                        bad.push(e.id);
+                    match r {
+                        Ok(()) => good.push(e.id),
+                        Err(_) => bad.push(e.id),
                     }
                 }
                 if read_header(repo.keys(), &bytes).is_err() && !bad_packs.contains(&obj) {
@@ -454,6 +485,7 @@ pub fn verify(
                         &bad,
                     ));
                 }
+                read_intact.lock().expect("intact").extend(good);
                 let mut c = counters.lock().expect("counters");
                 c.0 += 1;
                 c.1 += n;
@@ -464,14 +496,17 @@ pub fn verify(
         let c = counters.into_inner().expect("counters");
         (report.packs_read, report.blobs_read, report.bytes_read) = c;
         report.problems.extend(found);
+        intact.extend(read_intact.into_inner().expect("intact"));
     }
 
-    // Name the files that depend on damaged blobs.
+    // Name the files that depend on damaged blobs (of which no intact copy was seen).
+    let attributed = |p: &Problem| p.kind != "missing-blob" && p.kind != "index";
     let damaged: HashSet<Id> = report
         .problems
         .iter()
-        .filter(|p| p.kind != "missing-blob")
+        .filter(|p| attributed(p))
         .flat_map(|p| p.blobs.iter().filter_map(|b| Id::from_hex(b)))
+        .filter(|b| !intact.contains(b))
         .collect();
     if !damaged.is_empty() {
         let mut hits: HashMap<Id, Vec<Affected>> = HashMap::new();
@@ -503,11 +538,7 @@ pub fn verify(
                 });
             }
         }
-        for p in report
-            .problems
-            .iter_mut()
-            .filter(|p| p.kind != "missing-blob")
-        {
+        for p in report.problems.iter_mut().filter(|p| attributed(p)) {
             let mut a: BTreeSet<Affected> = BTreeSet::new();
             for b in &p.blobs {
                 if let Some(h) = Id::from_hex(b).and_then(|i| hits.get(&i)) {
@@ -518,6 +549,76 @@ pub fn verify(
         }
     }
     Ok(report)
+}
+
+/// Checks the copies readers use: used blobs must be listed by an index file no other file
+/// supersedes (a superseding file that does not cover them is forged or damaged), and of a blob
+/// with several copies the preferred one (or, when it fails, the next) is read and checked.
+/// Returns the problems and the blobs seen intact.
+fn check_copies(
+    repo: &Repository,
+    index: &Index,
+    used: [(BlobType, &HashSet<Id>); 2],
+    effective_packs: &HashSet<Id>,
+    present: &HashMap<Id, u64>,
+) -> (Vec<Problem>, HashSet<Id>) {
+    let mut problems = Vec::new();
+    let mut only_superseded: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+    for (kind, ids) in used {
+        for id in ids {
+            if let Some(l) = index.get(kind, id)
+                && !effective_packs.contains(&l.pack)
+            {
+                only_superseded.entry(l.pack).or_default().push(*id);
+            }
+        }
+    }
+    for (pack, ids) in only_superseded {
+        problems.push(problem(
+            "index",
+            format!("pack {pack}"),
+            format!(
+                "holds {} blob(s) snapshots use, but only index files another index file \
+                 supersedes list it (the superseding file does not cover them)",
+                ids.len()
+            ),
+            &ids,
+        ));
+    }
+    let checked: Vec<_> = index
+        .duplicates()
+        .par_iter()
+        .map(|copies| first_intact(repo, copies.iter().copied(), present))
+        .collect();
+    let mut intact = HashSet::new();
+    let mut bad: BTreeMap<Id, (Vec<Id>, bool)> = BTreeMap::new();
+    for c in checked {
+        if let Some(g) = c.good {
+            intact.insert(g.entry.id);
+        }
+        for f in c.failed.iter().filter(|f| present.contains_key(&f.pack)) {
+            let b = bad.entry(f.pack).or_default();
+            b.0.push(f.entry.id);
+            b.1 |= c.good.is_none();
+        }
+    }
+    for (pack, (ids, lost)) in bad {
+        let fallback = if lost {
+            ""
+        } else {
+            "; readers fall back to intact copies in other packs"
+        };
+        problems.push(problem(
+            "blob",
+            format!("pack {pack}"),
+            format!(
+                "{} blob copies fail to decrypt or do not match their id{fallback}",
+                ids.len()
+            ),
+            &ids,
+        ));
+    }
+    (problems, intact)
 }
 
 fn name_index_problem(blob: &Id, sid: &Id, e: Error) -> Problem {

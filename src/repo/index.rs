@@ -2,14 +2,20 @@
 //!
 //! On disk, index files are sealed CBOR [`IndexFile`]s. In memory, one [`Index`] is shared by
 //! every operation: two sorted tables (data and tree blobs) of fixed 48-byte entries searched by
-//! binary search — 48 bytes of heap per blob, plus 32 bytes per pack.
+//! binary search — 48 bytes of heap per stored copy of a blob, plus 32 bytes per pack.
+//!
+//! Index files may come from a client that has the password but not the right to delete
+//! (append-only storage), so nothing listed is trusted blindly: every copy of a blob that any
+//! index file lists is kept, in priority order (files no other file supersedes first, then the
+//! superseded ones), and readers fall back to the next copy when one fails its check.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::SEAL_OVERHEAD;
 use crate::repo::blob::BlobType;
-use crate::repo::pack::PackEntry;
+use crate::repo::pack::{MAX_BLOB, PackEntry};
 use crate::{Error, Id, Result};
 
 /// Index file format version.
@@ -51,13 +57,17 @@ impl IndexPack {
         }
     }
 
-    /// The pack's blobs as header entries.
+    /// The pack's blobs as header entries; unknown flags or implausible lengths are damage.
     pub fn entries(&self) -> Result<Vec<PackEntry>> {
+        let bad = |why: &str| Error::corrupt(format!("index record of pack {}", self.id), why);
         self.blobs
             .iter()
             .map(|&(flags, id, offset, len, raw_len)| {
                 if flags & !0x81 != 0 {
-                    return Err(Error::corrupt("index file", "unknown blob flags"));
+                    return Err(bad("unknown blob flags"));
+                }
+                if !(SEAL_OVERHEAD as u32..=MAX_BLOB).contains(&len) || raw_len > MAX_BLOB {
+                    return Err(bad("implausible blob length"));
                 }
                 Ok(PackEntry {
                     kind: if flags & 1 != 0 {
@@ -87,6 +97,13 @@ struct Entry {
     raw_len: u32,
 }
 
+impl Entry {
+    fn same_place(&self, o: &Entry) -> bool {
+        (self.pack, self.offset, self.len_flags, self.raw_len)
+            == (o.pack, o.offset, o.len_flags, o.raw_len)
+    }
+}
+
 const COMPRESSED: u32 = 1 << 31;
 const _: () = assert!(std::mem::size_of::<Entry>() == 48);
 
@@ -99,14 +116,28 @@ pub struct BlobLocation {
     pub entry: PackEntry,
 }
 
-/// The index files that count: those no other present file supersedes (prune writes the
-/// superseding file only after everything it replaces is stored, then deletes the old ones).
-pub fn effective(files: &[(String, IndexFile)]) -> impl Iterator<Item = &(String, IndexFile)> {
-    let gone: std::collections::HashSet<String> = files
+/// Names of the index files that another present file supersedes.
+pub fn superseded(files: &[(String, IndexFile)]) -> HashSet<String> {
+    files
         .iter()
         .flat_map(|(_, f)| f.supersedes.iter().map(Id::to_hex))
-        .collect();
+        .collect()
+}
+
+/// The index files that count first: those no other present file supersedes (prune writes the
+/// superseding file only after everything it replaces is stored, then deletes the old ones).
+pub fn effective(files: &[(String, IndexFile)]) -> impl Iterator<Item = &(String, IndexFile)> {
+    let gone = superseded(files);
     files.iter().filter(move |(n, _)| !gone.contains(n))
+}
+
+/// Every index file in priority order: the effective ones, then the superseded ones. A
+/// superseding file may be forged, so what it replaces stays a fallback until a prune has
+/// checked that its content is covered by intact copies and deleted it.
+pub fn by_priority(files: &[(String, IndexFile)]) -> impl Iterator<Item = &(String, IndexFile)> {
+    let gone = superseded(files);
+    let (first, rest): (Vec<_>, Vec<_>) = files.iter().partition(|(n, _)| !gone.contains(n));
+    first.into_iter().chain(rest)
 }
 
 /// The in-memory index of a repository.
@@ -115,20 +146,25 @@ pub struct Index {
     packs: Vec<Id>,
     data: Vec<Entry>,
     tree: Vec<Entry>,
+    distinct: usize,
 }
 
 impl Index {
-    /// Builds the index from index files; a blob listed twice keeps its first location.
-    pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Result<Index> {
+    /// Builds the index from index files, in priority order: a blob listed in several places
+    /// keeps every distinct location, the first-loaded first. A pack record that does not
+    /// decode is left out (`verify` reports it, prune stops at it).
+    pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Index {
         let mut ix = Index::default();
         let mut pack_no: HashMap<Id, u32> = HashMap::new();
         for f in files {
             for p in &f.packs {
-                ix.add_pack(&mut pack_no, p.id, &p.entries()?);
+                if let Ok(entries) = p.entries() {
+                    ix.add_pack(&mut pack_no, p.id, &entries);
+                }
             }
         }
         ix.seal();
-        Ok(ix)
+        ix
     }
 
     fn add_pack(&mut self, pack_no: &mut HashMap<Id, u32>, pack: Id, entries: &[PackEntry]) {
@@ -152,10 +188,25 @@ impl Index {
     }
 
     fn seal(&mut self) {
+        self.distinct = 0;
         for t in [&mut self.data, &mut self.tree] {
-            // Stable sort keeps the first-loaded location of a duplicate first.
+            // Stable sort keeps the first-loaded location of a blob first; a location listed
+            // twice (the same pack record in two files) is kept once.
             t.sort_by_key(|e| e.id);
-            t.dedup_by(|b, a| a.id == b.id);
+            let mut run_start = 0;
+            let mut w = 0;
+            for r in 0..t.len() {
+                let e = t[r];
+                if r == 0 || t[w - 1].id != e.id {
+                    run_start = w;
+                    self.distinct += 1;
+                } else if t[run_start..w].iter().any(|k| k.same_place(&e)) {
+                    continue;
+                }
+                t[w] = e;
+                w += 1;
+            }
+            t.truncate(w);
             t.shrink_to_fit();
         }
         self.packs.shrink_to_fit();
@@ -182,22 +233,34 @@ impl Index {
         }
     }
 
-    /// Looks a blob up.
-    pub fn get(&self, kind: BlobType, id: &Id) -> Option<BlobLocation> {
+    /// The entries of one blob, first-loaded first.
+    fn run(&self, kind: BlobType, id: &Id) -> &[Entry] {
         let t = self.table(kind);
-        t.binary_search_by(|e| e.id.cmp(id))
-            .ok()
-            .map(|i| self.location(kind, &t[i]))
+        let start = t.partition_point(|e| e.id < *id);
+        let len = t[start..].iter().take_while(|e| e.id == *id).count();
+        &t[start..start + len]
+    }
+
+    /// Looks a blob up: its preferred copy (the first loaded).
+    pub fn get(&self, kind: BlobType, id: &Id) -> Option<BlobLocation> {
+        self.run(kind, id).first().map(|e| self.location(kind, e))
+    }
+
+    /// Every distinct copy of a blob, preferred copy first.
+    pub fn copies(&self, kind: BlobType, id: &Id) -> impl Iterator<Item = BlobLocation> + '_ {
+        self.run(kind, id)
+            .iter()
+            .map(move |e| self.location(kind, e))
     }
 
     /// Whether a blob is indexed.
     pub fn contains(&self, kind: BlobType, id: &Id) -> bool {
-        self.table(kind).binary_search_by(|e| e.id.cmp(id)).is_ok()
+        !self.run(kind, id).is_empty()
     }
 
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
-        self.data.len() + self.tree.len()
+        self.distinct
     }
 
     /// Whether the index is empty.
@@ -210,12 +273,23 @@ impl Index {
         &self.packs
     }
 
-    /// Every blob location, in id order per type.
+    /// The preferred location of every blob, in id order per type.
     pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.data
-            .iter()
-            .map(|e| self.location(BlobType::Data, e))
-            .chain(self.tree.iter().map(|e| self.location(BlobType::Tree, e)))
+        let data = self.data.chunk_by(|a, b| a.id == b.id);
+        let tree = self.tree.chunk_by(|a, b| a.id == b.id);
+        data.map(|run| self.location(BlobType::Data, &run[0]))
+            .chain(tree.map(|run| self.location(BlobType::Tree, &run[0])))
+    }
+
+    /// Blobs listed in more than one distinct place, with every copy (preferred first).
+    pub fn duplicates(&self) -> Vec<Vec<BlobLocation>> {
+        let mut out = Vec::new();
+        for (kind, t) in [(BlobType::Data, &self.data), (BlobType::Tree, &self.tree)] {
+            for run in t.chunk_by(|a, b| a.id == b.id).filter(|r| r.len() > 1) {
+                out.push(run.iter().map(|e| self.location(kind, e)).collect());
+            }
+        }
+        out
     }
 
     /// Heap bytes used by the tables (for the memory figure in the docs).
@@ -260,12 +334,22 @@ mod tests {
                 &[pe(BlobType::Data, 5, 0), pe(BlobType::Data, 7, 100)],
             )],
         };
-        let ix = Index::from_files([&f1, &f2]).unwrap();
+        let ix = Index::from_files([&f1, &f2, &f1]);
         assert_eq!(ix.len(), 3);
+        assert_eq!(ix.iter().count(), 3);
         assert_eq!(
             ix.get(BlobType::Data, &Id([5; 32])).unwrap().pack,
             Id([1; 32])
         );
+        // Both copies of a duplicated blob stay, first-loaded first; a record listed twice
+        // adds nothing.
+        let packs: Vec<Id> = ix
+            .copies(BlobType::Data, &Id([5; 32]))
+            .map(|l| l.pack)
+            .collect();
+        assert_eq!(packs, [Id([1; 32]), Id([2; 32])]);
+        assert_eq!(ix.duplicates().len(), 1);
+        assert_eq!(ix.copies(BlobType::Data, &Id([8; 32])).count(), 0);
         assert!(ix.contains(BlobType::Tree, &Id([6; 32])));
         assert!(!ix.contains(BlobType::Data, &Id([6; 32])));
         let l = ix.get(BlobType::Data, &Id([7; 32])).unwrap();
@@ -273,6 +357,27 @@ mod tests {
             (l.pack, l.entry.offset, l.entry.compressed),
             (Id([2; 32]), 100, false)
         );
+    }
+
+    #[test]
+    fn superseded_files_come_last() {
+        let file = |n: u8, sup: Vec<Id>| {
+            (
+                Id([n; 32]).to_hex(),
+                IndexFile {
+                    version: 1,
+                    supersedes: sup,
+                    packs: vec![IndexPack::from_entries(
+                        Id([n; 32]),
+                        &[pe(BlobType::Data, 5, 0)],
+                    )],
+                },
+            )
+        };
+        let files = vec![file(1, vec![]), file(2, vec![Id([1; 32])])];
+        let order: Vec<Id> = by_priority(&files).map(|(_, f)| f.packs[0].id).collect();
+        assert_eq!(order, [Id([2; 32]), Id([1; 32])]);
+        assert_eq!(effective(&files).count(), 1);
     }
 
     proptest! {

@@ -165,10 +165,26 @@ impl Repository {
         object::open(self.keys.seal_key(), &bytes, &what)
     }
 
-    /// Loads every index file (in parallel) into the shared in-memory index.
+    /// Loads every index file (in parallel) into the shared in-memory index, superseded files
+    /// as fallback copies. A damaged index file (or one forged by a client with append-only
+    /// access) is skipped with a warning: `verify` reports it, and prune stops at it.
     pub fn load_index(&self) -> Result<Index> {
-        let files = self.load_index_files()?;
-        Index::from_files(index::effective(&files).map(|(_, f)| f))
+        let names = self.backend.list(FileKind::Index)?;
+        let loaded: Vec<Option<(String, IndexFile)>> = names
+            .par_iter()
+            .map(|(n, _)| match self.load_object(FileKind::Index, n) {
+                Ok(f) => Ok(Some((n.clone(), f))),
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::warn!("{e}; skipped");
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            })
+            .collect::<Result<_>>()?;
+        let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
+        Ok(Index::from_files(
+            index::by_priority(&files).map(|(_, f)| f),
+        ))
     }
 
     /// Loads every index file with its name.
@@ -254,11 +270,40 @@ impl Repository {
         )
     }
 
-    /// Reads one blob through the index, checking its id.
+    /// Reads one blob through the index, checking its id; a copy that fails its check is
+    /// passed over for the next copy the index lists.
     pub fn read_blob(&self, index: &Index, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
-        let loc = index
-            .get(kind, id)
-            .ok_or_else(|| Error::corrupt(format!("blob {id}"), "it is in no index"))?;
+        self.read_blob_copy(index, kind, id, None)
+    }
+
+    /// Reads a blob from any copy but the one in `skip` (which the caller found damaged).
+    pub fn read_blob_copy(
+        &self,
+        index: &Index,
+        kind: BlobType,
+        id: &Id,
+        skip: Option<&Id>,
+    ) -> Result<Vec<u8>> {
+        let mut first_error = None;
+        for loc in index.copies(kind, id).filter(|l| Some(&l.pack) != skip) {
+            match self.read_blob_at(&loc) {
+                Ok(plain) => return Ok(plain),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| {
+            let why = match skip {
+                Some(_) => "no other copy is indexed",
+                None => "it is in no index",
+            };
+            Error::corrupt(format!("blob {id}"), why)
+        }))
+    }
+
+    /// Reads and checks the copy of a blob at `loc`.
+    pub fn read_blob_at(&self, loc: &index::BlobLocation) -> Result<Vec<u8>> {
         let e = loc.entry;
         let sealed = self.backend.read_range(
             FileKind::Pack,
