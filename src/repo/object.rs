@@ -15,8 +15,8 @@ pub const MAX_OBJECT: usize = 1 << 30;
 /// Largest object of `kind` accepted on read, stored and decompressed alike, so a planted
 /// object cannot make a reader allocate more. Far above what hydrabackup writes: config, key
 /// and lock objects are under 1 KiB; a snapshot is about 1 KiB plus its paths, tags and
-/// excludes; an index file holds at most 50 000 blobs plus one pack's worth (about 55 bytes a
-/// blob; a default 16 MiB pack of the smallest, 64-byte blobs adds 180 000), so about 13 MB —
+/// excludes; an index file holds at most 50 000 blobs plus one pack's worth (a default 16 MiB
+/// pack of the smallest, 64-byte blobs adds 182 000), about 35 bytes a blob sealed, so 8 MB —
 /// the unit test `index_cap_holds_the_largest_index_file` measures it. Packs are read by
 /// range, never whole through this cap.
 pub fn max_size(kind: FileKind) -> usize {
@@ -127,4 +127,49 @@ fn decode_limited<T: DeserializeOwned>(plain: &[u8], what: &str, limit: usize) -
 /// Decompresses a zstd frame, refusing output beyond `limit` bytes.
 pub fn decompress_bounded(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
     crate::repo::compress::decompress(data, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Id;
+    use crate::crypto::SEAL_OVERHEAD;
+    use crate::repo::config::Config;
+    use crate::repo::index::{INDEX_VERSION, IndexFile, IndexPack};
+    use crate::repo::writer::INDEX_FLUSH_BLOBS;
+
+    /// The largest index file a backup writes: the blobs it flushes at, plus one more pack of
+    /// the smallest blobs (64-byte `.hyd` headers, sealed) at the default pack size; random ids
+    /// do not compress. The cap leaves ten times that.
+    #[test]
+    fn index_cap_holds_the_largest_index_file() {
+        let per_pack = Config::new().pack_size as usize / (64 + SEAL_OVERHEAD);
+        let n = INDEX_FLUSH_BLOBS + per_pack;
+        let blobs = (0..n as u32)
+            .map(|i| (0x80, Id::of_stored(&i.to_le_bytes()), i * 92, 92, 64))
+            .collect();
+        let f = IndexFile {
+            version: INDEX_VERSION,
+            supersedes: Vec::new(),
+            packs: vec![IndexPack {
+                id: Id::of_stored(b"pack"),
+                blobs,
+            }],
+        };
+        let sealed = seal(&SealKey::new(&[3; 32]), &f);
+        assert!(sealed.len() > 4 << 20, "{} bytes", sealed.len());
+        assert!(
+            sealed.len() * 10 < max_size(FileKind::Index),
+            "{} bytes",
+            sealed.len()
+        );
+        let back: IndexFile = open_limited(
+            &SealKey::new(&[3; 32]),
+            &sealed,
+            "index",
+            max_size(FileKind::Index),
+        )
+        .unwrap();
+        assert_eq!(back, f);
+    }
 }
