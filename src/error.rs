@@ -16,7 +16,7 @@ pub enum Error {
     #[error("a repository already exists at {0}")]
     RepoExists(String),
     /// Another process holds a conflicting lock.
-    #[error("repository is locked: {0} (run `hydrabackup unlock` if that process is gone)")]
+    #[error("repository is locked: {0}")]
     Locked(String),
     /// No key file opens with the given password.
     #[error("wrong password: no key in the repository opens with it")]
@@ -61,6 +61,16 @@ pub enum Error {
     /// `verify` found damage; the report lists it.
     #[error("verify found {0} problem(s) in the repository")]
     Damaged(usize),
+    /// Snapshots that do not open or decode were skipped; the command did its work with the rest.
+    #[error(
+        "{0} damaged snapshot(s) skipped (named above); everything else was done (run `hydrabackup verify`)"
+    )]
+    SnapshotsSkipped(usize),
+    /// `prune` refuses to run while snapshots are damaged: their data would look unused.
+    #[error(
+        "{0} damaged snapshot(s) (named above): prune would delete the data only they use; remove them with `hydrabackup forget ID` or run prune with --ignore-damaged-snapshots"
+    )]
+    PruneDamaged(usize),
     /// `restore` left out files whose data is damaged or missing; the rest was restored.
     #[error(
         "{0} file(s) not restored: their data is damaged or missing (run `hydrabackup verify --read-data`)"
@@ -80,7 +90,11 @@ impl Error {
             Error::RepoNotFound(_) => 10,
             Error::Locked(_) => 11,
             Error::WrongPassword => 12,
-            Error::Damaged(_) | Error::RestoreDamaged(_) | Error::Corrupt { .. } => 13,
+            Error::Damaged(_)
+            | Error::RestoreDamaged(_)
+            | Error::Corrupt { .. }
+            | Error::SnapshotsSkipped(_)
+            | Error::PruneDamaged(_) => 13,
             Error::Backend { source, .. } | Error::Io { source, .. }
                 if source.raw_os_error() == Some(libc::ENOSPC) =>
             {

@@ -6,6 +6,10 @@ use std::fs;
 use std::path::PathBuf;
 
 use common::*;
+use hydrabackup::Id;
+use hydrabackup::backend::FileKind;
+use hydrabackup::crypto::KdfParams;
+use hydrabackup::repo::keyfile::KeyFile;
 use serde_json::Value;
 
 /// Runs the binary with another password.
@@ -211,4 +215,144 @@ fn empty_passwords_are_refused_for_new_keys() {
     c.env("HYDRABACKUP_PASSWORD", "").arg("init");
     run_cmd(c).expect_code(1).expect_clean_error();
     assert!(!fresh.repo.join("config").exists());
+}
+
+/// Stores `kf` as a key file whose name sorts before every key already there (varying its
+/// `host` until its hash does), so a reader that tries key files in name order meets it first.
+fn plant_key_first(t: &TestRepo, mut kf: KeyFile) -> String {
+    let backend = hydrabackup::backend::open(t.repo.to_str().unwrap()).unwrap();
+    let first = backend
+        .list(FileKind::Key)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .min()
+        .unwrap();
+    for i in 0.. {
+        kf.host = format!("planted{i}");
+        let bytes = kf.encode();
+        let name = Id::of_stored(&bytes).to_hex();
+        if name < first {
+            backend.write(FileKind::Key, &name, &bytes).unwrap();
+            return name;
+        }
+    }
+    unreachable!()
+}
+
+/// A key file with these Argon2 parameters and a garbage sealed key.
+fn forged_key(kdf: KdfParams) -> KeyFile {
+    KeyFile {
+        version: 1,
+        created: "2026-01-01T00:00:00Z".into(),
+        host: String::new(),
+        user: "mallory".into(),
+        kdf,
+        salt: vec![1; 32],
+        sealed_master: vec![2; 60],
+    }
+}
+
+/// `args` with the key-trying log visible.
+fn logged(t: &TestRepo, args: &[&str]) -> Run {
+    let mut c = t.command();
+    c.env("HYDRABACKUP_LOG", "hydrabackup=debug").args(args);
+    run_cmd(c)
+}
+
+#[test]
+fn key_files_out_of_bounds_are_skipped_and_cannot_lock_out_the_real_key() {
+    let t = TestRepo::init();
+    let real = current(&keys(&t, PASSWORD));
+    // 5 GiB of memory: above what any reader accepts; 0 lanes: invalid for Argon2.
+    let huge = plant_key_first(
+        &t,
+        forged_key(KdfParams {
+            mem_kib: 5 << 20,
+            iterations: 1,
+            parallelism: 1,
+        }),
+    );
+    let no_lanes = plant_key_first(
+        &t,
+        forged_key(KdfParams {
+            mem_kib: 64,
+            iterations: 1,
+            parallelism: 0,
+        }),
+    );
+    let r = t.run(&["snapshots", "--json"]);
+    r.expect_code(0);
+    for k in [&huge, &no_lanes] {
+        assert!(
+            r.stderr.contains(&format!("key {k} skipped")) && r.stderr.contains("out of range"),
+            "{k} not reported:\n{}",
+            r.stderr
+        );
+    }
+    with_password(&t, "wrong", &["snapshots"]).expect_code(12);
+    // `key list` shows the usable key; `key remove` removes a forged one by name.
+    assert_eq!(keys(&t, PASSWORD), vec![(real.clone(), true)]);
+    t.run(&["key", "remove", &huge[..16]]).expect_code(0);
+    t.run(&["key", "remove", &no_lanes]).expect_code(0);
+    let r = t.run(&["snapshots"]);
+    r.expect_code(0);
+    assert!(!r.stderr.contains("skipped"), "{}", r.stderr);
+}
+
+#[test]
+fn cheapest_key_files_are_tried_first_and_key_hint_tries_only_the_one_named() {
+    let t = TestRepo::init();
+    let real = current(&keys(&t, PASSWORD));
+    // Dearer than the repository's own key (64 KiB, 1 pass) but within bounds.
+    let dear = KdfParams {
+        mem_kib: 32 * 1024,
+        iterations: 3,
+        parallelism: 1,
+    };
+    let planted = plant_key_first(
+        &t,
+        KeyFile::create(&[9; 32], b"someone else", dear).unwrap(),
+    );
+    let tried = |r: &Run, k: &str| r.stderr.contains(&format!("trying key {k}"));
+
+    let r = logged(&t, &["snapshots"]);
+    r.expect_code(0);
+    assert!(tried(&r, &real), "{}", r.stderr);
+    assert!(
+        !tried(&r, &planted),
+        "the dear key was tried first:\n{}",
+        r.stderr
+    );
+
+    let r = logged(&t, &["snapshots", "--key-hint", &real[..10]]);
+    r.expect_code(0);
+    assert!(tried(&r, &real) && !tried(&r, &planted), "{}", r.stderr);
+
+    // Named, the planted key is the only one tried: it does not open with this password.
+    let r = logged(&t, &["snapshots", "--key-hint", &planted[..10]]);
+    r.expect_code(12);
+    assert!(tried(&r, &planted) && !tried(&r, &real), "{}", r.stderr);
+
+    t.run(&["snapshots", "--key-hint", "xyz"])
+        .expect_code(1)
+        .expect_clean_error();
+
+    // `key add` never writes parameters a reader would refuse.
+    let f = password_file(&t, "pw", "another");
+    let r = t.run(&[
+        "key",
+        "add",
+        "--kdf-memory",
+        "2000000",
+        "--new-password-file",
+        f.to_str().unwrap(),
+    ]);
+    r.expect_code(1).expect_clean_error();
+    assert!(r.stderr.contains("out of range"), "{}", r.stderr);
+    assert_eq!(
+        keys(&t, PASSWORD).len(),
+        2,
+        "only the real and the planted key"
+    );
 }

@@ -11,8 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use hydrabackup::repo::Repository;
-use hydrabackup::repo::lock::LockGuard;
+use hydrabackup::Id;
+use hydrabackup::backend::FileKind;
+use hydrabackup::repo::lock::{LockGuard, LockInfo};
+use hydrabackup::repo::{Repository, object};
 
 fn hold_lock(t: &TestRepo, exclusive: bool) -> LockGuard {
     let backend = Arc::from(hydrabackup::backend::open(t.repo.to_str().unwrap()).unwrap());
@@ -134,4 +136,55 @@ fn unlock_removes_stale_locks_and_remove_all_removes_live_ones() {
             .next()
             .is_none()
     );
+}
+
+/// Writes the lock a process on another host would hold, last refreshed `age` seconds ago;
+/// returns (its name, its time).
+fn foreign_lock(t: &TestRepo, exclusive: bool, age: i64) -> (String, i64) {
+    let backend = Arc::from(hydrabackup::backend::open(t.repo.to_str().unwrap()).unwrap());
+    let repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    let time = jiff::Timestamp::now().as_second() - age;
+    let info = LockInfo {
+        exclusive,
+        host: "elsewhere.example".into(),
+        pid: 4242,
+        user: "operator".into(),
+        time,
+        purpose: "prune".into(),
+    };
+    let bytes = object::seal(repo.keys().seal_key(), &info);
+    let name = Id::of_stored(&bytes).to_hex();
+    repo.backend().write(FileKind::Lock, &name, &bytes).unwrap();
+    (name, time)
+}
+
+#[test]
+fn a_lock_from_another_host_says_when_it_goes_stale_and_how_to_remove_it() {
+    let (t, src, key) = setup();
+    let (fresh, time) = foreign_lock(&t, true, 10 * 60);
+    let r = t.run(&["backup", src.to_str().unwrap()]);
+    r.expect_code(11).expect_clean_error();
+    let stale_at = jiff::Timestamp::from_second(time + 30 * 60).unwrap();
+    for part in [
+        "pid 4242 on elsewhere.example".to_string(),
+        format!("stale (ignored, and removed by `hydrabackup unlock`) from {stale_at}"),
+        "`hydrabackup unlock --remove-all` removes it now".to_string(),
+    ] {
+        assert!(r.stderr.contains(&part), "missing {part:?}:\n{}", r.stderr);
+    }
+    // Plain `unlock` leaves it (it may be live); `--remove-all` removes it.
+    assert_eq!(t.json(&["unlock"])["removed"], serde_json::json!([]));
+    assert_eq!(lock_names(&t), vec![fresh.clone()]);
+    assert_eq!(
+        t.json(&["unlock", "--remove-all"])["removed"],
+        serde_json::json!([fresh])
+    );
+    t.backup(&[&src]);
+
+    // Not refreshed for more than 30 minutes: stale, it blocks nothing and `unlock` removes it.
+    let (old, _) = foreign_lock(&t, true, 31 * 60);
+    t.backup(&[&src]);
+    t.run(&["key", "remove", &key]).expect_code(0);
+    assert_eq!(t.json(&["unlock"])["removed"], serde_json::json!([old]));
+    assert!(lock_names(&t).is_empty());
 }

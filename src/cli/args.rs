@@ -43,6 +43,10 @@ pub struct Global {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Try only the key file whose id starts with this (see `key list`); no other key file is
+    /// tried, so a planted expensive one costs nothing.
+    #[arg(long, env = "HYDRABACKUP_KEY_HINT", global = true)]
+    pub key_hint: Option<String>,
     /// Argon2id memory in KiB for keys created by this command (tests use small values).
     #[arg(long, env = "HYDRABACKUP_KDF_MEMORY", global = true, hide = true)]
     pub kdf_memory: Option<u32>,
@@ -334,6 +338,10 @@ pub struct ForgetArgs {
     /// With --prune: unused space (percent of used) to leave in partly used packs.
     #[arg(long, default_value_t = 5.0)]
     pub max_unused: f64,
+    /// With --prune: prune even though some snapshots are damaged (do not decode): the data only they use
+    /// counts as unused and is deleted. Without it prune refuses (exit 13).
+    #[arg(long)]
+    pub ignore_damaged_snapshots: bool,
 }
 
 /// `prune`.
@@ -345,6 +353,10 @@ pub struct PruneArgs {
     /// Unused space (percent of used) to leave in partly used packs rather than rewrite them.
     #[arg(long, default_value_t = 5.0)]
     pub max_unused: f64,
+    /// Prune even though some snapshots are damaged (do not decode): the data only they use
+    /// counts as unused and is deleted. Without it prune refuses (exit 13).
+    #[arg(long)]
+    pub ignore_damaged_snapshots: bool,
 }
 
 /// `serve`.

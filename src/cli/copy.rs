@@ -8,7 +8,7 @@ use hydrabackup::ops::progress::Progress;
 use serde_json::json;
 
 use super::args::{CopyArgs, Global};
-use super::{human, open, open_from, print_json, progress};
+use super::{finish, human, open, open_from, print_json, progress, with_damaged};
 
 /// `copy --from-repo SRC [SNAPSHOT...]`.
 pub fn copy_cmd(g: &Global, a: CopyArgs) -> Result<i32> {
@@ -28,7 +28,7 @@ pub fn copy_cmd(g: &Global, a: CopyArgs) -> Result<i32> {
     drop(disp);
     let s = s?;
     if g.json {
-        print_json(&json!(s));
+        print_json(&with_damaged(json!(s), &[&src, &dst]));
     } else if !g.quiet {
         for c in &s.copied {
             match &c.target {
@@ -52,5 +52,5 @@ pub fn copy_cmd(g: &Global, a: CopyArgs) -> Result<i32> {
             }
         );
     }
-    Ok(0)
+    finish(&[&src, &dst], 0)
 }

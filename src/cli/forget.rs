@@ -11,7 +11,7 @@ use hydrabackup::{Error, Result};
 use serde_json::json;
 
 use super::args::{ForgetArgs, Global, PruneArgs};
-use super::{human, open, print_json, progress};
+use super::{finish, human, open, print_json, progress, warn_damaged, with_damaged};
 
 fn policy(a: &ForgetArgs) -> Result<Policy> {
     let mut p = match &a.policy {
@@ -67,6 +67,7 @@ pub fn forget_cmd(g: &Global, a: ForgetArgs) -> Result<i32> {
             &PruneOptions {
                 dry_run: a.dry_run,
                 max_unused_percent: a.max_unused,
+                ignore_damaged_snapshots: a.ignore_damaged_snapshots,
             },
         )?)
     } else {
@@ -77,14 +78,14 @@ pub fn forget_cmd(g: &Global, a: ForgetArgs) -> Result<i32> {
         if let Some(p) = &pruned {
             v["prune"] = serde_json::to_value(p).expect("summary serializes");
         }
-        print_json(&v);
+        print_json(&with_damaged(v, &[&repo]));
     } else if !g.quiet {
         print_forget(&s);
         if let Some(p) = &pruned {
             print_prune(p);
         }
     }
-    Ok(0)
+    finish(&[&repo], 0)
 }
 
 /// `prune`.
@@ -98,14 +99,15 @@ pub fn prune_cmd(g: &Global, a: PruneArgs) -> Result<i32> {
         &PruneOptions {
             dry_run: a.dry_run,
             max_unused_percent: a.max_unused,
+            ignore_damaged_snapshots: a.ignore_damaged_snapshots,
         },
     )?;
     if g.json {
-        print_json(&json!(s));
+        print_json(&with_damaged(json!(s), &[&repo]));
     } else if !g.quiet {
         print_prune(&s);
     }
-    Ok(0)
+    finish(&[&repo], 0)
 }
 
 fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<PruneSummary> {
@@ -121,6 +123,9 @@ fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<Prune
             "hydrabackup: warning: {} blob copies were missing, damaged or forged; intact copies were kept instead",
             s.copies_damaged
         );
+    }
+    if let Err(Error::PruneDamaged(_)) = &s {
+        warn_damaged(&[repo]);
     }
     s
 }

@@ -53,7 +53,10 @@ pub fn run() -> i32 {
             if json
                 && !matches!(
                     e,
-                    Error::Damaged(_) | Error::RestoreDamaged(_) | Error::RestoreIncomplete(_)
+                    Error::Damaged(_)
+                        | Error::RestoreDamaged(_)
+                        | Error::RestoreIncomplete(_)
+                        | Error::SnapshotsSkipped(_)
                 )
             {
                 println!("{}", json!({"error": e.to_string(), "exit_code": code}));
@@ -87,7 +90,36 @@ pub(crate) fn open(g: &Global) -> Result<Repository> {
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
     }
-    Repository::open(b, &password::password(g, false)?)
+    Repository::open_with(b, &password::password(g, false)?, g.key_hint.as_deref())
+}
+
+/// Prints one warning line per damaged snapshot the repositories skipped; returns how many.
+pub(crate) fn warn_damaged(repos: &[&Repository]) -> usize {
+    let mut n = 0;
+    for d in repos.iter().flat_map(|r| r.damaged_snapshots()) {
+        eprintln!(
+            "hydrabackup: warning: snapshot {} is damaged and was skipped: {}",
+            d.id, d.error
+        );
+        n += 1;
+    }
+    n
+}
+
+/// A finished command's exit code: `code`, or [`Error::SnapshotsSkipped`] (exit 13) when
+/// damaged snapshots were skipped (each named on stderr).
+pub(crate) fn finish(repos: &[&Repository], code: i32) -> Result<i32> {
+    match warn_damaged(repos) {
+        0 => Ok(code),
+        n => Err(Error::SnapshotsSkipped(n)),
+    }
+}
+
+/// `v` (a JSON object) with the list of damaged snapshots the repositories skipped.
+pub(crate) fn with_damaged(mut v: serde_json::Value, repos: &[&Repository]) -> serde_json::Value {
+    let d: Vec<_> = repos.iter().flat_map(|r| r.damaged_snapshots()).collect();
+    v["damaged_snapshots"] = json!(d);
+    v
 }
 
 /// Opens the other repository of `copy` / `init --copy-params`.
@@ -216,7 +248,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     v["decisions"] =
                         serde_json::to_value(&out.decisions).expect("decisions serialize");
                 }
-                print_json(&v);
+                print_json(&with_damaged(v, &[&repo]));
             }
             if opts.dry_run && !g.quiet && !g.json {
                 for d in &out.decisions {
@@ -275,7 +307,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 )),
                 None => say("dry run: nothing was written".into()),
             }
-            Ok(if out.errors.is_empty() { 0 } else { 3 })
+            finish(&[&repo], if out.errors.is_empty() { 0 } else { 3 })
         }
         Command::Snapshots(a) => {
             let repo = open(g)?;
@@ -320,7 +352,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 println!("{} snapshot(s)", snaps.len());
             }
-            Ok(0)
+            finish(&[&repo], 0)
         }
         Command::Ls(a) => {
             let repo = open(g)?;
@@ -353,7 +385,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     println!("{kind}{:04o} {:>12} /{p}", n.mode, n.size);
                 }
             }
-            Ok(0)
+            finish(&[&repo], 0)
         }
         Command::Restore(a) => {
             let repo = open(g)?;
@@ -383,7 +415,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 let mut v = serde_json::to_value(&s).expect("summary serializes");
                 v["snapshot_id"] = json!(id.to_hex());
                 v["dry_run"] = json!(opts.dry_run);
-                print_json(&v);
+                print_json(&with_damaged(v, &[&repo]));
             } else if opts.dry_run && !g.quiet {
                 for p in &s.paths {
                     println!("would restore {p}");
@@ -411,11 +443,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 eprintln!("not restored: {}: {}", d.path, d.error);
             }
             if !s.damaged.is_empty() {
+                warn_damaged(&[&repo]);
                 Err(Error::RestoreDamaged(s.damaged.len()))
             } else if !s.failed.is_empty() {
+                warn_damaged(&[&repo]);
                 Err(Error::RestoreIncomplete(s.failed.len()))
             } else {
-                Ok(0)
+                finish(&[&repo], 0)
             }
         }
         Command::Verify(a) => {
@@ -486,9 +520,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 Err(Error::Damaged(r.problems.len()))
             }
         }
-        Command::Show(a) => show::run(g, &open(g)?, a),
+        Command::Show(a) => {
+            let repo = open(g)?;
+            let code = show::run(g, &repo, a)?;
+            finish(&[&repo], code)
+        }
         Command::Key(k) => key_cmd(g, k),
-        Command::Stats => stats::run(g, &open(g)?),
+        Command::Stats => {
+            let repo = open(g)?;
+            let code = stats::run(g, &repo)?;
+            finish(&[&repo], code)
+        }
         Command::Copy(a) => copy::copy_cmd(g, a),
         Command::Serve(a) => serve_cmd(g, a),
         Command::ServeUser(a) => {
@@ -561,10 +603,10 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
         }
         KeyCommand::Remove { id } => {
             let _lock = repo.lock(true, "key remove")?;
-            let keys = repo.list_keys()?;
-            let m: Vec<_> = keys.iter().filter(|(n, _)| n.starts_with(&id)).collect();
+            let names = repo.key_names()?;
+            let m: Vec<_> = names.iter().filter(|n| n.starts_with(&id)).collect();
             let name = match m.as_slice() {
-                [one] => one.0.clone(),
+                [one] => (*one).clone(),
                 [] => return Err(Error::NotFound(format!("key {id}"))),
                 _ => return Err(Error::InvalidInput(format!("key prefix {id} is ambiguous"))),
             };

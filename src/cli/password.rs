@@ -1,26 +1,31 @@
 //! Where passwords come from: command, file, environment, or a hidden prompt on a terminal.
+//! Passwords (and the buffers they are read from) are wiped from memory when dropped.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
 use hydrabackup::{Error, Result};
+use zeroize::Zeroizing;
 
 use super::args::{FromRepo, Global};
 
-fn first_line(bytes: &[u8]) -> Vec<u8> {
+/// A password, wiped from memory when dropped.
+pub type Password = Zeroizing<Vec<u8>>;
+
+fn first_line(bytes: &[u8]) -> Password {
     let s = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-    s.strip_suffix(b"\r").unwrap_or(s).to_vec()
+    Zeroizing::new(s.strip_suffix(b"\r").unwrap_or(s).to_vec())
 }
 
-fn from_file(p: &Path) -> Result<Vec<u8>> {
-    let b = std::fs::read(p).map_err(|e| {
+fn from_file(p: &Path) -> Result<Password> {
+    let b = Zeroizing::new(std::fs::read(p).map_err(|e| {
         Error::InvalidInput(format!("cannot read password file {}: {e}", p.display()))
-    })?;
+    })?);
     Ok(first_line(&b))
 }
 
 /// An empty password would let anyone open the repository; refused for new keys.
-fn non_empty(p: Vec<u8>) -> Result<Vec<u8>> {
+fn non_empty(p: Password) -> Result<Password> {
     if p.is_empty() {
         return Err(Error::InvalidInput(
             "an empty password is not allowed".into(),
@@ -30,12 +35,12 @@ fn non_empty(p: Vec<u8>) -> Result<Vec<u8>> {
 }
 
 /// The password to open (or, with `confirm`, create) the repository.
-pub fn password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
+pub fn password(g: &Global, confirm: bool) -> Result<Password> {
     let p = given_password(g, confirm)?;
     if confirm { non_empty(p) } else { Ok(p) }
 }
 
-fn given_password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
+fn given_password(g: &Global, confirm: bool) -> Result<Password> {
     let given = from_command_file_or_env(
         g.password_command.as_deref(),
         g.password_file.as_deref(),
@@ -48,7 +53,7 @@ fn given_password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
 }
 
 /// The password of the other repository of `copy` / `init --copy-params`.
-pub fn from_password(f: &FromRepo) -> Result<Vec<u8>> {
+pub fn from_password(f: &FromRepo) -> Result<Password> {
     let given = from_command_file_or_env(
         f.from_password_command.as_deref(),
         f.from_password_file.as_deref(),
@@ -64,7 +69,7 @@ fn from_command_file_or_env(
     command: Option<&str>,
     file: Option<&Path>,
     env: &str,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<Password>> {
     if let Some(cmd) = command {
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -78,33 +83,36 @@ fn from_command_file_or_env(
                 out.status
             )));
         }
-        return Ok(Some(first_line(&out.stdout)));
+        return Ok(Some(first_line(&Zeroizing::new(out.stdout))));
     }
     if let Some(p) = file {
         return from_file(p).map(Some);
     }
-    Ok(std::env::var(env).ok().map(String::into_bytes))
+    Ok(std::env::var(env)
+        .ok()
+        .map(|p| Zeroizing::new(p.into_bytes())))
 }
 
 /// A new password for `key add` / `key passwd`.
-pub fn new_password(file: Option<&Path>) -> Result<Vec<u8>> {
+pub fn new_password(file: Option<&Path>) -> Result<Password> {
     if let Some(p) = file {
         return non_empty(from_file(p)?);
     }
     if let Ok(p) = std::env::var("HYDRABACKUP_NEW_PASSWORD") {
-        return non_empty(p.into_bytes());
+        return non_empty(Zeroizing::new(p.into_bytes()));
     }
     prompt("enter new password: ", true)
 }
 
-fn prompt(msg: &str, confirm: bool) -> Result<Vec<u8>> {
+fn prompt(msg: &str, confirm: bool) -> Result<Password> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::NoPassword);
     }
-    let p = rpassword::prompt_password(msg).map_err(|_| Error::NoPassword)?;
+    let p = Zeroizing::new(rpassword::prompt_password(msg).map_err(|_| Error::NoPassword)?);
     if confirm {
-        let again =
-            rpassword::prompt_password("enter it again: ").map_err(|_| Error::NoPassword)?;
+        let again = Zeroizing::new(
+            rpassword::prompt_password("enter it again: ").map_err(|_| Error::NoPassword)?,
+        );
         if again != p {
             return Err(Error::InvalidInput("the passwords do not match".into()));
         }
@@ -114,5 +122,5 @@ fn prompt(msg: &str, confirm: bool) -> Result<Vec<u8>> {
             "an empty password is not allowed".into(),
         ));
     }
-    Ok(p.into_bytes())
+    Ok(Zeroizing::new(p.as_bytes().to_vec()))
 }

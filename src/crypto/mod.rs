@@ -7,6 +7,7 @@ pub use kdf::{KdfParams, derive_key};
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
+use zeroize::Zeroizing;
 
 use crate::Id;
 
@@ -21,7 +22,8 @@ pub fn fill_random(buf: &mut [u8]) {
     getrandom::fill(buf).expect("operating system random source failed");
 }
 
-/// An AES-256-GCM key that seals and opens messages as `nonce || ciphertext || tag`.
+/// An AES-256-GCM key that seals and opens messages as `nonce || ciphertext || tag`. Its key
+/// schedule is wiped from memory when dropped (aes-gcm's `zeroize` feature).
 #[derive(Clone)]
 pub struct SealKey {
     cipher: Aes256Gcm,
@@ -81,17 +83,20 @@ impl SealKey {
 }
 
 /// The secrets that open a repository: the AEAD key sealed in every key file, and the keyed-hash
-/// secret (from the config) that names blobs.
+/// secret (from the config) that names blobs. Both are wiped from memory when dropped.
 #[derive(Clone)]
 pub struct Keys {
     seal: SealKey,
-    id_key: [u8; 32],
+    id_key: Zeroizing<[u8; 32]>,
 }
 
 impl Keys {
     /// Combines an AEAD key and an id key.
     pub fn new(seal: SealKey, id_key: [u8; 32]) -> Self {
-        Keys { seal, id_key }
+        Keys {
+            seal,
+            id_key: Zeroizing::new(id_key),
+        }
     }
 
     /// The AEAD key.

@@ -105,15 +105,35 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<
             keep: Vec::new(),
             remove: Vec::new(),
         };
+        let damaged = repo.damaged_snapshots();
         for spec in &opts.ids {
-            let (id, snap) = repo.find_snapshot(spec)?;
+            let (id, time) = match repo.find_snapshot(spec) {
+                Ok((id, snap)) => (id, snap.time),
+                // A damaged snapshot named explicitly can be removed (it opens nothing).
+                Err(e @ Error::Corrupt { .. }) => {
+                    let spec = spec.to_ascii_lowercase();
+                    match damaged
+                        .iter()
+                        .find(|d| d.id.starts_with(&spec))
+                        .and_then(|d| Id::from_hex(&d.id))
+                    {
+                        Some(id) => (id, "(damaged)".to_string()),
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             if !remove.contains(&id) {
                 remove.push(id);
-                group.remove.push(decided(&id, &snap, &Verdict::default()));
+                group.remove.push(Decided {
+                    id: id.to_hex(),
+                    time,
+                    reasons: Vec::new(),
+                });
             }
         }
         summary.removed = remove.len() as u64;
-        summary.kept = (all.len() - remove.len()) as u64;
+        summary.kept = all.iter().filter(|(id, _)| !remove.contains(id)).count() as u64;
         summary.groups.push(group);
     } else {
         let by = |k: &str| opts.group_by.iter().any(|g| g == k);
@@ -167,6 +187,7 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<
     if !opts.dry_run {
         for id in &remove {
             repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
+            repo.forget_damaged(&id.to_hex());
         }
     }
     Ok(summary)

@@ -53,6 +53,9 @@ pub struct PruneOptions {
     /// Unused space (percent of the used bytes) left in partly used packs rather than rewriting
     /// them; 0 rewrites every partly used pack.
     pub max_unused_percent: f64,
+    /// Prune even though some snapshots are damaged: the data only they use is deleted.
+    /// Otherwise prune refuses with [`Error::PruneDamaged`].
+    pub ignore_damaged_snapshots: bool,
 }
 
 impl Default for PruneOptions {
@@ -60,6 +63,7 @@ impl Default for PruneOptions {
         PruneOptions {
             dry_run: false,
             max_unused_percent: 5.0,
+            ignore_damaged_snapshots: false,
         }
     }
 }
@@ -392,6 +396,11 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
     let files = repo.load_index_files()?;
     let index = Index::from_files(by_priority(&files).map(|(_, f)| f));
     let snapshots = repo.snapshots()?;
+    // A damaged snapshot may be real: treating its data as unused would lose it for good.
+    let damaged = repo.damaged_snapshots().len();
+    if damaged > 0 && !opts.ignore_damaged_snapshots {
+        return Err(Error::PruneDamaged(damaged));
+    }
     let used = mark_used(repo, &index, &snapshots)?;
     let mut s = PruneSummary {
         snapshots: snapshots.len() as u64,

@@ -2,8 +2,9 @@
 //! are themselves the envelope) as CBOR under `keys/<hash>`.
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-use crate::crypto::{KdfParams, SealKey, derive_key, fill_random};
+use crate::crypto::{KdfParams, SEAL_OVERHEAD, SealKey, derive_key, fill_random};
 use crate::repo::object::{from_cbor, to_cbor};
 use crate::{Error, Result};
 
@@ -29,8 +30,9 @@ pub struct KeyFile {
 }
 
 impl KeyFile {
-    /// Seals `master` under `password`.
+    /// Seals `master` under `password`; parameters beyond what readers accept are refused.
     pub fn create(master: &[u8; 32], password: &[u8], kdf: KdfParams) -> Result<Self> {
+        kdf.check().map_err(Error::InvalidInput)?;
         let mut salt = vec![0u8; 32];
         fill_random(&mut salt);
         let k = derive_key(password, &salt, &kdf)?;
@@ -45,13 +47,17 @@ impl KeyFile {
         })
     }
 
-    /// Recovers the master key, or [`Error::WrongPassword`].
-    pub fn open(&self, password: &[u8]) -> Result<[u8; 32]> {
+    /// Recovers the master key (wiped from memory when dropped), or [`Error::WrongPassword`].
+    pub fn open(&self, password: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
         let k = derive_key(password, &self.salt, &self.kdf)?;
-        let m = SealKey::new(&k)
-            .open(&self.sealed_master)
-            .map_err(|_| Error::WrongPassword)?;
-        <[u8; 32]>::try_from(m.as_slice()).map_err(|_| Error::corrupt("key file", "bad length"))
+        let m = Zeroizing::new(
+            SealKey::new(&k)
+                .open(&self.sealed_master)
+                .map_err(|_| Error::WrongPassword)?,
+        );
+        <[u8; 32]>::try_from(m.as_slice())
+            .map(Zeroizing::new)
+            .map_err(|_| Error::corrupt("key file", "bad length"))
     }
 
     /// Encodes as stored.
@@ -59,12 +65,18 @@ impl KeyFile {
         to_cbor(self)
     }
 
-    /// Decodes stored bytes.
+    /// Decodes stored bytes, checking everything that is cheap to check (version, salt and
+    /// sealed key lengths, Argon2 parameters) so a forged key file is refused before any
+    /// expensive key derivation.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let k: KeyFile = from_cbor(bytes, "key file")?;
-        if k.version != 1 || k.salt.len() > 1024 {
+        if k.version != 1 {
             return Err(Error::corrupt("key file", "unsupported version"));
         }
+        if !(8..=1024).contains(&k.salt.len()) || k.sealed_master.len() != 32 + SEAL_OVERHEAD {
+            return Err(Error::corrupt("key file", "bad salt or sealed key length"));
+        }
+        k.kdf.check().map_err(|e| Error::corrupt("key file", e))?;
         Ok(k)
     }
 }

@@ -58,7 +58,7 @@ impl LockInfo {
     /// One line for messages.
     pub fn describe(&self) -> String {
         format!(
-            "{} lock held by pid {} on {} ({}) since {}",
+            "{} lock held by pid {} on {} ({}), last refreshed {}",
             if self.exclusive {
                 "exclusive"
             } else {
@@ -70,18 +70,42 @@ impl LockInfo {
             jiff::Timestamp::from_second(self.time).unwrap_or_default()
         )
     }
+
+    /// Why this (live) lock refuses us, and what the user can do about it.
+    pub fn refusal(&self) -> String {
+        if self.host == crate::repo::hostname() {
+            return format!(
+                "{}; that process is still running: wait for it to finish",
+                self.describe()
+            );
+        }
+        let stale_at =
+            jiff::Timestamp::from_second(self.time.saturating_add(STALE_AFTER.as_secs() as i64))
+                .unwrap_or_default();
+        format!(
+            "{}; a lock from another host is refreshed every {} minutes while its process runs \
+             and counts as stale (ignored, and removed by `hydrabackup unlock`) from {stale_at} \
+             if it is not; if that process is gone, `hydrabackup unlock --remove-all` removes it now",
+            self.describe(),
+            REFRESH_EVERY.as_secs() / 60
+        )
+    }
 }
 
 /// Lists all locks; unreadable ones are reported as `None` (another key may have written them,
 /// or they are damaged).
 pub fn list(backend: &dyn Backend, key: &SealKey) -> Result<Vec<(String, Option<LockInfo>)>> {
     let mut out = Vec::new();
-    for (name, _) in backend.list(FileKind::Lock)? {
-        let info = match backend.read(FileKind::Lock, &name) {
-            Ok(b) => object::open::<LockInfo>(key, &b, "lock").ok(),
+    for (name, size) in backend.list(FileKind::Lock)? {
+        let info = match object::read_capped(backend, FileKind::Lock, &name, Some(size)) {
+            Ok(b) => {
+                object::open_limited::<LockInfo>(key, &b, "lock", object::max_size(FileKind::Lock))
+                    .ok()
+            }
             Err(Error::Backend { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 continue;
             }
+            Err(Error::Corrupt { .. }) => None,
             Err(e) => return Err(e),
         };
         out.push((name, info));
@@ -131,7 +155,7 @@ pub fn acquire(
         Ok(None)
     };
     if let Some(i) = conflict(None)? {
-        return Err(Error::Locked(i.describe()));
+        return Err(Error::Locked(i.refusal()));
     }
     let info = LockInfo {
         exclusive,
@@ -145,7 +169,7 @@ pub fn acquire(
     // Re-check after writing: of two racing lockers at least one sees the other.
     if let Some(i) = conflict(Some(&name))? {
         let _ = backend.remove(FileKind::Lock, &name);
-        return Err(Error::Locked(i.describe()));
+        return Err(Error::Locked(i.refusal()));
     }
     let shared = Arc::new(Shared {
         backend,
@@ -166,9 +190,12 @@ pub fn acquire(
             waited = Duration::ZERO;
             let mut g = s2.info.lock().expect("lock state");
             g.0.time = jiff::Timestamp::now().as_second();
-            if let Ok(new) = write_lock(s2.backend.as_ref(), &s2.key, &g.0) {
-                let old = std::mem::replace(&mut g.1, new);
-                let _ = s2.backend.remove(FileKind::Lock, &old);
+            match write_lock(s2.backend.as_ref(), &s2.key, &g.0) {
+                Ok(new) => {
+                    let old = std::mem::replace(&mut g.1, new);
+                    let _ = s2.backend.remove(FileKind::Lock, &old);
+                }
+                Err(e) => tracing::warn!("could not refresh the repository lock: {e}"),
             }
         }
     });

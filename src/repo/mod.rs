@@ -14,10 +14,12 @@ pub mod snapshot;
 pub mod tree;
 pub mod writer;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use serde::{Serialize, de::DeserializeOwned};
+use zeroize::Zeroizing;
 
 use crate::backend::{Backend, FileKind};
 use crate::crypto::{KdfParams, Keys, SealKey, fill_random};
@@ -48,7 +50,23 @@ pub struct Repository {
     keys: Keys,
     config: Config,
     key_name: String,
-    master: [u8; 32],
+    master: Zeroizing<[u8; 32]>,
+    /// Snapshots skipped so far because they do not open or decode: name → reason.
+    damaged: Mutex<BTreeMap<String, String>>,
+}
+
+/// A snapshot file that was skipped because it does not open or decode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DamagedSnapshot {
+    /// Its name (the id it claims).
+    pub id: String,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+/// Whether `e` says the object is not there (removed between a listing and a read).
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 impl Repository {
@@ -67,9 +85,10 @@ impl Repository {
                 "invalid chunker or pack parameters".into(),
             ));
         }
+        kdf.check().map_err(Error::InvalidInput)?;
         backend.create()?;
-        let mut master = [0u8; 32];
-        fill_random(&mut master);
+        let mut master = Zeroizing::new([0u8; 32]);
+        fill_random(master.as_mut());
         let key_name = write_key(backend.as_ref(), &master, password, kdf)?;
         let seal = SealKey::new(&master);
         // The config is written last: its presence is what makes the repository exist.
@@ -80,35 +99,79 @@ impl Repository {
             config,
             key_name,
             master,
+            damaged: Mutex::default(),
         })
     }
 
-    /// Opens a repository with `password`, trying every key file.
+    /// Opens a repository with `password`, trying every key file (see [`Repository::open_with`]).
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        Self::open_with(backend, password, None)
+    }
+
+    /// Opens a repository with `password`. With `key_hint` (a key name prefix) only that key
+    /// file is tried. Otherwise every key file that decodes with parameters in bounds is tried,
+    /// cheapest Argon2 cost first, so a planted key file can neither lock out the real ones nor
+    /// make opening dearer than they are; key files that are damaged or out of bounds are
+    /// skipped with a warning.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        key_hint: Option<&str>,
+    ) -> Result<Repository> {
         if !backend.exists()? {
             return Err(Error::RepoNotFound(backend.location()));
         }
-        let mut found = None;
-        for (name, _) in backend.list(FileKind::Key)? {
-            let Ok(kf) = backend
-                .read(FileKind::Key, &name)
+        let mut names = backend.list(FileKind::Key)?;
+        if let Some(hint) = key_hint {
+            names.retain(|(n, _)| n.starts_with(hint));
+            match names.len() {
+                0 => return Err(Error::NotFound(format!("key {hint}"))),
+                1 => {}
+                n => {
+                    return Err(Error::InvalidInput(format!(
+                        "key prefix {hint} is ambiguous ({n} matches)"
+                    )));
+                }
+            }
+        }
+        let mut candidates = Vec::new();
+        for (name, size) in names {
+            match object::read_capped(backend.as_ref(), FileKind::Key, &name, Some(size))
                 .and_then(|b| KeyFile::decode(&b))
-            else {
-                continue;
-            };
+            {
+                Ok(kf) => candidates.push((name, kf)),
+                Err(e) if is_not_found(&e) => {}
+                Err(e @ Error::Corrupt { .. }) => tracing::warn!("key {name} skipped: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
+        if candidates.is_empty() {
+            return Err(Error::corrupt(
+                "repository keys",
+                "no key file is readable, so no password can open the repository",
+            ));
+        }
+        candidates.sort_by(|a, b| a.1.kdf.cost().cmp(&b.1.kdf.cost()).then(a.0.cmp(&b.0)));
+        let mut found = None;
+        for (name, kf) in candidates {
+            tracing::debug!("trying key {name}");
             match kf.open(password) {
                 Ok(m) => {
                     found = Some((name, m));
                     break;
                 }
                 Err(Error::WrongPassword) => continue,
-                Err(e) => return Err(e),
+                Err(e) => tracing::warn!("key {name} skipped: {e}"),
             }
         }
         let (key_name, master) = found.ok_or(Error::WrongPassword)?;
         let seal = SealKey::new(&master);
-        let config: Config =
-            object::open(&seal, &backend.read(FileKind::Config, "config")?, "config")?;
+        let config: Config = object::open_limited(
+            &seal,
+            &object::read_capped(backend.as_ref(), FileKind::Config, "config", None)?,
+            "config",
+            object::max_size(FileKind::Config),
+        )?;
         if config.version != FORMAT_VERSION {
             return Err(Error::InvalidInput(format!(
                 "repository format version {} is not supported by this hydrabackup (knows {FORMAT_VERSION})",
@@ -124,6 +187,7 @@ impl Repository {
             config,
             key_name,
             master,
+            damaged: Mutex::default(),
         })
     }
 
@@ -155,14 +219,24 @@ impl Repository {
         Ok(id)
     }
 
-    /// Reads, checks (name = hash of bytes) and opens an object.
+    /// Reads, checks (size cap, name = hash of bytes) and opens an object.
     pub fn load_object<T: DeserializeOwned>(&self, kind: FileKind, name: &str) -> Result<T> {
-        let bytes = self.backend.read(kind, name)?;
+        self.load_sized(kind, name, None)
+    }
+
+    /// [`Repository::load_object`] with the object's size from a listing, if known.
+    fn load_sized<T: DeserializeOwned>(
+        &self,
+        kind: FileKind,
+        name: &str,
+        listed: Option<u64>,
+    ) -> Result<T> {
+        let bytes = object::read_capped(self.backend.as_ref(), kind, name, listed)?;
         let what = format!("{} {name}", kind.label());
         if Id::of_stored(&bytes).to_hex() != name {
             return Err(Error::corrupt(what, "content does not match its name"));
         }
-        object::open(self.keys.seal_key(), &bytes, &what)
+        object::open_limited(self.keys.seal_key(), &bytes, &what, object::max_size(kind))
     }
 
     /// Loads every index file (in parallel) into the shared in-memory index, superseded files
@@ -192,28 +266,63 @@ impl Repository {
         let names = self.backend.list(FileKind::Index)?;
         names
             .par_iter()
-            .map(|(n, _)| {
+            .map(|(n, size)| {
                 Ok((
                     n.clone(),
-                    self.load_object::<IndexFile>(FileKind::Index, n)?,
+                    self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size))?,
                 ))
             })
             .collect()
     }
 
-    /// All snapshots, oldest first.
+    /// All readable snapshots, oldest first. A snapshot file that does not open or decode is
+    /// skipped and remembered (see [`Repository::damaged_snapshots`]): one bad object, which
+    /// any append-only client can store, must not stop every command.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let names = self.backend.list(FileKind::Snapshot)?;
-        let mut v: Vec<(Id, Snapshot)> = names
+        let loaded: Vec<(String, Result<Snapshot>)> = names
             .par_iter()
-            .map(|(n, _)| {
-                let id = Id::from_hex(n)
-                    .ok_or_else(|| Error::corrupt(format!("snapshot {n}"), "bad name"))?;
-                Ok((id, self.load_object::<Snapshot>(FileKind::Snapshot, n)?))
+            .map(|(n, size)| {
+                let s = self.load_sized::<Snapshot>(FileKind::Snapshot, n, Some(*size));
+                (n.clone(), s)
             })
-            .collect::<Result<_>>()?;
+            .collect();
+        let mut v = Vec::new();
+        let mut damaged = self.damaged.lock().expect("damaged snapshots");
+        for (n, r) in loaded {
+            match (r, Id::from_hex(&n)) {
+                (Ok(s), Some(id)) => v.push((id, s)),
+                (Ok(_), None) => {
+                    damaged.insert(n, "bad name".into());
+                }
+                (Err(Error::Corrupt { reason, .. }), _) => {
+                    damaged.insert(n, reason);
+                }
+                (Err(e), _) if is_not_found(&e) => {}
+                (Err(e), _) => return Err(e),
+            }
+        }
         v.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
         Ok(v)
+    }
+
+    /// The snapshots skipped so far by [`Repository::snapshots`] because they are damaged,
+    /// sorted by name.
+    pub fn damaged_snapshots(&self) -> Vec<DamagedSnapshot> {
+        self.damaged
+            .lock()
+            .expect("damaged snapshots")
+            .iter()
+            .map(|(id, error)| DamagedSnapshot {
+                id: id.clone(),
+                error: error.clone(),
+            })
+            .collect()
+    }
+
+    /// Drops a removed snapshot from the damaged ones [`Repository::damaged_snapshots`] reports.
+    pub fn forget_damaged(&self, name: &str) {
+        self.damaged.lock().expect("damaged snapshots").remove(name);
     }
 
     /// Resolves `latest` or a unique id prefix to a snapshot.
@@ -230,18 +339,17 @@ impl Repository {
             )));
         }
         let spec = spec.to_ascii_lowercase();
-        let matches: Vec<String> = self
+        let matches: Vec<(String, u64)> = self
             .backend
             .list(FileKind::Snapshot)?
             .into_iter()
-            .map(|(n, _)| n)
-            .filter(|n| n.starts_with(&spec))
+            .filter(|(n, _)| n.starts_with(&spec))
             .collect();
         match matches.as_slice() {
-            [one] => {
+            [(one, size)] => {
                 let id = Id::from_hex(one)
                     .ok_or_else(|| Error::corrupt(format!("snapshot {one}"), "bad name"))?;
-                Ok((id, self.load_object(FileKind::Snapshot, one)?))
+                Ok((id, self.load_sized(FileKind::Snapshot, one, Some(*size))?))
             }
             [] => Err(Error::NotFound(format!("snapshot {spec}"))),
             _ => Err(Error::InvalidInput(format!(
@@ -305,12 +413,25 @@ impl Repository {
     /// Reads and checks the copy of a blob at `loc`.
     pub fn read_blob_at(&self, loc: &index::BlobLocation) -> Result<Vec<u8>> {
         let e = loc.entry;
-        let sealed = self.backend.read_range(
-            FileKind::Pack,
-            &loc.pack.to_hex(),
-            e.offset as u64,
-            e.len as u64,
-        )?;
+        let sealed = self
+            .backend
+            .read_range(
+                FileKind::Pack,
+                &loc.pack.to_hex(),
+                e.offset as u64,
+                e.len as u64,
+            )
+            .map_err(|err| match err {
+                Error::Backend { source, .. }
+                    if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    Error::corrupt(
+                        format!("pack {}", loc.pack),
+                        format!("truncated: it ends before blob {}", e.id),
+                    )
+                }
+                other => other,
+            })?;
         blob::open_blob(&self.keys, &e, &sealed)
     }
 
@@ -329,15 +450,31 @@ impl Repository {
         names::NamePage::decode(&self.read_blob(index, BlobType::Tree, id)?)
     }
 
-    /// All key files with their names.
+    /// All key files that decode, with their names; the others are skipped with a warning
+    /// (they open nothing, and `key remove` can still remove them by name).
     pub fn list_keys(&self) -> Result<Vec<(String, KeyFile)>> {
         let mut v = Vec::new();
-        for (name, _) in self.backend.list(FileKind::Key)? {
-            let kf = KeyFile::decode(&self.backend.read(FileKind::Key, &name)?)
-                .map_err(|_| Error::corrupt(format!("key {name}"), "does not decode"))?;
-            v.push((name, kf));
+        for (name, size) in self.backend.list(FileKind::Key)? {
+            match object::read_capped(self.backend.as_ref(), FileKind::Key, &name, Some(size))
+                .and_then(|b| KeyFile::decode(&b))
+            {
+                Ok(kf) => v.push((name, kf)),
+                Err(e) if is_not_found(&e) => {}
+                Err(e @ Error::Corrupt { .. }) => tracing::warn!("key {name} skipped: {e}"),
+                Err(e) => return Err(e),
+            }
         }
         Ok(v)
+    }
+
+    /// The names of all key files, readable or not.
+    pub fn key_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .backend
+            .list(FileKind::Key)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
     }
 
     /// Adds a key file for another password; returns its name.
@@ -345,13 +482,12 @@ impl Repository {
         write_key(self.backend.as_ref(), &self.master, password, kdf)
     }
 
-    /// Removes a key file; the last key cannot be removed.
+    /// Removes a key file (readable or not); the last readable key cannot be removed.
     pub fn remove_key(&self, name: &str) -> Result<()> {
-        let keys = self.list_keys()?;
-        if !keys.iter().any(|(n, _)| n == name) {
+        if !self.key_names()?.iter().any(|n| n == name) {
             return Err(Error::NotFound(format!("key {name}")));
         }
-        if keys.len() <= 1 {
+        if !self.list_keys()?.iter().any(|(n, _)| n != name) {
             return Err(Error::InvalidInput(
                 "refusing to remove the last key: the repository could never be opened again"
                     .into(),

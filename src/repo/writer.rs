@@ -16,7 +16,7 @@ use crate::repo::pack::{FinishedPack, PackBuilder, verify_pack};
 use crate::{Error, Id, Result};
 
 /// Blobs in one index file before it is written out mid-run (keeps a killed run's work usable).
-const INDEX_FLUSH_BLOBS: usize = 50_000;
+pub(crate) const INDEX_FLUSH_BLOBS: usize = 50_000;
 
 /// What the writer stored.
 #[derive(Debug, Clone, Default)]
