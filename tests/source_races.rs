@@ -288,11 +288,11 @@ fn a_folder_chain_10000_deep_does_not_crash_the_backup() {
     let src = t.path("s");
     std::fs::create_dir(&src).unwrap();
     write(&src.join("beside"), b"next to the chain");
-    // Built with relative steps (the full path is too long for one call).
+    // Built bottom up from 1,000-level pieces, each step a path well within PATH_MAX.
     let step = vec!["d"; 1000].join("/");
     let script = format!(
-        "for i in 1 2 3 4 5 6 7 8 9 10; do mkdir -p {step} && cd {step} || exit 1; done; \
-         echo bottom > f"
+        "mkdir -p {step} && echo bottom > {step}/f && for i in 2 3 4 5 6 7 8 9 10; do \
+         mkdir -p n/{step} && mv d n/{step}/ && mv n/d d || exit 1; done; rmdir n"
     );
     let st = std::process::Command::new("sh")
         .current_dir(&src)
@@ -300,7 +300,8 @@ fn a_folder_chain_10000_deep_does_not_crash_the_backup() {
         .status()
         .unwrap();
     assert!(st.success());
-    let r = t.run(&["backup".as_ref(), "--json".as_ref(), src.as_os_str()] as [&OsStr; 3]);
+    let args: [&OsStr; 3] = ["backup".as_ref(), "--json".as_ref(), src.as_os_str()];
+    let r = t.run(&args);
     assert_eq!(r.code, Some(3), "{}", r.stderr.chars().take(2000).collect::<String>());
     let v = r.json();
     let errors = v["source_errors"].as_array().unwrap();
