@@ -1,0 +1,137 @@
+//! A Swamp destroyed while a backup runs (HydrAIDE deletes its file, then the folders left
+//! empty) is gone, not a failure: counted, listed, in the decision log, and the run exits 0.
+//! The destruction happens at an exact instant through the `HYDRABACKUP_TEST_HOOK` hook points.
+
+mod hydcommon;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use hydcommon::*;
+use serde_json::Value;
+
+/// A hook command that destroys the Swamp at `swamp` (under `root`) with `hydgen destroy` when
+/// the hook point is reached for `at`.
+fn destroy_when_at(at: &Path, root: &Path, swamp: &Path) -> String {
+    format!(
+        "[ \"$HYDRABACKUP_HOOK_PATH\" = '{}' ] && '{}' destroy --root '{}' --path '{}' >/dev/null; true",
+        at.display(),
+        hydgen_bin().display(),
+        root.display(),
+        swamp.display()
+    )
+}
+
+/// `backup --json EXTRA... ROOT` with `HYDRABACKUP_TEST_HOOK=<point>:<cmd>`.
+fn backup_with_hook(hb: &Hb, root: &Path, hook: &str, extra: &[&str]) -> Out {
+    let mut c = hb.command();
+    c.env("HYDRABACKUP_TEST_HOOK", hook)
+        .args(["backup", "--json"])
+        .args(extra)
+        .arg(root);
+    run_command(c)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn hydgen_destroy_removes_the_swamp_and_the_folders_left_empty() {
+    let hb = Hb::new();
+    let root = hb.path("data");
+    gen_root(&root, 91, 12, "1M", 0, 0);
+    let (rel, name) = swamp_names(&root).into_iter().next().unwrap();
+    let file = root.join(&rel);
+    let island = root.join(rel.split('/').next().unwrap());
+    let others_in_island = swamps(&root)
+        .keys()
+        .filter(|p| p.starts_with(&format!("{}/", island.file_name().unwrap().display())))
+        .count()
+        - 1;
+    hydgen(&[
+        "destroy".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--swamp".as_ref(),
+        name.as_ref(),
+    ] as &[&OsStr])
+    .expect(0);
+    assert!(!file.exists());
+    assert!(!file.parent().unwrap().exists(), "its empty folder stays");
+    assert_eq!(island.exists(), others_in_island > 0);
+    assert!(root.exists());
+    assert_eq!(swamps(&root).len(), 11);
+    assert_hydgen_check(&root);
+}
+
+#[test]
+fn swamps_destroyed_during_a_backup_are_gone_not_failures() {
+    let hb = Hb::new();
+    let root = hb.path("data");
+    gen_root(&root, 92, 40, "2M", 20, 20);
+    let all = swamps(&root);
+    let hyd = all
+        .values()
+        .find(|s| matches!(s, Swamp::Hyd(_)))
+        .unwrap()
+        .path()
+        .to_string();
+    let v1 = all
+        .values()
+        .find(|s| matches!(s, Swamp::V1(..)))
+        .unwrap()
+        .path()
+        .to_string();
+    let (hyd, v1) = (root.join(hyd), root.join(v1));
+    // The .hyd file goes between the walk and its read; the V1 folder as its capture starts.
+    let hook = format!(
+        "open:{}; {}",
+        destroy_when_at(&hyd, &root, &hyd),
+        destroy_when_at(&v1.join("meta"), &root, &v1)
+    );
+    let out = backup_with_hook(&hb, &root, &hook, &[]);
+    out.expect(0);
+    let v = out.json();
+    assert_eq!(num(&v, "swamps_gone"), 2, "{v:#}");
+    assert_eq!(num(&v, "swamps_quarantined"), 0, "{v:#}");
+    assert_eq!(num(&v, "files_gone"), 2, "{v:#}");
+    let mut gone = vec![hyd.display().to_string(), v1.display().to_string()];
+    gone.sort();
+    assert_eq!(strings(&v["gone"]), gone);
+    assert_eq!(v["source_errors"].as_array().map(Vec::len), Some(0), "{v:#}");
+    assert_eq!(v["quarantine"].as_array().map(Vec::len), Some(0), "{v:#}");
+
+    // What remains is in the snapshot, whole; the destroyed Swamps are not.
+    let shown = hb.show("latest");
+    assert_eq!(shown.len(), all.len() - 2);
+    let target = hb.path("restored");
+    hb.restore("latest", &target, &[]);
+    assert_eq!(swamps(&target), swamps(&root));
+    assert_same_content(&read_files(&root), &read_files(&target));
+    assert_hydgen_check(&target);
+}
+
+#[test]
+fn a_swamp_destroyed_during_a_dry_run_is_in_the_decision_log() {
+    let hb = Hb::new();
+    let root = hb.path("data");
+    gen_root(&root, 93, 10, "1M", 0, 0);
+    let hyd = root.join(swamps(&root).into_keys().next().unwrap());
+    let hook = format!("open:{}", destroy_when_at(&hyd, &root, &hyd));
+    let out = backup_with_hook(&hb, &root, &hook, &["--dry-run"]);
+    out.expect(0);
+    let v = out.json();
+    let d = v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == hyd.display().to_string())
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(d["decision"], "gone", "{v:#}");
+    assert_eq!(num(&v, "swamps_gone"), 1);
+}
