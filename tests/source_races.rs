@@ -259,24 +259,21 @@ fn a_folder_chain_as_deep_as_paths_allow_backs_up_verifies_lists_copies_and_rest
         std::fs::read(target.join(&rel)).unwrap(),
         b"at the bottom"
     );
+    copy_and_verify(&t);
+}
+
+/// Copies every snapshot into a new repository with shared parameters and verifies every byte
+/// there.
+fn copy_and_verify(t: &TestRepo) {
     let dst = t.path("copy");
-    let repo = t.repo.display().to_string();
-    let mut c = t.command();
-    c.env("HYDRABACKUP_REPOSITORY", &dst)
-        .env("HYDRABACKUP_FROM_REPOSITORY", &repo)
-        .env("HYDRABACKUP_FROM_PASSWORD", &t.password)
-        .args(["init", "--copy-params"]);
-    run_cmd(c).expect_code(0);
-    let mut c = t.command();
-    c.env("HYDRABACKUP_REPOSITORY", &dst)
-        .env("HYDRABACKUP_FROM_REPOSITORY", &repo)
-        .env("HYDRABACKUP_FROM_PASSWORD", &t.password)
-        .arg("copy");
-    run_cmd(c).expect_code(0);
-    let mut c = t.command();
-    c.env("HYDRABACKUP_REPOSITORY", &dst)
-        .args(["verify", "--read-data"]);
-    run_cmd(c).expect_code(0);
+    for args in [&["init", "--copy-params"][..], &["copy"], &["verify", "--read-data"]] {
+        let mut c = t.command();
+        c.env("HYDRABACKUP_REPOSITORY", &dst)
+            .env("HYDRABACKUP_FROM_REPOSITORY", &t.repo)
+            .env("HYDRABACKUP_FROM_PASSWORD", &t.password)
+            .args(args);
+        run_cmd(c).expect_code(0);
+    }
 }
 
 /// The 10,000-level chain of the report. Its deep paths are longer than `PATH_MAX`, so the
@@ -319,3 +316,57 @@ fn a_folder_chain_10000_deep_does_not_crash_the_backup() {
     assert!(st.success());
 }
 
+
+/// Rewrites the latest snapshot so that its file `d/f` sits under `depth` folders named `d`:
+/// a tree chain far deeper than any path the system accepts, made through the library.
+fn deepen_latest(t: &TestRepo, depth: usize) {
+    use hydrabackup::backend::FileKind;
+    use hydrabackup::repo::blob::{BlobType, seal_blob};
+    use hydrabackup::repo::tree::Tree;
+    use hydrabackup::repo::writer::PackWriter;
+
+    let backend = hydrabackup::backend::open(t.repo.to_str().unwrap()).unwrap();
+    let repo =
+        hydrabackup::repo::Repository::open(backend.into(), t.password.as_bytes()).unwrap();
+    let index = repo.load_index().unwrap();
+    let (_, mut snap) = repo.find_snapshot("latest").unwrap();
+    let root = repo.load_tree(&index, &snap.tree).unwrap();
+    let d = root.find(b"d").unwrap().clone();
+    let writer = PackWriter::new(&repo, 1, false);
+    let tx = writer.sender();
+    let mut top = d.subtree.unwrap();
+    for _ in 0..depth {
+        let mut n = d.clone();
+        n.subtree = Some(top);
+        let bytes = Tree { nodes: vec![n] }.encode();
+        top = repo.keys().blob_id(&bytes);
+        tx.send(seal_blob(repo.keys(), BlobType::Tree, top, &bytes, 1))
+            .unwrap();
+    }
+    drop(tx);
+    writer.finish(false).unwrap();
+    snap.tree = top;
+    snap.names = None;
+    snap.time = "2030-01-01T00:00:00Z".into();
+    repo.save_object(FileKind::Snapshot, &snap).unwrap();
+}
+
+#[test]
+fn a_snapshot_tree_10000_deep_verifies_lists_shows_copies_and_prunes() {
+    let t = TestRepo::init();
+    let src = t.path("src");
+    write(&src.join("d/f"), b"at the bottom");
+    let first = t.backup(&[&src])["snapshot_id"].as_str().unwrap().to_string();
+    let depth = 10_000;
+    deepen_latest(&t, depth);
+    t.run(&["forget", &first]).expect_code(0);
+    t.run(&["prune"]).expect_code(0);
+    t.assert_verify_ok(&["--read-data"]);
+    let bottom = format!("{}f", "d/".repeat(depth));
+    let ls = t.run(&["ls", "latest", &bottom]).expect_code(0).stdout.clone();
+    assert!(ls.lines().any(|l| l.ends_with(&bottom)), "{ls}");
+    t.run(&["show", "latest"]).expect_code(0);
+    t.run(&["stats"]).expect_code(0);
+
+    copy_and_verify(&t);
+}
