@@ -25,6 +25,7 @@ use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
 use crate::source::hydraide::{Capture, ChunkSink, HydChunking, HydParent, capture};
 use crate::source::open::type_name;
+use crate::source::dir::Dir;
 use crate::source::{Excludes, Identity, Trouble, node_from_metadata, open_checked, trouble};
 use crate::{Error, Id, Result};
 
@@ -114,10 +115,15 @@ pub struct BackupOutcome {
 
 struct FileJob {
     idx: usize,
+    /// The path it is opened by (through its folder's descriptor).
     path: PathBuf,
+    /// The path reported.
+    display: PathBuf,
     kind: JobKind,
     /// The file the walk saw (for plain files; a `.hyd` file may be compacted meanwhile).
     expect: Option<Identity>,
+    /// Keeps the folder open until the file is read.
+    _dir: Dir,
 }
 
 /// How a file is read.
@@ -292,7 +298,16 @@ impl Walker<'_> {
             .all(|id| self.ctx.index.contains(BlobType::Data, id))
     }
 
-    fn queue(&mut self, path: &Path, size: u64, kind: JobKind, expect: Option<Identity>) -> usize {
+    /// Queues the entry `name` of `dir` (reported as `path`) for reading.
+    fn queue(
+        &mut self,
+        dir: &Dir,
+        name: &[u8],
+        path: &Path,
+        size: u64,
+        kind: JobKind,
+        expect: Option<Identity>,
+    ) -> usize {
         let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
         self.res.pending_paths.push((idx, path.to_path_buf()));
         self.ctx.progress.total(1, size);
@@ -300,19 +315,28 @@ impl Walker<'_> {
         // pending and the run reports the writer's error.
         let _ = self.ctx.files_tx.send(FileJob {
             idx,
-            path: path.to_path_buf(),
+            path: dir.entry(name),
+            display: path.to_path_buf(),
             kind,
             expect,
+            _dir: dir.clone(),
         });
         idx
     }
 
-    fn entry(&mut self, path: &Path, name: &[u8], parent: Option<&Tree>) -> Option<Draft> {
+    /// The entry `name` of `dir`, reported as `path`.
+    fn entry(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        name: &[u8],
+        parent: Option<&Tree>,
+    ) -> Option<Draft> {
         if self.ctx.excludes.is_excluded(path) {
             return None;
         }
         crate::failpoint::hook("stat", path);
-        let md = match std::fs::symlink_metadata(path) {
+        let md = match std::fs::symlink_metadata(dir.entry(name)) {
             Ok(m) => m,
             Err(e) => {
                 self.trouble(path, e);
@@ -334,14 +358,22 @@ impl Walker<'_> {
         match node.kind {
             NodeKind::Dir => {
                 let sub = self.parent_subtree(parent, name);
-                let names = self.list(path)?;
+                let here = match dir.open_dir(name, Identity::of(&md)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.trouble(path, e);
+                        return None;
+                    }
+                };
+                let names = self.list(&here, path)?;
                 self.res.summary.dirs += 1;
                 // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
                 let v1 = names.iter().any(|n| n == b"meta")
-                    && matches!(crate::hyd::v1::detect_v1_swamp(path), Ok(Some(_)));
+                    && matches!(crate::hyd::v1::detect_v1_swamp(here.path()), Ok(Some(_)));
                 match v1 {
                     true => {
-                        let (dir, info, unchanged) = self.v1_swamp(path, old, sub.as_ref())?;
+                        let (dir, info, unchanged) =
+                            self.v1_swamp(&here, path, old, sub.as_ref())?;
                         node.swamp = Some(info);
                         Some(Draft {
                             node,
@@ -351,7 +383,7 @@ impl Walker<'_> {
                         })
                     }
                     false => {
-                        let dir = self.dir_of(path, names, sub.as_ref());
+                        let dir = self.dir_of(&here, path, names, sub.as_ref());
                         Some(Draft {
                             node,
                             pending: None,
@@ -361,7 +393,7 @@ impl Walker<'_> {
                     }
                 }
             }
-            NodeKind::Symlink => match std::fs::read_link(path) {
+            NodeKind::Symlink => match std::fs::read_link(dir.entry(name)) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
                     Some(Draft {
@@ -433,7 +465,7 @@ impl Walker<'_> {
                     JobKind::Plain
                 };
                 let expect = Some(Identity::of(&md));
-                let idx = self.queue(path, node.size, kind, expect);
+                let idx = self.queue(dir, name, path, node.size, kind, expect);
                 Some(Draft {
                     node,
                     pending: Some(idx),
@@ -444,16 +476,17 @@ impl Walker<'_> {
         }
     }
 
-    fn dir(&mut self, path: &Path, parent: Option<&Tree>) -> DirDraft {
-        let names = self.list(path).unwrap_or_default();
-        self.dir_of(path, names, parent)
+    /// The folder `dir`, reported as `path`.
+    fn dir(&mut self, dir: &Dir, path: &Path, parent: Option<&Tree>) -> DirDraft {
+        let names = self.list(dir, path).unwrap_or_default();
+        self.dir_of(dir, path, names, parent)
     }
 
     /// The names in a directory, sorted; an unreadable directory is reported and empty, one
     /// that vanished is gone (`None`).
-    fn list(&mut self, path: &Path) -> Option<Vec<Vec<u8>>> {
+    fn list(&mut self, dir: &Dir, path: &Path) -> Option<Vec<Vec<u8>>> {
         crate::failpoint::hook("list", path);
-        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(path) {
+        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(dir.path()) {
             Ok(rd) => rd
                 .filter_map(|e| match e {
                     Ok(e) => Some(e.file_name().as_bytes().to_vec()),
@@ -469,11 +502,21 @@ impl Walker<'_> {
                 Vec::new()
             }
         };
+        if dir.vanished() {
+            self.gone(path);
+            return None;
+        }
         names.sort();
         Some(names)
     }
 
-    fn dir_of(&mut self, path: &Path, names: Vec<Vec<u8>>, parent: Option<&Tree>) -> DirDraft {
+    fn dir_of(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        names: Vec<Vec<u8>>,
+        parent: Option<&Tree>,
+    ) -> DirDraft {
         // Entries are examined in parallel: stat calls and parent-tree loads overlap, and on a
         // data root of a thousand islands both cores walk.
         let ctx = self.ctx;
@@ -485,7 +528,7 @@ impl Walker<'_> {
                 |(res, mut drafts), (i, name)| {
                     let mut w = Walker { ctx, res };
                     let p = path.join(std::ffi::OsStr::from_bytes(name));
-                    if let Some(d) = w.entry(&p, name, parent) {
+                    if let Some(d) = w.entry(dir, &p, name, parent) {
                         drafts.push((i, d));
                     }
                     (w.res, drafts)
@@ -508,6 +551,7 @@ impl Walker<'_> {
     /// folder that vanishes meanwhile (the Swamp was destroyed) is gone: `None`.
     fn v1_swamp(
         &mut self,
+        dir: &Dir,
         path: &Path,
         old: Option<&Node>,
         parent: Option<&Tree>,
@@ -515,12 +559,13 @@ impl Walker<'_> {
         if old.is_some_and(|o| o.swamp.is_some()) {
             self.res.parent_swamps_seen += 1;
         }
-        let read = |p: &Path, expect: Option<Identity>| -> std::io::Result<Vec<u8>> {
+        let read = |name: &[u8], expect: Option<Identity>| -> std::io::Result<Vec<u8>> {
+            crate::failpoint::hook("open", &path.join(std::ffi::OsStr::from_bytes(name)));
             let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut open_checked(p, expect)?, &mut data)?;
+            std::io::Read::read_to_end(&mut open_checked(&dir.entry(name), expect)?, &mut data)?;
             Ok(data)
         };
-        let meta = read(&path.join(crate::hyd::v1::META_FILE), None)
+        let meta = read(crate::hyd::v1::META_FILE.as_bytes(), None)
             .ok()
             .and_then(|d| crate::hyd::gob::decode_meta(&d));
         let mut info = SwampInfo {
@@ -544,7 +589,11 @@ impl Walker<'_> {
             v.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(v)
         };
-        let first = match snapshot(path) {
+        let first = match snapshot(dir.path()) {
+            _ if dir.vanished() => {
+                self.gone_swamp(path);
+                return None;
+            }
             Err(e) if trouble(&e) == Trouble::Gone => {
                 self.gone_swamp(path);
                 return None;
@@ -590,7 +639,11 @@ impl Walker<'_> {
             if attempt > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
             }
-            let before = match snapshot(path) {
+            let before = match snapshot(dir.path()) {
+                _ if dir.vanished() => {
+                    self.gone_swamp(path);
+                    return None;
+                }
                 Ok(b) => b,
                 Err(e) if trouble(&e) == Trouble::Gone => {
                     self.gone_swamp(path);
@@ -600,13 +653,13 @@ impl Walker<'_> {
             };
             let mut datas = Vec::new();
             for (name, _, id) in &before {
-                match read(&path.join(std::ffi::OsStr::from_bytes(name)), Some(*id)) {
+                match read(name, Some(*id)) {
                     Ok(d) => datas.push(d),
                     Err(_) => break,
                 }
             }
             if datas.len() == before.len()
-                && snapshot(path).is_ok_and(|after| same(&before, &after))
+                && snapshot(dir.path()).is_ok_and(|after| same(&before, &after))
             {
                 captured = Some((before, datas));
                 break;
@@ -622,7 +675,7 @@ impl Walker<'_> {
                 path,
                 "V1 Swamp folder kept changing while it was read; files stored one by one",
             );
-            return Some((self.dir(path, parent), info, false));
+            return Some((self.dir(dir, path, parent), info, false));
         };
         if old.is_some() {
             self.res.summary.swamps_rewritten += 1;
@@ -638,7 +691,7 @@ impl Walker<'_> {
             } else {
                 self.res.summary.files_new += 1;
             }
-            let idx = self.queue(&p, n.size, JobKind::Bytes(data), None);
+            let idx = self.queue(dir, &name, &p, n.size, JobKind::Bytes(data), None);
             entries.push(Draft {
                 node: n,
                 pending: Some(idx),
@@ -740,6 +793,7 @@ impl ChunkSink for FileSink<'_> {
 
 impl Reader<'_> {
     fn read(&mut self, job: FileJob) -> FileDone {
+        crate::failpoint::hook("open", &job.display);
         let mut done = FileDone::default();
         match job.kind {
             JobKind::Plain => self.read_plain(job.idx, &job.path, job.expect, 0, &mut done),
@@ -878,6 +932,7 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    crate::source::dir::raise_open_file_limit();
     if opts.paths.is_empty() {
         return Err(Error::InvalidInput(
             "nothing to back up: give at least one path".into(),
@@ -976,24 +1031,40 @@ pub fn backup(
             res: WalkResult::default(),
         };
         let root = if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
-            walker.dir(&paths[0], parent_root.as_ref())
+            match Dir::open(&paths[0]) {
+                Ok(d) => walker.dir(&d, &paths[0], parent_root.as_ref()),
+                Err(e) => {
+                    walker.trouble(&paths[0], e);
+                    DirDraft {
+                        entries: Vec::new(),
+                    }
+                }
+            }
         } else {
             let mut entries = Vec::new();
             let mut names = HashSet::new();
             for p in &paths {
-                let name = p
-                    .file_name()
-                    .map(|n| n.as_bytes().to_vec())
-                    .unwrap_or_else(|| b"root".to_vec());
+                let (Some(parent_dir), Some(name)) = (p.parent(), p.file_name()) else {
+                    return Err(Error::InvalidInput(format!(
+                        "{} can only be backed up on its own",
+                        p.display()
+                    )));
+                };
+                let name = name.as_bytes().to_vec();
                 if !names.insert(name.clone()) {
                     return Err(Error::InvalidInput(format!(
                         "two paths share the name {:?}; back them up separately",
                         String::from_utf8_lossy(&name)
                     )));
                 }
-                if let Some(d) = walker.entry(p, &name, parent_root.as_ref()) {
-                    entries.push(d);
-                }
+                let d = match Dir::open(parent_dir) {
+                    Ok(dir) => walker.entry(&dir, p, &name, parent_root.as_ref()),
+                    Err(e) => {
+                        walker.trouble(p, e);
+                        None
+                    }
+                };
+                entries.extend(d);
             }
             entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
             DirDraft { entries }

@@ -1,5 +1,6 @@
 //! What is backed up: file-system metadata and exclusion rules (and the HydrAIDE-aware source).
 
+pub mod dir;
 pub mod hydraide;
 pub mod open;
 

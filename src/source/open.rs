@@ -86,7 +86,6 @@ fn changed(what: String) -> io::Error {
 /// and, when `expect` is given, the very file the walk saw. Errors: `NotFound` when it vanished,
 /// [`Changed`] (inside an `io::Error`, see [`trouble`]) when it was replaced, others as they come.
 pub fn open_checked(path: &Path, expect: Option<Identity>) -> io::Result<File> {
-    crate::failpoint::hook("open", path);
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
