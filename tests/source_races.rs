@@ -110,6 +110,28 @@ fn a_symlink_swapped_in_after_the_walk_is_not_followed() {
 }
 
 #[test]
+fn a_folder_swapped_for_a_symlink_during_the_walk_is_not_followed() {
+    let t = TestRepo::init();
+    let (src, _) = source(&t);
+    let sub = src.join("sub");
+    write(&sub.join("inner"), b"inner bytes");
+    let secret_dir = t.path("secret-dir");
+    write(&secret_dir.join("inner"), b"SECRET: only root may read this");
+    // After the walk's lstat saw a folder, before it is listed.
+    let swap = format!(
+        "mv '{s}' '{s}.old' && ln -s '{d}' '{s}'",
+        s = sub.display(),
+        d = secret_dir.display()
+    );
+    let (code, v) = backup_with_hook(&t, &src, "list", &when_at(&sub, &swap));
+    assert_eq!(code, 3, "{v:#}");
+    let e = source_error(&v, &sub);
+    assert_eq!(e["kind"], "changed", "{v:#}");
+    assert_eq!(e["error"], "changed during backup: replaced by a symbolic link");
+    assert_eq!(listing(&restored(&t)), ["keep", "victim"]);
+}
+
+#[test]
 fn a_fifo_swapped_in_after_the_walk_does_not_hang_the_backup() {
     let t = TestRepo::init();
     let (src, _) = source(&t);

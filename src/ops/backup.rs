@@ -358,6 +358,7 @@ impl Walker<'_> {
         match node.kind {
             NodeKind::Dir => {
                 let sub = self.parent_subtree(parent, name);
+                crate::failpoint::hook("list", path);
                 let here = match dir.open_dir(name, Identity::of(&md)) {
                     Ok(d) => d,
                     Err(e) => {
@@ -485,7 +486,6 @@ impl Walker<'_> {
     /// The names in a directory, sorted; an unreadable directory is reported and empty, one
     /// that vanished is gone (`None`).
     fn list(&mut self, dir: &Dir, path: &Path) -> Option<Vec<Vec<u8>>> {
-        crate::failpoint::hook("list", path);
         let mut names: Vec<Vec<u8>> = match std::fs::read_dir(dir.path()) {
             Ok(rd) => rd
                 .filter_map(|e| match e {

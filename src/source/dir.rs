@@ -76,8 +76,13 @@ impl Dir {
     pub fn open_dir(&self, name: &[u8], expect: Identity) -> io::Result<Dir> {
         let path = self.entry(name);
         let fd = open_dir_fd(&path, libc::O_NOFOLLOW).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => io::Error::other(Changed("replaced by a symbolic link".into())),
-            Some(libc::ENOTDIR) => io::Error::other(Changed("no longer a directory".into())),
+            // What is there now: a symlink (not followed), a file, or nothing (gone).
+            Some(libc::ELOOP | libc::ENOTDIR) => match std::fs::symlink_metadata(&path) {
+                Ok(md) => {
+                    io::Error::other(Changed(format!("replaced by a {}", type_name(md.file_type()))))
+                }
+                Err(e) => e,
+            },
             _ => e,
         })?;
         let md = std::fs::File::from(fd.try_clone()?).metadata()?;
