@@ -103,7 +103,11 @@ fn swamps_destroyed_during_a_backup_are_gone_not_failures() {
     let mut gone = vec![hyd.display().to_string(), v1.display().to_string()];
     gone.sort();
     assert_eq!(strings(&v["gone"]), gone);
-    assert_eq!(v["source_errors"].as_array().map(Vec::len), Some(0), "{v:#}");
+    assert_eq!(
+        v["source_errors"].as_array().map(Vec::len),
+        Some(0),
+        "{v:#}"
+    );
     assert_eq!(v["quarantine"].as_array().map(Vec::len), Some(0), "{v:#}");
 
     // What remains is in the snapshot, whole; the destroyed Swamps are not.

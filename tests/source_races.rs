@@ -27,9 +27,7 @@ fn backup_with_hook(t: &TestRepo, src: &Path, point: &str, cmd: &str) -> (i32, V
         .args(["backup", "--json"])
         .arg(src);
     let r = run_cmd(c);
-    let code = r
-        .code
-        .unwrap_or_else(|| panic!("backup was killed: {r:?}"));
+    let code = r.code.unwrap_or_else(|| panic!("backup was killed: {r:?}"));
     (code, r.json())
 }
 
@@ -37,7 +35,12 @@ fn paths(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
         .iter()
-        .map(|e| e["path"].as_str().unwrap_or_else(|| e.as_str().unwrap()).to_string())
+        .map(|e| {
+            e["path"]
+                .as_str()
+                .unwrap_or_else(|| e.as_str().unwrap())
+                .to_string()
+        })
         .collect()
 }
 
@@ -116,7 +119,10 @@ fn a_folder_swapped_for_a_symlink_during_the_walk_is_not_followed() {
     let sub = src.join("sub");
     write(&sub.join("inner"), b"inner bytes");
     let secret_dir = t.path("secret-dir");
-    write(&secret_dir.join("inner"), b"SECRET: only root may read this");
+    write(
+        &secret_dir.join("inner"),
+        b"SECRET: only root may read this",
+    );
     // After the walk's lstat saw a folder, before it is listed.
     let swap = format!(
         "mv '{s}' '{s}.old' && ln -s '{d}' '{s}'",
@@ -127,7 +133,10 @@ fn a_folder_swapped_for_a_symlink_during_the_walk_is_not_followed() {
     assert_eq!(code, 3, "{v:#}");
     let e = source_error(&v, &sub);
     assert_eq!(e["kind"], "changed", "{v:#}");
-    assert_eq!(e["error"], "changed during backup: replaced by a symbolic link");
+    assert_eq!(
+        e["error"],
+        "changed during backup: replaced by a symbolic link"
+    );
     assert_eq!(listing(&restored(&t)), ["keep", "victim"]);
 }
 
@@ -158,7 +167,10 @@ fn a_file_renamed_over_the_walked_one_is_not_read_in_its_place() {
     let (code, v) = backup_with_hook(&t, &src, "open", &when_at(&victim, &swap));
     assert_eq!(code, 3, "{v:#}");
     let e = source_error(&v, &victim);
-    assert_eq!(e["error"], "changed during backup: replaced by another file");
+    assert_eq!(
+        e["error"],
+        "changed during backup: replaced by another file"
+    );
     assert_eq!(listing(&restored(&t)), ["keep"]);
 }
 
@@ -223,7 +235,10 @@ fn files_and_folders_deleted_during_the_walk_are_gone_not_errors() {
     let r = run_cmd(c);
     assert_eq!(r.code, Some(0), "{r:?}");
     let v = r.json();
-    assert_eq!(paths(&v["gone"]), [sub.display().to_string(), victim.display().to_string()]);
+    assert_eq!(
+        paths(&v["gone"]),
+        [sub.display().to_string(), victim.display().to_string()]
+    );
     let rm_sub2 = format!("rm -r '{}'", sub2.display());
     let (code, v) = backup_with_hook(&t, &src, "list", &when_at(&sub2, &rm_sub2));
     assert_eq!(code, 0, "{v:#}");
@@ -273,13 +288,13 @@ fn a_folder_chain_as_deep_as_paths_allow_backs_up_verifies_lists_copies_and_rest
     t.assert_verify_ok(&["--read-data"]);
     let ls = t.run(&["ls", "latest"]).expect_code(0).stdout.clone();
     let rel = bottom.strip_prefix(&src).unwrap().display().to_string();
-    assert!(ls.lines().any(|l| l.ends_with(&rel)), "ls misses the bottom file");
+    assert!(
+        ls.lines().any(|l| l.ends_with(&rel)),
+        "ls misses the bottom file"
+    );
     let target = t.path("t");
     t.restore("latest", &target, &[]);
-    assert_eq!(
-        std::fs::read(target.join(&rel)).unwrap(),
-        b"at the bottom"
-    );
+    assert_eq!(std::fs::read(target.join(&rel)).unwrap(), b"at the bottom");
     copy_and_verify(&t);
 }
 
@@ -287,7 +302,11 @@ fn a_folder_chain_as_deep_as_paths_allow_backs_up_verifies_lists_copies_and_rest
 /// there.
 fn copy_and_verify(t: &TestRepo) {
     let dst = t.path("copy");
-    for args in [&["init", "--copy-params"][..], &["copy"], &["verify", "--read-data"]] {
+    for args in [
+        &["init", "--copy-params"][..],
+        &["copy"],
+        &["verify", "--read-data"],
+    ] {
         let mut c = t.command();
         c.env("HYDRABACKUP_REPOSITORY", &dst)
             .env("HYDRABACKUP_FROM_REPOSITORY", &t.repo)
@@ -322,8 +341,15 @@ fn a_folder_chain_10000_deep_backs_up_verifies_lists_and_copies() {
     assert_eq!(v["files_new"], 2, "{v:#}");
     t.assert_verify_ok(&["--read-data"]);
     let bottom = format!("{}f", "d/".repeat(10_000));
-    let ls = t.run(&["ls", "latest", &bottom]).expect_code(0).stdout.clone();
-    assert!(ls.lines().any(|l| l.ends_with(&bottom)), "ls misses the bottom file");
+    let ls = t
+        .run(&["ls", "latest", &bottom])
+        .expect_code(0)
+        .stdout
+        .clone();
+    assert!(
+        ls.lines().any(|l| l.ends_with(&bottom)),
+        "ls misses the bottom file"
+    );
     copy_and_verify(&t);
     // Leave a tree the temporary directory can remove.
     let st = std::process::Command::new("rm")
@@ -343,8 +369,7 @@ fn deepen_latest(t: &TestRepo, depth: usize) {
     use hydrabackup::repo::writer::PackWriter;
 
     let backend = hydrabackup::backend::open(t.repo.to_str().unwrap()).unwrap();
-    let repo =
-        hydrabackup::repo::Repository::open(backend.into(), t.password.as_bytes()).unwrap();
+    let repo = hydrabackup::repo::Repository::open(backend.into(), t.password.as_bytes()).unwrap();
     let index = repo.load_index().unwrap();
     let (_, mut snap) = repo.find_snapshot("latest").unwrap();
     let root = repo.load_tree(&index, &snap.tree).unwrap();
@@ -373,14 +398,21 @@ fn a_snapshot_tree_10000_deep_verifies_lists_shows_copies_and_prunes() {
     let t = TestRepo::init();
     let src = t.path("src");
     write(&src.join("d/f"), b"at the bottom");
-    let first = t.backup(&[&src])["snapshot_id"].as_str().unwrap().to_string();
+    let first = t.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let depth = 10_000;
     deepen_latest(&t, depth);
     t.run(&["forget", &first]).expect_code(0);
     t.run(&["prune"]).expect_code(0);
     t.assert_verify_ok(&["--read-data"]);
     let bottom = format!("{}f", "d/".repeat(depth));
-    let ls = t.run(&["ls", "latest", &bottom]).expect_code(0).stdout.clone();
+    let ls = t
+        .run(&["ls", "latest", &bottom])
+        .expect_code(0)
+        .stdout
+        .clone();
     assert!(ls.lines().any(|l| l.ends_with(&bottom)), "{ls}");
     t.run(&["show", "latest"]).expect_code(0);
     t.run(&["stats"]).expect_code(0);

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use hydrabackup::hyd::walk::destroy;
-use hydrabackup::hyd::{Layout, SwampName};
 use hydrabackup::hyd::check::check;
 use hydrabackup::hyd::churn::{ChurnConfig, churn};
 use hydrabackup::hyd::datagen::{GenConfig, generate, parse_size};
 use hydrabackup::hyd::live::{LiveConfig, live};
+use hydrabackup::hyd::walk::destroy;
+use hydrabackup::hyd::{Layout, SwampName};
 
 #[derive(Parser)]
 #[command(

@@ -262,7 +262,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             if !g.quiet {
                 for f in &out.special {
-                    eprintln!("hydrabackup: skipped {}: {} (not backed up)", f.path, f.kind);
+                    eprintln!(
+                        "hydrabackup: skipped {}: {} (not backed up)",
+                        f.path, f.kind
+                    );
                 }
             }
             say(format!(

@@ -23,9 +23,9 @@ use crate::repo::names::{self, NameEntry};
 use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
 use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
+use crate::source::dir::Dir;
 use crate::source::hydraide::{Capture, ChunkSink, HydChunking, HydParent, capture};
 use crate::source::open::type_name;
-use crate::source::dir::Dir;
 use crate::source::{Excludes, Identity, Trouble, node_from_metadata, open_checked, trouble};
 use crate::{Error, Id, Result};
 
@@ -1323,7 +1323,12 @@ impl TreeBuilder<'_> {
                     }
                     self.errors.push(SourceError {
                         path: path(),
-                        kind: if done.changed { "changed" } else { "unreadable" }.into(),
+                        kind: if done.changed {
+                            "changed"
+                        } else {
+                            "unreadable"
+                        }
+                        .into(),
                         error: e,
                     });
                     continue;

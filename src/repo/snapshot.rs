@@ -43,7 +43,7 @@ pub struct SnapshotSummary {
     /// Swamps rewritten (compacted, replaced) since the parent: read whole.
     #[serde(default)]
     pub swamps_rewritten: u64,
-    /// Swamps in the parent that are gone.
+    /// Swamps in the parent that are gone, and Swamps destroyed during the run.
     #[serde(default)]
     pub swamps_gone: u64,
     /// Swamps stored raw because no consistent copy could be made.

@@ -78,9 +78,10 @@ impl Dir {
         let fd = open_dir_fd(&path, libc::O_NOFOLLOW).map_err(|e| match e.raw_os_error() {
             // What is there now: a symlink (not followed), a file, or nothing (gone).
             Some(libc::ELOOP | libc::ENOTDIR) => match std::fs::symlink_metadata(&path) {
-                Ok(md) => {
-                    io::Error::other(Changed(format!("replaced by a {}", type_name(md.file_type()))))
-                }
+                Ok(md) => io::Error::other(Changed(format!(
+                    "replaced by a {}",
+                    type_name(md.file_type())
+                ))),
                 Err(e) => e,
             },
             _ => e,
@@ -135,13 +136,19 @@ mod tests {
         std::os::unix::fs::symlink("/", t.path().join("a")).unwrap();
         assert_eq!(std::fs::read(b.entry(b"f")).unwrap(), b"x");
         let e = root.open_dir(b"a", id("moved")).unwrap_err();
-        assert_eq!(e.to_string(), "changed during backup: replaced by a symbolic link");
+        assert_eq!(
+            e.to_string(),
+            "changed during backup: replaced by a symbolic link"
+        );
         assert!(!b.vanished());
         std::fs::remove_file(t.path().join("moved/b/f")).unwrap();
         std::fs::remove_dir(t.path().join("moved/b")).unwrap();
         assert!(b.vanished());
         std::fs::create_dir(t.path().join("c")).unwrap();
         let e = root.open_dir(b"c", id("moved")).unwrap_err();
-        assert_eq!(e.to_string(), "changed during backup: replaced by another directory");
+        assert_eq!(
+            e.to_string(),
+            "changed during backup: replaced by another directory"
+        );
     }
 }
