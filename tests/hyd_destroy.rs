@@ -124,18 +124,29 @@ fn swamps_destroyed_during_a_backup_are_gone_not_failures() {
 fn a_swamp_destroyed_during_a_dry_run_is_in_the_decision_log() {
     let hb = Hb::new();
     let root = hb.path("data");
-    gen_root(&root, 93, 10, "1M", 0, 0);
-    let hyd = root.join(swamps(&root).into_keys().next().unwrap());
-    let hook = format!("open:{}", destroy_when_at(&hyd, &root, &hyd));
+    gen_root(&root, 93, 10, "1M", 0, 50);
+    let all = swamps(&root);
+    let path = |v1: bool| {
+        let s = all.values().find(|s| matches!(s, Swamp::V1(..)) == v1).unwrap();
+        root.join(s.path())
+    };
+    let (hyd, v1) = (path(false), path(true));
+    let hook = format!(
+        "open:{}; {}",
+        destroy_when_at(&hyd, &root, &hyd),
+        destroy_when_at(&v1.join("meta"), &root, &v1)
+    );
     let out = backup_with_hook(&hb, &root, &hook, &["--dry-run"]);
     out.expect(0);
     let v = out.json();
-    let d = v["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["path"] == hyd.display().to_string())
-        .unwrap_or_else(|| panic!("{v:#}"));
-    assert_eq!(d["decision"], "gone", "{v:#}");
-    assert_eq!(num(&v, "swamps_gone"), 1);
+    for p in [&hyd, &v1] {
+        let d = v["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["path"] == p.display().to_string())
+            .unwrap_or_else(|| panic!("{} not in {v:#}", p.display()));
+        assert_eq!(d["decision"], "gone", "{v:#}");
+    }
+    assert_eq!(num(&v, "swamps_gone"), 2);
 }

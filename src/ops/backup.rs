@@ -71,6 +71,9 @@ pub struct SwampDecision {
     pub bytes_read: u64,
 }
 
+/// Why a Swamp is in the decision log as gone.
+const GONE: &str = "vanished during the backup (deleted or destroyed)";
+
 /// A source file that could not be backed up.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceError {
@@ -216,6 +219,8 @@ struct WalkResult {
     summary: SnapshotSummary,
     errors: Vec<SourceError>,
     gone: Vec<String>,
+    /// V1 Swamp folders destroyed during the walk (for the decision log).
+    gone_swamps: Vec<String>,
     special: Vec<SpecialFile>,
     /// Swamps of the parent matched by path (to count the ones gone).
     parent_swamps_seen: u64,
@@ -227,6 +232,7 @@ impl WalkResult {
         self.summary += &other.summary;
         self.errors.extend(other.errors);
         self.gone.extend(other.gone);
+        self.gone_swamps.extend(other.gone_swamps);
         self.special.extend(other.special);
         self.parent_swamps_seen += other.parent_swamps_seen;
     }
@@ -706,6 +712,7 @@ impl Walker<'_> {
     fn gone_swamp(&mut self, path: &Path) {
         self.gone(path);
         self.res.summary.swamps_gone += 1;
+        self.res.gone_swamps.push(path.display().to_string());
     }
 }
 
@@ -1119,7 +1126,7 @@ pub fn backup(
         Ok(_) => tb.store_names(),
         Err(_) => Ok(None),
     };
-    let (tree_added, file_errors, file_gone, mut catalogue, decisions) = (
+    let (tree_added, file_errors, file_gone, mut catalogue, mut decisions) = (
         tb.added,
         std::mem::take(&mut tb.errors),
         std::mem::take(&mut tb.gone),
@@ -1127,6 +1134,13 @@ pub fn backup(
         std::mem::take(&mut tb.decisions),
     );
     drop(tb);
+    decisions.extend(walker.gone_swamps.drain(..).map(|path| SwampDecision {
+        path,
+        name: None,
+        decision: "gone".into(),
+        reason: GONE.into(),
+        bytes_read: 0,
+    }));
     let stats = writer.finish(opts.dry_run)?;
     let root_id = root_id?;
     let names_id = names_id?;
@@ -1294,7 +1308,7 @@ impl TreeBuilder<'_> {
                             path: self.base.join(&rel).display().to_string(),
                             name: None,
                             decision: "gone".into(),
-                            reason: "vanished during the backup (deleted or destroyed)".into(),
+                            reason: GONE.into(),
                             bytes_read: done.read,
                         });
                     }
