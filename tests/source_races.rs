@@ -141,6 +141,29 @@ fn a_folder_swapped_for_a_symlink_during_the_walk_is_not_followed() {
 }
 
 #[test]
+fn a_hyd_file_swapped_for_a_symlink_is_not_captured_through_it() {
+    let t = TestRepo::init();
+    let (src, secret) = source(&t);
+    let victim = src.join("victim.hyd");
+    write(&victim, b"not really a Swamp");
+    let swap = format!(
+        "rm '{v}' && ln -s '{s}' '{v}'",
+        v = victim.display(),
+        s = secret.display()
+    );
+    let (code, v) = backup_with_hook(&t, &src, "open", &when_at(&victim, &swap));
+    assert_eq!(code, 3, "{v:#}");
+    assert_eq!(
+        source_error(&v, &victim)["error"],
+        "changed during backup: replaced by a symbolic link"
+    );
+    let q = v["quarantine"].as_array().unwrap();
+    assert_eq!(q.len(), 1, "{v:#}");
+    assert!(q[0]["reason"].as_str().unwrap().contains("symbolic link"));
+    assert_eq!(listing(&restored(&t)), ["keep", "victim"]);
+}
+
+#[test]
 fn a_fifo_swapped_in_after_the_walk_does_not_hang_the_backup() {
     let t = TestRepo::init();
     let (src, _) = source(&t);

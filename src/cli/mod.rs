@@ -47,10 +47,8 @@ pub fn run() -> i32 {
     {
         Ok(Ok(code)) => code,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(e) => {
-            eprintln!("hydrabackup: error: cannot start the command thread: {e}");
-            1
-        }
+        // No room for the big stack (strict overcommit): run here, with the usual one.
+        Err(_) => run_command(),
     }
 }
 

@@ -581,21 +581,33 @@ impl Walker<'_> {
             modified_ns: meta.as_ref().map_or(0, |m| m.updated_at),
             ..SwampInfo::default()
         };
+        // The regular files (what HydrAIDE writes there); anything else is left out, and
+        // FIFOs, sockets and devices are reported once, below.
+        let specials = std::cell::RefCell::new(Vec::new());
         let snapshot = |p: &Path| -> std::io::Result<Vec<(Vec<u8>, Node, Identity)>> {
             let mut v = Vec::new();
+            specials.borrow_mut().clear();
             for e in std::fs::read_dir(p)? {
                 let e = e?;
                 let name = e.file_name().as_bytes().to_vec();
                 let md = std::fs::symlink_metadata(e.path())?;
-                if let Some(n) = node_from_metadata(&name, &md).filter(|n| n.kind == NodeKind::File)
-                {
-                    v.push((name, n, Identity::of(&md)));
+                match node_from_metadata(&name, &md) {
+                    Some(n) if n.kind == NodeKind::File => v.push((name, n, Identity::of(&md))),
+                    Some(_) => {}
+                    None => specials.borrow_mut().push(SpecialFile {
+                        path: path.join(e.file_name()).display().to_string(),
+                        kind: type_name(md.file_type()).into(),
+                    }),
                 }
             }
             v.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(v)
         };
-        let first = match snapshot(dir.path()) {
+        let first = snapshot(dir.path());
+        let found = specials.take();
+        self.res.summary.special_files += found.len() as u64;
+        self.res.special.extend(found);
+        let first = match first {
             _ if dir.vanished() => {
                 self.gone_swamp(path);
                 return None;

@@ -1,6 +1,7 @@
-//! A Swamp destroyed while a backup runs (HydrAIDE deletes its file, then the folders left
-//! empty) is gone, not a failure: counted, listed, in the decision log, and the run exits 0.
-//! The destruction happens at an exact instant through the `HYDRABACKUP_TEST_HOOK` hook points.
+//! Swamps changing under a running backup. A Swamp destroyed meanwhile (HydrAIDE deletes its
+//! file, then the folders left empty) is gone, not a failure: counted, listed, in the decision
+//! log, and the run exits 0. Changes happen at exact instants through the
+//! `HYDRABACKUP_TEST_HOOK` hook points.
 
 mod hydcommon;
 
@@ -149,4 +150,26 @@ fn a_swamp_destroyed_during_a_dry_run_is_in_the_decision_log() {
         assert_eq!(d["decision"], "gone", "{v:#}");
     }
     assert_eq!(num(&v, "swamps_gone"), 2);
+}
+
+#[test]
+fn a_fifo_in_a_v1_swamp_folder_is_reported_never_opened() {
+    let hb = Hb::new();
+    let root = hb.path("data");
+    gen_root(&root, 94, 10, "1M", 0, 50);
+    let v1 = swamps(&root)
+        .into_values()
+        .find(|s| matches!(s, Swamp::V1(..)))
+        .unwrap();
+    let fifo = root.join(v1.path()).join("stray-fifo");
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let v = hb.backup(&root, &[]);
+    assert_eq!(num(&v, "special_files"), 1, "{v:#}");
+    assert_eq!(v["special"][0]["path"], fifo.display().to_string());
+    assert_eq!(v["special"][0]["kind"], "FIFO");
+    std::fs::remove_file(&fifo).unwrap();
+    let target = hb.path("restored");
+    hb.restore("latest", &target, &[]);
+    assert_same_content(&read_files(&root), &read_files(&target));
 }
