@@ -128,7 +128,10 @@ fn a_swamp_destroyed_during_a_dry_run_is_in_the_decision_log() {
     gen_root(&root, 93, 10, "1M", 0, 50);
     let all = swamps(&root);
     let path = |v1: bool| {
-        let s = all.values().find(|s| matches!(s, Swamp::V1(..)) == v1).unwrap();
+        let s = all
+            .values()
+            .find(|s| matches!(s, Swamp::V1(..)) == v1)
+            .unwrap();
         root.join(s.path())
     };
     let (hyd, v1) = (path(false), path(true));
@@ -162,7 +165,10 @@ fn a_fifo_in_a_v1_swamp_folder_is_reported_never_opened() {
         .find(|s| matches!(s, Swamp::V1(..)))
         .unwrap();
     let fifo = root.join(v1.path()).join("stray-fifo");
-    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(st.success());
     let v = hb.backup(&root, &[]);
     assert_eq!(num(&v, "special_files"), 1, "{v:#}");
@@ -172,4 +178,23 @@ fn a_fifo_in_a_v1_swamp_folder_is_reported_never_opened() {
     let target = hb.path("restored");
     hb.restore("latest", &target, &[]);
     assert_same_content(&read_files(&root), &read_files(&target));
+}
+
+#[test]
+fn a_file_that_exists_and_cannot_be_read_is_still_an_error() {
+    // As root permission bits do not stop reads: the backup then runs as `nobody`.
+    let hb = Hb::unprivileged().unwrap_or_else(Hb::new);
+    let root = hb.path("data");
+    gen_root(&root, 95, 6, "1M", 0, 0);
+    let victim = root.join(swamps(&root).into_keys().next().unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = hb.backup_any(&root, &[]);
+    out.expect(3);
+    let v = out.json();
+    let e = &v["source_errors"][0];
+    assert_eq!(e["path"], victim.display().to_string(), "{v:#}");
+    assert_eq!(e["kind"], "unreadable", "{v:#}");
+    assert_eq!(num(&v, "files_gone"), 0);
+    assert_eq!(num(&v, "swamps_quarantined"), 1);
 }

@@ -269,22 +269,6 @@ fn files_and_folders_deleted_during_the_walk_are_gone_not_errors() {
     assert_eq!(listing(&restored(&t)), ["keep"]);
 }
 
-#[test]
-fn a_file_that_exists_and_cannot_be_read_is_still_an_error() {
-    if is_root() {
-        eprintln!("skipped: root reads every file");
-        return;
-    }
-    let t = TestRepo::init();
-    let (src, _) = source(&t);
-    let victim = src.join("victim");
-    let lock = format!("chmod 000 '{}'", victim.display());
-    let (code, v) = backup_with_hook(&t, &src, "open", &when_at(&victim, &lock));
-    assert_eq!(code, 3, "{v:#}");
-    assert_eq!(source_error(&v, &victim)["kind"], "unreadable");
-    assert_eq!(v["files_gone"], 0);
-}
-
 /// A chain of `depth` folders named `d` under `root`, with a file `f` at the bottom.
 fn chain(root: &Path, depth: usize) -> std::path::PathBuf {
     let mut p = root.to_path_buf();
