@@ -1,12 +1,18 @@
 //! Test-only crash points: with `HYDRABACKUP_FAILPOINT=<name>[:<n>]` the process kills itself
 //! with SIGKILL the n-th time (default first) it reaches that point, like `kill -9` would.
 //! Integration tests use this to prove crash safety at exact instants without timing races.
+//!
+//! With `HYDRABACKUP_TEST_HOOK=<name>:<shell command>` the process runs the command (`sh -c`,
+//! with the path at hand in `HYDRABACKUP_HOOK_PATH`) and waits for it every time it reaches
+//! hook point `name`: tests change the source tree at an exact instant (between a walk and an
+//! open) instead of racing with sleeps.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
+static HOOK: OnceLock<Option<(String, String)>> = OnceLock::new();
 
 /// Marks a crash point named `name`; does nothing unless the environment selects it.
 pub fn hit(name: &str) {
@@ -26,6 +32,29 @@ pub fn hit(name: &str) {
         // preconditions.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Marks a hook point named `name` about to act on `path`; does nothing unless the environment
+/// selects it.
+pub fn hook(name: &str, path: &std::path::Path) {
+    let spec = HOOK.get_or_init(|| {
+        let v = std::env::var("HYDRABACKUP_TEST_HOOK").ok()?;
+        let (n, cmd) = v.split_once(':')?;
+        Some((n.to_string(), cmd.to_string()))
+    });
+    if let Some((n, cmd)) = spec
+        && n == name
+    {
+        // A hook that cannot run is a broken test setup: say so where the test sees it.
+        if let Err(e) = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("HYDRABACKUP_HOOK_PATH", path)
+            .status()
+        {
+            eprintln!("hydrabackup: test hook {name} failed to run: {e}");
         }
     }
 }

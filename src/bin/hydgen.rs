@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use hydrabackup::hyd::Layout;
 use hydrabackup::hyd::check::check;
 use hydrabackup::hyd::churn::{ChurnConfig, churn};
 use hydrabackup::hyd::datagen::{GenConfig, generate, parse_size};
 use hydrabackup::hyd::live::{LiveConfig, live};
+use hydrabackup::hyd::walk::destroy;
+use hydrabackup::hyd::{Layout, SwampName};
 
 #[derive(Parser)]
 #[command(
@@ -123,6 +124,21 @@ enum Cmd {
         /// Log the initial state of every file before starting.
         #[arg(long)]
         log_all_initial: bool,
+    },
+    /// Destroy a swamp as HydrAIDE does: delete its file (or V1 folder), then the parent
+    /// folders left empty.
+    Destroy {
+        /// Data root.
+        #[arg(long)]
+        root: PathBuf,
+        /// Swamp name (`sanctuary/realm/swamp`), placed by the layout.
+        #[arg(long, conflicts_with = "path", required_unless_present = "path")]
+        swamp: Option<String>,
+        /// The swamp's `.hyd` file or V1 folder, under the root.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        #[command(flatten)]
+        layout: LayoutArgs,
     },
     /// Load every swamp; exit non-zero if any does not load.
     Check {
@@ -242,6 +258,29 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 "live: {} ops, {} blocks, {} compactions, {} swamps touched",
                 r.ops, r.blocks, r.compactions, r.swamps_touched
             );
+        }
+        Cmd::Destroy {
+            root,
+            swamp,
+            path,
+            layout,
+        } => {
+            let path = match (path, swamp) {
+                (Some(p), _) => p,
+                (None, Some(name)) => {
+                    let n = SwampName::parse(&name)
+                        .ok_or_else(|| format!("not a swamp name: {name:?}"))?;
+                    let hyd = n.hyd_path(&root, &layout.layout());
+                    if hyd.exists() {
+                        hyd
+                    } else {
+                        n.base_path(&root, &layout.layout())
+                    }
+                }
+                (None, None) => return Err("destroy needs --swamp or --path".into()),
+            };
+            destroy(&root, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("destroyed {}", path.display());
         }
         Cmd::Check { root } => {
             let r = check(&root)?;

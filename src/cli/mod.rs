@@ -27,8 +27,32 @@ use serde_json::json;
 
 use args::{Cli, Command, Global, KeyCommand};
 
+/// Stack size of the thread that runs a command and of rayon's workers. Source folders and
+/// snapshot trees are walked recursively (a few KiB per level), and a deep chain of folders
+/// must not overflow: 256 MiB holds tens of thousands of levels, far more than a path within
+/// `PATH_MAX` can have. Only touched pages are committed: this costs address space, not memory.
+const STACK: usize = 256 << 20;
+
 /// Runs the command line; returns the exit code.
 pub fn run() -> i32 {
+    // Fails only if the pool already exists, which it cannot before this point.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(STACK)
+        .build_global();
+    match std::thread::Builder::new()
+        .name("hydrabackup".into())
+        .stack_size(STACK)
+        .spawn(run_command)
+        .map(|t| t.join())
+    {
+        Ok(Ok(code)) => code,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // No room for the big stack (strict overcommit): run here, with the usual one.
+        Err(_) => run_command(),
+    }
+}
+
+fn run_command() -> i32 {
     let cli = Cli::parse();
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
@@ -242,6 +266,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 v["parent"] = json!(out.parent.map(|i| i.to_hex()));
                 v["dry_run"] = json!(opts.dry_run);
                 v["source_errors"] = serde_json::to_value(&out.errors).expect("errors serialize");
+                v["gone"] = json!(out.gone);
+                v["special"] = serde_json::to_value(&out.special).expect("special serializes");
                 v["quarantine"] =
                     serde_json::to_value(&out.quarantine).expect("quarantine serializes");
                 if opts.dry_run {
@@ -269,10 +295,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
             for e in &out.errors {
                 eprintln!("hydrabackup: warning: {}: {}", e.path, e.error);
             }
+            if !g.quiet {
+                for f in &out.special {
+                    eprintln!(
+                        "hydrabackup: skipped {}: {} (not backed up)",
+                        f.path, f.kind
+                    );
+                }
+            }
             say(format!(
-                "files: {} new, {} changed, {} unchanged; {} dirs",
-                s.files_new, s.files_changed, s.files_unchanged, s.dirs
+                "files: {} new, {} changed, {} unchanged, {} gone during the backup; {} dirs",
+                s.files_new, s.files_changed, s.files_unchanged, s.files_gone, s.dirs
             ));
+            if s.special_files > 0 {
+                say(format!(
+                    "{} special files (FIFOs, sockets, devices) not backed up",
+                    s.special_files
+                ));
+            }
             let swamps = s.swamps_new
                 + s.swamps_unchanged
                 + s.swamps_appended

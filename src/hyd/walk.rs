@@ -32,16 +32,19 @@ pub fn walk_root(root: &Path) -> io::Result<Vec<Found>> {
     Ok(out)
 }
 
-fn walk_dir(dir: &Path, out: &mut Vec<Found>) -> io::Result<()> {
-    let mut entries: Vec<(PathBuf, fs::FileType)> = fs::read_dir(dir)?
-        .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
-        .collect::<io::Result<_>>()?;
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, ft) in entries {
+/// Walks with an explicit stack of sorted listings (pre-order, as a recursion would), so a deep
+/// chain of folders costs heap, not stack.
+fn walk_dir(root: &Path, out: &mut Vec<Found>) -> io::Result<()> {
+    let mut stack = vec![sorted_entries(root)?.into_iter()];
+    while let Some(top) = stack.last_mut() {
+        let Some((path, ft)) = top.next() else {
+            stack.pop();
+            continue;
+        };
         if ft.is_dir() {
             match detect_v1_swamp(&path)? {
                 Some(v1) => out.push(Found::V1(v1)),
-                None => walk_dir(&path, out)?,
+                None => stack.push(sorted_entries(&path)?.into_iter()),
             }
         } else if ft.is_file() {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -59,6 +62,14 @@ fn walk_dir(dir: &Path, out: &mut Vec<Found>) -> io::Result<()> {
     Ok(())
 }
 
+fn sorted_entries(dir: &Path) -> io::Result<Vec<(PathBuf, fs::FileType)>> {
+    let mut entries: Vec<(PathBuf, fs::FileType)> = fs::read_dir(dir)?
+        .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
+        .collect::<io::Result<_>>()?;
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
+}
+
 /// Only the `.hyd` files under `root`, sorted.
 pub fn hyd_files(root: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(walk_root(root)?
@@ -68,6 +79,18 @@ pub fn hyd_files(root: &Path) -> io::Result<Vec<PathBuf>> {
             _ => None,
         })
         .collect())
+}
+
+/// Destroys a Swamp as HydrAIDE does: deletes its `.hyd` file (or V1 folder), then the parent
+/// folders that became empty, up to `root` (never removed).
+pub fn destroy(root: &Path, swamp: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(swamp)?.is_dir() {
+        fs::remove_dir_all(swamp)?;
+    } else {
+        fs::remove_file(swamp)?;
+    }
+    remove_empty_dirs(swamp.parent().unwrap_or(root), root);
+    Ok(())
 }
 
 /// Removes `dir` and its empty ancestors, stopping at `root` (never removed).

@@ -3,7 +3,6 @@
 //! snapshot.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,8 +23,10 @@ use crate::repo::names::{self, NameEntry};
 use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
 use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
+use crate::source::dir::Dir;
 use crate::source::hydraide::{Capture, ChunkSink, HydChunking, HydParent, capture};
-use crate::source::{Excludes, node_from_metadata};
+use crate::source::open::type_name;
+use crate::source::{Excludes, Identity, Trouble, node_from_metadata, open_checked, trouble};
 use crate::{Error, Id, Result};
 
 /// Options of one backup run.
@@ -70,13 +71,28 @@ pub struct SwampDecision {
     pub bytes_read: u64,
 }
 
+/// Why a Swamp is in the decision log as gone.
+const GONE: &str = "vanished during the backup (deleted or destroyed)";
+
 /// A source file that could not be backed up.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceError {
     /// Path of the file.
     pub path: String,
+    /// `unreadable`, or `changed` when it was replaced during the backup (a symlink, FIFO,
+    /// device or other file swapped in between the walk and the open): it was not read.
+    pub kind: String,
     /// What went wrong.
     pub error: String,
+}
+
+/// A FIFO, socket or device found by the walk: never opened, not backed up, reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpecialFile {
+    /// Path of the file.
+    pub path: String,
+    /// What it is: FIFO, socket, character device or block device.
+    pub kind: String,
 }
 
 /// What a backup did.
@@ -90,6 +106,10 @@ pub struct BackupOutcome {
     pub summary: SnapshotSummary,
     /// Files that could not be read.
     pub errors: Vec<SourceError>,
+    /// Files and folders that vanished during the backup (not an error).
+    pub gone: Vec<String>,
+    /// Special files found and not backed up.
+    pub special: Vec<SpecialFile>,
     /// Swamps stored raw because no consistent copy could be made.
     pub quarantine: Vec<SwampDecision>,
     /// Per-Swamp decisions (filled for dry runs).
@@ -98,8 +118,15 @@ pub struct BackupOutcome {
 
 struct FileJob {
     idx: usize,
+    /// The path it is opened by (through its folder's descriptor).
     path: PathBuf,
+    /// The path reported.
+    display: PathBuf,
     kind: JobKind,
+    /// The file the walk saw (for plain files; a `.hyd` file may be compacted meanwhile).
+    expect: Option<Identity>,
+    /// Keeps the folder open until the file is read.
+    _dir: Dir,
 }
 
 /// How a file is read.
@@ -129,6 +156,23 @@ struct FileDone {
     /// Swamp facts (for `.hyd` files).
     swamp: Option<SwampInfo>,
     error: Option<String>,
+    /// The error is that the file was replaced during the backup.
+    changed: bool,
+    /// The file vanished before it could be read.
+    gone: bool,
+}
+
+impl FileDone {
+    /// Records a source error: a vanished file is gone, anything else an error.
+    fn fail(&mut self, e: std::io::Error) {
+        match trouble(&e) {
+            Trouble::Gone => self.gone = true,
+            t => {
+                self.changed = t == Trouble::Changed;
+                self.error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 struct ChunkJob {
@@ -174,6 +218,10 @@ struct WalkResult {
     pending_paths: Vec<(usize, PathBuf)>,
     summary: SnapshotSummary,
     errors: Vec<SourceError>,
+    gone: Vec<String>,
+    /// V1 Swamp folders destroyed during the walk (for the decision log).
+    gone_swamps: Vec<String>,
+    special: Vec<SpecialFile>,
     /// Swamps of the parent matched by path (to count the ones gone).
     parent_swamps_seen: u64,
 }
@@ -183,6 +231,9 @@ impl WalkResult {
         self.pending_paths.extend(other.pending_paths);
         self.summary += &other.summary;
         self.errors.extend(other.errors);
+        self.gone.extend(other.gone);
+        self.gone_swamps.extend(other.gone_swamps);
+        self.special.extend(other.special);
         self.parent_swamps_seen += other.parent_swamps_seen;
     }
 }
@@ -223,8 +274,28 @@ impl Walker<'_> {
     fn error(&mut self, path: &Path, e: impl ToString) {
         self.res.errors.push(SourceError {
             path: path.display().to_string(),
+            kind: "unreadable".into(),
             error: e.to_string(),
         });
+    }
+
+    /// Records an error met while walking: a file or folder that vanished is gone, not an
+    /// error (HydrAIDE deletes a destroyed Swamp's file and then its empty folders).
+    fn trouble(&mut self, path: &Path, e: std::io::Error) {
+        match trouble(&e) {
+            Trouble::Gone => self.gone(path),
+            Trouble::Changed => self.res.errors.push(SourceError {
+                path: path.display().to_string(),
+                kind: "changed".into(),
+                error: e.to_string(),
+            }),
+            Trouble::Unreadable => self.error(path, e),
+        }
+    }
+
+    fn gone(&mut self, path: &Path) {
+        self.res.summary.files_gone += 1;
+        self.res.gone.push(path.display().to_string());
     }
 
     fn all_indexed(&self, content: &[Id]) -> bool {
@@ -233,7 +304,16 @@ impl Walker<'_> {
             .all(|id| self.ctx.index.contains(BlobType::Data, id))
     }
 
-    fn queue(&mut self, path: &Path, size: u64, kind: JobKind) -> usize {
+    /// Queues the entry `name` of `dir` (reported as `path`) for reading.
+    fn queue(
+        &mut self,
+        dir: &Dir,
+        name: &[u8],
+        path: &Path,
+        size: u64,
+        kind: JobKind,
+        expect: Option<Identity>,
+    ) -> usize {
         let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
         self.res.pending_paths.push((idx, path.to_path_buf()));
         self.ctx.progress.total(1, size);
@@ -241,38 +321,66 @@ impl Walker<'_> {
         // pending and the run reports the writer's error.
         let _ = self.ctx.files_tx.send(FileJob {
             idx,
-            path: path.to_path_buf(),
+            path: dir.entry(name),
+            display: path.to_path_buf(),
             kind,
+            expect,
+            _dir: dir.clone(),
         });
         idx
     }
 
-    fn entry(&mut self, path: &Path, name: &[u8], parent: Option<&Tree>) -> Option<Draft> {
+    /// The entry `name` of `dir`, reported as `path`.
+    fn entry(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        name: &[u8],
+        parent: Option<&Tree>,
+    ) -> Option<Draft> {
         if self.ctx.excludes.is_excluded(path) {
             return None;
         }
-        let md = match std::fs::symlink_metadata(path) {
+        crate::failpoint::hook("stat", path);
+        let md = match std::fs::symlink_metadata(dir.entry(name)) {
             Ok(m) => m,
             Err(e) => {
-                self.error(path, e);
+                self.trouble(path, e);
                 return None;
             }
         };
-        let mut node = node_from_metadata(name, &md)?;
+        let Some(mut node) = node_from_metadata(name, &md) else {
+            // Never opened (a FIFO would block, a device could act on the open), but reported.
+            self.res.summary.special_files += 1;
+            self.res.special.push(SpecialFile {
+                path: path.display().to_string(),
+                kind: type_name(md.file_type()).into(),
+            });
+            return None;
+        };
         let old = parent
             .and_then(|t| t.find(name))
             .filter(|o| o.kind == node.kind);
         match node.kind {
             NodeKind::Dir => {
-                self.res.summary.dirs += 1;
                 let sub = self.parent_subtree(parent, name);
-                let names = self.list(path);
+                crate::failpoint::hook("list", path);
+                let here = match dir.open_dir(name, Identity::of(&md)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.trouble(path, e);
+                        return None;
+                    }
+                };
+                let names = self.list(&here, path)?;
+                self.res.summary.dirs += 1;
                 // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
                 let v1 = names.iter().any(|n| n == b"meta")
-                    && matches!(crate::hyd::v1::detect_v1_swamp(path), Ok(Some(_)));
+                    && matches!(crate::hyd::v1::detect_v1_swamp(here.path()), Ok(Some(_)));
                 match v1 {
                     true => {
-                        let (dir, info, unchanged) = self.v1_swamp(path, old, sub.as_ref());
+                        let (dir, info, unchanged) =
+                            self.v1_swamp(&here, path, old, sub.as_ref())?;
                         node.swamp = Some(info);
                         Some(Draft {
                             node,
@@ -282,7 +390,7 @@ impl Walker<'_> {
                         })
                     }
                     false => {
-                        let dir = self.dir_of(path, names, sub.as_ref());
+                        let dir = self.dir_of(&here, path, names, sub.as_ref());
                         Some(Draft {
                             node,
                             pending: None,
@@ -292,7 +400,7 @@ impl Walker<'_> {
                     }
                 }
             }
-            NodeKind::Symlink => match std::fs::read_link(path) {
+            NodeKind::Symlink => match std::fs::read_link(dir.entry(name)) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
                     Some(Draft {
@@ -303,7 +411,7 @@ impl Walker<'_> {
                     })
                 }
                 Err(e) => {
-                    self.error(path, e);
+                    self.trouble(path, e);
                     None
                 }
             },
@@ -363,7 +471,8 @@ impl Walker<'_> {
                 } else {
                     JobKind::Plain
                 };
-                let idx = self.queue(path, node.size, kind);
+                let expect = Some(Identity::of(&md));
+                let idx = self.queue(dir, name, path, node.size, kind, expect);
                 Some(Draft {
                     node,
                     pending: Some(idx),
@@ -374,30 +483,46 @@ impl Walker<'_> {
         }
     }
 
-    fn dir(&mut self, path: &Path, parent: Option<&Tree>) -> DirDraft {
-        let names = self.list(path);
-        self.dir_of(path, names, parent)
+    /// The folder `dir`, reported as `path`.
+    fn dir(&mut self, dir: &Dir, path: &Path, parent: Option<&Tree>) -> DirDraft {
+        let names = self.list(dir, path).unwrap_or_default();
+        self.dir_of(dir, path, names, parent)
     }
 
-    /// The names in a directory, sorted; an unreadable directory is reported and empty.
-    fn list(&mut self, path: &Path) -> Vec<Vec<u8>> {
-        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(path) {
+    /// The names in a directory, sorted; an unreadable directory is reported and empty, one
+    /// that vanished is gone (`None`).
+    fn list(&mut self, dir: &Dir, path: &Path) -> Option<Vec<Vec<u8>>> {
+        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(dir.path()) {
             Ok(rd) => rd
                 .filter_map(|e| match e {
                     Ok(e) => Some(e.file_name().as_bytes().to_vec()),
                     Err(_) => None,
                 })
                 .collect(),
+            Err(e) if trouble(&e) == Trouble::Gone => {
+                self.gone(path);
+                return None;
+            }
             Err(e) => {
-                self.error(path, e);
+                self.trouble(path, e);
                 Vec::new()
             }
         };
+        if dir.vanished() {
+            self.gone(path);
+            return None;
+        }
         names.sort();
-        names
+        Some(names)
     }
 
-    fn dir_of(&mut self, path: &Path, names: Vec<Vec<u8>>, parent: Option<&Tree>) -> DirDraft {
+    fn dir_of(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        names: Vec<Vec<u8>>,
+        parent: Option<&Tree>,
+    ) -> DirDraft {
         // Entries are examined in parallel: stat calls and parent-tree loads overlap, and on a
         // data root of a thousand islands both cores walk.
         let ctx = self.ctx;
@@ -409,7 +534,7 @@ impl Walker<'_> {
                 |(res, mut drafts), (i, name)| {
                     let mut w = Walker { ctx, res };
                     let p = path.join(std::ffi::OsStr::from_bytes(name));
-                    if let Some(d) = w.entry(&p, name, parent) {
+                    if let Some(d) = w.entry(dir, &p, name, parent) {
                         drafts.push((i, d));
                     }
                     (w.res, drafts)
@@ -428,17 +553,27 @@ impl Walker<'_> {
     }
 
     /// A V1 Swamp folder is captured as one unit: its files are read together and read again
-    /// if any of them changed meanwhile, so `meta` and chunks come from the same moment.
+    /// if any of them changed meanwhile, so `meta` and chunks come from the same moment. A
+    /// folder that vanishes meanwhile (the Swamp was destroyed) is gone: `None`.
     fn v1_swamp(
         &mut self,
+        dir: &Dir,
         path: &Path,
         old: Option<&Node>,
         parent: Option<&Tree>,
-    ) -> (DirDraft, SwampInfo, bool) {
+    ) -> Option<(DirDraft, SwampInfo, bool)> {
         if old.is_some_and(|o| o.swamp.is_some()) {
             self.res.parent_swamps_seen += 1;
         }
-        let meta = crate::hyd::v1::read_meta(path);
+        let read = |name: &[u8], expect: Option<Identity>| -> std::io::Result<Vec<u8>> {
+            crate::failpoint::hook("open", &path.join(std::ffi::OsStr::from_bytes(name)));
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut open_checked(&dir.entry(name), expect)?, &mut data)?;
+            Ok(data)
+        };
+        let meta = read(crate::hyd::v1::META_FILE.as_bytes(), None)
+            .ok()
+            .and_then(|d| crate::hyd::gob::decode_meta(&d));
         let mut info = SwampInfo {
             name: meta.as_ref().map(|m| m.swamp_name.clone()),
             format: 1,
@@ -446,30 +581,53 @@ impl Walker<'_> {
             modified_ns: meta.as_ref().map_or(0, |m| m.updated_at),
             ..SwampInfo::default()
         };
-        let snapshot = |p: &Path| -> std::io::Result<Vec<(Vec<u8>, Node)>> {
+        // The regular files (what HydrAIDE writes there); anything else is left out, and
+        // FIFOs, sockets and devices are reported once, below.
+        let specials = std::cell::RefCell::new(Vec::new());
+        let snapshot = |p: &Path| -> std::io::Result<Vec<(Vec<u8>, Node, Identity)>> {
             let mut v = Vec::new();
+            specials.borrow_mut().clear();
             for e in std::fs::read_dir(p)? {
                 let e = e?;
                 let name = e.file_name().as_bytes().to_vec();
                 let md = std::fs::symlink_metadata(e.path())?;
-                if let Some(n) = node_from_metadata(&name, &md).filter(|n| n.kind == NodeKind::File)
-                {
-                    v.push((name, n));
+                match node_from_metadata(&name, &md) {
+                    Some(n) if n.kind == NodeKind::File => v.push((name, n, Identity::of(&md))),
+                    Some(_) => {}
+                    None => specials.borrow_mut().push(SpecialFile {
+                        path: path.join(e.file_name()).display().to_string(),
+                        kind: type_name(md.file_type()).into(),
+                    }),
                 }
             }
             v.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(v)
         };
-        let same = |a: &[(Vec<u8>, Node)], b: &[(Vec<u8>, Node)]| {
+        let first = snapshot(dir.path());
+        let found = specials.take();
+        self.res.summary.special_files += found.len() as u64;
+        self.res.special.extend(found);
+        let first = match first {
+            _ if dir.vanished() => {
+                self.gone_swamp(path);
+                return None;
+            }
+            Err(e) if trouble(&e) == Trouble::Gone => {
+                self.gone_swamp(path);
+                return None;
+            }
+            r => r,
+        };
+        let same = |a: &[(Vec<u8>, Node, Identity)], b: &[(Vec<u8>, Node, Identity)]| {
             a.len() == b.len()
                 && a.iter()
                     .zip(b)
                     .all(|(x, y)| x.0 == y.0 && unchanged(&x.1, &y.1))
         };
         // Everything as in the parent: reuse without reading.
-        if let (Ok(before), Some(pt), false) = (snapshot(path), parent, self.ctx.force)
+        if let (Ok(before), Some(pt), false) = (first, parent, self.ctx.force)
             && before.len() == pt.nodes.iter().filter(|n| n.kind == NodeKind::File).count()
-            && before.iter().all(|(name, n)| {
+            && before.iter().all(|(name, n, _)| {
                 pt.find(name).is_some_and(|o| {
                     o.kind == NodeKind::File && unchanged(o, n) && self.all_indexed(&o.content)
                 })
@@ -480,7 +638,7 @@ impl Walker<'_> {
                 info = prev;
             }
             let mut entries = Vec::new();
-            for (name, mut n) in before {
+            for (name, mut n, _) in before {
                 let o = pt.find(&name).expect("checked above");
                 n.content = o.content.clone();
                 self.res.summary.files_unchanged += 1;
@@ -492,23 +650,34 @@ impl Walker<'_> {
                     unchanged: false,
                 });
             }
-            return (DirDraft { entries }, info, true);
+            return Some((DirDraft { entries }, info, true));
         }
         let mut captured = None;
         for attempt in 0..4u32 {
             if attempt > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
             }
-            let Ok(before) = snapshot(path) else { continue };
+            let before = match snapshot(dir.path()) {
+                _ if dir.vanished() => {
+                    self.gone_swamp(path);
+                    return None;
+                }
+                Ok(b) => b,
+                Err(e) if trouble(&e) == Trouble::Gone => {
+                    self.gone_swamp(path);
+                    return None;
+                }
+                Err(_) => continue,
+            };
             let mut datas = Vec::new();
-            for (name, _) in &before {
-                match std::fs::read(path.join(std::ffi::OsStr::from_bytes(name))) {
+            for (name, _, id) in &before {
+                match read(name, Some(*id)) {
                     Ok(d) => datas.push(d),
                     Err(_) => break,
                 }
             }
             if datas.len() == before.len()
-                && snapshot(path).is_ok_and(|after| same(&before, &after))
+                && snapshot(dir.path()).is_ok_and(|after| same(&before, &after))
             {
                 captured = Some((before, datas));
                 break;
@@ -524,7 +693,7 @@ impl Walker<'_> {
                 path,
                 "V1 Swamp folder kept changing while it was read; files stored one by one",
             );
-            return (self.dir(path, parent), info, false);
+            return Some((self.dir(dir, path, parent), info, false));
         };
         if old.is_some() {
             self.res.summary.swamps_rewritten += 1;
@@ -532,7 +701,7 @@ impl Walker<'_> {
             self.res.summary.swamps_new += 1;
         }
         let mut entries = Vec::new();
-        for ((name, n), data) in nodes.into_iter().zip(datas) {
+        for ((name, n, _), data) in nodes.into_iter().zip(datas) {
             let p = path.join(std::ffi::OsStr::from_bytes(&name));
             self.res.summary.total_bytes += n.size;
             if parent.and_then(|t| t.find(&name)).is_some() {
@@ -540,7 +709,7 @@ impl Walker<'_> {
             } else {
                 self.res.summary.files_new += 1;
             }
-            let idx = self.queue(&p, n.size, JobKind::Bytes(data));
+            let idx = self.queue(dir, &name, &p, n.size, JobKind::Bytes(data), None);
             entries.push(Draft {
                 node: n,
                 pending: Some(idx),
@@ -548,7 +717,14 @@ impl Walker<'_> {
                 unchanged: false,
             });
         }
-        (DirDraft { entries }, info, false)
+        Some((DirDraft { entries }, info, false))
+    }
+
+    /// A V1 Swamp folder destroyed during the walk (counted with the parent's Swamps not seen).
+    fn gone_swamp(&mut self, path: &Path) {
+        self.gone(path);
+        self.res.summary.swamps_gone += 1;
+        self.res.gone_swamps.push(path.display().to_string());
     }
 }
 
@@ -636,9 +812,10 @@ impl ChunkSink for FileSink<'_> {
 
 impl Reader<'_> {
     fn read(&mut self, job: FileJob) -> FileDone {
+        crate::failpoint::hook("open", &job.display);
         let mut done = FileDone::default();
         match job.kind {
-            JobKind::Plain => self.read_plain(job.idx, &job.path, 0, &mut done),
+            JobKind::Plain => self.read_plain(job.idx, &job.path, job.expect, 0, &mut done),
             JobKind::Bytes(data) => {
                 let mut sink = self.sink(job.idx);
                 let mut pos = 0;
@@ -678,13 +855,13 @@ impl Reader<'_> {
                     }
                     Ok(Capture::Quarantine { reason, mut swamp }) => {
                         // Never lose data: store the bytes as they are, and report the file.
-                        self.read_plain(job.idx, &job.path, sink.next, &mut done);
+                        self.read_plain(job.idx, &job.path, None, sink.next, &mut done);
                         swamp.decision = "quarantined".into();
                         swamp.problem = Some(reason);
                         swamp.tail = None;
                         done.swamp = Some(swamp);
                     }
-                    Err(e) => done.error = Some(e.to_string()),
+                    Err(e) => done.fail(e),
                 }
             }
         }
@@ -701,15 +878,20 @@ impl Reader<'_> {
         }
     }
 
-    /// Reads a whole file with the generic chunker, numbering chunks from `first`.
-    fn read_plain(&mut self, file: usize, path: &Path, first: u32, done: &mut FileDone) {
+    /// Reads a whole file with the generic chunker, numbering chunks from `first`; the file
+    /// must be the one the walk saw (`expect`).
+    fn read_plain(
+        &mut self,
+        file: usize,
+        path: &Path,
+        expect: Option<Identity>,
+        first: u32,
+        done: &mut FileDone,
+    ) {
         done.seq_base = first;
-        let f = match File::open(path) {
+        let f = match open_checked(path, expect) {
             Ok(f) => f,
-            Err(e) => {
-                done.error = Some(e.to_string());
-                return;
-            }
+            Err(e) => return done.fail(e),
         };
         let mut stream = ChunkStream::new(self.chunker, f, &mut self.buf);
         let mut seq = first;
@@ -769,6 +951,7 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    crate::source::dir::raise_open_file_limit();
     if opts.paths.is_empty() {
         return Err(Error::InvalidInput(
             "nothing to back up: give at least one path".into(),
@@ -867,24 +1050,40 @@ pub fn backup(
             res: WalkResult::default(),
         };
         let root = if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
-            walker.dir(&paths[0], parent_root.as_ref())
+            match Dir::open(&paths[0]) {
+                Ok(d) => walker.dir(&d, &paths[0], parent_root.as_ref()),
+                Err(e) => {
+                    walker.trouble(&paths[0], e);
+                    DirDraft {
+                        entries: Vec::new(),
+                    }
+                }
+            }
         } else {
             let mut entries = Vec::new();
             let mut names = HashSet::new();
             for p in &paths {
-                let name = p
-                    .file_name()
-                    .map(|n| n.as_bytes().to_vec())
-                    .unwrap_or_else(|| b"root".to_vec());
+                let (Some(parent_dir), Some(name)) = (p.parent(), p.file_name()) else {
+                    return Err(Error::InvalidInput(format!(
+                        "{} can only be backed up on its own",
+                        p.display()
+                    )));
+                };
+                let name = name.as_bytes().to_vec();
                 if !names.insert(name.clone()) {
                     return Err(Error::InvalidInput(format!(
                         "two paths share the name {:?}; back them up separately",
                         String::from_utf8_lossy(&name)
                     )));
                 }
-                if let Some(d) = walker.entry(p, &name, parent_root.as_ref()) {
-                    entries.push(d);
-                }
+                let d = match Dir::open(parent_dir) {
+                    Ok(dir) => walker.entry(&dir, p, &name, parent_root.as_ref()),
+                    Err(e) => {
+                        walker.trouble(p, e);
+                        None
+                    }
+                };
+                entries.extend(d);
             }
             entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
             DirDraft { entries }
@@ -921,6 +1120,7 @@ pub fn backup(
         seen: HashSet::new(),
         added: 0,
         errors: Vec::new(),
+        gone: Vec::new(),
         paths: &queued_paths,
         summary: &mut walker.summary,
         catalogue: CatalogueSummary::default(),
@@ -938,13 +1138,21 @@ pub fn backup(
         Ok(_) => tb.store_names(),
         Err(_) => Ok(None),
     };
-    let (tree_added, file_errors, mut catalogue, decisions) = (
+    let (tree_added, file_errors, file_gone, mut catalogue, mut decisions) = (
         tb.added,
         std::mem::take(&mut tb.errors),
+        std::mem::take(&mut tb.gone),
         std::mem::take(&mut tb.catalogue),
         std::mem::take(&mut tb.decisions),
     );
     drop(tb);
+    decisions.extend(walker.gone_swamps.drain(..).map(|path| SwampDecision {
+        path,
+        name: None,
+        decision: "gone".into(),
+        reason: GONE.into(),
+        bytes_read: 0,
+    }));
     let stats = writer.finish(opts.dry_run)?;
     let root_id = root_id?;
     let names_id = names_id?;
@@ -954,7 +1162,8 @@ pub fn backup(
         .as_ref()
         .and_then(|p| p.1.catalogue.as_ref())
         .map_or(0, |c| c.swamps);
-    summary.swamps_gone = parent_swamps.saturating_sub(walker.parent_swamps_seen);
+    // Swamps of the parent not found, and those that vanished during this run.
+    summary.swamps_gone += parent_swamps.saturating_sub(walker.parent_swamps_seen);
     summary.data_blobs_added = workers.blobs_added.load(Ordering::Relaxed);
     summary.bytes_added = workers.bytes_added.load(Ordering::Relaxed);
     summary.bytes_stored = stats.pack_bytes;
@@ -962,6 +1171,11 @@ pub fn backup(
     let mut errors = walker.errors;
     errors.extend(file_errors);
     errors.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut gone = walker.gone;
+    gone.extend(file_gone);
+    gone.sort();
+    let mut special = walker.special;
+    special.sort_by(|a, b| a.path.cmp(&b.path));
     summary.errors = errors.len() as u64;
     summary.duration_secs = started.elapsed().as_secs_f64();
     catalogue.quarantined = summary.swamps_quarantined;
@@ -997,6 +1211,8 @@ pub fn backup(
         parent: snap.parent,
         summary,
         errors,
+        gone,
+        special,
         quarantine,
         decisions: if opts.dry_run { decisions } else { Vec::new() },
     })
@@ -1011,6 +1227,7 @@ struct TreeBuilder<'a> {
     seen: HashSet<Id>,
     added: u64,
     errors: Vec<SourceError>,
+    gone: Vec<String>,
     paths: &'a [PathBuf],
     summary: &'a mut SnapshotSummary,
     catalogue: CatalogueSummary,
@@ -1092,6 +1309,23 @@ impl TreeBuilder<'_> {
                 self.summary.bytes_read += done.read;
                 read = done.read;
                 let mut ids = self.contents.remove(&idx).unwrap_or_default();
+                if done.gone {
+                    // Deleted between the walk and the read (a destroyed Swamp): not stored, not
+                    // an error.
+                    self.summary.files_gone += 1;
+                    self.gone.push(path());
+                    if node.name.ends_with(b".hyd") {
+                        self.summary.swamps_gone += 1;
+                        self.decisions.push(SwampDecision {
+                            path: self.base.join(&rel).display().to_string(),
+                            name: None,
+                            decision: "gone".into(),
+                            reason: GONE.into(),
+                            bytes_read: done.read,
+                        });
+                    }
+                    continue;
+                }
                 // Chunks of an abandoned attempt were stored but are not part of the file.
                 ids.retain(|c| c.0 >= done.seq_base);
                 ids.sort_unstable_by_key(|c| c.0);
@@ -1104,16 +1338,23 @@ impl TreeBuilder<'_> {
                         // Nothing could be read, so nothing is stored, but the Swamp is reported
                         // with the others that could not be captured.
                         self.summary.swamps_quarantined += 1;
+                        let what = if done.changed { "" } else { "unreadable, " };
                         self.decisions.push(SwampDecision {
                             path: self.base.join(&rel).display().to_string(),
                             name: None,
                             decision: "quarantined".into(),
-                            reason: format!("unreadable, not stored: {e}"),
+                            reason: format!("{what}not stored: {e}"),
                             bytes_read: done.read,
                         });
                     }
                     self.errors.push(SourceError {
                         path: path(),
+                        kind: if done.changed {
+                            "changed"
+                        } else {
+                            "unreadable"
+                        }
+                        .into(),
                         error: e,
                     });
                     continue;
@@ -1134,6 +1375,7 @@ impl TreeBuilder<'_> {
                             self.summary.swamps_quarantined += 1;
                             self.errors.push(SourceError {
                                 path: path(),
+                                kind: "unreadable".into(),
                                 error: format!(
                                     "quarantined: {}",
                                     info.problem.as_deref().unwrap_or("unknown problem")

@@ -43,12 +43,18 @@ pub struct SnapshotSummary {
     /// Swamps rewritten (compacted, replaced) since the parent: read whole.
     #[serde(default)]
     pub swamps_rewritten: u64,
-    /// Swamps in the parent that are gone.
+    /// Swamps in the parent that are gone, and Swamps destroyed during the run.
     #[serde(default)]
     pub swamps_gone: u64,
     /// Swamps stored raw because no consistent copy could be made.
     #[serde(default)]
     pub swamps_quarantined: u64,
+    /// Files and folders that vanished between the walk and their read (not stored, no error).
+    #[serde(default)]
+    pub files_gone: u64,
+    /// FIFOs, sockets and devices found and not backed up.
+    #[serde(default)]
+    pub special_files: u64,
     /// Wall time, seconds.
     pub duration_secs: f64,
 }
@@ -75,6 +81,8 @@ impl std::ops::AddAssign<&SnapshotSummary> for SnapshotSummary {
         self.swamps_rewritten += o.swamps_rewritten;
         self.swamps_gone += o.swamps_gone;
         self.swamps_quarantined += o.swamps_quarantined;
+        self.files_gone += o.files_gone;
+        self.special_files += o.special_files;
     }
 }
 

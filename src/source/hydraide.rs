@@ -12,7 +12,7 @@
 //! (same inode, longer, the last captured block still in place) keeps the parent's chunks and is
 //! read only from where the parent's capture ended.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
@@ -147,7 +147,7 @@ pub fn capture(
             std::thread::sleep(Duration::from_millis(20 << attempt));
         }
         sink.restart();
-        let f = File::open(path)?;
+        let f = crate::source::open_checked(path, None)?;
         let md = f.metadata()?;
         let mut bytes_read = 0u64;
         let mut r = BufReader::with_capacity(256 << 10, &f);

@@ -1,6 +1,10 @@
 //! What is backed up: file-system metadata and exclusion rules (and the HydrAIDE-aware source).
 
+pub mod dir;
 pub mod hydraide;
+pub mod open;
+
+pub use open::{Identity, Trouble, open_checked, trouble};
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
