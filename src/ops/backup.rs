@@ -24,7 +24,7 @@ use crate::repo::names::{self, NameEntry};
 use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
 use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
-use crate::source::hydraide::{Capture, ChunkSink, HydChunking, HydParent, capture};
+use crate::source::hydraide::{Capture, ChunkSink, HydCapture, HydChunking, HydParent, capture};
 use crate::source::{Excludes, node_from_metadata};
 use crate::{Error, Id, Result};
 
@@ -128,7 +128,17 @@ struct FileDone {
     reuse_at: u32,
     /// Swamp facts (for `.hyd` files).
     swamp: Option<SwampInfo>,
+    /// A quarantined Swamp stored as its loadable prefix: its raw bytes, the `chunks` chunks
+    /// numbered from `seq_base`, `size` bytes in all.
+    raw: Option<RawDone>,
     error: Option<String>,
+}
+
+/// Where the raw bytes of a quarantined Swamp went.
+struct RawDone {
+    seq_base: u32,
+    chunks: u32,
+    size: u64,
 }
 
 struct ChunkJob {
@@ -176,6 +186,8 @@ struct WalkResult {
     errors: Vec<SourceError>,
     /// Swamps of the parent matched by path (to count the ones gone).
     parent_swamps_seen: u64,
+    /// Decision-log lines of files skipped on purpose (HydrAIDE's temporaries).
+    decisions: Vec<SwampDecision>,
 }
 
 impl WalkResult {
@@ -184,6 +196,7 @@ impl WalkResult {
         self.summary += &other.summary;
         self.errors.extend(other.errors);
         self.parent_swamps_seen += other.parent_swamps_seen;
+        self.decisions.extend(other.decisions);
     }
 }
 
@@ -308,8 +321,31 @@ impl Walker<'_> {
                 }
             },
             NodeKind::File => {
-                // HydrAIDE's compaction output: a moment later it is renamed over the Swamp.
-                if name.ends_with(b".hyd.compact") {
+                // Temporaries of HydrAIDE's compaction (renamed over the Swamp a moment later)
+                // and of `hydraidectl`'s format migration (run with the server stopped).
+                let temp = [
+                    (
+                        crate::hyd::COMPACT_SUFFIX,
+                        "compaction output, renamed over the Swamp when done",
+                    ),
+                    (
+                        crate::hyd::FMTMIGRATE_SUFFIX,
+                        "hydraidectl format migration in progress",
+                    ),
+                ]
+                .into_iter()
+                .find(|(suffix, _)| {
+                    name.strip_suffix(suffix.as_bytes())
+                        .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
+                });
+                if let Some((_, why)) = temp {
+                    self.res.decisions.push(SwampDecision {
+                        path: path.display().to_string(),
+                        name: None,
+                        decision: "skipped".into(),
+                        reason: format!("temporary file: {why}"),
+                        bytes_read: 0,
+                    });
                     return None;
                 }
                 let is_hyd = name.ends_with(b".hyd");
@@ -664,24 +700,34 @@ impl Reader<'_> {
                 };
                 match capture(&job.path, parent.as_ref(), &self.hyd, &mut sink) {
                     Ok(Capture::Captured(c)) => {
-                        done.size = c.size;
                         done.read = c.bytes_read;
-                        done.reuse = c.reuse;
-                        done.reuse_at = 1;
-                        done.swamp = Some(c.swamp);
-                        done.seq_base = sink.base;
-                        done.chunks = sink.next - sink.base;
-                        let base = sink.base;
-                        if !sink.send(base, c.header_blob) {
-                            done.error = Some("backup aborted".into());
-                        }
+                        Self::captured(&mut sink, c, &mut done);
                     }
-                    Ok(Capture::Quarantine { reason, mut swamp }) => {
+                    Ok(Capture::Quarantine {
+                        reason,
+                        mut swamp,
+                        prefix,
+                    }) => {
                         // Never lose data: store the bytes as they are, and report the file.
-                        self.read_plain(job.idx, &job.path, sink.next, &mut done);
+                        let first = sink.next;
+                        let mut raw = FileDone::default();
+                        self.read_plain(job.idx, &job.path, first, &mut raw);
                         swamp.decision = "quarantined".into();
                         swamp.problem = Some(reason);
                         swamp.tail = None;
+                        match prefix {
+                            // The loadable prefix is the Swamp; the raw bytes are kept beside it.
+                            Some(c) if raw.error.is_none() => {
+                                done.read = c.bytes_read + raw.read;
+                                Self::captured(&mut sink, c, &mut done);
+                                done.raw = Some(RawDone {
+                                    seq_base: first,
+                                    chunks: raw.chunks,
+                                    size: raw.size,
+                                });
+                            }
+                            _ => done = raw,
+                        }
                         done.swamp = Some(swamp);
                     }
                     Err(e) => done.error = Some(e.to_string()),
@@ -689,6 +735,21 @@ impl Reader<'_> {
             }
         }
         done
+    }
+
+    /// Records a consistent capture: the header blob (sent now, numbered first) and the chunks
+    /// sent since the attempt began.
+    fn captured(sink: &mut FileSink<'_>, c: HydCapture, done: &mut FileDone) {
+        done.size = c.size;
+        done.reuse = c.reuse;
+        done.reuse_at = 1;
+        done.swamp = Some(c.swamp);
+        done.seq_base = sink.base;
+        done.chunks = c.chunks + 1;
+        let base = sink.base;
+        if !sink.send(base, c.header_blob) {
+            done.error = Some("backup aborted".into());
+        }
     }
 
     fn sink(&self, file: usize) -> FileSink<'_> {
@@ -938,12 +999,13 @@ pub fn backup(
         Ok(_) => tb.store_names(),
         Err(_) => Ok(None),
     };
-    let (tree_added, file_errors, mut catalogue, decisions) = (
+    let (tree_added, file_errors, mut catalogue, mut decisions) = (
         tb.added,
         std::mem::take(&mut tb.errors),
         std::mem::take(&mut tb.catalogue),
         std::mem::take(&mut tb.decisions),
     );
+    decisions.append(&mut walker.decisions);
     drop(tb);
     let stats = writer.finish(opts.dry_run)?;
     let root_id = root_id?;
@@ -1091,14 +1153,26 @@ impl TreeBuilder<'_> {
                 });
                 self.summary.bytes_read += done.read;
                 read = done.read;
-                let mut ids = self.contents.remove(&idx).unwrap_or_default();
+                let mut all = self.contents.remove(&idx).unwrap_or_default();
+                all.sort_unstable_by_key(|c| c.0);
                 // Chunks of an abandoned attempt were stored but are not part of the file.
-                ids.retain(|c| c.0 >= done.seq_base);
-                ids.sort_unstable_by_key(|c| c.0);
-                let error = done.error.or_else(|| {
-                    (ids.len() != done.chunks as usize)
-                        .then(|| "chunks lost in the pipeline".to_string())
-                });
+                let range = |first: u32, n: u32| -> Vec<(u32, Id)> {
+                    let end = first.saturating_add(n);
+                    all.iter()
+                        .filter(|c| (first..end).contains(&c.0))
+                        .copied()
+                        .collect()
+                };
+                let ids = range(done.seq_base, done.chunks);
+                let raw = done
+                    .raw
+                    .as_ref()
+                    .map(|r| (range(r.seq_base, r.chunks), r.chunks, r.size));
+                let lost = ids.len() != done.chunks as usize
+                    || raw.as_ref().is_some_and(|r| r.0.len() != r.1 as usize);
+                let error = done
+                    .error
+                    .or_else(|| lost.then(|| "chunks lost in the pipeline".to_string()));
                 if let Some(e) = error {
                     if node.name.ends_with(b".hyd") {
                         // Nothing could be read, so nothing is stored, but the Swamp is reported
@@ -1125,7 +1199,11 @@ impl TreeBuilder<'_> {
                 content.extend(ids[at..].iter().map(|c| c.1));
                 node.size = done.size;
                 node.content = content;
-                if let Some(info) = done.swamp {
+                if let Some(mut info) = done.swamp {
+                    if let Some((ids, _, size)) = raw {
+                        info.raw = ids.into_iter().map(|c| c.1).collect();
+                        info.raw_size = size;
+                    }
                     match info.decision.as_str() {
                         "appended" => self.summary.swamps_appended += 1,
                         "rewritten" => self.summary.swamps_rewritten += 1,

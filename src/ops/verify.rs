@@ -324,7 +324,7 @@ pub fn verify(
                     .only_swamps
                     .as_ref()
                     .is_none_or(|g| swamp.is_some_and(|s| g.is_match(s)));
-                for id in &n.content {
+                for id in n.data_blobs() {
                     if selected {
                         wanted.insert(*id);
                     }
@@ -485,7 +485,7 @@ pub fn verify(
                 None,
                 &mut seen,
                 &mut |rel, n, _| {
-                    for id in &n.content {
+                    for id in n.data_blobs() {
                         if damaged.contains(id) {
                             hits.entry(*id).or_default().push(Affected {
                                 snapshot: sid.short(),
