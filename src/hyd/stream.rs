@@ -11,8 +11,12 @@
 //! than 64 KiB. A stream that refers back further than [`WINDOW`] bytes (legal, written by no
 //! known encoder) is reported as [`BlockError::Snappy`] once the block outgrows the window.
 
-use super::SWAMP_META_KEY;
+use std::io::Read;
+
 use super::block::{BlockError, BlockHeader, EntryError, Op};
+use super::header::FileHeader;
+use super::scan::read_full;
+use super::{BLOCK_HEADER_SIZE, FILE_HEADER_SIZE, HydError, SWAMP_META_KEY};
 
 /// Output bytes kept for back-references.
 pub const WINDOW: usize = 1 << 20;
@@ -286,6 +290,45 @@ impl BlockCheck {
             self.out_base = keep_from;
         }
         Ok(())
+    }
+}
+
+/// Checks a whole `.hyd` stream as HydrAIDE's loader would, block by block in bounded memory:
+/// header, name, then every block to end of data (a few trailing bytes of a block header are
+/// ignored, as HydrAIDE does). Returns the number of blocks.
+pub fn check_stream<R: Read>(mut r: R) -> Result<u64, HydError> {
+    let mut hb = [0u8; FILE_HEADER_SIZE];
+    let n = read_full(&mut r, &mut hb)?;
+    let header = FileHeader::decode(&hb[..n])?;
+    let name_len = u64::from(header.name_len());
+    if std::io::copy(&mut (&mut r).take(name_len), &mut std::io::sink())? < name_len {
+        return Err(HydError::Invalid("file ends inside the swamp name".into()));
+    }
+    let mut offset = header.data_start();
+    let mut piece = vec![0u8; 1 << 20];
+    let mut blocks = 0;
+    loop {
+        let mut bb = [0u8; BLOCK_HEADER_SIZE];
+        if read_full(&mut r, &mut bb)? < BLOCK_HEADER_SIZE {
+            return Ok(blocks);
+        }
+        let bh = BlockHeader::decode(&bb);
+        let at = |source| HydError::Block { offset, source };
+        bh.check_plausible().map_err(at)?;
+        let mut check = BlockCheck::new(bh);
+        let mut left = u64::from(bh.compressed_size);
+        while left > 0 {
+            let want = left.min(piece.len() as u64) as usize;
+            let got = read_full(&mut r, &mut piece[..want])?;
+            check.feed(&piece[..got]);
+            left -= got as u64;
+            if got < want {
+                return Err(at(snappy("block cut short (torn)")));
+            }
+        }
+        check.finish().map_err(at)?;
+        blocks += 1;
+        offset += bh.total_len();
     }
 }
 

@@ -98,7 +98,7 @@ pub struct Affected {
 /// One problem found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
-    /// Kind: key, index, missing-pack, pack, blob, snapshot, tree, missing-blob.
+    /// Kind: key, index, missing-pack, pack, blob, snapshot, tree, missing-blob, swamp.
     pub kind: String,
     /// The object concerned (e.g. `pack <id>`).
     pub object: String,
@@ -516,6 +516,14 @@ pub fn verify(
             }
             p.affected = a.into_iter().collect();
         }
+    }
+    // Stored Swamps load as HydrAIDE loads them (every pack read, or the selected Swamps').
+    if opts.read_data == ReadData::All
+        || (opts.read_data != ReadData::None && opts.only_swamps.is_some())
+    {
+        let only = opts.only_swamps.as_ref();
+        let found = crate::ops::swampcheck::check_swamps(repo, &index, &snapshots, only)?;
+        report.problems.extend(found);
     }
     Ok(report)
 }
