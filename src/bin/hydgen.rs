@@ -124,6 +124,9 @@ enum Cmd {
         /// Log the initial state of every file before starting.
         #[arg(long)]
         log_all_initial: bool,
+        /// Percentage of operations that rewrite a V1 Swamp folder.
+        #[arg(long, default_value_t = 0.0)]
+        v1_percent: f64,
     },
     /// Write a version-2 Swamp whose name entry is in block 1, not block 0; prints its path.
     Latemeta(EdgeArgs),
@@ -262,6 +265,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             compact_percent,
             max_blocks,
             log_all_initial,
+            v1_percent,
         } => {
             if stop_file.is_none() && ops.is_none() {
                 return Err("live needs --stop-file or --ops".into());
@@ -277,11 +281,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     compact_percent,
                     max_blocks_per_op: max_blocks,
                     log_all_initial,
+                    v1_percent,
                 },
             )?;
             println!(
-                "live: {} ops, {} blocks, {} compactions, {} swamps touched",
-                r.ops, r.blocks, r.compactions, r.swamps_touched
+                "live: {} ops, {} blocks, {} compactions, {} swamps touched, {} V1 rewrites",
+                r.ops, r.blocks, r.compactions, r.swamps_touched, r.v1_rewrites
             );
         }
         Cmd::Latemeta(a) => {
