@@ -1,6 +1,7 @@
-//! Test-only crash points: with `HYDRABACKUP_FAILPOINT=<name>[:<n>]` the process kills itself
-//! with SIGKILL the n-th time (default first) it reaches that point, like `kill -9` would.
-//! Integration tests use this to prove crash safety at exact instants without timing races.
+//! Test-only crash and pause points: with `HYDRABACKUP_FAILPOINT=<name>[:<n>]` the process kills
+//! itself with SIGKILL the n-th time (default first) it reaches that point, like `kill -9` would;
+//! with `HYDRABACKUP_PAUSE=<name>:<dir>` it waits at a pause point for the test (see [`pause`]).
+//! Integration tests use these to act at exact instants without timing races.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,30 @@ pub fn hit(name: &str) {
         // preconditions.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+static PAUSE: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
+static PAUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Marks a pause point named `name`; does nothing unless `HYDRABACKUP_PAUSE=<name>:<dir>`
+/// selects it. Then, the first time it is reached, the process writes `what` (e.g. the path being
+/// read) to `<dir>/reached` and waits until `<dir>/go` exists: a test can change the world at
+/// that exact instant.
+pub fn pause(name: &str, what: &std::path::Path) {
+    let spec = PAUSE.get_or_init(|| {
+        let v = std::env::var("HYDRABACKUP_PAUSE").ok()?;
+        let (n, dir) = v.split_once(':')?;
+        Some((n.to_string(), dir.into()))
+    });
+    if let Some((n, dir)) = spec
+        && n == name
+        && PAUSED.fetch_add(1, Ordering::SeqCst) == 0
+    {
+        let _ = std::fs::write(dir.join("reached"), what.as_os_str().as_encoded_bytes());
+        while !dir.join("go").exists() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 }

@@ -204,3 +204,61 @@ fn backups_during_live_writes_restore_to_logged_states() {
         );
     }
 }
+
+/// A V1 folder rewritten while its files are being read (HydrAIDE writes a new chunk file and
+/// points `meta` at it) is read again: what is stored is one state the folder really had, never
+/// old chunks with the new `meta`. The backup pauses after reading the folder's first file.
+#[test]
+fn a_v1_folder_rewritten_mid_capture_is_read_again_as_one_state() {
+    use hydrabackup::hyd::v1::{ACTUAL_FILE_KEY, encode_chunk, read_meta, write_meta};
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 59, 12, "300K", 0, 40);
+    let sync = hb.path("sync");
+    std::fs::create_dir_all(&sync).unwrap();
+    let mut c = hb.command();
+    c.env(
+        "HYDRABACKUP_PAUSE",
+        format!("v1-mid-read:{}", sync.display()),
+    )
+    .args(["backup".as_ref(), "--json".as_ref(), src.as_os_str()] as [&OsStr; 3])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut backup = Writer(Some(c.spawn().expect("start backup")));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !sync.join("reached").exists() {
+        if let Some(st) = backup.0.as_mut().unwrap().try_wait().unwrap() {
+            panic!("backup ended before reading a V1 folder: {st}");
+        }
+        assert!(Instant::now() < deadline, "the backup never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = std::path::PathBuf::from(std::fs::read_to_string(sync.join("reached")).unwrap());
+    let folder = rel(&src, &dir);
+    let before = v1_digest(&dir).unwrap().0;
+    // HydrAIDE's V1 write: a new chunk file, then `meta` naming it as the current one.
+    let chunk = "0badc0de-0000-4000-8000-000000000001";
+    std::fs::write(dir.join(chunk), encode_chunk(&[vec![7u8; 700]]).unwrap()).unwrap();
+    let mut meta = read_meta(&dir).unwrap();
+    meta.kv.insert(ACTUAL_FILE_KEY.into(), chunk.into());
+    write_meta(&dir, &meta).unwrap();
+    let after = v1_digest(&dir).unwrap().0;
+    std::fs::write(sync.join("go"), b"").unwrap();
+    let out = backup.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let target = hb.path("restored");
+    hb.restore("latest", &target, &[]);
+    let restored = v1_digest(&target.join(&folder)).unwrap().0;
+    assert!(
+        restored == after || restored == before,
+        "{folder} was stored as a mix of two states"
+    );
+    assert_eq!(restored, after, "the retry reads the folder as it is now");
+    assert_eq!(hb.show("latest")[&folder]["decision"], "new");
+}
