@@ -309,8 +309,7 @@ pub fn live(root: &Path, cfg: &LiveConfig) -> Result<LiveReport, HydError> {
     let mut report = LiveReport::default();
     let result = run(
         cfg,
-        &files,
-        &v1,
+        &Targets { files, v1 },
         &mut rng,
         &tag,
         &mut slots,
@@ -328,10 +327,15 @@ pub fn live(root: &Path, cfg: &LiveConfig) -> Result<LiveReport, HydError> {
     result.map(|()| report)
 }
 
+/// What the live writer works on.
+struct Targets {
+    files: Vec<PathBuf>,
+    v1: V1Writer,
+}
+
 fn run(
     cfg: &LiveConfig,
-    files: &[PathBuf],
-    v1: &V1Writer,
+    Targets { files, v1 }: &Targets,
     rng: &mut Rng,
     tag: &str,
     slots: &mut BTreeMap<PathBuf, Slot>,

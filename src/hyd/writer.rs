@@ -200,7 +200,7 @@ impl<W: Write + Seek> HydWriter<W> {
         self.flush()?;
         let offset = self.len;
         self.out.write_all(&bh.encode())?;
-        self.out.write_all(&payload)?;
+        self.out.write_all(payload)?;
         self.len += bh.total_len();
         self.header.block_count += 1;
         self.header.entry_count += u64::from(bh.entry_count);

@@ -149,7 +149,7 @@ struct ChunkJob {
 
 enum Event {
     Chunk { file: usize, seq: u32, id: Id },
-    FileDone { file: usize, done: FileDone },
+    FileDone { file: usize, done: Box<FileDone> },
 }
 
 /// A directory being assembled: nodes whose content may still be in the pipeline.
@@ -720,7 +720,7 @@ impl Reader<'_> {
                             // The loadable prefix is the Swamp; the raw bytes are kept beside it.
                             Some(c) if raw.error.is_none() => {
                                 done.read = c.bytes_read + raw.read;
-                                Self::captured(&mut sink, c, &mut done);
+                                Self::captured(&mut sink, *c, &mut done);
                                 done.raw = Some(RawDone {
                                     seq_base: first,
                                     chunks: raw.chunks,
@@ -904,7 +904,10 @@ pub fn backup(
                     let done = reader.read(job);
                     files_read.fetch_add(1, Ordering::Relaxed);
                     progress.done(1, 0);
-                    let _ = ev.send(Event::FileDone { file, done });
+                    let _ = ev.send(Event::FileDone {
+                        file,
+                        done: Box::new(done),
+                    });
                 }
             });
         }
@@ -965,7 +968,7 @@ pub fn backup(
         match ev {
             Event::Chunk { file, seq, id } => contents.entry(file).or_default().push((seq, id)),
             Event::FileDone { file, done: d } => {
-                done.insert(file, d);
+                done.insert(file, *d);
             }
         }
     }

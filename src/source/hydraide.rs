@@ -131,7 +131,7 @@ pub enum Capture {
         swamp: SwampInfo,
         /// Its loadable prefix (header rewritten to count it), when it has a valid header: what
         /// a restore gives, the raw bytes being kept beside it.
-        prefix: Option<HydCapture>,
+        prefix: Option<Box<HydCapture>>,
     },
 }
 
@@ -417,7 +417,7 @@ pub fn capture(
         return Ok(Capture::Quarantine {
             reason,
             swamp: info,
-            prefix: Some(captured),
+            prefix: Some(Box::new(captured)),
         });
     }
     Ok(Capture::Quarantine {
