@@ -137,6 +137,27 @@ fn a_tail_that_stays_torn_is_stored_as_its_loadable_prefix_with_the_raw_bytes_be
         fs::read(&abs).unwrap()
     );
 
+    // `copy` to another repository (other keys, other blob ids) takes the raw bytes along.
+    let other = Hb::new();
+    let pw = hb.path("password");
+    fs::write(&pw, PASSWORD).unwrap();
+    other
+        .run(&[
+            "copy".as_ref(),
+            "--from-repo".as_ref(),
+            hb.repo.as_os_str(),
+            "--from-password-file".as_ref(),
+            pw.as_os_str(),
+        ] as &[&OsStr])
+        .expect(0);
+    other.run(&["verify", "--read-data"]).expect(0);
+    let copied = other.path("raw-copied");
+    other.restore("latest", &copied, &["--raw-quarantined"]);
+    assert_eq!(
+        fs::read(copied.join(&victim)).unwrap(),
+        fs::read(&abs).unwrap()
+    );
+
     // Still stalled at the next backup: reported again, never hidden behind "unchanged".
     let out = hb.backup_any(&src, &[]);
     out.expect(3);
