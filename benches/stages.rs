@@ -3,7 +3,11 @@
 //! Run with `cargo bench --bench stages`. Every stage reports MB/s (decimal) of plaintext:
 //! FastCDC chunking, keyed BLAKE3 ids, zstd levels 1 and 3, AES-256-GCM sealing, the whole
 //! `seal_blob` (compress + seal) and the open + verify path (`open_blob`: decrypt, decompress,
-//! hash and compare), plus `verify_pack` on a full pack as the pack writer runs it.
+//! hash and compare), plus `verify_pack` on a full pack as the pack writer runs it. The `hyd`
+//! group measures the check a `.hyd` capture makes of every block (MB/s of file bytes): CRC and
+//! Snappy length only (`hyd_crc_len`, the check before entries were parsed), full decompression
+//! and entry parsing (`hyd_entries`, what capture does for blocks up to 8 MiB) and the streaming
+//! check of larger blocks (`hyd_streamed`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -13,6 +17,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hydrabackup::Id;
 use hydrabackup::chunker::Chunker;
 use hydrabackup::crypto::{Keys, SealKey};
+use hydrabackup::hyd::block::{
+    BlockHeader, Entry, Op, build_block, check_crc, check_snappy_len, decompress_block,
+    parse_entries,
+};
+use hydrabackup::hyd::stream::BlockCheck;
 use hydrabackup::repo::blob::{BlobType, open_blob, seal_blob};
 use hydrabackup::repo::config::ChunkerParams;
 use hydrabackup::repo::pack::{PackBuilder, PackEntry, verify_pack};
@@ -163,5 +172,68 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages);
+/// 16 MiB of `.hyd` blocks of ~16 KiB of entries (keys of 20 bytes, values of 100-900 bytes of
+/// the mixed data), as HydrAIDE flushes them.
+fn hyd_blocks() -> Vec<(BlockHeader, Vec<u8>)> {
+    let data = mixed(7, 64 << 20);
+    let mut rng = Rng(11);
+    let (mut blocks, mut at, mut total) = (Vec::new(), 0usize, 0usize);
+    while total < 16 << 20 {
+        let mut entries = Vec::new();
+        let mut size = 0;
+        while size < 16 << 10 {
+            let n = 100 + (rng.next() % 800) as usize;
+            let e = Entry::new(
+                Op::Insert,
+                format!("key-{:015}", rng.next() % 1_000_000_000),
+                &data[at..at + n],
+            );
+            at = (at + n) % (data.len() - 1000);
+            size += e.encoded_len();
+            entries.push(e);
+        }
+        let (h, p) = build_block(&entries).expect("block");
+        total += 16 + p.len();
+        blocks.push((h, p));
+    }
+    blocks
+}
+
+fn hyd(c: &mut Criterion) {
+    let blocks = hyd_blocks();
+    let bytes: u64 = blocks.iter().map(|b| 16 + b.1.len() as u64).sum();
+    let mut g = c.benchmark_group("hyd");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(20)
+        .throughput(Throughput::BytesDecimal(bytes));
+    g.bench_function("hyd_crc_len", |b| {
+        b.iter(|| {
+            for (h, p) in &blocks {
+                check_crc(h, black_box(p)).expect("crc");
+                check_snappy_len(h, p).expect("len");
+            }
+        })
+    });
+    g.bench_function("hyd_entries", |b| {
+        b.iter(|| {
+            for (h, p) in &blocks {
+                let raw = decompress_block(h, black_box(p)).expect("decompresses");
+                black_box(parse_entries(&raw, h.entry_count).expect("parses").len());
+            }
+        })
+    });
+    g.bench_function("hyd_streamed", |b| {
+        b.iter(|| {
+            for (h, p) in &blocks {
+                let mut check = BlockCheck::new(*h);
+                check.feed(black_box(p));
+                check.finish().expect("checks");
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages, hyd);
 criterion_main!(benches);

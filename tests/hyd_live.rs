@@ -1,5 +1,7 @@
-//! Backups taken while `hydgen live` appends blocks and compacts Swamps (a stand-in for a running
-//! HydrAIDE server): every restored Swamp loads, and its live set is one the writer logged.
+//! Backups taken while `hydgen live` appends blocks and compacts Swamps and rewrites V1 Swamp
+//! folders (a stand-in for a running HydrAIDE server): every restored Swamp loads, and its live
+//! set is one the writer logged; every restored V1 folder is one state the writer logged (a folder
+//! that kept changing through every retry is reported as quarantined instead).
 
 mod hydcommon;
 
@@ -10,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hydcommon::*;
-use hydrabackup::hyd::live::{LiveEvent, read_log};
+use hydrabackup::hyd::live::{LiveEvent, read_log, v1_digest};
 use hydrabackup::hyd::{live_digest, replay_file};
 
 fn now_ms() -> u64 {
@@ -70,7 +72,9 @@ fn backups_during_live_writes_restore_to_logged_states() {
             "10".as_ref(),
             "--compact-percent".as_ref(),
             "5".as_ref(),
-        ] as [&OsStr; 14])
+            "--v1-percent".as_ref(),
+            "25".as_ref(),
+        ] as [&OsStr; 16])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -82,11 +86,22 @@ fn backups_during_live_writes_restore_to_logged_states() {
     // read from where the first capture ended, compacted ones whole).
     let mut windows = Vec::new();
     let mut backups = Vec::new();
+    // Per backup: V1 folders (relative paths) that kept changing through every retry.
+    let mut unsettled: Vec<HashSet<String>> = Vec::new();
     for _ in 0..2 {
         let start = now_ms();
-        let b = hb.backup(&src, &[]);
+        let out = hb.backup_any(&src, &[]);
         windows.push((start, now_ms()));
-        assert_eq!(num(&b, "swamps_quarantined"), 0, "{b:#}");
+        let b = out.json();
+        let mut kept_changing = HashSet::new();
+        for q in b["quarantine"].as_array().unwrap() {
+            let reason = q["reason"].as_str().unwrap();
+            assert!(reason.contains("V1 Swamp folder kept changing"), "{b:#}");
+            let p = Path::new(q["path"].as_str().unwrap());
+            kept_changing.insert(rel(&src, p));
+        }
+        out.expect(if kept_changing.is_empty() { 0 } else { 3 });
+        unsettled.push(kept_changing);
         backups.push(b);
     }
     let snaps: Vec<String> = backups
@@ -148,6 +163,7 @@ fn backups_during_live_writes_restore_to_logged_states() {
             "snapshot {id} holds other Swamps than the source"
         );
         let mut checked = 0;
+        let mut v1_checked = 0;
         for s in restored.values() {
             match s {
                 Swamp::Hyd(p) => {
@@ -162,18 +178,87 @@ fn backups_during_live_writes_restore_to_logged_states() {
                     );
                     checked += 1;
                 }
-                Swamp::V1(_, files) => {
-                    // The writer leaves V1 folders alone: they come back as they are.
-                    for f in files {
-                        assert_eq!(
-                            std::fs::read(target.join(f)).unwrap(),
-                            std::fs::read(src.join(f)).unwrap(),
-                            "{f}"
-                        );
+                Swamp::V1(p, _) => {
+                    if unsettled[i].contains(p) {
+                        eprintln!("note: {p} kept changing through every retry (reported)");
+                        continue;
                     }
+                    let (d, _) = v1_digest(&target.join(p)).unwrap();
+                    assert!(
+                        logged.get(p.as_str()).is_some_and(|set| set.contains(&d)),
+                        "snapshot {id}: restored V1 folder {p} is in no state the writer logged"
+                    );
+                    v1_checked += 1;
                 }
             }
         }
-        assert!(checked > 0);
+        assert!(checked > 0 && v1_checked > 0);
     }
+    let v1_writes = events.iter().filter(|e| e.event == "v1-write").count();
+    assert!(v1_writes > 0, "the writer rewrote no V1 folder");
+    for (i, w) in windows.iter().enumerate() {
+        let n = during(*w).iter().filter(|e| e.event == "v1-write").count();
+        eprintln!(
+            "backup {}: {n} V1 folder states written while it ran",
+            i + 1
+        );
+    }
+}
+
+/// A V1 folder rewritten while its files are being read (HydrAIDE writes a new chunk file and
+/// points `meta` at it) is read again: what is stored is one state the folder really had, never
+/// old chunks with the new `meta`. The backup pauses after reading the folder's first file.
+#[test]
+fn a_v1_folder_rewritten_mid_capture_is_read_again_as_one_state() {
+    use hydrabackup::hyd::v1::{ACTUAL_FILE_KEY, encode_chunk, read_meta, write_meta};
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 59, 12, "300K", 0, 40);
+    let sync = hb.path("sync");
+    std::fs::create_dir_all(&sync).unwrap();
+    let mut c = hb.command();
+    c.env(
+        "HYDRABACKUP_PAUSE",
+        format!("v1-mid-read:{}", sync.display()),
+    )
+    .args(["backup".as_ref(), "--json".as_ref(), src.as_os_str()] as [&OsStr; 3])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut backup = Writer(Some(c.spawn().expect("start backup")));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !sync.join("reached").exists() {
+        if let Some(st) = backup.0.as_mut().unwrap().try_wait().unwrap() {
+            panic!("backup ended before reading a V1 folder: {st}");
+        }
+        assert!(Instant::now() < deadline, "the backup never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = std::path::PathBuf::from(std::fs::read_to_string(sync.join("reached")).unwrap());
+    let folder = rel(&src, &dir);
+    let before = v1_digest(&dir).unwrap().0;
+    // HydrAIDE's V1 write: a new chunk file, then `meta` naming it as the current one.
+    let chunk = "0badc0de-0000-4000-8000-000000000001";
+    std::fs::write(dir.join(chunk), encode_chunk(&[vec![7u8; 700]]).unwrap()).unwrap();
+    let mut meta = read_meta(&dir).unwrap();
+    meta.kv.insert(ACTUAL_FILE_KEY.into(), chunk.into());
+    write_meta(&dir, &meta).unwrap();
+    let after = v1_digest(&dir).unwrap().0;
+    std::fs::write(sync.join("go"), b"").unwrap();
+    let out = backup.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let target = hb.path("restored");
+    hb.restore("latest", &target, &[]);
+    let restored = v1_digest(&target.join(&folder)).unwrap().0;
+    assert!(
+        restored == after || restored == before,
+        "{folder} was stored as a mix of two states"
+    );
+    assert_eq!(restored, after, "the retry reads the folder as it is now");
+    assert_eq!(hb.show("latest")[&folder]["decision"], "new");
 }

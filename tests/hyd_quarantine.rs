@@ -1,4 +1,5 @@
-//! Damaged `.hyd` files are quarantined: stored raw, reported (exit 3, JSON `quarantine` and
+//! Damaged `.hyd` files are quarantined: stored as their loadable prefix with their raw bytes
+//! beside it (or raw only, without a valid header), reported (exit 3, JSON `quarantine` and
 //! `source_errors`), listed by `show`, never silently dropped. A few trailing bytes of a block
 //! header are not damage: HydrAIDE ignores them, and so does the capture.
 
@@ -87,11 +88,29 @@ fn assert_quarantined(hb: &Hb, src: &Path, victim: &str, problem_hint: &str) {
         1
     );
 
-    // The raw bytes (and everything else) come back as they were.
+    // With a valid header, a restore gives the loadable prefix (the complete blocks before the
+    // damage); without one, the bytes as they were. Everything else comes back as it was.
     let target = hb.path("restored");
     hb.restore(&snap, &target, &[]);
-    assert_eq!(fs::read(target.join(victim)).unwrap(), damaged);
-    assert_same_content(&expected, &read_files(&target));
+    let restored = fs::read(target.join(victim)).unwrap();
+    if scan_bytes(&damaged).header.is_some() {
+        let s = scan_bytes(&damaged);
+        assert_eq!(restored.len() as u64, s.valid_len);
+        assert_eq!(restored[64..], damaged[64..s.valid_len as usize]);
+        hydrabackup::hyd::replay_file(&target.join(victim)).unwrap();
+    } else {
+        assert_eq!(restored, damaged);
+    }
+    let mut others = read_files(&target);
+    others.remove(victim);
+    let mut rest = expected.clone();
+    rest.remove(victim);
+    assert_same_content(&rest, &others);
+    // The bytes as they were are kept: `--raw-quarantined` restores them.
+    let raw = hb.path("restored-raw");
+    hb.restore(&snap, &raw, &["--raw-quarantined"]);
+    assert_eq!(fs::read(raw.join(victim)).unwrap(), damaged);
+    assert_same_content(&expected, &read_files(&raw));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use hydrabackup::hyd::check::check;
 use hydrabackup::hyd::churn::{ChurnConfig, churn};
 use hydrabackup::hyd::datagen::{GenConfig, generate, parse_size};
+use hydrabackup::hyd::edge;
 use hydrabackup::hyd::live::{LiveConfig, live};
 use hydrabackup::hyd::walk::destroy;
 use hydrabackup::hyd::{Layout, SwampName};
@@ -124,6 +125,33 @@ enum Cmd {
         /// Log the initial state of every file before starting.
         #[arg(long)]
         log_all_initial: bool,
+        /// Percentage of operations that rewrite a V1 Swamp folder.
+        #[arg(long, default_value_t = 0.0)]
+        v1_percent: f64,
+    },
+    /// Write a version-2 Swamp whose name entry is in block 1, not block 0; prints its path.
+    Latemeta(EdgeArgs),
+    /// Write a Swamp with an empty-key entry (CRCs hold; HydrAIDE refuses it); prints its path.
+    Emptykey(EdgeArgs),
+    /// Write a Swamp holding one Treasure of --size bytes (its own block); prints its path.
+    Bigentry {
+        #[command(flatten)]
+        edge: EdgeArgs,
+        /// Size of the Treasure, e.g. 600M (at most 4G minus a few bytes).
+        #[arg(long, value_parser = size_arg, default_value = "600M")]
+        size: u64,
+    },
+    /// Append half a block to a clean .hyd file and leave it torn (a stalled writer).
+    Stall {
+        /// The .hyd file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Seed of the block's entries.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Wait for this file to exist, then write the rest of the block.
+        #[arg(long)]
+        until: Option<PathBuf>,
     },
     /// Destroy a swamp as HydrAIDE does: delete its file (or V1 folder), then the parent
     /// folders left empty.
@@ -146,6 +174,22 @@ enum Cmd {
         #[arg(long)]
         root: PathBuf,
     },
+}
+
+/// Where and what an edge-case Swamp is.
+#[derive(Args)]
+struct EdgeArgs {
+    /// Data root.
+    #[arg(long)]
+    root: PathBuf,
+    /// Swamp name, `sanctuary/realm/swamp`.
+    #[arg(long)]
+    name: String,
+    /// Seed of its entries.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    layout: LayoutArgs,
 }
 
 fn size_arg(s: &str) -> Result<u64, String> {
@@ -237,6 +281,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             compact_percent,
             max_blocks,
             log_all_initial,
+            v1_percent,
         } => {
             if stop_file.is_none() && ops.is_none() {
                 return Err("live needs --stop-file or --ops".into());
@@ -252,11 +297,32 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     compact_percent,
                     max_blocks_per_op: max_blocks,
                     log_all_initial,
+                    v1_percent,
                 },
             )?;
             println!(
-                "live: {} ops, {} blocks, {} compactions, {} swamps touched",
-                r.ops, r.blocks, r.compactions, r.swamps_touched
+                "live: {} ops, {} blocks, {} compactions, {} swamps touched, {} V1 rewrites",
+                r.ops, r.blocks, r.compactions, r.swamps_touched, r.v1_rewrites
+            );
+        }
+        Cmd::Latemeta(a) => {
+            let p = edge::write_latemeta(&a.root, &a.layout.layout(), &a.name, a.seed)?;
+            println!("{}", p.display());
+        }
+        Cmd::Emptykey(a) => {
+            let p = edge::write_emptykey(&a.root, &a.layout.layout(), &a.name, a.seed)?;
+            println!("{}", p.display());
+        }
+        Cmd::Bigentry { edge: a, size } => {
+            let size = u32::try_from(size).map_err(|_| format!("--size {size} exceeds u32"))?;
+            let p = edge::write_bigentry(&a.root, &a.layout.layout(), &a.name, a.seed, size)?;
+            println!("{}", p.display());
+        }
+        Cmd::Stall { file, seed, until } => {
+            let s = edge::stall(&file, seed, until.as_deref())?;
+            println!(
+                "stalled: loadable prefix {} bytes, file {} bytes",
+                s.valid_len, s.torn_len
             );
         }
         Cmd::Destroy {

@@ -69,7 +69,8 @@ pub enum Command {
     Ls(LsArgs),
     /// Restore a snapshot into a folder.
     Restore(RestoreArgs),
-    /// Show a snapshot's HydrAIDE catalogue: every Swamp with its facts.
+    /// Show a snapshot's HydrAIDE catalogue: every Swamp with its facts (`created` is the
+    /// header's CreatedAt, `modified` the file's mtime: its last write).
     Show(ShowArgs),
     /// Check the repository; with --read-data also every stored byte.
     #[command(alias = "check")]
@@ -239,6 +240,9 @@ pub struct RestoreArgs {
     /// Restore into a non-empty folder, replacing files of the same name.
     #[arg(long)]
     pub overwrite: bool,
+    /// Restore quarantined Swamps as the bytes that were on disk, not their loadable prefix.
+    #[arg(long)]
+    pub raw_quarantined: bool,
 }
 
 /// `verify`.

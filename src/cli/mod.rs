@@ -446,6 +446,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 dry_run: a.dry_run,
                 overwrite: a.overwrite,
                 swamps: a.swamps,
+                raw_quarantined: a.raw_quarantined,
             };
             let p = Arc::new(Progress::default());
             let disp = progress::start(p.clone(), "restore", !g.quiet && !g.json);

@@ -6,7 +6,7 @@
 //! (unframed) Snappy data. Decompressed, it holds EntryCount entries, each
 //! `Op u8 | KeyLen u16 | Key | DataLen u32 | Data`.
 
-use super::{BLOCK_HEADER_SIZE, MAX_BLOCK_UNCOMPRESSED};
+use super::BLOCK_HEADER_SIZE;
 
 /// Smallest possible encoded entry: op, key length, a one-byte key, data length.
 pub const MIN_ENTRY_LEN: u64 = 8;
@@ -191,14 +191,14 @@ impl BlockHeader {
     }
 
     /// Checks that the sizes can describe a real block: a non-empty Snappy
-    /// stream, an uncompressed size within [`MAX_BLOCK_UNCOMPRESSED`] and within
-    /// what Snappy can expand `compressed_size` bytes to, and room for every entry.
+    /// stream, an uncompressed size within what Snappy can expand `compressed_size`
+    /// bytes to, and room for every entry. Any u32 size is accepted otherwise, as
+    /// HydrAIDE does (one large Treasure is one large block).
     pub fn check_plausible(&self) -> Result<(), BlockError> {
         let c = u64::from(self.compressed_size);
         let u = u64::from(self.uncompressed_size);
         // A Snappy copy element expands at most 64 bytes out of 3; leave slack.
         let plausible = c > 0
-            && self.uncompressed_size <= MAX_BLOCK_UNCOMPRESSED
             && u <= c * 24 + 16
             && c <= u * 2 + 64
             && u64::from(self.entry_count) * MIN_ENTRY_LEN <= u;
@@ -245,7 +245,6 @@ pub fn build_block(entries: &[Entry]) -> Result<(BlockHeader, Vec<u8>), BlockErr
     encode_entries(entries, &mut raw)?;
     let uncompressed_size = u32::try_from(raw.len())
         .ok()
-        .filter(|&u| u <= MAX_BLOCK_UNCOMPRESSED)
         .ok_or_else(|| BlockError::Encode(format!("block of {} bytes", raw.len())))?;
     let payload = snap::raw::Encoder::new()
         .compress_vec(&raw)

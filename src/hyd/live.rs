@@ -1,10 +1,15 @@
 //! A stand-in for a running HydrAIDE server: keeps appending blocks to `.hyd`
-//! files and now and then compacts one (write `.compact`, rename over), until a
-//! stop file appears or a number of operations is done.
+//! files and now and then compacts one (write `.compact`, rename over), and
+//! rewrites V1 Swamp folders (a new chunk file, `meta` rewritten, old chunks
+//! removed now and then), until a stop file appears or a number of operations is
+//! done.
 //!
 //! Every state it leaves a file in is logged as one JSON line ([`LiveEvent`]):
 //! the file's length and a digest of its live set. A copy taken while this runs
-//! is correct if, cut to its loadable prefix, it matches one logged state.
+//! is correct if, cut to its loadable prefix, it matches one logged state. For a
+//! V1 folder every state between two of its file operations is logged with
+//! [`v1_digest`] of the folder; a copy of the folder is correct if its digest is
+//! logged.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -12,12 +17,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use xxhash_rust::xxh64::Xxh64;
+
 use super::HydError;
 use super::churn::append_one_block;
 use super::datagen::{KeySet, SizeClass};
 use super::replay::{LiveSet, apply_entries, live_digest, replay_file};
 use super::rng::Rng;
-use super::walk::hyd_files;
+use super::v1::{ACTUAL_FILE_KEY, META_FILE, encode_chunk, random_uuid, read_meta};
+use super::walk::{Found, walk_root};
 use super::writer::{HydWriter, write_compacted};
 
 /// Settings of [`live`].
@@ -40,6 +48,8 @@ pub struct LiveConfig {
     /// Log the initial state of every `.hyd` file before starting (otherwise a
     /// file's initial state is logged when it is first touched).
     pub log_all_initial: bool,
+    /// Percentage of operations that rewrite a V1 Swamp folder (when there are any).
+    pub v1_percent: f64,
 }
 
 impl Default for LiveConfig {
@@ -53,6 +63,7 @@ impl Default for LiveConfig {
             compact_percent: 3.0,
             max_blocks_per_op: 3,
             log_all_initial: false,
+            v1_percent: 0.0,
         }
     }
 }
@@ -68,6 +79,8 @@ pub struct LiveReport {
     pub compactions: u64,
     /// Distinct swamps touched.
     pub swamps_touched: u64,
+    /// V1 folder rewrites done.
+    pub v1_rewrites: u64,
 }
 
 /// One line of the live log: a state a `.hyd` file was in.
@@ -75,7 +88,7 @@ pub struct LiveReport {
 pub struct LiveEvent {
     /// Operation number (0 for states logged before the first operation).
     pub op: u64,
-    /// `initial`, `append` or `compact`.
+    /// `initial`, `append` or `compact`; for V1 folders `v1-initial` or `v1-write`.
     pub event: String,
     /// Path of the file relative to the data root, `/`-separated.
     pub swamp: String,
@@ -243,7 +256,16 @@ const MAX_OPEN_WRITERS: usize = 64;
 
 /// Runs the live writer on the `.hyd` files under `root`.
 pub fn live(root: &Path, cfg: &LiveConfig) -> Result<LiveReport, HydError> {
-    let files = hyd_files(root).map_err(|e| HydError::from(e).at(root))?;
+    let found = walk_root(root).map_err(|e| HydError::from(e).at(root))?;
+    let mut files = Vec::new();
+    let mut v1_dirs = Vec::new();
+    for f in found {
+        match f {
+            Found::Hyd(p) => files.push(p),
+            Found::V1(v) => v1_dirs.push(v.dir),
+            _ => {}
+        }
+    }
     if files.is_empty() {
         return Err(HydError::Invalid(format!(
             "no .hyd files under {}",
@@ -274,10 +296,20 @@ pub fn live(root: &Path, cfg: &LiveConfig) -> Result<LiveReport, HydError> {
             }
         }
     }
+    // V1 states are logged from the start: every later state follows from a logged one.
+    for d in &v1_dirs {
+        logger.log_v1(0, "v1-initial", d)?;
+    }
+    let v1 = V1Writer {
+        dirs: v1_dirs,
+        // Files are written here, then renamed into a folder: each step is atomic.
+        staging: root.with_extension("live-staging"),
+        percent: cfg.v1_percent,
+    };
     let mut report = LiveReport::default();
     let result = run(
         cfg,
-        &files,
+        &Targets { files, v1 },
         &mut rng,
         &tag,
         &mut slots,
@@ -295,9 +327,15 @@ pub fn live(root: &Path, cfg: &LiveConfig) -> Result<LiveReport, HydError> {
     result.map(|()| report)
 }
 
+/// What the live writer works on.
+struct Targets {
+    files: Vec<PathBuf>,
+    v1: V1Writer,
+}
+
 fn run(
     cfg: &LiveConfig,
-    files: &[PathBuf],
+    Targets { files, v1 }: &Targets,
     rng: &mut Rng,
     tag: &str,
     slots: &mut BTreeMap<PathBuf, Slot>,
@@ -313,6 +351,13 @@ fn run(
             return Ok(());
         }
         op += 1;
+        if !v1.dirs.is_empty() && rng.percent(v1.percent) {
+            v1.rewrite(op, rng, logger)?;
+            report.v1_rewrites += 1;
+            report.ops = op;
+            std::thread::sleep(cfg.interval);
+            continue;
+        }
         let Some(path) = rng.pick(files).cloned() else {
             return Ok(());
         };
@@ -382,6 +427,106 @@ fn run(
     }
 }
 
+/// Digest of a V1 Swamp folder's files (names and contents, in name order) and their total
+/// length. Equal folders give equal digests.
+pub fn v1_digest(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    let mut h = Xxh64::new(0);
+    let mut len = 0;
+    for n in names {
+        let data = std::fs::read(dir.join(&n))?;
+        let name = n.to_string_lossy();
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(&(data.len() as u64).to_le_bytes());
+        h.update(&data);
+        len += data.len() as u64;
+    }
+    Ok((h.digest(), len))
+}
+
+impl Logger {
+    fn log_v1(&mut self, op: u64, event: &str, dir: &Path) -> Result<(), HydError> {
+        let (digest, len) = v1_digest(dir).map_err(|e| HydError::from(e).at(dir))?;
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let rel = dir.strip_prefix(&self.root).unwrap_or(dir);
+        let ev = LiveEvent {
+            op,
+            event: event.to_owned(),
+            swamp: rel.to_string_lossy().into_owned(),
+            len,
+            live: 0,
+            digest,
+            unix_ms: (now_ns() / 1_000_000) as u64,
+        };
+        let mut line = ev.to_json();
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Rewrites V1 Swamp folders the way HydrAIDE's V1 engine does, one atomic file step at a time.
+struct V1Writer {
+    dirs: Vec<PathBuf>,
+    staging: PathBuf,
+    percent: f64,
+}
+
+impl V1Writer {
+    /// Puts `data` at `to` atomically (written in the staging folder, renamed).
+    fn place(&self, to: &Path, data: &[u8]) -> Result<(), HydError> {
+        std::fs::create_dir_all(&self.staging).map_err(|e| HydError::from(e).at(&self.staging))?;
+        let tmp = self.staging.join("file");
+        std::fs::write(&tmp, data).map_err(|e| HydError::from(e).at(&tmp))?;
+        std::fs::rename(&tmp, to).map_err(|e| HydError::from(e).at(to))
+    }
+
+    /// One rewrite of a random folder: a new chunk file, `meta` pointing at it, and (one time in
+    /// three) the removal of the older chunks. Every state in between is logged.
+    fn rewrite(&self, op: u64, rng: &mut Rng, logger: &mut Logger) -> Result<(), HydError> {
+        let Some(dir) = rng.pick(&self.dirs).cloned() else {
+            return Ok(());
+        };
+        let Some(mut meta) = read_meta(&dir) else {
+            return Ok(());
+        };
+        let parts: Vec<Vec<u8>> = (0..rng.range(1, 6))
+            .map(|_| {
+                let mut p = vec![0u8; rng.range(50, 2000) as usize];
+                rng.fill(&mut p);
+                p
+            })
+            .collect();
+        let name = random_uuid(rng);
+        self.place(&dir.join(&name), &encode_chunk(&parts)?)?;
+        logger.log_v1(op, "v1-write", &dir)?;
+        meta.kv.insert(ACTUAL_FILE_KEY.to_owned(), name.clone());
+        meta.updated_at = now_ns();
+        self.place(&dir.join(META_FILE), &super::gob::encode_meta(&meta))?;
+        logger.log_v1(op, "v1-write", &dir)?;
+        if rng.below(3) == 0 {
+            let mut old: Vec<_> = std::fs::read_dir(&dir)
+                .map_err(|e| HydError::from(e).at(&dir))?
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .filter(|n| *n != *META_FILE && *n != *name.as_str())
+                .collect();
+            old.sort();
+            for n in old {
+                let p = dir.join(n);
+                std::fs::remove_file(&p).map_err(|e| HydError::from(e).at(&p))?;
+                logger.log_v1(op, "v1-write", &dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +534,7 @@ mod tests {
     use crate::hyd::naming::Layout;
     use crate::hyd::replay::replay_bytes;
     use crate::hyd::scan::{consistent_header, scan_bytes};
+    use crate::hyd::walk::hyd_files;
 
     #[test]
     fn json_round_trip() {
@@ -432,6 +578,7 @@ mod tests {
             compact_percent: 10.0,
             max_blocks_per_op: 3,
             log_all_initial: true,
+            v1_percent: 0.0,
         };
         let r2 = root.clone();
         let h = std::thread::spawn(move || live(&r2, &cfg));

@@ -7,17 +7,19 @@
 //! does, [`writer`] produces files the way HydrAIDE does. [`v1`] recognises legacy
 //! V1 swamp folders, [`naming`] computes where a swamp lives under a data root,
 //! [`walk`] lists the swamps under a root. [`datagen`], [`churn`], [`live`] and
-//! [`check`] build, age, mutate and verify realistic data roots from a seed (the
-//! `hydgen` binary is a thin shell over them). [`gob`] reads and writes V1 `meta`.
+//! [`check`] build, age, mutate and verify realistic data roots from a seed, [`edge`]
+//! writes the edge cases HydrAIDE can leave on disk (the `hydgen` binary is a thin
+//! shell over them). [`gob`] reads and writes V1 `meta`.
 //!
 //! Nothing here panics or allocates without bound on malformed input: sizes read
-//! from a file are checked against [`MAX_BLOCK_UNCOMPRESSED`] and against the bytes
-//! that are really there.
+//! from a file are checked against the bytes that are really there. [`stream`]
+//! checks a block of any size in bounded memory.
 
 pub mod block;
 pub mod check;
 pub mod churn;
 pub mod datagen;
+pub mod edge;
 pub mod gob;
 pub mod header;
 pub mod live;
@@ -25,6 +27,7 @@ pub mod naming;
 pub mod replay;
 pub mod rng;
 pub mod scan;
+pub mod stream;
 pub mod v1;
 pub mod walk;
 pub mod writer;
@@ -50,13 +53,15 @@ pub const BLOCK_HEADER_SIZE: usize = 16;
 pub const DEFAULT_BLOCK_SIZE: u32 = 16 * 1024;
 /// Key of the METADATA entry that carries the swamp name in version-2 files.
 pub const SWAMP_META_KEY: &[u8] = b"__swamp_meta__";
-/// Upper bound this crate accepts for one block's uncompressed size. HydrAIDE
-/// flushes at 16 KiB, but one large treasure makes one large block.
-pub const MAX_BLOCK_UNCOMPRESSED: u32 = 512 * 1024 * 1024;
+/// Largest V1 chunk file this crate decompresses (whole, in memory).
+pub const MAX_V1_CHUNK: u32 = 512 * 1024 * 1024;
 /// File name suffix of a `.hyd` file.
 pub const HYD_SUFFIX: &str = ".hyd";
 /// Suffix HydrAIDE appends to a `.hyd` path for the compaction temp file.
 pub const COMPACT_SUFFIX: &str = ".compact";
+/// Suffix `hydraidectl` appends to a `.hyd` path while it migrates the file's format (the
+/// server is stopped meanwhile).
+pub const FMTMIGRATE_SUFFIX: &str = ".fmtmigrate";
 
 /// Errors of the `hyd` module's readers and writers.
 #[derive(Debug, thiserror::Error)]

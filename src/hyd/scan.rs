@@ -162,7 +162,7 @@ pub struct Scan {
     /// valid header.
     pub header: Option<FileHeader>,
     /// Swamp name: from after the header (v3), or else (v2, or v3 without a
-    /// stored name) from a `__swamp_meta__` METADATA entry in the first block.
+    /// stored name) from the first `__swamp_meta__` METADATA entry, in any block.
     pub name: Option<String>,
     /// Offset of the first block.
     pub data_start: u64,
@@ -226,8 +226,8 @@ pub fn consistent_header(scan: &Scan) -> Option<[u8; FILE_HEADER_SIZE]> {
 /// reported in [`Scan::problem`].
 pub fn scan<R: Read>(r: R) -> io::Result<Scan> {
     let mut name_from_meta = None;
-    let mut s = walk(r, |header, index, _info, bh, payload| {
-        if index == 0 && header.name_len() == 0 {
+    let mut s = walk(r, |header, _index, _info, bh, payload| {
+        if name_from_meta.is_none() && header.name_len() == 0 {
             name_from_meta = v2_name(bh, payload);
         }
         Ok::<(), io::Error>(())
@@ -250,7 +250,7 @@ pub fn scan_file(path: &Path) -> Result<Scan, HydError> {
     scan(BufReader::with_capacity(1 << 16, f)).map_err(|e| HydError::from(e).at(path))
 }
 
-/// The swamp name from a version-2 file's first block (its `__swamp_meta__` METADATA entry).
+/// The swamp name carried by a block of a version-2 file (its `__swamp_meta__` METADATA entry).
 pub(crate) fn v2_name(bh: &BlockHeader, payload: &[u8]) -> Option<String> {
     let raw = block::decompress_block(bh, payload).ok()?;
     let entries = block::parse_entries(&raw, bh.entry_count).ok()?;

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::rng::Rng;
-use super::{HydError, MAX_BLOCK_UNCOMPRESSED};
+use super::{HydError, MAX_V1_CHUNK};
 
 /// Name of the metadata file inside a V1 swamp folder.
 pub const META_FILE: &str = "meta";
@@ -102,7 +102,7 @@ pub fn encode_chunk(parts: &[Vec<u8>]) -> Result<Vec<u8>, HydError> {
 pub fn decode_chunk(data: &[u8]) -> Result<Vec<Vec<u8>>, HydError> {
     let bad = |m: String| HydError::Invalid(format!("v1 chunk: {m}"));
     let n = snap::raw::decompress_len(data).map_err(|e| bad(e.to_string()))?;
-    if n as u64 > data.len() as u64 * 24 + 16 || n as u64 > u64::from(MAX_BLOCK_UNCOMPRESSED) {
+    if n as u64 > data.len() as u64 * 24 + 16 || n as u64 > u64::from(MAX_V1_CHUNK) {
         return Err(bad(format!("implausible size {n}")));
     }
     let raw = snap::raw::Decoder::new()

@@ -187,8 +187,20 @@ impl<W: Write + Seek> HydWriter<W> {
         let offset = self.len;
         let (bh, payload) =
             block::build_block(entries).map_err(|source| HydError::Block { offset, source })?;
+        self.append_raw_block(&bh, &payload)
+    }
+
+    /// Writes a block built elsewhere (buffered entries are flushed first), as it is: for
+    /// blocks [`block::build_block`] cannot or would not make.
+    pub fn append_raw_block(
+        &mut self,
+        bh: &block::BlockHeader,
+        payload: &[u8],
+    ) -> Result<BlockInfo, HydError> {
+        self.flush()?;
+        let offset = self.len;
         self.out.write_all(&bh.encode())?;
-        self.out.write_all(&payload)?;
+        self.out.write_all(payload)?;
         self.len += bh.total_len();
         self.header.block_count += 1;
         self.header.entry_count += u64::from(bh.entry_count);

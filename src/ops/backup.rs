@@ -24,7 +24,7 @@ use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
 use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
 use crate::source::dir::Dir;
-use crate::source::hydraide::{Capture, ChunkSink, HydChunking, HydParent, capture};
+use crate::source::hydraide::{Capture, ChunkSink, HydCapture, HydChunking, HydParent, capture};
 use crate::source::open::type_name;
 use crate::source::{Excludes, Identity, Trouble, node_from_metadata, open_checked, trouble};
 use crate::{Error, Id, Result};
@@ -155,6 +155,9 @@ struct FileDone {
     reuse_at: u32,
     /// Swamp facts (for `.hyd` files).
     swamp: Option<SwampInfo>,
+    /// A quarantined Swamp stored as its loadable prefix: its raw bytes, the `chunks` chunks
+    /// numbered from `seq_base`, `size` bytes in all.
+    raw: Option<RawDone>,
     error: Option<String>,
     /// The error is that the file was replaced during the backup.
     changed: bool,
@@ -175,6 +178,13 @@ impl FileDone {
     }
 }
 
+/// Where the raw bytes of a quarantined Swamp went.
+struct RawDone {
+    seq_base: u32,
+    chunks: u32,
+    size: u64,
+}
+
 struct ChunkJob {
     file: usize,
     seq: u32,
@@ -183,7 +193,7 @@ struct ChunkJob {
 
 enum Event {
     Chunk { file: usize, seq: u32, id: Id },
-    FileDone { file: usize, done: FileDone },
+    FileDone { file: usize, done: Box<FileDone> },
 }
 
 /// A directory being assembled: nodes whose content may still be in the pipeline.
@@ -224,6 +234,8 @@ struct WalkResult {
     special: Vec<SpecialFile>,
     /// Swamps of the parent matched by path (to count the ones gone).
     parent_swamps_seen: u64,
+    /// Decision-log lines of files skipped on purpose (HydrAIDE's temporaries).
+    decisions: Vec<SwampDecision>,
 }
 
 impl WalkResult {
@@ -235,6 +247,7 @@ impl WalkResult {
         self.gone_swamps.extend(other.gone_swamps);
         self.special.extend(other.special);
         self.parent_swamps_seen += other.parent_swamps_seen;
+        self.decisions.extend(other.decisions);
     }
 }
 
@@ -416,8 +429,31 @@ impl Walker<'_> {
                 }
             },
             NodeKind::File => {
-                // HydrAIDE's compaction output: a moment later it is renamed over the Swamp.
-                if name.ends_with(b".hyd.compact") {
+                // Temporaries of HydrAIDE's compaction (renamed over the Swamp a moment later)
+                // and of `hydraidectl`'s format migration (run with the server stopped).
+                let temp = [
+                    (
+                        crate::hyd::COMPACT_SUFFIX,
+                        "compaction output, renamed over the Swamp when done",
+                    ),
+                    (
+                        crate::hyd::FMTMIGRATE_SUFFIX,
+                        "hydraidectl format migration in progress",
+                    ),
+                ]
+                .into_iter()
+                .find(|(suffix, _)| {
+                    name.strip_suffix(suffix.as_bytes())
+                        .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
+                });
+                if let Some((_, why)) = temp {
+                    self.res.decisions.push(SwampDecision {
+                        path: path.display().to_string(),
+                        name: None,
+                        decision: "skipped".into(),
+                        reason: format!("temporary file: {why}"),
+                        bytes_read: 0,
+                    });
                     return None;
                 }
                 let is_hyd = name.ends_with(b".hyd");
@@ -675,6 +711,7 @@ impl Walker<'_> {
                     Ok(d) => datas.push(d),
                     Err(_) => break,
                 }
+                crate::failpoint::pause("v1-mid-read", path);
             }
             if datas.len() == before.len()
                 && snapshot(dir.path()).is_ok_and(|after| same(&before, &after))
@@ -841,24 +878,34 @@ impl Reader<'_> {
                 };
                 match capture(&job.path, parent.as_ref(), &self.hyd, &mut sink) {
                     Ok(Capture::Captured(c)) => {
-                        done.size = c.size;
                         done.read = c.bytes_read;
-                        done.reuse = c.reuse;
-                        done.reuse_at = 1;
-                        done.swamp = Some(c.swamp);
-                        done.seq_base = sink.base;
-                        done.chunks = sink.next - sink.base;
-                        let base = sink.base;
-                        if !sink.send(base, c.header_blob) {
-                            done.error = Some("backup aborted".into());
-                        }
+                        Self::captured(&mut sink, c, &mut done);
                     }
-                    Ok(Capture::Quarantine { reason, mut swamp }) => {
+                    Ok(Capture::Quarantine {
+                        reason,
+                        mut swamp,
+                        prefix,
+                    }) => {
                         // Never lose data: store the bytes as they are, and report the file.
-                        self.read_plain(job.idx, &job.path, None, sink.next, &mut done);
+                        let first = sink.next;
+                        let mut raw = FileDone::default();
+                        self.read_plain(job.idx, &job.path, None, first, &mut raw);
                         swamp.decision = "quarantined".into();
                         swamp.problem = Some(reason);
                         swamp.tail = None;
+                        match prefix {
+                            // The loadable prefix is the Swamp; the raw bytes are kept beside it.
+                            Some(c) if raw.error.is_none() && !raw.gone => {
+                                done.read = c.bytes_read + raw.read;
+                                Self::captured(&mut sink, *c, &mut done);
+                                done.raw = Some(RawDone {
+                                    seq_base: first,
+                                    chunks: raw.chunks,
+                                    size: raw.size,
+                                });
+                            }
+                            _ => done = raw,
+                        }
                         done.swamp = Some(swamp);
                     }
                     Err(e) => done.fail(e),
@@ -866,6 +913,21 @@ impl Reader<'_> {
             }
         }
         done
+    }
+
+    /// Records a consistent capture: the header blob (sent now, numbered first) and the chunks
+    /// sent since the attempt began.
+    fn captured(sink: &mut FileSink<'_>, c: HydCapture, done: &mut FileDone) {
+        done.size = c.size;
+        done.reuse = c.reuse;
+        done.reuse_at = 1;
+        done.swamp = Some(c.swamp);
+        done.seq_base = sink.base;
+        done.chunks = c.chunks + 1;
+        let base = sink.base;
+        if !sink.send(base, c.header_blob) {
+            done.error = Some("backup aborted".into());
+        }
     }
 
     fn sink(&self, file: usize) -> FileSink<'_> {
@@ -1025,7 +1087,10 @@ pub fn backup(
                     let done = reader.read(job);
                     files_read.fetch_add(1, Ordering::Relaxed);
                     progress.done(1, 0);
-                    let _ = ev.send(Event::FileDone { file, done });
+                    let _ = ev.send(Event::FileDone {
+                        file,
+                        done: Box::new(done),
+                    });
                 }
             });
         }
@@ -1102,7 +1167,7 @@ pub fn backup(
         match ev {
             Event::Chunk { file, seq, id } => contents.entry(file).or_default().push((seq, id)),
             Event::FileDone { file, done: d } => {
-                done.insert(file, d);
+                done.insert(file, *d);
             }
         }
     }
@@ -1145,6 +1210,7 @@ pub fn backup(
         std::mem::take(&mut tb.catalogue),
         std::mem::take(&mut tb.decisions),
     );
+    decisions.append(&mut walker.decisions);
     drop(tb);
     decisions.extend(walker.gone_swamps.drain(..).map(|path| SwampDecision {
         path,
@@ -1308,7 +1374,8 @@ impl TreeBuilder<'_> {
                 });
                 self.summary.bytes_read += done.read;
                 read = done.read;
-                let mut ids = self.contents.remove(&idx).unwrap_or_default();
+                let mut all = self.contents.remove(&idx).unwrap_or_default();
+                all.sort_unstable_by_key(|c| c.0);
                 if done.gone {
                     // Deleted between the walk and the read (a destroyed Swamp): not stored, not
                     // an error.
@@ -1327,12 +1394,23 @@ impl TreeBuilder<'_> {
                     continue;
                 }
                 // Chunks of an abandoned attempt were stored but are not part of the file.
-                ids.retain(|c| c.0 >= done.seq_base);
-                ids.sort_unstable_by_key(|c| c.0);
-                let error = done.error.or_else(|| {
-                    (ids.len() != done.chunks as usize)
-                        .then(|| "chunks lost in the pipeline".to_string())
-                });
+                let range = |first: u32, n: u32| -> Vec<(u32, Id)> {
+                    let end = first.saturating_add(n);
+                    all.iter()
+                        .filter(|c| (first..end).contains(&c.0))
+                        .copied()
+                        .collect()
+                };
+                let ids = range(done.seq_base, done.chunks);
+                let raw = done
+                    .raw
+                    .as_ref()
+                    .map(|r| (range(r.seq_base, r.chunks), r.chunks, r.size));
+                let lost = ids.len() != done.chunks as usize
+                    || raw.as_ref().is_some_and(|r| r.0.len() != r.1 as usize);
+                let error = done
+                    .error
+                    .or_else(|| lost.then(|| "chunks lost in the pipeline".to_string()));
                 if let Some(e) = error {
                     if node.name.ends_with(b".hyd") {
                         // Nothing could be read, so nothing is stored, but the Swamp is reported
@@ -1366,7 +1444,11 @@ impl TreeBuilder<'_> {
                 content.extend(ids[at..].iter().map(|c| c.1));
                 node.size = done.size;
                 node.content = content;
-                if let Some(info) = done.swamp {
+                if let Some(mut info) = done.swamp {
+                    if let Some((ids, _, size)) = raw {
+                        info.raw = ids.into_iter().map(|c| c.1).collect();
+                        info.raw_size = size;
+                    }
                     match info.decision.as_str() {
                         "appended" => self.summary.swamps_appended += 1,
                         "rewritten" => self.summary.swamps_rewritten += 1,

@@ -235,7 +235,7 @@ impl Ctx<'_> {
             }
             if !self.same {
                 let map = self.data_ids.lock().expect("ids");
-                for c in &mut n.content {
+                for c in n.data_blobs_mut() {
                     *c = *map.get(c).expect("every data blob was copied");
                 }
             }
@@ -328,7 +328,7 @@ pub fn copy(
     let trees = load_trees(src, &src_index, &roots)?;
     let data: HashSet<Id> = trees
         .values()
-        .flat_map(|(t, _)| t.nodes.iter().flat_map(|n| n.content.iter().copied()))
+        .flat_map(|(t, _)| t.nodes.iter().flat_map(|n| n.data_blobs().copied()))
         .collect();
 
     let writer = PackWriter::new(dst, 2, opts.dry_run);

@@ -8,4 +8,5 @@ pub mod progress;
 pub mod prune;
 pub mod reach;
 pub mod restore;
+pub mod swampcheck;
 pub mod verify;

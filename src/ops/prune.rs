@@ -183,7 +183,7 @@ pub fn mark_used(repo: &Repository, index: &Index, snapshots: &[(Id, Snapshot)])
     for_each_tree(repo, index, roots, |id, _, tree| {
         used.tree.insert(id);
         used.data
-            .extend(tree.nodes.into_iter().flat_map(|n| n.content));
+            .extend(tree.nodes.iter().flat_map(|n| n.data_blobs().copied()));
     })?;
     let missing = used
         .data

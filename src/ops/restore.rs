@@ -48,6 +48,9 @@ pub struct RestoreOptions {
     /// Only restore Swamps whose name matches one of these globs (`*` stays within one name
     /// part, `**` crosses them).
     pub swamps: Vec<String>,
+    /// Restore a quarantined Swamp stored with its raw bytes as those bytes, not as its
+    /// loadable prefix.
+    pub raw_quarantined: bool,
 }
 
 /// Compiles Swamp-name globs (`*` does not cross `/`).
@@ -209,10 +212,18 @@ pub fn restore(
     progress: &Progress,
 ) -> Result<RestoreSummary> {
     let by_name = opts.includes.is_empty() && !opts.swamps.is_empty();
-    let plan = match &snap.names {
+    let mut plan = match &snap.names {
         Some(names) if by_name => plan::by_names(repo, index, &snap.tree, names, &opts.swamps)?,
         _ => plan::by_walk(repo, index, &snap.tree, opts)?,
     };
+    if opts.raw_quarantined {
+        for f in &mut plan.files {
+            if let Some(s) = f.node.swamp.as_mut().filter(|s| !s.raw.is_empty()) {
+                f.node.content = std::mem::take(&mut s.raw);
+                f.node.size = s.raw_size;
+            }
+        }
+    }
     let files = &plan.files;
     let mut summary = RestoreSummary::default();
     if !opts.swamps.is_empty() && files.is_empty() && plan.dirs() == 0 {

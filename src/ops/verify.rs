@@ -99,7 +99,7 @@ pub struct Affected {
 /// One problem found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
-    /// Kind: key, index, missing-pack, pack, blob, snapshot, tree, missing-blob.
+    /// Kind: key, index, missing-pack, pack, blob, snapshot, tree, missing-blob, swamp.
     pub kind: String,
     /// The object concerned (e.g. `pack <id>`).
     pub object: String,
@@ -337,8 +337,8 @@ pub fn verify(
                     .only_swamps
                     .as_ref()
                     .is_none_or(|g| swamp.is_some_and(|s| g.is_match(s)));
-                used_data.extend(n.content.iter().copied());
-                for id in &n.content {
+                used_data.extend(n.data_blobs().copied());
+                for id in n.data_blobs() {
                     if selected {
                         wanted.insert(*id);
                     }
@@ -520,7 +520,7 @@ pub fn verify(
                 None,
                 &mut seen,
                 &mut |rel, n, _| {
-                    for id in &n.content {
+                    for id in n.data_blobs() {
                         if damaged.contains(id) {
                             hits.entry(*id).or_default().push(Affected {
                                 snapshot: sid.short(),
@@ -547,6 +547,14 @@ pub fn verify(
             }
             p.affected = a.into_iter().collect();
         }
+    }
+    // Stored Swamps load as HydrAIDE loads them (every pack read, or the selected Swamps').
+    if opts.read_data == ReadData::All
+        || (opts.read_data != ReadData::None && opts.only_swamps.is_some())
+    {
+        let only = opts.only_swamps.as_ref();
+        let found = crate::ops::swampcheck::check_swamps(repo, &index, &snapshots, only)?;
+        report.problems.extend(found);
     }
     Ok(report)
 }

@@ -95,7 +95,7 @@ pub struct CatalogueSummary {
     pub entries: u64,
     /// Oldest CreatedAt, unix ns.
     pub oldest_ns: Option<i64>,
-    /// Newest ModifiedAt, unix ns.
+    /// Newest last write (file mtime; header ModifiedAt in earlier versions), unix ns.
     pub newest_ns: Option<i64>,
     /// Swamps quarantined.
     pub quarantined: u64,

@@ -51,7 +51,8 @@ pub struct SwampInfo {
     pub blocks: u64,
     /// Header CreatedAt, unix ns.
     pub created_ns: i64,
-    /// Header ModifiedAt, unix ns.
+    /// Last write: the file's mtime, unix ns (HydrAIDE's header ModifiedAt only changes when
+    /// the file is created or compacted). Snapshots of earlier versions hold the header value.
     pub modified_ns: i64,
     /// How the capture was decided: new, unchanged, appended, rewritten, quarantined.
     pub decision: String,
@@ -65,6 +66,17 @@ pub struct SwampInfo {
     /// blocks appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<BlockTail>,
+    /// A quarantined `.hyd` file whose loadable prefix is the node's content: the file's bytes
+    /// as they were on disk (`restore --raw-quarantined`). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw: Vec<Id>,
+    /// Length of the bytes in `raw`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub raw_size: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Position and 16-byte header of the last block captured from a `.hyd` file.
@@ -114,6 +126,19 @@ pub struct Node {
 }
 
 impl Node {
+    /// Every data blob the node refers to: its content, then the raw bytes of a quarantined
+    /// Swamp.
+    pub fn data_blobs(&self) -> impl Iterator<Item = &Id> {
+        let raw = self.swamp.as_ref().map_or(&[][..], |s| &s.raw[..]);
+        self.content.iter().chain(raw)
+    }
+
+    /// [`Node::data_blobs`], mutable (to rewrite ids).
+    pub fn data_blobs_mut(&mut self) -> impl Iterator<Item = &mut Id> {
+        let raw = self.swamp.as_mut().map_or(&mut [][..], |s| &mut s.raw[..]);
+        self.content.iter_mut().chain(raw)
+    }
+
     /// The name as a (lossy) string for display.
     pub fn name_lossy(&self) -> String {
         String::from_utf8_lossy(&self.name).into_owned()

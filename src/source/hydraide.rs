@@ -4,7 +4,13 @@
 //! rewritten to count exactly the captured blocks, so the stored copy is a complete, loadable
 //! file even while the server appends. A file replaced during the read (compaction renames a new
 //! file over the old one) is read again; a torn tail is re-read after a short back-off; what
-//! stays broken is quarantined: stored raw, reported, never hidden.
+//! stays broken is quarantined and reported, never hidden: its loadable prefix (every complete
+//! block before the damage, a state the server really had) is stored as the Swamp, and its bytes
+//! as they were are kept as well ([`SwampInfo::raw`]).
+//!
+//! Every captured block is decompressed and its entries parsed as HydrAIDE's reader parses them
+//! (an empty key, for one, makes the server refuse the file). A block of any size is accepted;
+//! large ones are checked as they stream by ([`BlockCheck`]), never held whole.
 //!
 //! Data is cut only at block boundaries. A block ends a chunk when the chunk has reached `min`
 //! bytes and a keyed hash of the block's CRC falls below `block_len / avg` — content-defined at
@@ -21,8 +27,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
-use crate::hyd::scan::{read_full, v2_name};
-use crate::hyd::{BLOCK_HEADER_SIZE, BlockHeader, FILE_HEADER_SIZE, FileHeader, block};
+use crate::hyd::block::{BlockError, Op};
+use crate::hyd::scan::read_full;
+use crate::hyd::stream::BlockCheck;
+use crate::hyd::{
+    BLOCK_HEADER_SIZE, BlockHeader, FILE_HEADER_SIZE, FileHeader, SWAMP_META_KEY, block,
+};
 use crate::repo::tree::{BlockTail, SwampInfo};
 
 /// Block-aligned chunking parameters for `.hyd` data.
@@ -97,6 +107,9 @@ pub struct HydCapture {
     pub header_blob: Vec<u8>,
     /// Data chunk ids kept from the parent (they follow the header blob).
     pub reuse: Vec<Id>,
+    /// New data chunks of the stored file: the first this many sent since the last `restart`
+    /// (a block that failed its check after some of its chunks were sent leaves those out).
+    pub chunks: u32,
     /// Length of the stored file.
     pub size: u64,
     /// Bytes read from the source.
@@ -110,14 +123,22 @@ pub struct HydCapture {
 pub enum Capture {
     /// A consistent copy.
     Captured(HydCapture),
-    /// No consistent copy could be made; the file is to be stored raw and reported.
+    /// The file is not loadable as it is: it is to be stored raw and reported.
     Quarantine {
         /// Why.
         reason: String,
         /// Whatever could be learned of the Swamp.
         swamp: SwampInfo,
+        /// Its loadable prefix (header rewritten to count it), when it has a valid header: what
+        /// a restore gives, the raw bytes being kept beside it.
+        prefix: Option<Box<HydCapture>>,
     },
 }
+
+/// Blocks larger than this (compressed plus uncompressed bytes) are checked as they stream.
+const IN_MEMORY_BLOCK: u64 = 8 << 20;
+/// Bytes read at a time from a streamed block.
+const STREAM_PIECE: usize = 1 << 20;
 
 /// Attempts before giving up on a file that keeps changing.
 const ATTEMPTS: u32 = 4;
@@ -130,6 +151,36 @@ enum Stop {
     PartialHeader,
     /// Damage before the end of the file.
     Corrupt(String),
+    /// Complete, CRC-valid, but entries HydrAIDE's reader refuses (an empty key, ...).
+    Refused(String),
+}
+
+/// Decompresses a block held in memory and parses its entries as HydrAIDE does; returns the
+/// swamp name it carries, if any.
+fn check_block(bh: &BlockHeader, payload: &[u8]) -> Result<Option<String>, BlockError> {
+    let raw = block::decompress_block(bh, payload)?;
+    let entries = block::parse_entries(&raw, bh.entry_count)?;
+    Ok(entries
+        .iter()
+        .find(|e| e.op == Op::Metadata && e.key == SWAMP_META_KEY && !e.data.is_empty())
+        .map(|e| String::from_utf8_lossy(e.data).into_owned()))
+}
+
+/// Counts the chunks a capture attempt sends.
+struct Sent<'a> {
+    sink: &'a mut dyn ChunkSink,
+    n: u32,
+}
+
+impl Sent<'_> {
+    fn send(&mut self, data: Vec<u8>) -> io::Result<()> {
+        self.n += 1;
+        if self.sink.chunk(data) {
+            Ok(())
+        } else {
+            Err(io::Error::other("backup aborted"))
+        }
+    }
 }
 
 /// Captures one `.hyd` file, incrementally from `parent` when it proves the file only grew.
@@ -149,6 +200,8 @@ pub fn capture(
         sink.restart();
         let f = crate::source::open_checked(path, None)?;
         let md = f.metadata()?;
+        // HydrAIDE sets the header's ModifiedAt only at creation and compaction.
+        info.modified_ns = md.mtime() * 1_000_000_000 + md.mtime_nsec();
         let mut bytes_read = 0u64;
         let mut r = BufReader::with_capacity(256 << 10, &f);
         let mut hb = [0u8; FILE_HEADER_SIZE];
@@ -164,12 +217,12 @@ pub fn capture(
                 return Ok(Capture::Quarantine {
                     reason: format!("not a loadable .hyd file: {e}"),
                     swamp: info,
+                    prefix: None,
                 });
             }
         };
         info.format = header.version.as_u16();
         info.created_ns = header.created_at;
-        info.modified_ns = header.modified_at;
         let data_start = header.data_start();
         info.data_start = data_start;
         let mut name = vec![0u8; header.name_len() as usize];
@@ -218,9 +271,14 @@ pub fn capture(
         }
         r.seek(SeekFrom::Start(pos))?;
 
-        let aborted = || io::Error::other("backup aborted");
+        let mut out = Sent {
+            sink: &mut *sink,
+            n: 0,
+        };
         let mut cur: Vec<u8> = Vec::new();
         let mut payload = Vec::new();
+        // What belongs to the stored file so far: chunks sent, and bytes of `cur`.
+        let (mut valid_sent, mut valid_cur) = (0u32, 0usize);
         let stop = loop {
             let mut bb = [0u8; BLOCK_HEADER_SIZE];
             let n = read_full(&mut r, &mut bb)?;
@@ -242,32 +300,66 @@ pub fn capture(
                     Stop::Corrupt(format!("implausible block sizes at offset {pos}"))
                 };
             }
-            payload.resize(bh.compressed_size as usize, 0);
-            let got = read_full(&mut r, &mut payload)?;
-            bytes_read += got as u64;
-            if got < payload.len() {
-                break Stop::Tail(format!(
-                    "block at offset {pos} is torn ({got} of {} payload bytes)",
-                    payload.len()
-                ));
-            }
-            if let Err(e) = block::check_crc(&bh, &payload)
-                .and_then(|()| block::check_snappy_len(&bh, &payload))
-            {
-                let at_tail = pos + bh.total_len() >= f.metadata()?.len();
-                let msg = format!("block at offset {pos}: {e}");
-                break if at_tail {
-                    Stop::Tail(msg)
-                } else {
-                    Stop::Corrupt(msg)
-                };
-            }
+            let need = u64::from(bh.compressed_size);
+            let (got, checked) = if need + u64::from(bh.uncompressed_size) <= IN_MEMORY_BLOCK {
+                payload.resize(bh.compressed_size as usize, 0);
+                let got = read_full(&mut r, &mut payload)? as u64;
+                let checked = (got == need).then(|| check_block(&bh, &payload));
+                if let Some(Ok(_)) = checked {
+                    cur.extend_from_slice(&bb);
+                    cur.extend_from_slice(&payload);
+                }
+                (got, checked)
+            } else {
+                // Its own chunks, sent as they are read; kept only if the block checks out.
+                if !cur.is_empty() {
+                    out.send(std::mem::take(&mut cur))?;
+                }
+                (valid_sent, valid_cur) = (out.n, 0);
+                cur.extend_from_slice(&bb);
+                let mut check = BlockCheck::new(bh);
+                let mut got = 0u64;
+                while got < need {
+                    let want = (need - got).min(STREAM_PIECE as u64) as usize;
+                    payload.resize(want, 0);
+                    let k = read_full(&mut r, &mut payload)?;
+                    got += k as u64;
+                    check.feed(&payload[..k]);
+                    cur.extend_from_slice(&payload[..k]);
+                    if cur.len() >= ch.max as usize {
+                        out.send(std::mem::take(&mut cur))?;
+                    }
+                    if k < want {
+                        break;
+                    }
+                }
+                (got, (got == need).then(|| check.finish()))
+            };
+            bytes_read += got;
+            let found_name = match checked {
+                None => {
+                    break Stop::Tail(format!(
+                        "block at offset {pos} is torn ({got} of {need} payload bytes)"
+                    ));
+                }
+                Some(Ok(found)) => found,
+                Some(Err(e @ BlockError::Entry { .. })) => {
+                    break Stop::Refused(format!("block at offset {pos}: {e}"));
+                }
+                Some(Err(e)) => {
+                    let at_tail = pos + bh.total_len() >= f.metadata()?.len();
+                    let msg = format!("block at offset {pos}: {e}");
+                    break if at_tail {
+                        Stop::Tail(msg)
+                    } else {
+                        Stop::Corrupt(msg)
+                    };
+                }
+            };
             // A valid block from here on: that is what HydrAIDE itself would load.
-            if name.is_empty() && blocks == 0 && info.name.is_none() {
-                info.name = v2_name(&bh, &payload);
+            if name.is_empty() && info.name.is_none() {
+                info.name = found_name;
             }
-            cur.extend_from_slice(&bb);
-            cur.extend_from_slice(&payload);
             blocks += 1;
             entries += u64::from(bh.entry_count);
             tail = Some(BlockTail {
@@ -275,38 +367,16 @@ pub fn capture(
                 header: bb.to_vec(),
             });
             pos += bh.total_len();
-            if ch.cut_after(cur.len(), bh.total_len() as usize, bh.checksum)
-                && !sink.chunk(std::mem::take(&mut cur))
-            {
-                return Err(aborted());
+            if ch.cut_after(cur.len(), bh.total_len() as usize, bh.checksum) {
+                out.send(std::mem::take(&mut cur))?;
             }
+            (valid_sent, valid_cur) = (out.n, cur.len());
         };
-        if !cur.is_empty() && !sink.chunk(cur) {
-            return Err(aborted());
-        }
-        // A compaction renames a new file over the path: our copy is of a file that is gone.
-        match fs::metadata(path) {
-            Ok(m) if m.ino() == md.ino() => {}
-            Ok(_) => {
-                last_reason = "the file was replaced (compacted) on every attempt".into();
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        match stop {
-            Stop::Eof | Stop::PartialHeader => {}
-            Stop::Tail(msg) => {
-                last_reason = format!("torn tail that stays torn: {msg}");
-                continue;
-            }
-            Stop::Corrupt(msg) => {
-                info.blocks = blocks;
-                info.entries = entries;
-                return Ok(Capture::Quarantine {
-                    reason: format!("damaged before its tail: {msg}"),
-                    swamp: info,
-                });
-            }
+        // Bytes of a block that failed its check are not part of the stored file.
+        cur.truncate(valid_cur);
+        if !cur.is_empty() {
+            out.send(cur)?;
+            valid_sent = out.n;
         }
         let mut h = header.clone();
         h.block_count = blocks;
@@ -317,16 +387,42 @@ pub fn capture(
         info.entries = entries;
         info.tail = tail;
         info.decision = decision.into();
-        return Ok(Capture::Captured(HydCapture {
+        let captured = HydCapture {
             header_blob,
             reuse,
+            chunks: valid_sent,
             size: pos,
             bytes_read,
+            swamp: info.clone(),
+        };
+        // A compaction renames a new file over the path: our copy is of a file that is gone.
+        match fs::metadata(path) {
+            Ok(m) if m.ino() == md.ino() => {}
+            Ok(_) => {
+                last_reason = "the file was replaced (compacted) on every attempt".into();
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let reason = match stop {
+            Stop::Eof | Stop::PartialHeader => return Ok(Capture::Captured(captured)),
+            Stop::Tail(msg) if attempt + 1 < ATTEMPTS => {
+                last_reason = format!("torn tail that stays torn: {msg}");
+                continue;
+            }
+            Stop::Tail(msg) => format!("torn tail that stays torn: {msg}"),
+            Stop::Corrupt(msg) => format!("damaged before its tail: {msg}"),
+            Stop::Refused(msg) => format!("HydrAIDE would refuse to load it: {msg}"),
+        };
+        return Ok(Capture::Quarantine {
+            reason,
             swamp: info,
-        }));
+            prefix: Some(Box::new(captured)),
+        });
     }
     Ok(Capture::Quarantine {
         reason: last_reason,
         swamp: info,
+        prefix: None,
     })
 }
