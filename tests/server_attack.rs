@@ -64,7 +64,9 @@ fn get(path: &str, auth: Option<(&str, &str)>) -> String {
 /// hash of its bytes; returns the name.
 fn plant(repo_dir: &Path, kind: FileKind, bytes: &[u8]) -> String {
     let name = Id::of_stored(bytes).to_hex();
-    LocalBackend::new(repo_dir).write(kind, &name, bytes).unwrap();
+    LocalBackend::new(repo_dir)
+        .write(kind, &name, bytes)
+        .unwrap();
     name
 }
 
@@ -215,7 +217,8 @@ fn idle_and_slow_connections_do_not_lock_out_a_client() {
         let mut b = [0u8; 64];
         let r = c.read(&mut b);
         assert!(
-            matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock),
+            matches!(r, Ok(0))
+                || matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock),
             "an idle connection is still open: {r:?}"
         );
     }
@@ -277,7 +280,9 @@ fn a_large_upload_and_download_do_not_grow_the_servers_memory() {
         &body,
     );
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    let stored = LocalBackend::new(&repo).size(FileKind::Pack, &name).unwrap();
+    let stored = LocalBackend::new(&repo)
+        .size(FileKind::Pack, &name)
+        .unwrap();
     assert_eq!(stored, body.len() as u64);
     let a = raw(&addr, &get(&format!("/r/data/{name}"), None), b"");
     assert_eq!(a.status, 200);
@@ -308,7 +313,12 @@ fn an_object_whose_name_is_not_the_hash_of_its_bytes_is_refused() {
     let other = Id::of_stored(b"other bytes").to_hex();
     for kind in ["snapshots", "keys", "locks", "index", "data"] {
         let a = post(kind, &other, garbage);
-        assert_eq!(a.status, 400, "{kind}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            400,
+            "{kind}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         assert!(
             String::from_utf8_lossy(&a.body).contains("hash"),
             "{}",
@@ -434,15 +444,26 @@ fn repeated_wrong_passwords_are_slowed_and_logged() {
     assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
     assert!(statuses[5..].iter().all(|&c| c == 429), "{statuses:?}");
     // While slowed, even the right password is not checked; another user is not affected.
-    let a = raw(&addr, &get("/alice/config", Some(("alice", "alice pw"))), b"");
+    let a = raw(
+        &addr,
+        &get("/alice/config", Some(("alice", "alice pw"))),
+        b"",
+    );
     assert_eq!(a.status, 429);
     assert!(a.head.contains("retry-after:"), "{}", a.head);
     let a = raw(&addr, &get("/bob/config", Some(("bob", "bob pw"))), b"");
-    assert_eq!(a.status, 404, "bob is let in (his repository does not exist)");
+    assert_eq!(
+        a.status, 404,
+        "bob is let in (his repository does not exist)"
+    );
     // The wait is bounded: the right password is accepted again after it.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let a = raw(&addr, &get("/alice/config", Some(("alice", "alice pw"))), b"");
+        let a = raw(
+            &addr,
+            &get("/alice/config", Some(("alice", "alice pw"))),
+            b"",
+        );
         if a.status == 404 {
             break;
         }

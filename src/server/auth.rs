@@ -202,10 +202,19 @@ mod tests {
         let u = Users::load(&f).unwrap();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let passed = |n: &str| Login::Passed(n.to_string());
-        assert_eq!(u.check(Some(&basic("alice", "secret two")), ip), passed("alice"));
+        assert_eq!(
+            u.check(Some(&basic("alice", "secret two")), ip),
+            passed("alice")
+        );
         // Twice: the second answer comes from the cache and must agree.
-        assert_eq!(u.check(Some(&basic("alice", "secret two")), ip), passed("alice"));
-        assert_eq!(u.check(Some(&basic("alice", "secret one")), ip), Login::Failed);
+        assert_eq!(
+            u.check(Some(&basic("alice", "secret two")), ip),
+            passed("alice")
+        );
+        assert_eq!(
+            u.check(Some(&basic("alice", "secret one")), ip),
+            Login::Failed
+        );
         assert_eq!(u.check(Some(&basic("bob", "two")), ip), passed("bob"));
         assert_eq!(u.check(Some(&basic("carol", "two")), ip), Login::Failed);
         assert_eq!(u.check(Some("Basic !!!"), ip), Login::Failed);
@@ -219,7 +228,10 @@ mod tests {
     #[test]
     fn the_dummy_hash_has_the_users_parameters() {
         let params = argon2::Params::new(8 * 1024, 3, 1, None).unwrap();
-        let real = argon2::Argon2::from(params).hash_password(b"pw").unwrap().to_string();
+        let real = argon2::Argon2::from(params)
+            .hash_password(b"pw")
+            .unwrap()
+            .to_string();
         let dummy = dummy_hash(Some(&real)).unwrap();
         let p = |h: &str| argon2::Params::try_from(&argon2::PasswordHash::new(h).unwrap()).unwrap();
         assert_eq!(p(&dummy), p(&real));

@@ -55,7 +55,7 @@ pub struct ServeOptions {
     pub append_only: bool,
     /// Each user may only use the repository named like them.
     pub private_repos: bool,
-    /// Connections served at once.
+    /// Connections served at once; as many more may wait for a slot, idle ones give way.
     pub max_connections: usize,
     /// Time for the TLS handshake and each request head, and the longest wait for a slot.
     pub request_timeout: Duration,
@@ -79,7 +79,8 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     // Temporary files of a server that died mid-write.
     if let Ok(rd) = std::fs::read_dir(&opts.root) {
         for e in rd.flatten() {
-            if e.path().join("config").exists() {
+            let real_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if real_dir && e.path().join("config").exists() {
                 let _ = LocalBackend::new(e.path()).remove_stale_temporaries();
             }
         }
@@ -96,7 +97,11 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     });
     ready(addr);
     for conn in listener.incoming() {
-        let Ok(tcp) = conn else { continue };
+        let Ok(tcp) = conn else {
+            // Out of file descriptors or the like: let connections end before trying again.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
         // Over the queue's bound the connection is closed unanswered.
         let Some(ticket) = ctx.slots.arrive(&tcp) else {
             continue;
@@ -108,12 +113,7 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
 }
 
 /// Serves a new connection once it has a slot, or answers 503 if none comes free in time.
-fn accepted(
-    tcp: TcpStream,
-    ticket: u64,
-    ctx: &Ctx,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
+fn accepted(tcp: TcpStream, ticket: u64, ctx: &Ctx, tls: Option<Arc<rustls::ServerConfig>>) {
     let peer = tcp
         .peer_addr()
         .map(|a| a.ip())

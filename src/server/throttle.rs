@@ -62,9 +62,7 @@ impl Throttle {
             .filter_map(|(k, free)| {
                 let f = table.get(k)?;
                 let over = f.count.checked_sub(*free)?;
-                let wait = FIRST_WAIT
-                    .saturating_mul(1 << over.min(16))
-                    .min(MAX_WAIT);
+                let wait = FIRST_WAIT.saturating_mul(1 << over.min(16)).min(MAX_WAIT);
                 (f.last + wait).checked_duration_since(now)
             })
             .filter(|d| !d.is_zero())

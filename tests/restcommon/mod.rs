@@ -135,4 +135,3 @@ pub fn hb(t: &TestRepo, location: &str, cacert: Option<&str>, args: &[&str]) -> 
     }
     run_cmd(c)
 }
-
