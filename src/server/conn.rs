@@ -170,6 +170,12 @@ impl Slots {
         }
     }
 
+    /// Takes connection `id` (from [`Slots::arrive`]) out of the queue unserved.
+    pub fn withdraw(&self, id: u64) {
+        self.lock().queue.retain(|(q, _)| *q != id);
+        self.changed.notify_all();
+    }
+
     /// Waits, in arrival order and at most the queue timeout, for a slot for connection `id`
     /// (from [`Slots::arrive`]); `None` if none came free.
     pub fn admit(&self, id: u64) -> Option<Slot<'_>> {
@@ -192,8 +198,8 @@ impl Slots {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                st.queue.retain(|(q, _)| *q != id);
-                self.changed.notify_all();
+                drop(st);
+                self.withdraw(id);
                 return None;
             }
             st = self

@@ -106,14 +106,19 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
         let Some(ticket) = ctx.slots.arrive(&tcp) else {
             continue;
         };
-        let (ctx, tls) = (ctx.clone(), tls.clone());
-        std::thread::spawn(move || accepted(tcp, ticket, &ctx, tls));
+        let (c, tls) = (ctx.clone(), tls.clone());
+        let spawned = std::thread::Builder::new().spawn(move || accepted(tcp, ticket, &c, tls));
+        if spawned.is_err() {
+            ctx.slots.withdraw(ticket);
+        }
     }
     Ok(())
 }
 
 /// Serves a new connection once it has a slot, or answers 503 if none comes free in time.
 fn accepted(tcp: TcpStream, ticket: u64, ctx: &Ctx, tls: Option<Arc<rustls::ServerConfig>>) {
+    // First, so that the ticket leaves the queue whatever happens next.
+    let slot = ctx.slots.admit(ticket);
     let peer = tcp
         .peer_addr()
         .map(|a| a.ip())
@@ -121,7 +126,6 @@ fn accepted(tcp: TcpStream, ticket: u64, ctx: &Ctx, tls: Option<Arc<rustls::Serv
     let Ok(mut timed) = Timed::new(tcp) else {
         return;
     };
-    let slot = ctx.slots.admit(ticket);
     // The handshake and the first request head share one deadline.
     timed.set_deadline(Some(Instant::now() + ctx.opts.request_timeout));
     match tls {
