@@ -392,6 +392,21 @@ fn symlinks_planted_under_the_path_are_not_followed() {
     );
     assert!(a.status >= 400, "{}", a.status);
     assert!(!outside.join("snapshots").join(&name).exists());
+    // Uploads pass through tmp/: not when it leads outside either.
+    std::fs::create_dir_all(outside.join("tmp")).unwrap();
+    std::fs::remove_dir_all(srv.join("r").join("tmp")).unwrap();
+    std::os::unix::fs::symlink(outside.join("tmp"), srv.join("r").join("tmp")).unwrap();
+    let a = raw(
+        &addr,
+        &format!(
+            "POST /r/snapshots/{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ),
+        body,
+    );
+    assert!(a.status >= 400, "{}", a.status);
+    assert_eq!(std::fs::read_dir(outside.join("tmp")).unwrap().count(), 0);
+    assert!(!srv.join("r").join("snapshots").join(&name).exists());
 }
 
 /// Mean time of an unauthorised request with each of `creds`, one fresh connection each.

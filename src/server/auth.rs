@@ -45,6 +45,14 @@ impl Users {
     /// Loads `path` (`user:hash` lines; `#` comments and blank lines ignored).
     pub fn load(path: &Path) -> Result<Users> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o004 != 0
+        {
+            tracing::warn!(
+                "{}: readable by every local user (chmod 600)",
+                path.display()
+            );
+        }
         let mut hashes = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();

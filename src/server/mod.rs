@@ -351,7 +351,11 @@ impl Ctx {
                 Err(e) => (error_response(&e), no_body),
             },
             "GET" => (get(&repo_dir, kind, name, req), no_body),
-            "POST" => post(&backend, kind, name, body, len),
+            "POST" => match self.symlink_refusal(repo, crate::backend::TMP_DIR) {
+                // Uploads pass through `tmp/`.
+                Some(r) => (r, no_body),
+                None => post(&backend, kind, name, body, len),
+            },
             "DELETE" => {
                 if self.opts.append_only && kind != FileKind::Lock {
                     return (

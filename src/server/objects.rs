@@ -43,7 +43,7 @@ pub fn open(repo_dir: &Path, kind: FileKind, name: &str) -> Result<(File, u64)> 
     Ok((f, size))
 }
 
-/// What an upload must be.
+/// Why an upload was refused.
 #[derive(Debug)]
 pub enum Refused {
     /// The body ended before its Content-Length.
