@@ -12,7 +12,7 @@ const FREE_PER_USER: u32 = 5;
 /// Failed logins from one address, any users, before attempts are slowed.
 const FREE_PER_ADDRESS: u32 = 20;
 /// The first wait; it doubles with each further failure.
-const FIRST_WAIT: Duration = Duration::from_secs(1);
+const FIRST_WAIT: Duration = Duration::from_secs(2);
 /// The longest wait.
 const MAX_WAIT: Duration = Duration::from_secs(300);
 /// Failures older than this (since the last one) are forgotten.
