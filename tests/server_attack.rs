@@ -510,3 +510,26 @@ fn the_users_file_is_readable_by_its_owner_only() {
     let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640, "{mode:o}");
 }
+
+#[test]
+fn other_commands_end_quietly_when_their_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = TestRepo::init();
+    let src = t.path("src");
+    random_files(&src, 3, 3000, 16);
+    t.backup(&[&src]);
+    let mut c = t.command();
+    c.args(["ls", "latest"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // Like `| head -1`: one line, then the pipe is closed with most of the listing unread.
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    out.read_exact(&mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(o.status.signal(), Some(13), "{:?}", o.status);
+}
