@@ -3,7 +3,8 @@
 mod cli;
 
 fn main() {
-    // Like other Unix tools, end quietly when the reader of our output goes away (`| head`).
+    // Like other Unix tools, end quietly when the reader of our output goes away (`| head`);
+    // `serve` ignores SIGPIPE instead (a client going away must not end the server).
     // SAFETY: setting a signal disposition to SIG_DFL at startup, before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);

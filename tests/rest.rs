@@ -2,124 +2,12 @@
 //! HTTPS with a self-signed certificate, users, private and append-only repositories.
 
 mod common;
+mod restcommon;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use common::*;
-
-/// A running `hydrabackup serve`, stopped on drop.
-struct Server {
-    child: Child,
-    /// `http(s)://127.0.0.1:PORT`
-    base: String,
-}
-
-impl Server {
-    fn start(t: &TestRepo, extra: &[&str]) -> Server {
-        let mut c = Command::new(BIN);
-        c.args(["serve", "--listen", "127.0.0.1:0", "--path"])
-            .arg(t.path("srv"))
-            .args(extra)
-            .env("HYDRABACKUP_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = c.spawn().expect("serve starts");
-        // The first line names the address; it is printed once the socket listens.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("serve prints its address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server { child, base }
-    }
-
-    /// `rest:` location of repository `repo`, with credentials when given.
-    fn location(&self, cred: Option<(&str, &str)>, repo: &str) -> String {
-        let (scheme, hostport) = self.base.split_once("://").unwrap();
-        match cred {
-            Some((u, p)) => format!("rest:{scheme}://{u}:{p}@{hostport}/{repo}"),
-            None => format!("rest:{scheme}://{hostport}/{repo}"),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A self-signed certificate for 127.0.0.1 (openssl CLI; `.ci/run` installs it).
-fn certificate(t: &TestRepo) -> (String, String) {
-    let (cert, key) = (t.path("cert.pem"), t.path("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=hydrabackup test",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is installed (see .ci/run)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        cert.to_str().unwrap().to_string(),
-        key.to_str().unwrap().to_string(),
-    )
-}
-
-/// A users file with alice and bob.
-fn users(t: &TestRepo) -> String {
-    let f = t.path("users");
-    for (u, p) in [("alice", "alice pw"), ("bob", "bob pw")] {
-        let mut c = t.command();
-        c.env("HYDRABACKUP_NEW_PASSWORD", p)
-            .args(["serve-user", "--users"])
-            .arg(&f)
-            .arg(u);
-        run_cmd(c).expect_code(0);
-    }
-    f.to_str().unwrap().to_string()
-}
-
-/// Runs the binary against `location`, trusting `cacert` when given.
-fn hb(t: &TestRepo, location: &str, cacert: Option<&str>, args: &[&str]) -> Run {
-    let mut c = t.command();
-    c.env("HYDRABACKUP_REPOSITORY", location).args(args);
-    if let Some(ca) = cacert {
-        c.env("HYDRABACKUP_REST_CACERT", ca);
-    }
-    run_cmd(c)
-}
+use restcommon::*;
 
 fn source(t: &TestRepo, seed: u64) -> std::path::PathBuf {
     let src = t.path("src");

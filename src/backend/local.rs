@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +47,82 @@ impl LocalBackend {
 
     fn path(&self, kind: FileKind, name: &str) -> Result<PathBuf> {
         Ok(self.root.join(super::object_path(kind, name)?))
+    }
+
+    /// Stores an object streamed from `body`, through a temporary file like
+    /// [`Backend::write`]: `accept` gets `body` back once every byte is on disk and before the
+    /// object takes its name, and its error discards the upload. `body` is read to its end even
+    /// when the object exists already (then its bytes are dropped).
+    pub fn write_from<R: Read>(
+        &self,
+        kind: FileKind,
+        name: &str,
+        mut body: R,
+        accept: impl FnOnce(R) -> Result<()>,
+    ) -> Result<()> {
+        let p = self.path(kind, name)?;
+        if p.exists() {
+            io::copy(&mut body, &mut io::sink()).map_err(|e| Error::io("request body", e))?;
+            return accept(body);
+        }
+        self.store(&p, name, |f, tmp| {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io("request body", e)),
+                };
+                f.write_all(&buf[..n]).map_err(|e| err("write", tmp, e))?;
+            }
+            accept(body)
+        })
+    }
+
+    /// Writes the object at `p` through a file in `tmp/` that `fill` writes: fsync, rename if
+    /// the name is still free, directory fsync. The temporary file is removed on failure.
+    fn store(
+        &self,
+        p: &Path,
+        name: &str,
+        fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+    ) -> Result<()> {
+        let dir = p
+            .parent()
+            .expect("object paths have a parent")
+            .to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| err("create", &dir, e))?;
+        let tmpdir = self.root.join("tmp");
+        fs::create_dir_all(&tmpdir).map_err(|e| err("create", &tmpdir, e))?;
+        let tmp = tmpdir.join(format!(
+            "{}.{}.{}.{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed),
+            crate::repo::hostname(),
+            name
+        ));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| err("write", &tmp, e))?;
+            fill(&mut f, &tmp)?;
+            f.sync_all().map_err(|e| err("sync", &tmp, e))?;
+            drop(f);
+            if p.exists() {
+                // Another writer stored the same content-addressed object meanwhile.
+                let _ = fs::remove_file(&tmp);
+                return Ok(());
+            }
+            fs::rename(&tmp, p).map_err(|e| err("rename", p, e))?;
+            sync_dir(&dir).map_err(|e| err("sync", &dir, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
     }
 }
 
@@ -178,49 +254,17 @@ impl Backend for LocalBackend {
         if p.exists() {
             return Ok(());
         }
-        let dir = p
-            .parent()
-            .expect("object paths have a parent")
-            .to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| err("create", &dir, e))?;
-        let tmpdir = self.root.join("tmp");
-        fs::create_dir_all(&tmpdir).map_err(|e| err("create", &tmpdir, e))?;
-        let tmp = tmpdir.join(format!(
-            "{}.{}.{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed),
-            crate::repo::hostname(),
-            name
-        ));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(|e| err("write", &tmp, e))?;
+        self.store(&p, name, |f, tmp| {
             if kind == FileKind::Pack && data.len() > 1 {
                 f.write_all(&data[..data.len() / 2])
-                    .map_err(|e| err("write", &tmp, e))?;
+                    .map_err(|e| err("write", tmp, e))?;
                 crate::failpoint::hit("mid-pack-write");
                 f.write_all(&data[data.len() / 2..])
-                    .map_err(|e| err("write", &tmp, e))?;
+                    .map_err(|e| err("write", tmp, e))
             } else {
-                f.write_all(data).map_err(|e| err("write", &tmp, e))?;
+                f.write_all(data).map_err(|e| err("write", tmp, e))
             }
-            f.sync_all().map_err(|e| err("sync", &tmp, e))?;
-            drop(f);
-            if p.exists() {
-                // Another writer stored the same content-addressed object meanwhile.
-                let _ = fs::remove_file(&tmp);
-                return Ok(());
-            }
-            fs::rename(&tmp, &p).map_err(|e| err("rename", &p, e))?;
-            sync_dir(&dir).map_err(|e| err("sync", &dir, e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        })
     }
 
     fn remove(&self, kind: FileKind, name: &str) -> Result<()> {

@@ -390,9 +390,13 @@ pub struct ServeArgs {
     /// Each user may only use the repository named like them.
     #[arg(long, requires = "users")]
     pub private_repos: bool,
-    /// Connections served at once.
+    /// Connections served at once (idle ones give way to new clients; others wait in a queue).
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
+    /// Seconds a client has for the TLS handshake and for each request head, and a new
+    /// connection waits for a free slot before it is answered 503.
+    #[arg(long, default_value_t = 10)]
+    pub request_timeout: u64,
 }
 
 /// `serve-user`.

@@ -679,6 +679,14 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
 }
 
 fn serve_cmd(g: &Global, a: args::ServeArgs) -> Result<i32> {
+    // A client that goes away while we write must cost that connection only: writes to it
+    // fail with EPIPE instead of ending the process (`main` restores the default for the
+    // other commands, so that `hydrabackup ls | head` ends quietly).
+    // SAFETY: setting a signal disposition to SIG_IGN has no memory-safety preconditions; no
+    // handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let tls = a.tls_cert.clone().zip(a.tls_key.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let opts = hydrabackup::server::ServeOptions {
@@ -689,6 +697,7 @@ fn serve_cmd(g: &Global, a: args::ServeArgs) -> Result<i32> {
         append_only: a.append_only,
         private_repos: a.private_repos,
         max_connections: a.max_connections.max(1),
+        request_timeout: std::time::Duration::from_secs(a.request_timeout.max(1)),
     };
     let json = g.json;
     hydrabackup::server::serve(opts, |addr| {

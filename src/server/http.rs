@@ -1,6 +1,7 @@
 //! The little HTTP/1.1 the REST server speaks: one request at a time per connection,
 //! keep-alive, bodies by Content-Length only. Headers are parsed by `httparse`.
 
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 /// Largest request head (request line and headers).
@@ -128,10 +129,37 @@ pub struct Response {
     /// Extra headers.
     pub headers: Vec<(&'static str, String)>,
     /// Body (for HEAD, only its length is sent).
-    pub body: Vec<u8>,
+    pub body: Body,
     /// Content-Length to announce instead of the body's (HEAD of an object).
     pub length: Option<u64>,
 }
+
+/// The body of a response.
+pub enum Body {
+    /// Bytes in memory (short answers).
+    Bytes(Vec<u8>),
+    /// `len` bytes of a file from `offset`, streamed (objects).
+    File {
+        /// The open file.
+        file: File,
+        /// Where the body starts.
+        offset: u64,
+        /// How many bytes it has.
+        len: u64,
+    },
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+}
+
+/// Bytes copied at a time from a file to the connection.
+const COPY_BUF: usize = 64 * 1024;
 
 impl Response {
     /// A response with a body.
@@ -139,7 +167,17 @@ impl Response {
         Response {
             status,
             headers: Vec::new(),
-            body,
+            body: Body::Bytes(body),
+            length: None,
+        }
+    }
+
+    /// A response whose body is `len` bytes of `file` from `offset`.
+    pub fn file(status: u16, file: File, offset: u64, len: u64) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::File { file, offset, len },
             length: None,
         }
     }
@@ -156,7 +194,7 @@ impl Response {
     /// Writes the response; `head_only` leaves out the body.
     pub fn write<W: Write>(&self, w: &mut W, head_only: bool, close: bool) -> io::Result<()> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        let len = self.length.unwrap_or(self.body.len() as u64);
+        let len = self.length.unwrap_or(self.body.len());
         out.push_str(&format!("content-length: {len}\r\n"));
         for (n, v) in &self.headers {
             out.push_str(&format!("{n}: {v}\r\n"));
@@ -165,12 +203,34 @@ impl Response {
             out.push_str("connection: close\r\n");
         }
         out.push_str("\r\n");
-        w.write_all(out.as_bytes())?;
-        if !head_only {
-            w.write_all(&self.body)?;
+        let mut out = out.into_bytes();
+        match (&self.body, head_only) {
+            (_, true) => w.write_all(&out)?,
+            (Body::Bytes(b), false) => {
+                out.extend_from_slice(b);
+                w.write_all(&out)?;
+            }
+            (Body::File { file, offset, len }, false) => {
+                w.write_all(&out)?;
+                copy_file(file, *offset, *len, w)?;
+            }
         }
         w.flush()
     }
+}
+
+/// Writes `len` bytes of `file` from `offset` to `w`, a buffer at a time.
+fn copy_file<W: Write>(file: &File, offset: u64, len: u64, w: &mut W) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; COPY_BUF.min(len as usize)];
+    let mut done = 0;
+    while done < len {
+        let n = buf.len().min((len - done) as usize);
+        file.read_exact_at(&mut buf[..n], offset + done)?;
+        w.write_all(&buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 fn reason(status: u16) -> &'static str {
@@ -186,6 +246,7 @@ fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Payload Too Large",
         416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         507 => "Insufficient Storage",

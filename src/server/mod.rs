@@ -12,20 +12,29 @@
 //! | `HEAD`/`GET`/`POST /R/config` | the config object |
 //! | `GET /R/T/` | list objects of type `T` (`keys`, `data`, `index`, `snapshots`, `locks`) as JSON `[{"name","size"}]` |
 //! | `HEAD`/`GET`/`POST`/`DELETE /R/T/NAME` | one object; `GET` honours `Range: bytes=a-b` |
+//!
+//! A client cannot take the server down: a broken connection is that connection's error
+//! (SIGPIPE is ignored by the `serve` command), bodies are streamed to and from files, idle and
+//! slow clients give way ([`conn`]), an upload is kept only when its bytes hash to its name, and
+//! nothing under the root is reached through a symlink ([`objects`]).
 
 pub mod auth;
+pub mod conn;
 pub mod http;
+pub mod objects;
+pub mod throttle;
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, FileKind, LocalBackend};
+use crate::backend::{Backend, FileKind, LocalBackend, object_path};
 use crate::{Error, Result};
+use auth::Login;
+use conn::{Conn, KEEP_ALIVE, Slot, Slots, Timed};
 use http::{ReadError, Request, Response, parse_range, read_request};
 
 /// Largest object accepted (packs are at most 1 GiB plus their header).
@@ -46,15 +55,17 @@ pub struct ServeOptions {
     pub append_only: bool,
     /// Each user may only use the repository named like them.
     pub private_repos: bool,
-    /// Connections served at once.
+    /// Connections served at once; as many more may wait for a slot, idle ones give way.
     pub max_connections: usize,
+    /// Time for the TLS handshake and each request head, and the longest wait for a slot.
+    pub request_timeout: Duration,
 }
 
 struct Ctx {
     opts: ServeOptions,
     users: Option<auth::Users>,
     repos: Mutex<HashMap<String, Arc<LocalBackend>>>,
-    active: AtomicUsize,
+    slots: Slots,
 }
 
 /// Serves until the process is stopped; calls `ready` with the bound address first.
@@ -68,7 +79,8 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     // Temporary files of a server that died mid-write.
     if let Ok(rd) = std::fs::read_dir(&opts.root) {
         for e in rd.flatten() {
-            if e.path().join("config").exists() {
+            let real_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if real_dir && e.path().join("config").exists() {
                 let _ = LocalBackend::new(e.path()).remove_stale_temporaries();
             }
         }
@@ -78,37 +90,72 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
         .local_addr()
         .map_err(|e| Error::io(&opts.listen, e))?;
     let ctx = Arc::new(Ctx {
+        slots: Slots::new(opts.max_connections, opts.request_timeout),
         opts,
         users,
         repos: Mutex::new(HashMap::new()),
-        active: AtomicUsize::new(0),
     });
     ready(addr);
     for conn in listener.incoming() {
-        let Ok(tcp) = conn else { continue };
-        let (ctx, tls) = (ctx.clone(), tls.clone());
-        if ctx.active.fetch_add(1, Ordering::SeqCst) >= ctx.opts.max_connections {
-            ctx.active.fetch_sub(1, Ordering::SeqCst);
-            let mut tcp = tcp;
-            let _ = Response::text(503, "too many connections").write(&mut tcp, false, true);
+        let Ok(tcp) = conn else {
+            // Out of file descriptors or the like: let connections end before trying again.
+            std::thread::sleep(Duration::from_millis(10));
             continue;
+        };
+        // Over the queue's bound the connection is closed unanswered.
+        let Some(ticket) = ctx.slots.arrive(&tcp) else {
+            continue;
+        };
+        let (c, tls) = (ctx.clone(), tls.clone());
+        let spawned = std::thread::Builder::new().spawn(move || accepted(tcp, ticket, &c, tls));
+        if spawned.is_err() {
+            ctx.slots.withdraw(ticket);
         }
-        std::thread::spawn(move || {
-            let _ = tcp.set_read_timeout(Some(Duration::from_secs(300)));
-            let _ = tcp.set_write_timeout(Some(Duration::from_secs(300)));
-            let _ = tcp.set_nodelay(true);
-            match tls {
-                Some(cfg) => {
-                    if let Ok(conn) = rustls::ServerConnection::new(cfg) {
-                        connection(rustls::StreamOwned::new(conn, tcp), &ctx);
-                    }
-                }
-                None => connection(tcp, &ctx),
-            }
-            ctx.active.fetch_sub(1, Ordering::SeqCst);
-        });
     }
     Ok(())
+}
+
+/// Serves a new connection once it has a slot, or answers 503 if none comes free in time.
+fn accepted(tcp: TcpStream, ticket: u64, ctx: &Ctx, tls: Option<Arc<rustls::ServerConfig>>) {
+    // First, so that the ticket leaves the queue whatever happens next.
+    let slot = ctx.slots.admit(ticket);
+    let peer = tcp
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let Ok(mut timed) = Timed::new(tcp) else {
+        return;
+    };
+    // The handshake and the first request head share one deadline.
+    timed.set_deadline(Some(Instant::now() + ctx.opts.request_timeout));
+    match tls {
+        Some(cfg) => {
+            let Ok(tls) = rustls::ServerConnection::new(cfg) else {
+                return;
+            };
+            let stream = rustls::StreamOwned::new(tls, timed);
+            match slot {
+                Some(slot) => connection(stream, ctx, &slot, peer),
+                None => refuse(stream),
+            }
+        }
+        None => match slot {
+            Some(slot) => connection(timed, ctx, &slot, peer),
+            None => refuse(timed),
+        },
+    }
+}
+
+/// Answers 503 to a connection that found no free slot (over TLS on a TLS server).
+fn refuse<S: Conn>(stream: S) {
+    let mut r = BufReader::with_capacity(16 * 1024, stream);
+    // The request is read (within the deadline) so that the client is ready for the answer.
+    let _ = read_request(&mut r);
+    let mut resp = Response::text(503, "too many connections: try again later");
+    resp.headers.push(("retry-after", "5".into()));
+    if resp.write(r.get_mut(), false, true).is_ok() {
+        r.get_mut().finish();
+    }
 }
 
 fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig> {
@@ -132,22 +179,45 @@ fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig> {
 }
 
 /// Serves the requests of one connection.
-fn connection<S: Read + Write>(stream: S, ctx: &Ctx) {
+fn connection<S: Conn>(stream: S, ctx: &Ctx, slot: &Slot, peer: IpAddr) {
     let mut r = BufReader::with_capacity(64 * 1024, stream);
+    let mut first = true;
     loop {
+        if !first {
+            // Between requests the connection is idle: a waiting one may take its place.
+            if !slot.idle() {
+                return;
+            }
+            r.get_mut().set_deadline(Some(Instant::now() + KEEP_ALIVE));
+            if !matches!(r.fill_buf(), Ok(b) if !b.is_empty()) {
+                return;
+            }
+            let head_by = Instant::now() + ctx.opts.request_timeout;
+            r.get_mut().set_deadline(Some(head_by));
+        }
+        first = false;
         let req = match read_request(&mut r) {
             Ok(req) => req,
             Err(ReadError::Bad(why)) => {
                 let _ = Response::text(400, why).write(r.get_mut(), false, true);
+                r.get_mut().finish();
                 return;
             }
             Err(ReadError::Closed | ReadError::Io(_)) => return,
         };
-        let (resp, body_read) = ctx.respond(&req, &mut r);
+        if !slot.busy() {
+            return;
+        }
+        r.get_mut().set_deadline(None);
+        let (resp, body_read) = ctx.respond(&req, &mut r, peer);
         // A body left unread cannot be skipped safely: close instead.
         let close = req.close || !body_read;
         let head_only = req.method == "HEAD";
-        if resp.write(r.get_mut(), head_only, close).is_err() || close {
+        if resp.write(r.get_mut(), head_only, close).is_err() {
+            return;
+        }
+        if close {
+            r.get_mut().finish();
             return;
         }
     }
@@ -195,8 +265,8 @@ impl Ctx {
             .clone()
     }
 
-    /// Answers one request; the flag says whether its body (if any) was read.
-    fn respond<R: Read>(&self, req: &Request, body: &mut R) -> (Response, bool) {
+    /// Answers one request from `peer`; the flag says whether its body (if any) was read.
+    fn respond<R: Read>(&self, req: &Request, body: &mut R, peer: IpAddr) -> (Response, bool) {
         let len = match req.content_length() {
             Ok(l) => l,
             Err(m) => return (Response::text(400, m), false),
@@ -204,12 +274,19 @@ impl Ctx {
         let no_body = len == 0;
         let user = match &self.users {
             None => None,
-            Some(u) => match u.check(req.header("authorization")) {
-                Some(name) => Some(name),
-                None => {
+            Some(u) => match u.check(req.header("authorization"), peer) {
+                Login::Passed(name) => Some(name),
+                Login::Failed => {
                     let mut r = Response::text(401, "authentication required");
                     r.headers
                         .push(("www-authenticate", "Basic realm=\"hydrabackup\"".into()));
+                    return (r, no_body);
+                }
+                Login::Slowed(wait) => {
+                    let secs = wait.as_secs() + 1;
+                    let msg = format!("too many failed logins: retry in {secs} s");
+                    let mut r = Response::text(429, &msg);
+                    r.headers.push(("retry-after", secs.to_string()));
                     return (r, no_body);
                 }
             },
@@ -225,12 +302,14 @@ impl Ctx {
                 no_body,
             );
         }
-        let backend = self.backend(repo);
         let method = req.method.as_str();
         let (kind, name) = match parts[1..] {
             [] | [""] => {
                 if method == "POST" && req.query.split('&').any(|q| q == "create=true") {
-                    return (done(backend.create()), no_body);
+                    if let Some(r) = self.symlink_refusal(repo, "") {
+                        return (r, no_body);
+                    }
+                    return (done(self.backend(repo).create()), no_body);
                 }
                 return (Response::text(405, "unsupported request"), no_body);
             }
@@ -242,7 +321,10 @@ impl Ctx {
                 if method != "GET" {
                     return (Response::text(405, "only GET lists objects"), no_body);
                 }
-                return (list(&*backend, kind), no_body);
+                if let Some(r) = self.symlink_refusal(repo, t) {
+                    return (r, no_body);
+                }
+                return (list(&*self.backend(repo), kind), no_body);
             }
             [t, name] => match kind_of(t) {
                 Some(kind) => (kind, name),
@@ -250,6 +332,15 @@ impl Ctx {
             },
             _ => return (Response::text(404, "no such path"), no_body),
         };
+        let rel = match object_path(kind, name) {
+            Ok(rel) => rel,
+            Err(e) => return (error_response(&e), no_body),
+        };
+        if let Some(r) = self.symlink_refusal(repo, &rel) {
+            return (r, no_body);
+        }
+        let backend = self.backend(repo);
+        let repo_dir = self.opts.root.join(repo);
         match method {
             "HEAD" => match backend.size(kind, name) {
                 Ok(size) => {
@@ -259,20 +350,12 @@ impl Ctx {
                 }
                 Err(e) => (error_response(&e), no_body),
             },
-            "GET" => (get(&*backend, kind, name, req), no_body),
-            "POST" => {
-                if len > MAX_BODY {
-                    return (Response::text(413, "object too large"), false);
-                }
-                let mut data = Vec::with_capacity(len as usize);
-                if body.take(len).read_to_end(&mut data).is_err() || data.len() as u64 != len {
-                    return (
-                        Response::text(400, "body shorter than Content-Length"),
-                        false,
-                    );
-                }
-                (done(backend.write(kind, name, &data)), true)
-            }
+            "GET" => (get(&repo_dir, kind, name, req), no_body),
+            "POST" => match self.symlink_refusal(repo, crate::backend::TMP_DIR) {
+                // Uploads pass through `tmp/`.
+                Some(r) => (r, no_body),
+                None => post(&backend, kind, name, body, len),
+            },
             "DELETE" => {
                 if self.opts.append_only && kind != FileKind::Lock {
                     return (
@@ -285,6 +368,42 @@ impl Ctx {
             _ => (Response::text(405, "unsupported method"), no_body),
         }
     }
+
+    /// A 403 when `rel` of `repo` passes through a symlink.
+    fn symlink_refusal(&self, repo: &str, rel: &str) -> Option<Response> {
+        objects::through_symlink(&self.opts.root, repo, rel).then(|| {
+            tracing::warn!("refused a path through a symlink under the server's folder");
+            Response::text(403, "the server does not follow symlinks")
+        })
+    }
+}
+
+/// Stores an uploaded object; the flag says whether the body was read whole and stored (else
+/// the connection closes).
+fn post<R: Read>(
+    backend: &LocalBackend,
+    kind: FileKind,
+    name: &str,
+    body: &mut R,
+    len: u64,
+) -> (Response, bool) {
+    if len > MAX_BODY {
+        return (Response::text(413, "object too large"), false);
+    }
+    if !objects::plausible_name(kind, name) {
+        let why = "object names are the BLAKE3 hash of their bytes";
+        return (Response::text(400, why), false);
+    }
+    let resp = match objects::store(backend, kind, name, body, len) {
+        Ok(Ok(())) => return (Response::new(200, Vec::new()), true),
+        Ok(Err(objects::Refused::Short)) => Response::text(400, "body shorter than Content-Length"),
+        Ok(Err(objects::Refused::WrongName)) => Response::text(
+            400,
+            "object name is not the BLAKE3 hash of its bytes: refused",
+        ),
+        Err(e) => error_response(&e),
+    };
+    (resp, false)
 }
 
 fn done(r: Result<()>) -> Response {
@@ -309,19 +428,16 @@ fn list(backend: &dyn Backend, kind: FileKind) -> Response {
     }
 }
 
-fn get(backend: &dyn Backend, kind: FileKind, name: &str, req: &Request) -> Response {
+fn get(repo_dir: &std::path::Path, kind: FileKind, name: &str, req: &Request) -> Response {
+    let (file, size) = match objects::open(repo_dir, kind, name) {
+        Ok(f) => f,
+        Err(e) => return error_response(&e),
+    };
     let Some(range) = req.header("range") else {
-        return match backend.read(kind, name) {
-            Ok(b) => Response::new(200, b),
-            Err(e) => error_response(&e),
-        };
+        return Response::file(200, file, 0, size);
     };
     let Some((offset, len)) = parse_range(range) else {
         return Response::text(416, "unsupported range");
-    };
-    let size = match backend.size(kind, name) {
-        Ok(s) => s,
-        Err(e) => return error_response(&e),
     };
     let len = len.unwrap_or(size.saturating_sub(offset));
     if offset.checked_add(len).is_none_or(|end| end > size) || len == 0 {
@@ -329,15 +445,10 @@ fn get(backend: &dyn Backend, kind: FileKind, name: &str, req: &Request) -> Resp
         r.headers.push(("content-range", format!("bytes */{size}")));
         return r;
     }
-    match backend.read_range(kind, name, offset, len) {
-        Ok(b) => {
-            let mut r = Response::new(206, b);
-            r.headers.push((
-                "content-range",
-                format!("bytes {offset}-{}/{size}", offset + len - 1),
-            ));
-            r
-        }
-        Err(e) => error_response(&e),
-    }
+    let mut r = Response::file(206, file, offset, len);
+    r.headers.push((
+        "content-range",
+        format!("bytes {offset}-{}/{size}", offset + len - 1),
+    ));
+    r
 }
