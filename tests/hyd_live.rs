@@ -217,9 +217,15 @@ fn a_v1_folder_rewritten_mid_capture_is_read_again_as_one_state() {
     let sync = hb.path("sync");
     std::fs::create_dir_all(&sync).unwrap();
     let mut c = hb.command();
+    // The first time the hook point is reached, the backup says where and waits for `go`.
+    let (reached, go) = (sync.join("reached"), sync.join("go"));
     c.env(
-        "HYDRABACKUP_PAUSE",
-        format!("v1-mid-read:{}", sync.display()),
+        "HYDRABACKUP_TEST_HOOK",
+        format!(
+            "v1-mid-read:[ -e '{r}' ] || {{ printf %s \"$HYDRABACKUP_HOOK_PATH\" > '{r}.tmp' && mv '{r}.tmp' '{r}'; while [ ! -e '{g}' ]; do sleep 0.005; done; }}",
+            r = reached.display(),
+            g = go.display()
+        ),
     )
     .args(["backup".as_ref(), "--json".as_ref(), src.as_os_str()] as [&OsStr; 3])
     .stdout(Stdio::piped())

@@ -711,7 +711,7 @@ impl Walker<'_> {
                     Ok(d) => datas.push(d),
                     Err(_) => break,
                 }
-                crate::failpoint::pause("v1-mid-read", path);
+                crate::failpoint::hook("v1-mid-read", path);
             }
             if datas.len() == before.len()
                 && snapshot(dir.path()).is_ok_and(|after| same(&before, &after))
