@@ -408,3 +408,89 @@ fn undecodable_index_files_are_skipped_and_stop_prune() {
     assert!(r.stderr.contains(&garbage_name), "{}", r.stderr);
     assert_eq!(repo_files(&t.repo, ""), before);
 }
+
+/// A forged index record that gives one blob another length (sorting first, so restore would
+/// plan with it) makes only the file that uses the blob damaged: restore reports it, exits 13
+/// and restores every other file byte-identical instead of stopping.
+#[test]
+fn a_forged_blob_length_damages_only_its_file() {
+    let t = TestRepo::init_with(&["--pack-size", "1", "--chunk-avg", "64"]);
+    let src = t.path("src");
+    random_files(&src, 17, 4, 100_000);
+    write(&src.join("sub/small"), b"a small file");
+    t.backup(&[&src]);
+    let repo = open(&t);
+    let index = repo.load_index().unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    // The node of sub/small, found anywhere below the root.
+    let mut stack = vec![snap.tree];
+    let small = loop {
+        let tree = repo
+            .load_tree(&index, &stack.pop().expect("sub/small"))
+            .unwrap();
+        if let Some(n) = tree.find(b"small") {
+            break n.clone();
+        }
+        stack.extend(tree.nodes.iter().filter_map(|n| n.subtree));
+    };
+    assert_eq!(small.content.len(), 1);
+    let loc = index.get(BlobType::Data, &small.content[0]).unwrap();
+    let mut e = loc.entry;
+    let garbage = random_bytes(99, e.len as usize - 28);
+    let sealed = repo.keys().seal_key().seal(&garbage);
+    e.raw_len += 1000;
+    let mut pack = PackBuilder::default();
+    pack.add(e.kind, e.id, &sealed, e.raw_len, e.compressed);
+    let forged = pack.finish(repo.keys());
+    repo.backend()
+        .write(FileKind::Pack, &forged.id.to_hex(), &forged.bytes)
+        .unwrap();
+    let file = IndexFile {
+        version: INDEX_VERSION,
+        supersedes: Vec::new(),
+        packs: vec![IndexPack::from_entries(forged.id, &forged.entries)],
+    };
+    store_index(&repo, &file, true);
+
+    let out = t.path("out");
+    let r = t.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    r.expect_code(13);
+    assert!(
+        r.stderr.contains("damaged: ") && r.stderr.contains("sub/small"),
+        "{}",
+        r.stderr
+    );
+    // Everything but the damaged file is there, byte-identical; the damaged one is absent.
+    let small = walk_files(&out)
+        .into_iter()
+        .find(|p| p.ends_with("sub/small"));
+    assert!(small.is_none(), "the damaged file was written");
+    let mut restored = 0;
+    for i in 0..4 {
+        let name = format!("file{i:03}.bin");
+        let got = walk_files(&out)
+            .into_iter()
+            .find(|p| p.ends_with(&name))
+            .expect("restored");
+        assert_eq!(fs::read(got).unwrap(), fs::read(src.join(&name)).unwrap());
+        restored += 1;
+    }
+    assert_eq!(restored, 4);
+}
+
+/// Every file below `dir`.
+fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

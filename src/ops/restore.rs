@@ -238,17 +238,31 @@ pub fn restore(
     summary.bytes = files.iter().map(|f| f.node.size).sum();
     progress.total(files.len() as u64, summary.bytes);
 
-    // Where each blob goes: pack → blob (by offset) → (file, offset) list.
+    // Where each blob goes: pack → blob (by offset) → (file, offset) list. A file whose blobs
+    // are not all indexed, or whose indexed lengths do not add up to its size (a forged index
+    // record can do that), is damaged: it is left out and reported, the others are restored.
     let mut by_pack: HashMap<Id, BTreeMap<u32, BlobTargets>> = HashMap::new();
+    let mut unplanned: Vec<(usize, String)> = Vec::new();
     for (fi, f) in files.iter().enumerate() {
         let mut off = 0u64;
+        let mut locs = Vec::with_capacity(f.node.content.len());
+        let mut why = None;
         for id in &f.node.content {
-            let loc = index.get(BlobType::Data, id).ok_or_else(|| {
-                Error::corrupt(
-                    format!("file {}", plan.path(f).display()),
-                    format!("blob {id} is not in the index"),
-                )
-            })?;
+            let Some(loc) = index.get(BlobType::Data, id) else {
+                why = Some(format!("blob {id} is not in the index"));
+                break;
+            };
+            locs.push((loc, off));
+            off += loc.entry.raw_len as u64;
+        }
+        if why.is_none() && off != f.node.size {
+            why = Some("the indexed blob sizes do not add up to the file size".into());
+        }
+        if let Some(why) = why {
+            unplanned.push((fi, why));
+            continue;
+        }
+        for (loc, off) in locs {
             by_pack
                 .entry(loc.pack)
                 .or_default()
@@ -256,17 +270,17 @@ pub fn restore(
                 .or_insert_with(|| (loc.entry, Vec::new()))
                 .1
                 .push((fi, off));
-            off += loc.entry.raw_len as u64;
-        }
-        if off != f.node.size {
-            return Err(Error::corrupt(
-                format!("file {}", plan.path(f).display()),
-                "blob sizes do not add up to the file size",
-            ));
         }
     }
     summary.packs_read = by_pack.len() as u64;
     if opts.dry_run {
+        summary.damaged = unplanned
+            .iter()
+            .map(|(fi, why)| NotRestored {
+                path: plan.path(&files[*fi]).display().to_string(),
+                error: why.clone(),
+            })
+            .collect();
         summary.paths = files
             .iter()
             .map(|f| plan.path(f).display().to_string())
@@ -294,6 +308,9 @@ pub fn restore(
         dead: files.iter().map(|_| AtomicBool::new(false)).collect(),
         list: Mutex::new(Vec::new()),
     };
+    for (fi, why) in &unplanned {
+        lost.damaged(*fi, why);
+    }
 
     // Folders, parents first; a folder that cannot be made takes everything below it along.
     let mut folder_ok = vec![true; plan.folders.len()];
@@ -416,6 +433,9 @@ fn write_files(
     // Temporary files, sized up front (sparse where the content is zeros); files without
     // content are finished right away.
     files.par_iter().enumerate().try_for_each(|(fi, f)| {
+        if lost.is_dead(fi) {
+            return Ok(());
+        }
         if !folder_ok[f.dir] {
             return lost.file_failed(fi, folder_lost());
         }
