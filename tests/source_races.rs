@@ -323,10 +323,11 @@ fn copy_and_verify(t: &TestRepo) {
     }
 }
 
-/// The 10,000-level chain of the report: its full paths are far longer than `PATH_MAX`, so the
+/// The 10,000-level chain of the report, backed up and restored: its full paths are far longer
+/// than `PATH_MAX`, so the
 /// walk reaches every entry through its folder, never by full path.
 #[test]
-fn a_folder_chain_10000_deep_backs_up_verifies_lists_and_copies() {
+fn a_folder_chain_10000_deep_backs_up_verifies_lists_copies_and_restores() {
     let t = TestRepo::init();
     let src = t.path("s");
     std::fs::create_dir(&src).unwrap();
@@ -358,13 +359,23 @@ fn a_folder_chain_10000_deep_backs_up_verifies_lists_and_copies() {
         "ls misses the bottom file"
     );
     copy_and_verify(&t);
-    // Leave a tree the temporary directory can remove.
-    let st = std::process::Command::new("rm")
-        .current_dir(&src)
-        .args(["-rf", "d"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    // Restore gives the chain back: the bottom file, reached one folder at a time.
+    let target = t.path("t");
+    t.restore("latest", &target, &[]);
+    assert_eq!(bottom_of_chain(&target, 10_000), b"bottom\n");
+    assert_eq!(
+        std::fs::read(target.join("beside")).unwrap(),
+        b"next to the chain"
+    );
+    // Leave trees the temporary directory can remove.
+    for dir in [&src, &target] {
+        let st = std::process::Command::new("rm")
+            .current_dir(dir)
+            .args(["-rf", "d"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
 }
 
 /// Rewrites the latest snapshot so that its file `d/f` sits under `depth` folders named `d`:
@@ -425,4 +436,28 @@ fn a_snapshot_tree_10000_deep_verifies_lists_shows_copies_and_prunes() {
     t.run(&["stats"]).expect_code(0);
 
     copy_and_verify(&t);
+}
+
+/// The content of file `f` at the bottom of a chain of `depth` folders named `d` under `root`,
+/// reached one folder at a time (its full path is longer than the system accepts); the bottom
+/// folder has no `d`.
+fn bottom_of_chain(root: &Path, depth: usize) -> Vec<u8> {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let open_at = |dir: &OwnedFd, name: &std::ffi::CStr, flags: i32| -> Option<OwnedFd> {
+        // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+        // SAFETY: a non-negative result of openat is a fresh descriptor owned by nobody else.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut dir = OwnedFd::from(std::fs::File::open(root).unwrap());
+    let folder = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+    for level in 0..depth {
+        dir = open_at(&dir, c"d", folder).unwrap_or_else(|| panic!("no folder at level {level}"));
+    }
+    assert!(open_at(&dir, c"d", folder).is_none(), "the chain is deeper");
+    let f = open_at(&dir, c"f", libc::O_RDONLY | libc::O_NOFOLLOW).expect("the bottom file");
+    let mut out = Vec::new();
+    std::fs::File::from(f).read_to_end(&mut out).unwrap();
+    out
 }
