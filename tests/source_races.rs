@@ -324,8 +324,8 @@ fn copy_and_verify(t: &TestRepo) {
 }
 
 /// The 10,000-level chain of the report, backed up and restored: its full paths are far longer
-/// than `PATH_MAX`, so the
-/// walk reaches every entry through its folder, never by full path.
+/// than `PATH_MAX`, so the walk and the restore reach every entry through its folder, never by
+/// full path.
 #[test]
 fn a_folder_chain_10000_deep_backs_up_verifies_lists_copies_and_restores() {
     let t = TestRepo::init();
