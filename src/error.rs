@@ -34,6 +34,9 @@ pub enum Error {
         /// The underlying I/O error.
         #[source]
         source: io::Error,
+        /// Whether repeating the operation may succeed (a dropped connection, a time-out, a
+        /// server error or throttling), as the backend that failed judged it.
+        transient: bool,
     },
     /// An object of the repository is damaged or does not decode.
     #[error("{object} is damaged: {reason} (run `hydrabackup verify`)")]
@@ -101,6 +104,28 @@ impl Error {
                 14
             }
             _ => 1,
+        }
+    }
+
+    /// Whether repeating the failed operation may succeed: only backend failures that the
+    /// backend marked as transient. The retry layer ([`crate::backend::Retry`]) decides by this.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend {
+                transient: true,
+                ..
+            }
+        )
+    }
+
+    /// Shorthand for a permanent [`Error::Backend`].
+    pub fn backend(op: &'static str, name: impl Into<String>, source: io::Error) -> Self {
+        Error::Backend {
+            op,
+            name: name.into(),
+            source,
+            transient: false,
         }
     }
 

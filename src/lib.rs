@@ -17,6 +17,7 @@ pub mod repo;
 pub mod retention;
 pub mod server;
 pub mod source;
+pub mod sys;
 pub mod timespec;
 
 pub use error::{Error, Result};

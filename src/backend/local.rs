@@ -25,11 +25,7 @@ const PACK_HANDLES: usize = 64;
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn err(op: &'static str, path: &Path, source: io::Error) -> Error {
-    Error::Backend {
-        op,
-        name: path.display().to_string(),
-        source,
-    }
+    Error::backend(op, path.display().to_string(), source)
 }
 
 impl LocalBackend {
@@ -99,7 +95,7 @@ impl LocalBackend {
             "{}.{}.{}.{}",
             std::process::id(),
             TMP_SEQ.fetch_add(1, Ordering::Relaxed),
-            crate::repo::hostname(),
+            crate::sys::hostname(),
             name
         ));
         let result = (|| {
@@ -282,7 +278,7 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(err("list", &dir, e)),
         };
-        let host = crate::repo::hostname();
+        let host = crate::sys::hostname();
         let mut removed = 0;
         for e in rd {
             let e = e.map_err(|e| err("list", &dir, e))?;

@@ -1,20 +1,30 @@
 //! Byte storage for a repository. One small trait addressed by (file kind, name); everything
 //! above this layer speaks in those terms and never in paths.
+//!
+//! A backend is one folder (or file) here implementing [`Backend`] over its transport, taking
+//! its settings in an options struct (never from the environment: the CLI reads that once) and
+//! marking failures worth repeating as transient; [`open_with`] wraps it in the one retry layer
+//! ([`Retry`]). Every backend passes the conformance suite in `tests/backend_conformance.rs`.
 
+mod http;
 mod local;
+mod memory;
 mod rest;
+mod retry;
 pub mod s3;
 pub mod sftp;
 
 pub use local::LocalBackend;
-pub use rest::RestBackend;
-pub use s3::S3Backend;
-pub use sftp::SftpBackend;
+pub use memory::MemoryBackend;
+pub use rest::{RestBackend, RestOptions};
+pub use retry::{Retry, RetryOptions};
+pub use s3::{S3Backend, S3Options};
+pub use sftp::{SftpBackend, SftpOptions};
 
 use crate::{Error, Result};
 
 /// The kinds of files a repository holds; each lives in its own namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FileKind {
     /// The single `config` object.
     Config,
@@ -131,22 +141,92 @@ pub fn object_path(kind: FileKind, name: &str) -> Result<String> {
     })
 }
 
-/// Opens the backend for a repository location: `rest:https://...` is a REST server (see
-/// [`RestBackend`]), `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]` an S3 bucket (see
-/// [`S3Backend`]), `sftp:USER@HOST:PATH` or `sftp://USER@HOST[:PORT]/PATH` an SFTP server (see
-/// [`SftpBackend`]); anything else, optionally prefixed with `local:`, is a path (including
-/// SFTP- or NFS-mounted ones; a local path starting with `s3:` or `sftp:` is written
-/// `local:...`).
+/// A secret setting (password, key, token): kept out of `Debug` output and wiped from memory
+/// when dropped.
+#[derive(Clone, Default)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(zeroize::Zeroizing::new(value.into()))
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What kind of storage a location names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// A path, optionally prefixed with `local:` (including SFTP- or NFS-mounted ones).
+    Local,
+    /// `rest:https://...`: a REST server (see [`RestBackend`]).
+    Rest,
+    /// `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`: an S3 bucket (see [`S3Backend`]).
+    S3,
+    /// `sftp:USER@HOST:PATH` or `sftp://USER@HOST[:PORT]/PATH`: an SFTP server (see
+    /// [`SftpBackend`]).
+    Sftp,
+}
+
+impl Scheme {
+    /// The scheme of `location`; a local path starting with `s3:` or `sftp:` is written
+    /// `local:...`.
+    pub fn of(location: &str) -> Scheme {
+        if location.starts_with("s3:") {
+            Scheme::S3
+        } else if location.starts_with("rest:") {
+            Scheme::Rest
+        } else if location.starts_with("sftp:") {
+            Scheme::Sftp
+        } else {
+            Scheme::Local
+        }
+    }
+}
+
+/// The settings of every backend that do not come from the location itself. The defaults use
+/// no credentials and read nothing from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// How failed operations are repeated.
+    pub retry: RetryOptions,
+    /// For `rest:` locations.
+    pub rest: RestOptions,
+    /// For `s3:` locations.
+    pub s3: S3Options,
+    /// For `sftp:` locations.
+    pub sftp: SftpOptions,
+}
+
+/// Opens the backend for a repository location (see [`Scheme`]) with default options: right
+/// for local paths; remote locations need credentials from [`open_with`].
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
-    if location.starts_with("s3:") {
-        return Ok(Box::new(S3Backend::open(location)?));
-    }
-    if let Some(url) = location.strip_prefix("rest:") {
-        return Ok(Box::new(RestBackend::new(url)?));
-    }
-    if location.starts_with("sftp:") {
-        return Ok(Box::new(SftpBackend::open(location)?));
-    }
-    let path = location.strip_prefix("local:").unwrap_or(location);
-    Ok(Box::new(LocalBackend::new(path)))
+    open_with(location, &BackendOptions::default())
+}
+
+/// Opens the backend for a repository location (see [`Scheme`]), wrapped in the retry layer.
+pub fn open_with(location: &str, opts: &BackendOptions) -> Result<Box<dyn Backend>> {
+    let retry = opts.retry;
+    Ok(match Scheme::of(location) {
+        Scheme::S3 => Box::new(Retry::new(S3Backend::open(location, &opts.s3)?, retry)),
+        Scheme::Rest => Box::new(Retry::new(
+            RestBackend::open(&location["rest:".len()..], &opts.rest)?,
+            retry,
+        )),
+        Scheme::Sftp => Box::new(Retry::new(SftpBackend::open(location, &opts.sftp)?, retry)),
+        Scheme::Local => {
+            let path = location.strip_prefix("local:").unwrap_or(location);
+            Box::new(Retry::new(LocalBackend::new(path), retry))
+        }
+    })
 }

@@ -1,30 +1,38 @@
 //! The REST backend: a repository served by `hydrabackup serve` (or any server speaking
 //! restic's REST protocol), at `rest:http(s)://[USER:PASSWORD@]HOST:PORT/REPO`.
 //!
-//! Credentials come from the URL or from `HYDRABACKUP_REST_USER` / `HYDRABACKUP_REST_PASSWORD`;
-//! a server with a self-signed certificate is trusted through `HYDRABACKUP_REST_CACERT` (a PEM
-//! file), otherwise the usual web roots apply. Idempotent requests are retried on connection
-//! failures and 5xx answers with a short back-off.
+//! Credentials come from the URL or from [`RestOptions`]; a server with a self-signed
+//! certificate is trusted through [`RestOptions::ca_cert`] (a PEM file), otherwise the usual web
+//! roots apply. Connection failures and 5xx answers are transient (see [`super::Retry`]).
 
 use std::io::{self, ErrorKind};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
-use super::{Backend, FileKind};
+use super::http::{error as backend_err, status_is_transient, transport_is_transient};
+use super::{Backend, FileKind, Secret};
 use crate::{Error, Result};
 
-/// Attempts per idempotent request.
-const ATTEMPTS: u32 = 4;
 /// Largest object read in one response.
 const MAX_READ: u64 = (1 << 30) + (16 << 20);
+
+/// Settings of the REST backend that do not come from the location.
+#[derive(Debug, Clone, Default)]
+pub struct RestOptions {
+    /// User and password, used when the URL names none.
+    pub credentials: Option<(String, Secret)>,
+    /// A PEM file of certificates to trust instead of the web roots.
+    pub ca_cert: Option<PathBuf>,
+}
 
 /// A repository behind a REST server.
 pub struct RestBackend {
     base: String,
     shown: String,
-    auth: Option<String>,
+    auth: Option<Secret>,
     agent: ureq::Agent,
 }
 
@@ -81,35 +89,27 @@ fn kind_path(kind: FileKind) -> &'static str {
     kind.dir().unwrap_or("config")
 }
 
-fn backend_err(op: &'static str, name: String, kind: ErrorKind, msg: String) -> Error {
-    Error::Backend {
-        op,
-        name,
-        source: io::Error::new(kind, msg),
-    }
-}
-
 impl RestBackend {
     /// A backend for `url` (after the `rest:` prefix).
-    pub fn new(url: &str) -> Result<RestBackend> {
+    pub fn open(url: &str, opts: &RestOptions) -> Result<RestBackend> {
         let (base, cred) = parse(url)?;
         let cred = cred.or_else(|| {
-            let u = std::env::var("HYDRABACKUP_REST_USER").ok()?;
-            Some((
-                u,
-                std::env::var("HYDRABACKUP_REST_PASSWORD").unwrap_or_default(),
-            ))
+            let (u, p) = opts.credentials.as_ref()?;
+            Some((u.clone(), p.expose().to_string()))
         });
         let auth = cred.map(|(u, p)| {
-            format!(
+            Secret::new(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )
+            ))
         });
         let mut tls = TlsConfig::builder();
-        if let Ok(path) = std::env::var("HYDRABACKUP_REST_CACERT") {
-            let pem = std::fs::read(&path).map_err(|e| {
-                Error::InvalidInput(format!("cannot read HYDRABACKUP_REST_CACERT {path}: {e}"))
+        if let Some(path) = &opts.ca_cert {
+            let shown = path.display();
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "cannot read the CA certificate {shown} (HYDRABACKUP_REST_CACERT): {e}"
+                ))
             })?;
             let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
                 .filter_map(|item| match item {
@@ -119,7 +119,7 @@ impl RestBackend {
                 .collect();
             if certs.is_empty() {
                 return Err(Error::InvalidInput(format!(
-                    "HYDRABACKUP_REST_CACERT {path}: no certificate in it"
+                    "the CA certificate file {shown} (HYDRABACKUP_REST_CACERT) holds no certificate"
                 )));
             }
             tls = tls.root_certs(RootCerts::new_with_certs(&certs));
@@ -148,59 +148,36 @@ impl RestBackend {
         }
     }
 
-    /// Runs a request (retrying idempotent ones), returning status and body.
+    /// Runs a request, returning status, body and announced length. A failure to get an
+    /// answer is an error here; a status is judged by [`RestBackend::check`].
     fn request(
         &self,
         op: &'static str,
         what: &str,
-        idempotent: bool,
         send: &dyn Fn() -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<(u16, Vec<u8>, Option<u64>)> {
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(200 << attempt));
-            }
-            match send() {
-                Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    let header = |n: &str| {
-                        resp.headers()
-                            .get(n)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string)
-                    };
-                    let length = header("content-length").and_then(|v| v.parse().ok());
-                    let error = header("x-error");
-                    let body = resp
-                        .body_mut()
-                        .with_config()
-                        .limit(MAX_READ)
-                        .read_to_vec()
-                        .map(|b| match error {
-                            // A HEAD answer has no body: its message is in the header.
-                            Some(e) if b.is_empty() && status >= 400 => e.into_bytes(),
-                            _ => b,
-                        });
-                    match body {
-                        Ok(b) if status < 500 || !idempotent => return Ok((status, b, length)),
-                        Ok(b) => last = format!("server error {status}: {}", text(&b)),
-                        Err(e) if !idempotent => {
-                            return Err(self.net_err(op, what, e));
-                        }
-                        Err(e) => last = e.to_string(),
-                    }
-                }
-                Err(e) if !idempotent => return Err(self.net_err(op, what, e)),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(backend_err(
-            op,
-            format!("{what} at {}", self.shown),
-            ErrorKind::Other,
-            last,
-        ))
+        let mut resp = send().map_err(|e| self.net_err(op, what, e))?;
+        let status = resp.status().as_u16();
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let length = header("content-length").and_then(|v| v.parse().ok());
+        let error = header("x-error");
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_READ)
+            .read_to_vec()
+            .map_err(|e| self.net_err(op, what, e))?;
+        let body = match error {
+            // A HEAD answer has no body: its message is in the header.
+            Some(e) if body.is_empty() && status >= 400 => e.into_bytes(),
+            _ => body,
+        };
+        Ok((status, body, length))
     }
 
     fn net_err(&self, op: &'static str, what: &str, e: ureq::Error) -> Error {
@@ -209,7 +186,13 @@ impl RestBackend {
             ureq::Error::Timeout(_) => ErrorKind::TimedOut,
             _ => ErrorKind::Other,
         };
-        backend_err(op, format!("{what} at {}", self.shown), kind, e.to_string())
+        backend_err(
+            op,
+            format!("{what} at {}", self.shown),
+            kind,
+            e.to_string(),
+            transport_is_transient(&e),
+        )
     }
 
     /// Turns a non-success status into an error.
@@ -224,23 +207,25 @@ impl RestBackend {
             ),
             403 => (ErrorKind::PermissionDenied, format!("forbidden: {}", text(body))),
             404 => (ErrorKind::NotFound, "not found".to_string()),
-            507 => (ErrorKind::StorageFull, "no space left on the server".to_string()),
+            416 => (ErrorKind::UnexpectedEof, "range beyond the end of the object".to_string()),
             _ => (ErrorKind::Other, format!("server answered {status}: {}", text(body))),
         };
-        let mut e = io::Error::new(kind, msg);
-        if status == 507 {
-            e = io::Error::from_raw_os_error(libc::ENOSPC);
-        }
+        let source = if status == 507 {
+            io::Error::from_raw_os_error(libc::ENOSPC)
+        } else {
+            io::Error::new(kind, msg)
+        };
         Err(Error::Backend {
             op,
             name: format!("{what} at {}", self.shown),
-            source: e,
+            source,
+            transient: status_is_transient(status),
         })
     }
 
     fn with_auth<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.auth {
-            Some(a) => r.header("authorization", a),
+            Some(a) => r.header("authorization", a.expose()),
             None => r,
         }
     }
@@ -261,7 +246,7 @@ impl Backend for RestBackend {
 
     fn exists(&self) -> Result<bool> {
         let url = self.url(FileKind::Config, "config");
-        let (status, body, _) = self.request("check", "config", true, &|| {
+        let (status, body, _) = self.request("check", "config", &|| {
             self.with_auth(self.agent.head(&url)).call()
         })?;
         match status {
@@ -272,7 +257,7 @@ impl Backend for RestBackend {
 
     fn create(&self) -> Result<()> {
         let url = format!("{}?create=true", self.base);
-        let (status, body, _) = self.request("create", "repository", true, &|| {
+        let (status, body, _) = self.request("create", "repository", &|| {
             self.with_auth(self.agent.post(&url)).send_empty()
         })?;
         self.check("create", "repository", status, &body)
@@ -281,7 +266,7 @@ impl Backend for RestBackend {
     fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>> {
         let url = format!("{}/{}/", self.base, kind_path(kind));
         let what = kind_path(kind);
-        let (status, body, _) = self.request("list", what, true, &|| {
+        let (status, body, _) = self.request("list", what, &|| {
             self.with_auth(self.agent.get(&url)).call()
         })?;
         self.check("list", what, status, &body)?;
@@ -290,15 +275,22 @@ impl Backend for RestBackend {
             name: String,
             size: u64,
         }
-        let items: Vec<Item> = serde_json::from_slice(&body)
-            .map_err(|e| backend_err("list", what.into(), ErrorKind::InvalidData, e.to_string()))?;
+        let items: Vec<Item> = serde_json::from_slice(&body).map_err(|e| {
+            backend_err(
+                "list",
+                what.into(),
+                ErrorKind::InvalidData,
+                e.to_string(),
+                false,
+            )
+        })?;
         Ok(items.into_iter().map(|i| (i.name, i.size)).collect())
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         let url = self.url(kind, name);
         let what = format!("{} {name}", kind.label());
-        let (status, body, _) = self.request("read", &what, true, &|| {
+        let (status, body, _) = self.request("read", &what, &|| {
             self.with_auth(self.agent.get(&url)).call()
         })?;
         self.check("read", &what, status, &body)?;
@@ -306,13 +298,27 @@ impl Backend for RestBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
         let url = self.url(kind, name);
         let what = format!("{} {name}", kind.label());
-        let range = format!("bytes={offset}-{}", offset + len - 1);
-        let (status, body, _) = self.request("read", &what, true, &|| {
+        let beyond = || {
+            backend_err(
+                "read",
+                what.clone(),
+                ErrorKind::UnexpectedEof,
+                format!("range {offset}+{len} beyond the end of the object"),
+                false,
+            )
+        };
+        let end = offset.checked_add(len).ok_or_else(beyond)?;
+        if len == 0 {
+            // No byte to ask for: the range only has to lie within the object.
+            return match self.size(kind, name)? {
+                size if offset <= size => Ok(Vec::new()),
+                _ => Err(beyond()),
+            };
+        }
+        let range = format!("bytes={offset}-{}", end - 1);
+        let (status, body, _) = self.request("read", &what, &|| {
             self.with_auth(self.agent.get(&url))
                 .header("range", &range)
                 .call()
@@ -324,6 +330,7 @@ impl Backend for RestBackend {
                 what,
                 ErrorKind::UnexpectedEof,
                 format!("asked for {len} bytes at {offset}, got {}", body.len()),
+                false,
             ));
         }
         Ok(body)
@@ -332,8 +339,7 @@ impl Backend for RestBackend {
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let url = self.url(kind, name);
         let what = format!("{} {name}", kind.label());
-        // Objects are never replaced, so repeating a write is harmless: retry it too.
-        let (status, body, _) = self.request("write", &what, true, &|| {
+        let (status, body, _) = self.request("write", &what, &|| {
             self.with_auth(self.agent.post(&url)).send(data)
         })?;
         self.check("write", &what, status, &body)
@@ -342,7 +348,7 @@ impl Backend for RestBackend {
     fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
         let url = self.url(kind, name);
         let what = format!("{} {name}", kind.label());
-        let (status, body, _) = self.request("remove", &what, true, &|| {
+        let (status, body, _) = self.request("remove", &what, &|| {
             self.with_auth(self.agent.delete(&url)).call()
         })?;
         self.check("remove", &what, status, &body)
@@ -351,7 +357,7 @@ impl Backend for RestBackend {
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
         let url = self.url(kind, name);
         let what = format!("{} {name}", kind.label());
-        let (status, body, length) = self.request("stat", &what, true, &|| {
+        let (status, body, length) = self.request("stat", &what, &|| {
             self.with_auth(self.agent.head(&url)).call()
         })?;
         self.check("stat", &what, status, &body)?;
@@ -361,6 +367,7 @@ impl Backend for RestBackend {
                 what,
                 ErrorKind::InvalidData,
                 "no Content-Length".into(),
+                false,
             )
         })
     }

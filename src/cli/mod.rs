@@ -3,6 +3,7 @@
 
 mod args;
 mod copy;
+mod env;
 mod forget;
 mod password;
 mod progress;
@@ -106,7 +107,10 @@ pub(crate) fn backend_of(g: &Global) -> Result<Arc<dyn backend::Backend>> {
     let loc = g.repo.as_deref().ok_or_else(|| {
         Error::InvalidInput("no repository given: use -r/--repo or HYDRABACKUP_REPOSITORY".into())
     })?;
-    Ok(Arc::from(backend::open(loc)?))
+    Ok(Arc::from(backend::open_with(
+        loc,
+        &env::backend_options(loc)?,
+    )?))
 }
 
 pub(crate) fn open(g: &Global) -> Result<Repository> {
@@ -153,7 +157,8 @@ pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
             "no source repository given: use --from-repo or HYDRABACKUP_FROM_REPOSITORY".into(),
         )
     })?;
-    let b: Arc<dyn backend::Backend> = Arc::from(backend::open(loc)?);
+    let b: Arc<dyn backend::Backend> =
+        Arc::from(backend::open_with(loc, &env::backend_options(loc)?)?);
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
     }

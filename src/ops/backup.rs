@@ -18,13 +18,14 @@ use crate::chunker::{ChunkStream, Chunker};
 use crate::ops::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
+use crate::repo::config::HydChunking;
 use crate::repo::index::Index;
 use crate::repo::names::{self, NameEntry};
 use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
 use crate::repo::tree::{Node, NodeKind, SwampInfo, Tree};
 use crate::repo::writer::PackWriter;
 use crate::source::dir::Dir;
-use crate::source::hydraide::{Capture, ChunkSink, HydCapture, HydChunking, HydParent, capture};
+use crate::source::hydraide::{Capture, ChunkSink, HydCapture, HydParent, capture};
 use crate::source::open::type_name;
 use crate::source::{Excludes, Identity, Trouble, node_from_metadata, open_checked, trouble};
 use crate::{Error, Id, Result};
@@ -1032,7 +1033,7 @@ pub fn backup(
         .iter()
         .map(|p| p.components().collect::<PathBuf>().display().to_string())
         .collect();
-    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
     let _lock = if opts.dry_run {
         None
     } else {
@@ -1254,7 +1255,7 @@ pub fn backup(
     let snap = Snapshot {
         time: time.to_string(),
         host,
-        user: crate::repo::username(),
+        user: crate::sys::username(),
         paths: path_strings,
         tags: opts.tags.clone(),
         excludes: opts.excludes.clone(),

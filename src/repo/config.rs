@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
-use crate::source::hydraide::HydChunking;
 
 /// Current repository format version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -87,5 +86,47 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Block-aligned chunking parameters for `.hyd` data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HydChunking {
+    /// A chunk is not cut before this many bytes.
+    pub min: u32,
+    /// Extra bytes after `min` expected before a cut.
+    pub avg: u32,
+    /// A chunk is always cut once it reaches this many bytes.
+    pub max: u32,
+    /// Secret seed of the cut decision.
+    pub seed: u64,
+}
+
+impl HydChunking {
+    /// Defaults: 32 KiB minimum, 64 KiB average beyond it, 256 KiB maximum.
+    pub fn with_seed(seed: u64) -> Self {
+        HydChunking {
+            min: 32 << 10,
+            avg: 64 << 10,
+            max: 256 << 10,
+            seed,
+        }
+    }
+
+    /// Whether a chunk of `chunk_len` bytes ends after the block just added to it (`block_len`
+    /// bytes, CRC `crc`): the rule of `repo-format.md` §6a.
+    pub(crate) fn cut_after(&self, chunk_len: usize, block_len: usize, crc: u32) -> bool {
+        if chunk_len >= self.max as usize {
+            return true;
+        }
+        if chunk_len < self.min as usize {
+            return false;
+        }
+        let mut h = self.seed ^ (u64::from(crc) << 20) ^ block_len as u64;
+        // splitmix64 finaliser
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d049bb133111eb);
+        h ^= h >> 31;
+        h % u64::from(self.avg.max(1)) < block_len as u64
     }
 }

@@ -39,8 +39,8 @@ impl KeyFile {
         Ok(KeyFile {
             version: 1,
             created: jiff::Timestamp::now().to_string(),
-            host: crate::repo::hostname(),
-            user: crate::repo::username(),
+            host: crate::sys::hostname(),
+            user: crate::sys::username(),
             kdf,
             salt,
             sealed_master: SealKey::new(&k).seal(master),

@@ -46,7 +46,7 @@ impl LockInfo {
         if age > STALE_AFTER.as_secs() as i64 {
             return true;
         }
-        if self.host == crate::repo::hostname() {
+        if self.host == crate::sys::hostname() {
             // SAFETY: kill(pid, 0) only checks for existence; no memory is touched.
             let alive = unsafe { libc::kill(self.pid as libc::pid_t, 0) } == 0
                 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
@@ -73,7 +73,7 @@ impl LockInfo {
 
     /// Why this (live) lock refuses us, and what the user can do about it.
     pub fn refusal(&self) -> String {
-        if self.host == crate::repo::hostname() {
+        if self.host == crate::sys::hostname() {
             return format!(
                 "{}; that process is still running: wait for it to finish",
                 self.describe()
@@ -159,9 +159,9 @@ pub fn acquire(
     }
     let info = LockInfo {
         exclusive,
-        host: crate::repo::hostname(),
+        host: crate::sys::hostname(),
         pid: std::process::id(),
-        user: crate::repo::username(),
+        user: crate::sys::username(),
         time: jiff::Timestamp::now().as_second(),
         purpose: purpose.to_string(),
     };

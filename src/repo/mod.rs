@@ -31,19 +31,6 @@ use keyfile::KeyFile;
 use snapshot::Snapshot;
 use tree::Tree;
 
-/// This machine's host name.
-pub fn hostname() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
-}
-
-/// The current user's name.
-pub fn username() -> String {
-    std::env::var("USER").unwrap_or_else(|_| {
-        // SAFETY: getuid has no preconditions.
-        format!("uid{}", unsafe { libc::getuid() })
-    })
-}
-
 /// An open repository: backend, keys and config.
 pub struct Repository {
     backend: Arc<dyn Backend>,
