@@ -3,326 +3,20 @@
 //! live in the test's temporary directory, so the tests can look at and damage them directly.
 
 mod common;
+mod sshcommon;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hydrabackup::backend::sftp::{MAX_CONNECTIONS, SftpOptions};
+use hydrabackup::backend::sftp::MAX_CONNECTIONS;
 use hydrabackup::backend::{Backend, FileKind, SftpBackend};
-
-const SSHD: &str = "/usr/sbin/sshd";
-
-/// A private `sshd` on 127.0.0.1, killed on drop.
-struct Sshd {
-    child: Child,
-    /// Holds the keys, config and known_hosts.
-    dir: tempfile::TempDir,
-    port: u16,
-    user: String,
-}
-
-fn keygen(path: &Path) {
-    keygen_type(path, "ed25519");
-}
-
-fn keygen_type(path: &Path, kind: &str) {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", kind, "-N", "", "-C", "hbtest", "-f"])
-        .arg(path)
-        .output()
-        .expect("ssh-keygen runs (install openssh-client)");
-    assert!(out.status.success(), "ssh-keygen failed: {out:?}");
-}
-
-/// Hashes the host names in a known_hosts file, as `HashKnownHosts yes` writes them.
-fn hash_known_hosts(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .arg("-H")
-        .arg("-f")
-        .arg(path)
-        .output()
-        .expect("ssh-keygen -H");
-    assert!(out.status.success(), "{out:?}");
-    assert!(std::fs::read_to_string(path).unwrap().starts_with("|1|"));
-}
-
-/// `TYPE BASE64` of a public key file.
-fn public_key(path: &Path) -> String {
-    let text = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
-    text.split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn current_user() -> String {
-    let out = Command::new("id").arg("-un").output().expect("id -un");
-    String::from_utf8(out.stdout)
-        .expect("user name")
-        .trim()
-        .to_string()
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
-}
-
-impl Sshd {
-    fn start() -> Sshd {
-        assert!(
-            Path::new(SSHD).exists(),
-            "{SSHD} is missing: install openssh-server (scripts/test.sh does)"
-        );
-        if is_root() {
-            // Privilege separation directory, which sshd insists on when run as root.
-            std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("hbsshd")
-            .tempdir()
-            .expect("tempdir");
-        let d = dir.path();
-        // Two host keys: the client must ask for the type known_hosts has, not libssh2's
-        // first choice (ECDSA).
-        keygen(&d.join("host_key"));
-        keygen_type(&d.join("host_key_ecdsa"), "ecdsa");
-        keygen(&d.join("user_key"));
-        std::fs::write(
-            d.join("authorized_keys"),
-            format!("{}\n", public_key(&d.join("user_key"))),
-        )
-        .expect("authorized_keys");
-        // A port may be taken between probing and sshd's bind: try a few.
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            match spawn_sshd(d, port) {
-                Ok(child) => {
-                    let s = Sshd {
-                        child,
-                        dir,
-                        port,
-                        user: current_user(),
-                    };
-                    s.write_known_hosts(&public_key(&s.path("host_key")));
-                    return s;
-                }
-                Err(e) => last = e,
-            }
-        }
-        panic!("sshd did not start: {last}");
-    }
-
-    /// Kills sshd with every connection it serves and starts it again on the same port.
-    fn restart(&mut self) {
-        kill_all(&mut self.child);
-        self.child = spawn_sshd(self.dir.path(), self.port).expect("restart sshd");
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn known_hosts(&self) -> PathBuf {
-        self.path("known_hosts")
-    }
-
-    fn write_known_hosts(&self, key: &str) {
-        std::fs::write(
-            self.known_hosts(),
-            format!("[127.0.0.1]:{} {key}\n", self.port),
-        )
-        .expect("known_hosts");
-    }
-
-    /// The URL-style location of a repository at `path` (absolute) on this server.
-    fn url(&self, path: &Path) -> String {
-        format!(
-            "sftp://{}@127.0.0.1:{}/{}",
-            self.user,
-            self.port,
-            path.display()
-        )
-    }
-
-    /// The binary for repository `t`, reached through this server.
-    fn command(&self, t: &TestRepo) -> Command {
-        let mut c = t.command();
-        c.env("HYDRABACKUP_REPOSITORY", self.url(&t.repo));
-        self.env(&mut c);
-        c
-    }
-
-    fn env(&self, c: &mut Command) {
-        c.env("HYDRABACKUP_SFTP_KEY", self.path("user_key"))
-            .env("HYDRABACKUP_SFTP_KNOWN_HOSTS", self.known_hosts())
-            .env_remove("HYDRABACKUP_SFTP_PORT")
-            .env_remove("HYDRABACKUP_SFTP_KEY_PASSPHRASE")
-            .env_remove("SSH_AUTH_SOCK");
-    }
-
-    fn run(&self, t: &TestRepo, args: &[&str]) -> Run {
-        let mut c = self.command(t);
-        c.args(args);
-        run_cmd(c)
-    }
-
-    fn json(&self, t: &TestRepo, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        self.run(t, &a).expect_code(0).json()
-    }
-
-    fn options(&self) -> SftpOptions {
-        SftpOptions {
-            port: None,
-            user: None,
-            known_hosts: self.known_hosts(),
-            keys: vec![self.path("user_key")],
-            keys_first: true,
-            passphrase: None,
-            use_agent: false,
-        }
-    }
-}
-
-/// Writes the config for `port` and starts sshd; returns once it accepts connections.
-fn spawn_sshd(d: &Path, port: u16) -> Result<Child, String> {
-    let config = d.join("sshd_config");
-    let base = format!(
-        "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nHostKey {d}/host_key_ecdsa\n\
-         AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\n\
-         StrictModes no\nUsePAM no\nPasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-         PermitRootLogin prohibit-password\nAllowTcpForwarding no\n\
-         X11Forwarding no\nPrintMotd no\nLogLevel ERROR\n\
-         Subsystem sftp internal-sftp\n",
-        d = d.display()
-    );
-    // OpenSSH 9.8+ penalises a source address after refused or unauthenticated connections,
-    // which the tests make on purpose; older versions do not know the option.
-    std::fs::write(&config, format!("{base}PerSourcePenalties no\n")).expect("sshd_config");
-    let accepted = Command::new(SSHD)
-        .arg("-t")
-        .arg("-f")
-        .arg(&config)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !accepted {
-        std::fs::write(&config, &base).expect("sshd_config");
-    }
-    let mut child = Command::new(SSHD)
-        .args(["-D", "-e", "-f"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sshd");
-    if let Err(e) = wait_listening(&mut child, port) {
-        kill_all(&mut child);
-        return Err(e);
-    }
-    // Keep draining sshd's log so it never blocks on a full pipe; shown with --nocapture.
-    if let Some(err) = child.stderr.take() {
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("sshd: {line}");
-            }
-        });
-    }
-    Ok(child)
-}
-
-/// The pids of all processes descended from `root` (from /proc).
-fn descendants(root: u32) -> Vec<i32> {
-    let mut parent_of = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if let Some(ppid) = ppid {
-            parent_of.push((pid, ppid));
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![root as i32];
-    while let Some(p) = frontier.pop() {
-        for &(pid, ppid) in &parent_of {
-            if ppid == p && !out.contains(&pid) {
-                out.push(pid);
-                frontier.push(pid);
-            }
-        }
-    }
-    out
-}
-
-/// Kills sshd and every process it started: the per-connection processes put themselves in
-/// sessions of their own, so they are found by parentage, not by process group.
-fn kill_all(child: &mut Child) {
-    for pid in descendants(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The pids are
-        // descendants of our sshd, read from /proc just now; the listener is not reaped yet,
-        // so its direct children cannot have been reparented and their pids not reused.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Polls until `port` accepts connections (exchanging SSH banners, so that sshd has nothing to
-/// complain about), or fails if sshd exits or takes too long.
-fn wait_listening(child: &mut Child, port: u16) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.write_all(b"SSH-2.0-hbtest_probe\r\n");
-            let mut banner = String::new();
-            if BufReader::new(s).read_line(&mut banner).is_ok() && banner.starts_with("SSH-") {
-                return Ok(());
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut log = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut log);
-            }
-            return Err(format!("sshd exited with {status}: {log}"));
-        }
-        if Instant::now() > deadline {
-            return Err("sshd did not answer within 20 s".into());
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        kill_all(&mut self.child);
-    }
-}
+use sshcommon::*;
 
 fn snapshot_id(v: &serde_json::Value) -> String {
     v["snapshot_id"].as_str().expect("snapshot id").to_string()
@@ -570,8 +264,7 @@ fn damage_on_the_server_is_found() {
 fn parallel_reads_through_the_backend() {
     let sshd = Sshd::start();
     let t = TestRepo::new();
-    let b =
-        Arc::new(SftpBackend::open_with(&sshd.url(&t.repo), sshd.options()).expect("open backend"));
+    let b = Arc::new(SftpBackend::open(&sshd.url(&t.repo), &sshd.options()).expect("open backend"));
     assert!(!b.exists().unwrap());
     b.create().unwrap();
     assert!(!b.exists().unwrap());
@@ -652,7 +345,7 @@ fn parallel_reads_through_the_backend() {
 fn stale_temporaries_are_removed_by_age() {
     let sshd = Sshd::start();
     let t = TestRepo::new();
-    let b = SftpBackend::open_with(&sshd.url(&t.repo), sshd.options()).expect("open backend");
+    let b = SftpBackend::open(&sshd.url(&t.repo), &sshd.options()).expect("open backend");
     b.create().unwrap();
     let old = t.repo.join("tmp/otherhost.123.0.deadbeef");
     let fresh = t.repo.join("tmp/otherhost.124.0.deadbeef");
@@ -668,7 +361,7 @@ fn stale_temporaries_are_removed_by_age() {
 fn reconnects_after_the_server_restarts() {
     let mut sshd = Sshd::start();
     let t = TestRepo::new();
-    let b = SftpBackend::open_with(&sshd.url(&t.repo), sshd.options()).expect("open backend");
+    let b = SftpBackend::open(&sshd.url(&t.repo), &sshd.options()).expect("open backend");
     b.create().unwrap();
     let name = "12".repeat(32);
     b.write(FileKind::Snapshot, &name, b"first").unwrap();

@@ -510,3 +510,11 @@ pub fn pack_blob_area(path: &Path) -> u64 {
     assert!(hl + 4 <= n, "pack trailer is implausible");
     (n - 4 - hl) as u64
 }
+
+/// A loopback port nothing listens on (at the time of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
