@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hydrabackup::backend::sftp::MAX_CONNECTIONS;
-use hydrabackup::backend::{Backend, FileKind, SftpBackend};
+use hydrabackup::backend::{self, Backend, BackendOptions, FileKind, SftpBackend};
 use sshcommon::*;
 
 fn snapshot_id(v: &serde_json::Value) -> String {
@@ -356,12 +356,17 @@ fn stale_temporaries_are_removed_by_age() {
     assert!(!old.exists() && fresh.exists());
 }
 
-/// A connection that the server dropped is replaced, and the operation retried, transparently.
+/// A connection that the server dropped is replaced, and the operation retried by the retry
+/// layer, transparently.
 #[test]
 fn reconnects_after_the_server_restarts() {
     let mut sshd = Sshd::start();
     let t = TestRepo::new();
-    let b = SftpBackend::open(&sshd.url(&t.repo), &sshd.options()).expect("open backend");
+    let opts = BackendOptions {
+        sftp: sshd.options(),
+        ..BackendOptions::default()
+    };
+    let b = backend::open_with(&sshd.url(&t.repo), &opts).expect("open backend");
     b.create().unwrap();
     let name = "12".repeat(32);
     b.write(FileKind::Snapshot, &name, b"first").unwrap();

@@ -141,11 +141,13 @@ impl RestBackend {
         })
     }
 
-    fn url(&self, kind: FileKind, name: &str) -> String {
-        match kind {
+    /// The URL of an object; a name that is not a plain token is refused before any request.
+    fn url(&self, kind: FileKind, name: &str) -> Result<String> {
+        super::check_name(name)?;
+        Ok(match kind {
             FileKind::Config => format!("{}/config", self.base),
             _ => format!("{}/{}/{name}", self.base, kind_path(kind)),
-        }
+        })
     }
 
     /// Runs a request, returning status, body and announced length. A failure to get an
@@ -245,7 +247,7 @@ impl Backend for RestBackend {
     }
 
     fn exists(&self) -> Result<bool> {
-        let url = self.url(FileKind::Config, "config");
+        let url = self.url(FileKind::Config, "config")?;
         let (status, body, _) = self.request("check", "config", &|| {
             self.with_auth(self.agent.head(&url)).call()
         })?;
@@ -264,6 +266,16 @@ impl Backend for RestBackend {
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>> {
+        if kind == FileKind::Config {
+            // The protocol lists folders only; the config is there or not.
+            return match self.size(kind, "config") {
+                Ok(size) => Ok(vec![("config".into(), size)]),
+                Err(Error::Backend { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                    Ok(vec![])
+                }
+                Err(e) => Err(e),
+            };
+        }
         let url = format!("{}/{}/", self.base, kind_path(kind));
         let what = kind_path(kind);
         let (status, body, _) = self.request("list", what, &|| {
@@ -288,7 +300,7 @@ impl Backend for RestBackend {
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
-        let url = self.url(kind, name);
+        let url = self.url(kind, name)?;
         let what = format!("{} {name}", kind.label());
         let (status, body, _) = self.request("read", &what, &|| {
             self.with_auth(self.agent.get(&url)).call()
@@ -298,7 +310,7 @@ impl Backend for RestBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let url = self.url(kind, name);
+        let url = self.url(kind, name)?;
         let what = format!("{} {name}", kind.label());
         let beyond = || {
             backend_err(
@@ -337,7 +349,7 @@ impl Backend for RestBackend {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
-        let url = self.url(kind, name);
+        let url = self.url(kind, name)?;
         let what = format!("{} {name}", kind.label());
         let (status, body, _) = self.request("write", &what, &|| {
             self.with_auth(self.agent.post(&url)).send(data)
@@ -346,7 +358,7 @@ impl Backend for RestBackend {
     }
 
     fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
-        let url = self.url(kind, name);
+        let url = self.url(kind, name)?;
         let what = format!("{} {name}", kind.label());
         let (status, body, _) = self.request("remove", &what, &|| {
             self.with_auth(self.agent.delete(&url)).call()
@@ -355,7 +367,7 @@ impl Backend for RestBackend {
     }
 
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
-        let url = self.url(kind, name);
+        let url = self.url(kind, name)?;
         let what = format!("{} {name}", kind.label());
         let (status, body, length) = self.request("stat", &what, &|| {
             self.with_auth(self.agent.head(&url)).call()
