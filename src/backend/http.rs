@@ -51,3 +51,25 @@ pub(super) fn error(
         transient,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_answers_are_worth_repeating() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(status_is_transient(s), "{s}");
+        }
+        // Refusals, a missing object, an unsupported request, a full disk: final.
+        for s in [400, 401, 403, 404, 405, 416, 501, 507] {
+            assert!(!status_is_transient(s), "{s}");
+        }
+        let io = |k| ureq::Error::Io(io::Error::new(k, "x"));
+        assert!(transport_is_transient(&io(ErrorKind::ConnectionReset)));
+        assert!(transport_is_transient(&io(ErrorKind::UnexpectedEof)));
+        assert!(!transport_is_transient(&io(ErrorKind::ConnectionRefused)));
+        assert!(!transport_is_transient(&ureq::Error::HostNotFound));
+        assert!(!transport_is_transient(&ureq::Error::ConnectionFailed));
+    }
+}

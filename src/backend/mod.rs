@@ -85,6 +85,11 @@ impl FileKind {
 ///
 /// Implementations must make `write` atomic (a reader sees the whole object or none) and must
 /// never replace an existing object: writing a name that exists leaves the old bytes in place.
+/// A name that is not a plain token ([`object_path`]) is refused with
+/// [`Error::InvalidInput`] before anything is sent; a missing object is an [`Error::Backend`] of
+/// kind `NotFound`, a range past the end one of kind `UnexpectedEof`. Failures worth repeating
+/// are marked transient ([`Error::is_transient`]); the backend itself does not repeat them.
+/// `tests/backend_conformance.rs` checks all of this.
 pub trait Backend: Send + Sync {
     /// A description for messages (e.g. the path or URL).
     fn location(&self) -> String;
@@ -92,7 +97,7 @@ pub trait Backend: Send + Sync {
     fn exists(&self) -> Result<bool>;
     /// Creates the empty layout for a new repository.
     fn create(&self) -> Result<()>;
-    /// Lists the names and sizes of all files of `kind`.
+    /// Lists the names and sizes of all files of `kind`, in no particular order.
     fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>>;
     /// Reads a whole file.
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
@@ -100,7 +105,8 @@ pub trait Backend: Send + Sync {
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// Writes a file atomically and durably; an existing file of that name is left untouched.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
-    /// Removes a file.
+    /// Removes a file. Removing one that is not there succeeds or fails with `NotFound` (S3
+    /// cannot tell the two apart without another request).
     fn remove(&self, kind: FileKind, name: &str) -> Result<()>;
     /// The size of a file.
     fn size(&self, kind: FileKind, name: &str) -> Result<u64>;

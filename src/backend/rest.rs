@@ -3,7 +3,8 @@
 //!
 //! Credentials come from the URL or from [`RestOptions`]; a server with a self-signed
 //! certificate is trusted through [`RestOptions::ca_cert`] (a PEM file), otherwise the usual web
-//! roots apply. Connection failures and 5xx answers are transient (see [`super::Retry`]).
+//! roots apply. Dropped or timed-out connections and 408, 429 and 5xx answers (but 507, a full
+//! disk) are transient (see [`super::Retry`]).
 
 use std::io::{self, ErrorKind};
 use std::path::PathBuf;
