@@ -9,4 +9,6 @@ bash scripts/system-deps.sh test
 # tests/s3.rs runs a real S3-compatible server (s3s-fs, built once with cargo install).
 bash scripts/install-s3-server.sh
 
+# Includes tests/backend_conformance.rs: the backend conformance suite on local, memory, REST,
+# SFTP and S3.
 cargo test --all-targets "$@"
