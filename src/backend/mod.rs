@@ -137,7 +137,7 @@ pub const TMP_DIR: &str = "tmp";
 
 /// Where an object lives relative to the repository root, `/`-separated: `config`,
 /// `keys/NAME`, `data/NA/NAME` (packs fan out by their first two characters), ...; the name is
-/// checked first (see [`check_name`]).
+/// checked first (a plain token: letters, digits, `-`, `_`; 1 to 128 bytes).
 pub fn object_path(kind: FileKind, name: &str) -> Result<String> {
     check_name(name)?;
     Ok(match (kind.dir(), kind) {
