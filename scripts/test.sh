@@ -9,4 +9,10 @@ bash scripts/system-deps.sh test
 # tests/s3.rs runs a real S3-compatible server (s3s-fs, built once with cargo install).
 bash scripts/install-s3-server.sh
 
+# `cargo test` builds with the `test-hooks` feature (crash points, test hooks): Cargo.toml's
+# dev-dependency on this package turns it on; release builds never have it.
 cargo test --all-targets "$@"
+# Tests that need root are #[ignore]d (with the reason); run them when we are root.
+if [ "$(id -u)" = 0 ]; then
+    cargo test --test full_disk "$@" -- --ignored
+fi
