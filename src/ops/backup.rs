@@ -1504,7 +1504,7 @@ impl TreeBuilder<'_> {
             );
             self.sender
                 .send(b)
-                .map_err(|_| Error::InvalidInput("pack writer stopped".into()))?;
+                .map_err(|_| Error::Internal("pack writer stopped".into()))?;
         }
         Ok(id)
     }
