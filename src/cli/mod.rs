@@ -12,7 +12,7 @@ mod stats;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use hydrabackup::backend;
 use hydrabackup::crypto::KdfParams;
 use hydrabackup::ops::backup::{BackupOptions, backup};
@@ -53,7 +53,8 @@ pub fn run() -> i32 {
 }
 
 fn run_command() -> i32 {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -68,7 +69,17 @@ fn run_command() -> i32 {
         .without_time()
         .init();
     let json = cli.global.json;
-    match dispatch(cli) {
+    // `-v` shows each command's start and end, and every line logged meanwhile carries its name.
+    let _span = tracing::info_span!("command", cmd = matches.subcommand_name()).entered();
+    let started = std::time::Instant::now();
+    tracing::info!("started");
+    let result = dispatch(cli);
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        ok = result.is_ok(),
+        "finished"
+    );
+    match result {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();

@@ -256,6 +256,7 @@ impl Repository {
             })
             .collect::<Result<_>>()?;
         let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
+        tracing::info!(files = files.len(), "index loaded");
         Ok(Index::from_files(
             index::by_priority(&files).map(|(_, f)| f),
         ))
@@ -303,6 +304,11 @@ impl Repository {
             }
         }
         v.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        tracing::info!(
+            snapshots = v.len(),
+            damaged = damaged.len(),
+            "snapshots read"
+        );
         Ok(v)
     }
 
