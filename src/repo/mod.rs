@@ -64,7 +64,15 @@ pub struct DamagedSnapshot {
     pub error: String,
 }
 
+/// Whether the config's `.hyd` chunking parameters are ones a backup can work with
+/// (repo-format.md §3): a forged config must not make chunks empty, endless or too large to hold.
+fn hyd_chunking_is_valid(c: &Config) -> bool {
+    let h = &c.hyd_chunker;
+    (64..=1 << 24).contains(&h.max) && h.min <= h.max && (1..=1 << 24).contains(&h.avg)
+}
+
 /// Whether `e` says the object is not there (removed between a listing and a read).
+
 fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
@@ -80,7 +88,11 @@ impl Repository {
         if backend.exists()? {
             return Err(Error::RepoExists(backend.location()));
         }
-        if !config.chunker.is_valid() || config.pack_size < 1 << 16 || config.pack_size > 1 << 30 {
+        if !config.chunker.is_valid()
+            || !hyd_chunking_is_valid(&config)
+            || config.pack_size < 1 << 16
+            || config.pack_size > 1 << 30
+        {
             return Err(Error::InvalidInput(
                 "invalid chunker or pack parameters".into(),
             ));
@@ -180,6 +192,9 @@ impl Repository {
         }
         if !config.chunker.is_valid() {
             return Err(Error::corrupt("config", "invalid chunker parameters"));
+        }
+        if !hyd_chunking_is_valid(&config) {
+            return Err(Error::corrupt("config", "invalid hyd_chunker parameters"));
         }
         Ok(Repository {
             keys: Keys::new(seal, config.id_key.0),
