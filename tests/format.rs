@@ -102,7 +102,8 @@ fn round_trip<T: DeserializeOwned + serde::Serialize>(cbor: &[u8], what: &str) -
 }
 
 fn open_library(repo: &Path) -> Repository {
-    let b: Arc<dyn Backend> = Arc::from(hydrabackup::backend::open(repo.to_str().unwrap()).unwrap());
+    let b: Arc<dyn Backend> =
+        Arc::from(hydrabackup::backend::open(repo.to_str().unwrap()).unwrap());
     Repository::open(b, EXAMPLE_PASSWORD.as_bytes()).unwrap()
 }
 
@@ -175,7 +176,11 @@ fn example_repository_decodes_and_restores_as_recorded() {
             }
             // A tree blob is a directory listing, a name-index page or a name-index root.
             if let Ok(tree) = Tree::decode(&plain) {
-                assert!(tree.encode() == plain, "tree {} re-encodes differently", e.id);
+                assert!(
+                    tree.encode() == plain,
+                    "tree {} re-encodes differently",
+                    e.id
+                );
                 trees += 1;
             } else if let Ok(page) = NamePage::decode(&plain) {
                 assert!(page.encode() == plain, "name page {} re-encodes", e.id);
@@ -187,7 +192,10 @@ fn example_repository_decodes_and_restores_as_recorded() {
             }
         }
     }
-    assert_eq!(indexed, in_packs, "the index lists exactly the packs' blobs");
+    assert_eq!(
+        indexed, in_packs,
+        "the index lists exactly the packs' blobs"
+    );
     assert_eq!(
         json!({"data": data, "trees": trees, "name_pages": pages, "name_roots": roots}),
         expected["blobs"]
@@ -230,7 +238,8 @@ fn config_with_unusable_hyd_chunker_is_refused() {
         let r = t.run(&["snapshots"]);
         r.expect_code(13);
         assert!(
-            r.stderr.contains("config is damaged: invalid hyd_chunker parameters"),
+            r.stderr
+                .contains("config is damaged: invalid hyd_chunker parameters"),
             "{}",
             r.stderr
         );
@@ -257,7 +266,11 @@ fn make_example_repository() {
     write(&src.join("dir/sub/run.sh"), b"#!/bin/sh\necho run\n");
     write(&common::bytes_path(&src, b"caf\xe9"), b"latin-1 name\n");
     std::os::unix::fs::symlink("hello.txt", src.join("link")).unwrap();
-    for (p, mode) in [("dir/big.bin", 0o600), ("dir/sub/run.sh", 0o755), ("empty", 0o640)] {
+    for (p, mode) in [
+        ("dir/big.bin", 0o600),
+        ("dir/sub/run.sh", 0o755),
+        ("empty", 0o640),
+    ] {
         fs::set_permissions(src.join(p), fs::Permissions::from_mode(mode)).unwrap();
     }
     let stamp = |root: &Path| {
@@ -302,7 +315,11 @@ fn make_example_repository() {
         let id = s["id"].as_str().unwrap().to_string();
         let target = t.path(&format!("check-{id}"));
         t.restore(&id, &target, &[]);
-        assert_eq!(describe(&target), c, "restore of {id} differs from its source");
+        assert_eq!(
+            describe(&target),
+            c,
+            "restore of {id} differs from its source"
+        );
         s["content"] = c;
         snapshots.push(s);
     }
@@ -312,7 +329,10 @@ fn make_example_repository() {
     // The blob counts as the decoding test will find them.
     let repo = open_library(&t.repo);
     let index = repo.load_index().unwrap();
-    let data = index.iter().filter(|l| l.entry.kind == BlobType::Data).count();
+    let data = index
+        .iter()
+        .filter(|l| l.entry.kind == BlobType::Data)
+        .count();
     let mut trees = 0;
     let mut pages = 0;
     let mut roots = 0;
