@@ -72,7 +72,6 @@ fn hyd_chunking_is_valid(c: &Config) -> bool {
 }
 
 /// Whether `e` says the object is not there (removed between a listing and a read).
-
 fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
