@@ -14,5 +14,5 @@ bash scripts/install-s3-server.sh
 cargo test --all-targets "$@"
 # Tests that need root are #[ignore]d (with the reason); run them when we are root.
 if [ "$(id -u)" = 0 ]; then
-    cargo test --test full_disk -- --ignored
+    cargo test --test full_disk --test sftp -- --ignored full_disk
 fi
