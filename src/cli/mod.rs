@@ -173,6 +173,8 @@ pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
     Repository::open(b, &password::from_password(f)?)
 }
 
+/// `n` bytes for people: `512 B`, `1.5 KiB`, `3.2 GiB`. Not indicatif's `HumanBytes`, which
+/// prints two decimals (`1.46 KiB`): the human output is pinned by snapshot tests and scripts.
 pub(crate) fn human(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
