@@ -11,4 +11,10 @@ bash scripts/install-s3-server.sh
 
 # Includes tests/backend_conformance.rs: the backend conformance suite on local, memory, REST,
 # SFTP and S3.
+# `cargo test` builds with the `test-hooks` feature (crash points, test hooks): Cargo.toml's
+# dev-dependency on this package turns it on; release builds never have it.
 cargo test --all-targets "$@"
+# Tests that need root are #[ignore]d (with the reason); run them when we are root.
+if [ "$(id -u)" = 0 ]; then
+    cargo test --test full_disk --test sftp -- --ignored full_disk
+fi

@@ -52,6 +52,10 @@ pub enum Error {
     /// A user-supplied argument is not usable.
     #[error("{0}")]
     InvalidInput(String),
+    /// hydrabackup itself failed (a worker thread stopped, a library refused valid input): a bug,
+    /// not the user's mistake nor damage.
+    #[error("internal error: {0} (please report this)")]
+    Internal(String),
     /// A local file operation (source or restore target) failed.
     #[error("{path}: {source}")]
     Io {

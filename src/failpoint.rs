@@ -3,19 +3,28 @@
 //!   (default first) it reaches crash point `name`, like `kill -9` would;
 //! - `HYDRABACKUP_TEST_HOOK=<name>:<shell command>`: it runs the command (`sh -c`, with the path
 //!   at hand in `HYDRABACKUP_HOOK_PATH`) and waits for it every time it reaches hook point `name`
-//!   (a command that waits for the test pauses the process there); debug builds only.
+//!   (a command that waits for the test pauses the process there).
 //!
 //! Integration tests use these to act at exact instants (a kill, a file swapped between a walk
-//! and an open) without timing races.
+//! and an open) without timing races. Both exist only with the `test-hooks` cargo feature, which
+//! `cargo test` turns on (a dev-dependency of the package on itself); a binary built without it
+//! ignores these variables, so a shipped binary never kills itself or runs a command named by its
+//! environment.
 
+#[cfg(feature = "test-hooks")]
 use std::sync::OnceLock;
+#[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(feature = "test-hooks")]
 static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+#[cfg(feature = "test-hooks")]
 static HITS: AtomicU64 = AtomicU64::new(0);
+#[cfg(feature = "test-hooks")]
 static HOOK: OnceLock<Option<(String, String)>> = OnceLock::new();
 
 /// Marks a crash point named `name`; does nothing unless the environment selects it.
+#[cfg(feature = "test-hooks")]
 pub fn hit(name: &str) {
     let spec = SPEC.get_or_init(|| {
         let v = std::env::var("HYDRABACKUP_FAILPOINT").ok()?;
@@ -38,12 +47,9 @@ pub fn hit(name: &str) {
 }
 
 /// Marks a hook point named `name` about to act on `path`; does nothing unless the environment
-/// selects it, and nothing at all in release builds: a shipped binary never runs a command named
-/// by its environment.
+/// selects it.
+#[cfg(feature = "test-hooks")]
 pub fn hook(name: &str, path: &std::path::Path) {
-    if !cfg!(debug_assertions) {
-        return;
-    }
     let spec = HOOK.get_or_init(|| {
         let v = std::env::var("HYDRABACKUP_TEST_HOOK").ok()?;
         let (n, cmd) = v.split_once(':')?;
@@ -63,3 +69,13 @@ pub fn hook(name: &str, path: &std::path::Path) {
         }
     }
 }
+
+/// Without the `test-hooks` feature a crash point does nothing.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn hit(_name: &str) {}
+
+/// Without the `test-hooks` feature a hook point does nothing.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn hook(_name: &str, _path: &std::path::Path) {}

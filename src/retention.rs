@@ -178,7 +178,8 @@ impl Policy {
     }
 }
 
-/// Parses a span such as `30d`, `2w`, `12h`, `1y6m`, or an ISO 8601 duration (`P30D`).
+/// Parses a span such as `30d`, `2w`, `12h`, `1y6m`, or an ISO 8601 duration (`P30D`). In the
+/// compact form the units are those of [`Policy::parse`]: `y`, `m` (months), `w`, `d`, `h`.
 pub fn parse_span(s: &str) -> Result<Span> {
     let bad = || {
         Error::InvalidInput(format!(
@@ -189,8 +190,9 @@ pub fn parse_span(s: &str) -> Result<Span> {
     if t.is_empty() {
         return Err(bad());
     }
-    if let Ok(sp) = t.parse::<Span>() {
-        return Ok(sp);
+    // Only ISO 8601 goes to jiff: its friendly format reads `m` as minutes.
+    if t.starts_with(['P', 'p']) {
+        return t.parse::<Span>().map_err(|_| bad());
     }
     let mut span = Span::new();
     let mut num = String::new();
@@ -317,10 +319,39 @@ mod tests {
 
     #[test]
     fn spans() {
-        assert!(parse_span("30d").is_ok());
-        assert!(parse_span("1y6m").is_ok());
-        assert!(parse_span("P2W").is_ok());
-        for bad in ["", "d", "5", "3x"] {
+        // Each unit is what the CLI documents: `m` is months (as in `--keep 12m`), never minutes.
+        let fields = |s: &str| {
+            let sp = parse_span(s).unwrap();
+            (
+                sp.get_years(),
+                sp.get_months(),
+                sp.get_weeks(),
+                sp.get_days(),
+                sp.get_hours(),
+                sp.get_minutes(),
+            )
+        };
+        assert_eq!(fields("30d"), (0, 0, 0, 30, 0, 0));
+        assert_eq!(fields("1y6m"), (1, 6, 0, 0, 0, 0));
+        assert_eq!(fields("6m"), (0, 6, 0, 0, 0, 0));
+        assert_eq!(fields("2w12h"), (0, 0, 2, 0, 12, 0));
+        assert_eq!(fields(" 3m "), (0, 3, 0, 0, 0, 0));
+        // ISO 8601 keeps its own meaning: `M` after `T` is minutes.
+        assert_eq!(fields("P2W"), (0, 0, 2, 0, 0, 0));
+        assert_eq!(fields("P1Y6M"), (1, 6, 0, 0, 0, 0));
+        assert_eq!(fields("PT6M"), (0, 0, 0, 0, 0, 6));
+        // `within 1y6m` reaches back 18 months from the newest snapshot.
+        let p = Policy {
+            within: Some(parse_span("1y6m").unwrap()),
+            ..Policy::default()
+        };
+        let times = [
+            "2026-11-01T00:00:00Z",
+            "2025-06-02T00:00:00Z",
+            "2025-04-30T00:00:00Z",
+        ];
+        assert_eq!(kept(&p, &times), [true, true, false]);
+        for bad in ["", "d", "5", "3x", "6 minutes", "1h30min", "5s"] {
             assert!(parse_span(bad).is_err(), "{bad}");
         }
     }

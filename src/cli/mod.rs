@@ -13,7 +13,7 @@ mod stats;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use hydrabackup::backend;
 use hydrabackup::crypto::KdfParams;
 use hydrabackup::ops::backup::{BackupOptions, backup};
@@ -54,7 +54,8 @@ pub fn run() -> i32 {
 }
 
 fn run_command() -> i32 {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -66,10 +67,22 @@ fn run_command() -> i32 {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     let json = cli.global.json;
-    match dispatch(cli) {
+    // `-v` shows each command's start and end, and every line logged meanwhile carries its name.
+    let _span = tracing::info_span!("command", cmd = matches.subcommand_name()).entered();
+    let started = std::time::Instant::now();
+    tracing::info!("started");
+    let result = dispatch(cli);
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        ok = result.is_ok(),
+        "finished"
+    );
+    match result {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();
@@ -165,6 +178,8 @@ pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
     Repository::open(b, &password::from_password(f)?)
 }
 
+/// `n` bytes for people: `512 B`, `1.5 KiB`, `3.2 GiB`. Not indicatif's `HumanBytes`, which
+/// prints two decimals (`1.46 KiB`): the human output is pinned by snapshot tests and scripts.
 pub(crate) fn human(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

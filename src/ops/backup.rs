@@ -1342,13 +1342,19 @@ impl TreeBuilder<'_> {
                 .as_deref()
                 .unwrap_or("no consistent copy could be made"),
         };
+        let path = self.base.join(rel).display().to_string();
+        // Swamp names only with --show-names: they are the user's data.
+        let name = if self.show_names {
+            info.name.as_deref()
+        } else {
+            None
+        };
+        tracing::info_span!("swamp", path = %path, name).in_scope(|| {
+            tracing::info!(decision, bytes_read = read, "captured");
+        });
         self.decisions.push(SwampDecision {
-            path: self.base.join(rel).display().to_string(),
-            name: if self.show_names {
-                info.name.clone()
-            } else {
-                None
-            },
+            path,
+            name: name.map(str::to_string),
             decision: decision.to_string(),
             reason: reason.to_string(),
             bytes_read: read,
@@ -1505,7 +1511,7 @@ impl TreeBuilder<'_> {
             );
             self.sender
                 .send(b)
-                .map_err(|_| Error::InvalidInput("pack writer stopped".into()))?;
+                .map_err(|_| Error::Internal("pack writer stopped".into()))?;
         }
         Ok(id)
     }

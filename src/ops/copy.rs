@@ -115,7 +115,7 @@ impl Ctx<'_> {
         }
         self.tx
             .send(blob)
-            .map_err(|_| Error::InvalidInput("pack writer stopped".into()))
+            .map_err(|_| Error::Internal("pack writer stopped".into()))
     }
 
     /// Stores a tree blob given its plaintext; returns its destination id.

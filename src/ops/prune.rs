@@ -511,7 +511,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Res
                 compressed: e.compressed,
             };
             if tx.send(blob).is_err() {
-                return Err(Error::InvalidInput("pack writer stopped".into()));
+                return Err(Error::Internal("pack writer stopped".into()));
             }
         }
         progress.done(1, p.used_bytes);

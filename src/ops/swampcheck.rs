@@ -94,6 +94,8 @@ pub fn check_swamps(
                 cur: Vec::new(),
                 at: 0,
             };
+            let _span = tracing::info_span!("swamp", path = %rel.display()).entered();
+            tracing::debug!(snapshot = %sid.short(), "checking the stored .hyd file");
             match check_stream(r) {
                 Ok(_) | Err(HydError::Io(_)) => {}
                 Err(e) => problems.push(Problem {

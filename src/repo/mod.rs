@@ -51,6 +51,13 @@ pub struct DamagedSnapshot {
     pub error: String,
 }
 
+/// Whether the config's `.hyd` chunking parameters are ones a backup can work with
+/// (repo-format.md §3): a forged config must not make chunks empty, endless or too large to hold.
+fn hyd_chunking_is_valid(c: &Config) -> bool {
+    let h = &c.hyd_chunker;
+    (64..=1 << 24).contains(&h.max) && h.min <= h.max && (1..=1 << 24).contains(&h.avg)
+}
+
 /// Whether `e` says the object is not there (removed between a listing and a read).
 fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
@@ -67,7 +74,11 @@ impl Repository {
         if backend.exists()? {
             return Err(Error::RepoExists(backend.location()));
         }
-        if !config.chunker.is_valid() || config.pack_size < 1 << 16 || config.pack_size > 1 << 30 {
+        if !config.chunker.is_valid()
+            || !hyd_chunking_is_valid(&config)
+            || config.pack_size < 1 << 16
+            || config.pack_size > 1 << 30
+        {
             return Err(Error::InvalidInput(
                 "invalid chunker or pack parameters".into(),
             ));
@@ -168,6 +179,9 @@ impl Repository {
         if !config.chunker.is_valid() {
             return Err(Error::corrupt("config", "invalid chunker parameters"));
         }
+        if !hyd_chunking_is_valid(&config) {
+            return Err(Error::corrupt("config", "invalid hyd_chunker parameters"));
+        }
         Ok(Repository {
             keys: Keys::new(seal, config.id_key.0),
             backend,
@@ -243,6 +257,7 @@ impl Repository {
             })
             .collect::<Result<_>>()?;
         let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
+        tracing::info!(files = files.len(), "index loaded");
         Ok(Index::from_files(
             index::by_priority(&files).map(|(_, f)| f),
         ))
@@ -290,6 +305,11 @@ impl Repository {
             }
         }
         v.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        tracing::info!(
+            snapshots = v.len(),
+            damaged = damaged.len(),
+            "snapshots read"
+        );
         Ok(v)
     }
 

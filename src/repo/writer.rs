@@ -169,7 +169,7 @@ impl PackWriter {
         drop(self.tx.take());
         if let Some(p) = self.packer.take() {
             p.join()
-                .map_err(|_| Error::InvalidInput("pack writer thread panicked".into()))?;
+                .map_err(|_| Error::Internal("pack writer thread panicked".into()))?;
         }
         let mut s = self.state.lock().expect("writer state");
         if let Some(e) = s.error.take() {

@@ -140,7 +140,7 @@ fn dummy_hash(like: Option<&str>) -> Result<String> {
     argon2::Argon2::from(params)
         .hash_password(&pw)
         .map(|h| h.to_string())
-        .map_err(|e| Error::InvalidInput(format!("cannot hash a password: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot hash a password: {e}")))
 }
 
 /// A PHC string for `password` (Argon2id, default parameters, random salt).
@@ -148,7 +148,7 @@ pub fn hash_password(password: &[u8]) -> Result<String> {
     argon2::Argon2::default()
         .hash_password(password)
         .map(|h| h.to_string())
-        .map_err(|e| Error::InvalidInput(format!("cannot hash the password: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot hash the password: {e}")))
 }
 
 /// Adds `user` to the users file (or replaces their password), creating the file if needed.
