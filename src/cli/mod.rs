@@ -231,6 +231,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Backup(a) => {
+            a.check()?;
             let repo = open(g)?;
             let out = with_progress(g, "backup", |p| ops::backup::run(&repo, &a, p))?;
             if g.json {
@@ -334,6 +335,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Forget(a) => {
+            a.check()?;
             let repo = open(g)?;
             let r = with_progress(g, "prune", |p| ops::forget::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
@@ -349,6 +351,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             finish(&[&repo], 0)
         }
         Command::Prune(a) => {
+            a.check()?;
             let repo = open(g)?;
             let r = with_progress(g, "prune", |p| ops::prune::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| Some(&o.summary)));

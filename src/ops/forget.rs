@@ -104,6 +104,13 @@ impl ForgetOptions {
         Ok(p)
     }
 
+    /// Refuses options no forget can run with (a bad policy or `--max-unused`); `run` checks
+    /// them too, a caller may check them before opening the repository.
+    pub fn check(&self) -> Result<()> {
+        self.prune_options.check()?;
+        self.retention().map(|_| ())
+    }
+
     /// The keys of `group_by`.
     pub fn group_keys(&self) -> Vec<String> {
         self.group_by
@@ -310,7 +317,7 @@ pub struct Outcome {
 /// Forgets snapshots (and prunes, with `opts.prune`) under one lock, exclusive unless a dry
 /// run. Periods of the policy are calendar periods of the system time zone.
 pub fn run(repo: &Repository, opts: &ForgetOptions, progress: &Progress) -> Result<Outcome> {
-    prune::check_max_unused(opts.prune_options.max_unused_percent)?;
+    opts.check()?;
     let _lock = repo.lock(!opts.prune_options.dry_run, "forget")?;
     let summary = forget(repo, opts, &TimeZone::system())?;
     let prune = if opts.prune {

@@ -394,14 +394,18 @@ fn plan_verified<'a>(
     }
 }
 
-/// Refuses a `--max-unused` that is not a percentage.
-pub(crate) fn check_max_unused(v: f64) -> Result<()> {
-    if !(0.0..=100.0).contains(&v) {
-        return Err(Error::InvalidInput(format!(
-            "--max-unused {v} is not a percentage between 0 and 100"
-        )));
+impl PruneOptions {
+    /// Refuses options no prune can run with (a `max_unused_percent` outside 0..=100); `run`
+    /// checks them too, a caller may check them before opening the repository.
+    pub fn check(&self) -> Result<()> {
+        let v = self.max_unused_percent;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(Error::InvalidInput(format!(
+                "--max-unused {v} is not a percentage between 0 and 100"
+            )));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What a prune did (or would do), the `--json` document: the summary's fields and the
@@ -417,7 +421,7 @@ pub struct Outcome {
 
 /// Prunes the repository under an exclusive lock (shared for a dry run).
 pub fn run(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Result<Outcome> {
-    check_max_unused(opts.max_unused_percent)?;
+    opts.check()?;
     let _lock = repo.lock(!opts.dry_run, "prune")?;
     let summary = prune(repo, opts, progress)?;
     Ok(Outcome {

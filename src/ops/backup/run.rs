@@ -35,6 +35,17 @@ pub struct Outcome {
     pub damaged_snapshots: Vec<DamagedSnapshot>,
 }
 
+impl BackupOptions {
+    /// Refuses options no backup can run with (an unreadable `since` or `time`); `run` checks
+    /// them too, a caller may check them before opening the repository.
+    pub fn check(&self) -> Result<()> {
+        for t in self.since.iter().chain(&self.time) {
+            crate::timespec::parse(t)?;
+        }
+        Ok(())
+    }
+}
+
 /// Backs up what `opts` names into a new snapshot (a dry run writes nothing). Takes a shared
 /// lock unless a dry run.
 pub fn run(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Result<Outcome> {
