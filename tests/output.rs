@@ -6,8 +6,6 @@
 //! `HYDRABACKUP_UPDATE_SNAPSHOTS=1` and commit the changed files.
 
 mod common;
-#[allow(dead_code)]
-mod hydcommon;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -176,7 +174,14 @@ fn source(dir: &Path) {
         write(&dir.join(name), &random_bytes(seed, len));
     }
     std::os::unix::fs::symlink("a", dir.join("l")).unwrap();
-    hydcommon::gen_root(&dir.join("hyd"), 7, 6, "8K", 50, 34);
+    // A few small Swamps (each one blob, whatever the repository's chunker secret).
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_hydgen"))
+        .args(["gen", "--seed", "7", "--swamps", "6", "--size", "8K"])
+        .args(["--v2-percent", "50", "--v1-percent", "34", "--root"])
+        .arg(dir.join("hyd"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "hydgen: {made:?}");
     for (i, e) in walk(dir).iter().enumerate() {
         let m = fs::symlink_metadata(e).unwrap();
         if m.file_type().is_symlink() {

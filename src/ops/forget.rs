@@ -192,7 +192,7 @@ fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<Forg
     }
     let all = repo.snapshots()?;
     let mut summary = ForgetSummary {
-        dry_run: dry_run,
+        dry_run,
         ..ForgetSummary::default()
     };
     let mut remove: Vec<Id> = Vec::new();
