@@ -134,12 +134,12 @@ pub struct FromRepo {
 /// `copy`.
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// What to copy.
-    #[command(flatten)]
-    pub opts: CopyOptions,
     /// The source repository (required).
     #[command(flatten)]
     pub from: FromRepo,
+    /// What to copy.
+    #[command(flatten)]
+    pub opts: CopyOptions,
 }
 
 /// `key` subcommands.

@@ -53,7 +53,7 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Unused space (percent of the used bytes) to leave in partly used packs rather than
     /// rewrite them; 0 rewrites every partly used pack.
-    #[arg(long = "max-unused", default_value_t = 5.0)]
+    #[arg(long = "max-unused", value_name = "MAX_UNUSED", default_value_t = 5.0)]
     pub max_unused_percent: f64,
     /// Prune even though some snapshots are damaged (do not decode): the data only they use
     /// counts as unused and is deleted. Without it prune refuses (exit 13).

@@ -217,7 +217,8 @@ fn folder_lost() -> io::Error {
     io::Error::other("its folder could not be restored")
 }
 
-/// Restores `snap` as `opts` say.
+/// Restores `snap` as `opts` say (`opts.snapshot` and `opts.at` are not used). The caller
+/// holds a shared lock and passes the loaded index; [`run`] does all that.
 pub fn restore(
     repo: &Repository,
     index: &Index,
