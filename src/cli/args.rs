@@ -3,6 +3,18 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use hydrabackup::ops::backup::BackupOptions;
+use hydrabackup::ops::copy::CopyOptions;
+use hydrabackup::ops::forget::ForgetOptions;
+use hydrabackup::ops::init::InitOptions;
+use hydrabackup::ops::ls::LsOptions;
+use hydrabackup::ops::prune::PruneOptions;
+use hydrabackup::ops::restore::RestoreOptions;
+use hydrabackup::ops::show::ShowOptions;
+use hydrabackup::ops::snapshots::SnapshotsOptions;
+use hydrabackup::ops::stats::StatsOptions;
+use hydrabackup::ops::unlock::UnlockOptions;
+use hydrabackup::ops::verify::VerifyOptions;
 
 /// Zero-downtime, deduplicating, encrypted backups of HydrAIDE data roots.
 #[derive(Parser, Debug)]
@@ -61,33 +73,33 @@ pub enum Command {
     /// Create a new repository.
     Init(InitArgs),
     /// Back up files and directories into a new snapshot.
-    Backup(BackupArgs),
+    Backup(BackupOptions),
     /// List snapshots.
     #[command(alias = "list-versions")]
-    Snapshots(SnapshotsArgs),
+    Snapshots(SnapshotsOptions),
     /// List the files of a snapshot.
-    Ls(LsArgs),
+    Ls(LsOptions),
     /// Restore a snapshot into a folder.
-    Restore(RestoreArgs),
+    Restore(RestoreOptions),
     /// Show a snapshot's HydrAIDE catalogue: every Swamp with its facts (`created` is the
     /// header's CreatedAt, `modified` the file's mtime: its last write).
-    Show(ShowArgs),
+    Show(ShowOptions),
     /// Check the repository; with --read-data also every stored byte.
     #[command(alias = "check")]
-    Verify(VerifyArgs),
+    Verify(VerifyOptions),
     /// Repository size: stored, unique and logical bytes, compression and deduplication.
-    Stats,
+    Stats(StatsOptions),
     /// Manage the passwords (keys) that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
     /// Copy snapshots from another repository into this one (a second copy, 3-2-1).
     Copy(CopyArgs),
     /// Remove snapshots, by id or by a retention policy (`prune` frees their data).
-    Forget(ForgetArgs),
+    Forget(ForgetOptions),
     /// Delete data that no snapshot uses.
-    Prune(PruneArgs),
+    Prune(PruneOptions),
     /// Remove stale locks and files left by crashed writers.
-    Unlock(UnlockArgs),
+    Unlock(UnlockOptions),
     /// Serve repositories over HTTP(S) for `rest:` locations (TLS, users, append-only).
     Serve(ServeArgs),
     /// Add a user to a users file for `serve`, or change their password.
@@ -97,19 +109,9 @@ pub enum Command {
 /// `init`.
 #[derive(Args, Debug)]
 pub struct InitArgs {
-    /// Target pack size in MiB.
-    #[arg(long, default_value_t = 16)]
-    pub pack_size: u32,
-    /// zstd level for data blobs (0 disables compression).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub compression: i32,
-    /// Average chunk size in KiB (a power of two).
-    #[arg(long, default_value_t = 1024)]
-    pub chunk_avg: u32,
-    /// With --from-repo: take its chunker parameters and blob-id secret, so that `copy`
-    /// between the two moves only missing blobs and backups into either deduplicate alike.
-    #[arg(long, requires = "from_repo")]
-    pub copy_params: bool,
+    /// The new repository's parameters.
+    #[command(flatten)]
+    pub opts: InitOptions,
     /// The other repository.
     #[command(flatten)]
     pub from: FromRepo,
@@ -132,131 +134,12 @@ pub struct FromRepo {
 /// `copy`.
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// Snapshots of the source to copy (ids, prefixes or `latest`); default: all.
-    pub snapshots: Vec<String>,
     /// The source repository (required).
     #[command(flatten)]
     pub from: FromRepo,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots with this tag.
-    #[arg(long)]
-    pub tag: Option<String>,
-    /// Count what would be copied, write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// `backup`.
-#[derive(Args, Debug)]
-pub struct BackupArgs {
-    /// Files and directories to back up (a HydrAIDE data root, typically).
-    #[arg(required_unless_present = "instance")]
-    pub paths: Vec<PathBuf>,
-    /// Back up the data root of this HydrAIDE instance (from ~/.hydraide/metadata.json).
-    #[arg(long)]
-    pub instance: Option<String>,
-    /// Only capture Swamps modified since this time; older ones are taken from the parent.
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Show Swamp names in the decision log (they may be confidential).
-    #[arg(long)]
-    pub show_names: bool,
-    /// Tag the snapshot (repeatable).
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
-    /// Host name to record instead of this machine's.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Skip paths matching this glob (repeatable); with a `/` it matches the whole path.
-    #[arg(long = "exclude")]
-    pub excludes: Vec<String>,
-    /// Read and chunk everything, write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Compare with this snapshot instead of the latest of the same host and paths.
-    #[arg(long)]
-    pub parent: Option<String>,
-    /// Re-read every file.
-    #[arg(long)]
-    pub force: bool,
-    /// Record this time as the snapshot's instead of now (e.g. "2026-11-20 14:00").
-    #[arg(long)]
-    pub time: Option<String>,
-}
-
-/// `snapshots`.
-#[derive(Args, Debug)]
-pub struct SnapshotsArgs {
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots with this tag.
-    #[arg(long)]
-    pub tag: Option<String>,
-}
-
-/// `ls`.
-#[derive(Args, Debug)]
-pub struct LsArgs {
-    /// Snapshot id (prefix) or `latest`.
-    pub snapshot: String,
-    /// Only list below this path of the snapshot.
-    pub path: Option<String>,
-}
-
-/// `show`.
-#[derive(Args, Debug)]
-pub struct ShowArgs {
-    /// Snapshot id (prefix) or `latest`.
-    pub snapshot: String,
-    /// Only Swamps whose name matches this glob (e.g. `users/profiles/*`).
-    #[arg(long)]
-    pub swamp: Option<String>,
-}
-
-/// `restore`.
-#[derive(Args, Debug)]
-pub struct RestoreArgs {
-    /// Snapshot id (prefix) or `latest`.
-    #[arg(required_unless_present = "at")]
-    pub snapshot: Option<String>,
-    /// Restore the newest snapshot taken at or before this time instead of an id.
-    #[arg(long, conflicts_with = "snapshot")]
-    pub at: Option<String>,
-    /// Only restore Swamps whose name matches this glob (repeatable).
-    #[arg(long = "swamp")]
-    pub swamps: Vec<String>,
-    /// Folder to restore into.
-    #[arg(long, short)]
-    pub target: PathBuf,
-    /// Only restore paths matching this glob (repeatable).
-    #[arg(long = "include")]
-    pub includes: Vec<String>,
-    /// Show what would be restored.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Restore into a non-empty folder, replacing files of the same name.
-    #[arg(long)]
-    pub overwrite: bool,
-    /// Restore quarantined Swamps as the bytes that were on disk, not their loadable prefix.
-    #[arg(long)]
-    pub raw_quarantined: bool,
-}
-
-/// `verify`.
-#[derive(Args, Debug)]
-pub struct VerifyArgs {
-    /// Read, decrypt and re-hash every blob.
-    #[arg(long)]
-    pub read_data: bool,
-    /// Read only a subset: `N/M` (group N of M) or `P%`.
-    #[arg(long, conflicts_with = "read_data")]
-    pub read_data_subset: Option<String>,
-    /// Check only the data of Swamps whose name matches this glob (repeatable).
-    #[arg(long = "swamp")]
-    pub swamps: Vec<String>,
+    /// What to copy.
+    #[command(flatten)]
+    pub opts: CopyOptions,
 }
 
 /// `key` subcommands.
@@ -281,86 +164,6 @@ pub struct NewPassword {
     /// Read the new password from this file.
     #[arg(long, env = "HYDRABACKUP_NEW_PASSWORD_FILE")]
     pub new_password_file: Option<PathBuf>,
-}
-
-/// `unlock`.
-#[derive(Args, Debug)]
-pub struct UnlockArgs {
-    /// Remove all locks, even live ones.
-    #[arg(long)]
-    pub remove_all: bool,
-}
-
-/// `forget`.
-#[derive(Args, Debug)]
-pub struct ForgetArgs {
-    /// Snapshot ids (or prefixes) to remove; without them, the policy decides.
-    pub snapshots: Vec<String>,
-    /// Compact policy: e.g. `7d,4w,12m` (units l=last, h, d, w, m, y).
-    #[arg(long)]
-    pub policy: Option<String>,
-    /// Keep the newest N snapshots.
-    #[arg(long)]
-    pub keep_last: Option<u32>,
-    /// Keep the newest snapshot of each of the last N hours that have one.
-    #[arg(long)]
-    pub keep_hourly: Option<u32>,
-    /// ... of each of the last N days.
-    #[arg(long)]
-    pub keep_daily: Option<u32>,
-    /// ... of each of the last N weeks.
-    #[arg(long)]
-    pub keep_weekly: Option<u32>,
-    /// ... of each of the last N months.
-    #[arg(long)]
-    pub keep_monthly: Option<u32>,
-    /// ... of each of the last N years.
-    #[arg(long)]
-    pub keep_yearly: Option<u32>,
-    /// Keep every snapshot within this span of the newest one (e.g. `30d`, `1y6m`).
-    #[arg(long)]
-    pub keep_within: Option<String>,
-    /// Keep snapshots with this tag (repeatable).
-    #[arg(long = "keep-tag")]
-    pub keep_tags: Vec<String>,
-    /// Only consider snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only consider snapshots with this tag.
-    #[arg(long)]
-    pub tag: Option<String>,
-    /// Apply the policy per group of snapshots sharing these (comma-separated: host, paths,
-    /// tags; empty: one group).
-    #[arg(long, default_value = "host,paths")]
-    pub group_by: String,
-    /// Show what would be removed.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Prune afterwards.
-    #[arg(long)]
-    pub prune: bool,
-    /// With --prune: unused space (percent of used) to leave in partly used packs.
-    #[arg(long, default_value_t = 5.0)]
-    pub max_unused: f64,
-    /// With --prune: prune even though some snapshots are damaged (do not decode): the data only they use
-    /// counts as unused and is deleted. Without it prune refuses (exit 13).
-    #[arg(long)]
-    pub ignore_damaged_snapshots: bool,
-}
-
-/// `prune`.
-#[derive(Args, Debug)]
-pub struct PruneArgs {
-    /// Show what would be deleted and rewritten.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Unused space (percent of used) to leave in partly used packs rather than rewrite them.
-    #[arg(long, default_value_t = 5.0)]
-    pub max_unused: f64,
-    /// Prune even though some snapshots are damaged (do not decode): the data only they use
-    /// counts as unused and is deleted. Without it prune refuses (exit 13).
-    #[arg(long)]
-    pub ignore_damaged_snapshots: bool,
 }
 
 /// `serve`.

@@ -2,28 +2,22 @@
 //! prints its result (human text, or JSON with --json). Errors become one line and an exit code.
 
 mod args;
-mod copy;
 mod env;
-mod forget;
+mod human;
 mod password;
 mod progress;
-mod show;
-mod stats;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches};
 use hydrabackup::backend;
 use hydrabackup::crypto::KdfParams;
-use hydrabackup::ops::backup::{BackupOptions, backup};
 use hydrabackup::ops::progress::Progress;
-use hydrabackup::ops::restore::{RestoreOptions, restore, walk_tree};
-use hydrabackup::ops::verify::{ReadData, VerifyOptions, verify};
+use hydrabackup::ops::prune::PruneSummary;
+use hydrabackup::ops::{self, key};
 use hydrabackup::repo::Repository;
-use hydrabackup::repo::config::Config;
-use hydrabackup::repo::tree::NodeKind;
 use hydrabackup::{Error, Result};
+use serde::Serialize;
 use serde_json::json;
 
 use args::{Cli, Command, Global, KeyCommand};
@@ -156,13 +150,6 @@ pub(crate) fn finish(repos: &[&Repository], code: i32) -> Result<i32> {
     }
 }
 
-/// `v` (a JSON object) with the list of damaged snapshots the repositories skipped.
-pub(crate) fn with_damaged(mut v: serde_json::Value, repos: &[&Repository]) -> serde_json::Value {
-    let d: Vec<_> = repos.iter().flat_map(|r| r.damaged_snapshots()).collect();
-    v["damaged_snapshots"] = json!(d);
-    v
-}
-
 /// Opens the other repository of `copy` / `init --copy-params`.
 pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
     let loc = f.from_repo.as_deref().ok_or_else(|| {
@@ -180,7 +167,7 @@ pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
 
 /// `n` bytes for people: `512 B`, `1.5 KiB`, `3.2 GiB`. Not indicatif's `HumanBytes`, which
 /// prints two decimals (`1.46 KiB`): the human output is pinned by snapshot tests and scripts.
-pub(crate) fn human(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -202,6 +189,35 @@ pub(crate) fn print_json(v: &serde_json::Value) {
     );
 }
 
+/// Prints an outcome as the `--json` document (keys sorted, as a `serde_json::Value` has them).
+fn print_outcome<T: Serialize>(out: &T) {
+    print_json(&serde_json::to_value(out).expect("outcomes serialize"));
+}
+
+/// Runs `op` with a progress display labelled `label` (a terminal only, not with -q or --json).
+fn with_progress<T>(g: &Global, label: &'static str, op: impl FnOnce(&Progress) -> T) -> T {
+    let p = Arc::new(Progress::default());
+    let disp = progress::start(p.clone(), label, !g.quiet && !g.json);
+    let r = op(&p);
+    drop(disp);
+    r
+}
+
+/// The warnings of a prune: forged copies (even with -q: a client with the password may be
+/// compromised) and, when it refused, the damaged snapshots that made it refuse.
+fn warn_prune(repo: &Repository, r: Result<Option<&PruneSummary>, &Error>) {
+    match r {
+        Ok(Some(s)) if s.copies_damaged > 0 => eprintln!(
+            "hydrabackup: warning: {} blob copies were missing, damaged or forged; intact copies were kept instead",
+            s.copies_damaged
+        ),
+        Err(Error::PruneDamaged(_)) => {
+            warn_damaged(&[repo]);
+        }
+        _ => {}
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     let say = |s: String| {
@@ -209,300 +225,69 @@ fn dispatch(cli: Cli) -> Result<i32> {
             println!("{s}");
         }
     };
+    let human = !g.quiet && !g.json;
+    let none = Progress::default();
     match cli.cmd {
         Command::Init(a) => {
             let b = backend_of(g)?;
             if b.exists()? {
                 return Err(Error::RepoExists(b.location()));
             }
-            let mut cfg = Config::new();
-            cfg.pack_size = a.pack_size.saturating_mul(1024 * 1024);
-            cfg.compression = a.compression;
-            let avg = a.chunk_avg.saturating_mul(1024);
-            if !avg.is_power_of_two() {
-                return Err(Error::InvalidInput(
-                    "--chunk-avg must be a power of two".into(),
-                ));
-            }
-            cfg.chunker.avg = avg;
-            cfg.chunker.min = (avg / 4).max(64);
-            cfg.chunker.max = avg.saturating_mul(4);
-            if a.copy_params {
-                let from = open_from(&a.from)?;
-                let c = from.config();
-                cfg.id_key = c.id_key;
-                cfg.chunker = c.chunker;
-                cfg.hyd_chunker = c.hyd_chunker;
+            let mut cfg = a.opts.config(None)?;
+            if a.opts.copy_params {
+                cfg = a.opts.config(Some(open_from(&a.from)?.config()))?;
             }
             let pw = password::password(g, true)?;
-            let repo = Repository::init(b, &pw, kdf(g), cfg)?;
+            let out = ops::init::run(b, &pw, kdf(g), cfg)?;
             if g.json {
-                print_json(
-                    &json!({"repository": repo.backend().location(), "id": repo.config().id.to_hex(), "key": repo.key_name()}),
-                );
+                print_outcome(&out);
             }
             say(format!(
                 "created repository {} at {}",
-                repo.config().id.short(),
-                repo.backend().location()
+                out.id.short(),
+                out.repository
             ));
             say("keep the password safe: without it the data cannot be recovered".into());
             Ok(0)
         }
         Command::Backup(a) => {
-            let mut paths = a.paths;
-            if let Some(inst) = &a.instance {
-                paths.push(hydrabackup::source::instance_data_root(inst)?);
-            }
-            let since_ns = match &a.since {
-                Some(t) => Some(hydrabackup::timespec::parse(t)?.as_nanosecond() as i64),
-                None => None,
-            };
+            a.check()?;
             let repo = open(g)?;
-            let opts = BackupOptions {
-                paths,
-                tags: a.tags,
-                host: a.host,
-                excludes: a.excludes,
-                dry_run: a.dry_run,
-                parent: a.parent,
-                force: a.force,
-                since_ns,
-                show_names: a.show_names,
-                time: a
-                    .time
-                    .as_deref()
-                    .map(hydrabackup::timespec::parse)
-                    .transpose()?,
-            };
-            let p = Arc::new(Progress::default());
-            let disp = progress::start(p.clone(), "backup", !g.quiet && !g.json);
-            let out = backup(&repo, &opts, &p)?;
-            drop(disp);
-            let s = &out.summary;
+            let out = with_progress(g, "backup", |p| ops::backup::run(&repo, &a, p))?;
             if g.json {
-                let mut v = serde_json::to_value(s).expect("summary serializes");
-                v["snapshot_id"] = json!(out.snapshot_id.map(|i| i.to_hex()));
-                v["parent"] = json!(out.parent.map(|i| i.to_hex()));
-                v["dry_run"] = json!(opts.dry_run);
-                v["source_errors"] = serde_json::to_value(&out.errors).expect("errors serialize");
-                v["gone"] = json!(out.gone);
-                v["special"] = serde_json::to_value(&out.special).expect("special serializes");
-                v["quarantine"] =
-                    serde_json::to_value(&out.quarantine).expect("quarantine serializes");
-                if opts.dry_run {
-                    v["decisions"] =
-                        serde_json::to_value(&out.decisions).expect("decisions serialize");
-                }
-                print_json(&with_damaged(v, &[&repo]));
+                print_outcome(&out);
             }
-            if opts.dry_run && !g.quiet && !g.json {
-                for d in &out.decisions {
-                    let name = d
-                        .name
-                        .as_deref()
-                        .map(|n| format!(" [{n}]"))
-                        .unwrap_or_default();
-                    println!(
-                        "{:<11} {}{name}: {} ({} read)",
-                        d.decision,
-                        d.path,
-                        d.reason,
-                        human(d.bytes_read)
-                    );
-                }
-            }
-            for e in &out.errors {
-                eprintln!("hydrabackup: warning: {}: {}", e.path, e.error);
-            }
-            if !g.quiet {
-                for f in &out.special {
-                    eprintln!(
-                        "hydrabackup: skipped {}: {} (not backed up)",
-                        f.path, f.kind
-                    );
-                }
-            }
-            say(format!(
-                "files: {} new, {} changed, {} unchanged, {} gone during the backup; {} dirs",
-                s.files_new, s.files_changed, s.files_unchanged, s.files_gone, s.dirs
-            ));
-            if s.special_files > 0 {
-                say(format!(
-                    "{} special files (FIFOs, sockets, devices) not backed up",
-                    s.special_files
-                ));
-            }
-            let swamps = s.swamps_new
-                + s.swamps_unchanged
-                + s.swamps_appended
-                + s.swamps_rewritten
-                + s.swamps_quarantined;
-            if swamps > 0 || s.swamps_gone > 0 {
-                say(format!(
-                    "swamps: {} new, {} unchanged, {} appended, {} rewritten, {} gone, {} quarantined",
-                    s.swamps_new,
-                    s.swamps_unchanged,
-                    s.swamps_appended,
-                    s.swamps_rewritten,
-                    s.swamps_gone,
-                    s.swamps_quarantined
-                ));
-            }
-            say(format!(
-                "read {} in {} files; added {} ({} stored) in {} data blobs and {} tree blobs",
-                human(s.bytes_read),
-                s.files_read,
-                human(s.bytes_added),
-                human(s.bytes_stored),
-                s.data_blobs_added,
-                s.tree_blobs_added
-            ));
-            match out.snapshot_id {
-                Some(id) => say(format!(
-                    "snapshot {} saved ({} total, {:.2} s)",
-                    id.short(),
-                    human(s.total_bytes),
-                    s.duration_secs
-                )),
-                None => say("dry run: nothing was written".into()),
-            }
-            finish(&[&repo], if out.errors.is_empty() { 0 } else { 3 })
+            human::backup(&out, g.quiet, &say);
+            finish(&[&repo], if out.source_errors.is_empty() { 0 } else { 3 })
         }
         Command::Snapshots(a) => {
             let repo = open(g)?;
-            let snaps: Vec<_> = repo
-                .snapshots()?
-                .into_iter()
-                .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
-                .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
-                .collect();
+            let out = ops::snapshots::run(&repo, &a, &none)?;
             if g.json {
-                let v: Vec<_> = snaps
-                    .iter()
-                    .map(|(id, s)| {
-                        let mut v = serde_json::to_value(s).expect("snapshot serializes");
-                        v["id"] = json!(id.to_hex());
-                        v["short_id"] = json!(id.short());
-                        // Ids serialize as raw bytes (for CBOR); JSON readers want hex.
-                        v["tree"] = json!(s.tree.to_hex());
-                        v["parent"] = json!(s.parent.map(|p| p.to_hex()));
-                        v
-                    })
-                    .collect();
-                print_json(&json!(v));
+                print_outcome(&out);
             } else if !g.quiet {
-                println!(
-                    "{:<10} {:<24} {:<16} {:>10} {:>8} {:<16} paths",
-                    "id", "time", "host", "size", "swamps", "tags"
-                );
-                for (id, s) in &snaps {
-                    let t = s.timestamp().strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
-                    let sw = s.catalogue.as_ref().map_or(0, |c| c.swamps);
-                    println!(
-                        "{:<10} {:<24} {:<16} {:>10} {:>8} {:<16} {}",
-                        id.short(),
-                        t,
-                        s.host,
-                        human(s.summary.total_bytes),
-                        sw,
-                        s.tags.join(","),
-                        s.paths.join(" ")
-                    );
-                }
-                println!("{} snapshot(s)", snaps.len());
+                human::snapshots(&out);
             }
             finish(&[&repo], 0)
         }
         Command::Ls(a) => {
             let repo = open(g)?;
-            let (_, snap) = repo.find_snapshot(&a.snapshot)?;
-            let index = repo.load_index()?;
-            let prefix = a
-                .path
-                .as_deref()
-                .map(|p| PathBuf::from(p.trim_start_matches('/')));
-            let mut rows = Vec::new();
-            walk_tree(&repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
-                if prefix.as_ref().is_none_or(|p| rel.starts_with(p)) {
-                    rows.push((rel.display().to_string(), n.clone()));
-                }
-                Ok(())
-            })?;
+            let out = ops::ls::run(&repo, &a, &none)?;
             if g.json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(p, n)| json!({"path": p, "type": n.kind, "size": n.size, "mode": n.mode, "mtime_ns": n.mtime_ns}))
-                    .collect();
-                print_json(&json!(v));
+                print_outcome(&out);
             } else if !g.quiet {
-                for (p, n) in rows {
-                    let kind = match n.kind {
-                        NodeKind::Dir => 'd',
-                        NodeKind::File => '-',
-                        NodeKind::Symlink => 'l',
-                    };
-                    println!("{kind}{:04o} {:>12} /{p}", n.mode, n.size);
-                }
+                human::ls(&out);
             }
             finish(&[&repo], 0)
         }
         Command::Restore(a) => {
             let repo = open(g)?;
-            let _lock = repo.lock(false, "restore")?;
-            let (id, snap) = match (&a.snapshot, &a.at) {
-                (_, Some(at)) => repo.find_snapshot_at(hydrabackup::timespec::parse(at)?)?,
-                (Some(s), None) => repo.find_snapshot(s)?,
-                (None, None) => {
-                    return Err(Error::InvalidInput(
-                        "give a snapshot id or --at TIME".into(),
-                    ));
-                }
-            };
-            let index = repo.load_index()?;
-            let opts = RestoreOptions {
-                target: a.target,
-                includes: a.includes,
-                dry_run: a.dry_run,
-                overwrite: a.overwrite,
-                swamps: a.swamps,
-                raw_quarantined: a.raw_quarantined,
-            };
-            let p = Arc::new(Progress::default());
-            let disp = progress::start(p.clone(), "restore", !g.quiet && !g.json);
-            let s = restore(&repo, &index, &snap, &opts, &p)?;
-            drop(disp);
+            let out = with_progress(g, "restore", |p| ops::restore::run(&repo, &a, p))?;
             if g.json {
-                let mut v = serde_json::to_value(&s).expect("summary serializes");
-                v["snapshot_id"] = json!(id.to_hex());
-                v["dry_run"] = json!(opts.dry_run);
-                print_json(&with_damaged(v, &[&repo]));
-            } else if opts.dry_run && !g.quiet {
-                for p in &s.paths {
-                    println!("would restore {p}");
-                }
+                print_outcome(&out);
             }
-            say(format!(
-                "{} snapshot {}: {} files, {} dirs, {} symlinks, {} from {} packs",
-                if opts.dry_run {
-                    "would restore"
-                } else {
-                    "restored"
-                },
-                id.short(),
-                s.files
-                    .saturating_sub((s.damaged.len() + s.failed.len()) as u64),
-                s.dirs,
-                s.symlinks,
-                human(s.bytes),
-                s.packs_read
-            ));
-            for d in &s.damaged {
-                eprintln!("damaged: {}: {}", d.path, d.error);
-            }
-            for d in &s.failed {
-                eprintln!("not restored: {}: {}", d.path, d.error);
-            }
+            human::restore(&out, g.quiet, g.json, &say);
+            let s = &out.summary;
             if !s.damaged.is_empty() {
                 warn_damaged(&[&repo]);
                 Err(Error::RestoreDamaged(s.damaged.len()))
@@ -515,84 +300,50 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Verify(a) => {
             let repo = open(g)?;
-            let read_data = match (a.read_data, a.read_data_subset) {
-                (true, _) => ReadData::All,
-                (false, Some(s)) => ReadData::parse_subset(&s)?,
-                (false, None) => ReadData::None,
-            };
-            let p = Arc::new(Progress::default());
-            let disp = progress::start(p.clone(), "verify", !g.quiet && !g.json);
-            let only_swamps = if a.swamps.is_empty() {
-                None
-            } else {
-                Some(hydrabackup::ops::restore::swamp_globs(&a.swamps)?)
-            };
-            let r = verify(
-                &repo,
-                &VerifyOptions {
-                    read_data,
-                    only_swamps,
-                },
-                &p,
-            )?;
-            drop(disp);
+            let out = with_progress(g, "verify", |p| ops::verify::run(&repo, &a, p))?;
             if g.json {
-                let mut v = serde_json::to_value(&r).expect("report serializes");
-                v["ok"] = json!(r.ok());
-                print_json(&v);
+                print_outcome(&out);
             } else {
-                for pr in &r.problems {
-                    eprintln!(
-                        "damage: {}: {} ({} blob(s))",
-                        pr.object,
-                        pr.detail,
-                        pr.blobs.len()
-                    );
-                    for af in pr.affected.iter().take(20) {
-                        eprintln!("  affects snapshot {} file {}", af.snapshot, af.path);
-                    }
-                    if pr.affected.len() > 20 {
-                        eprintln!("  ... and {} more files", pr.affected.len() - 20);
-                    }
-                }
-                say(format!(
-                    "checked {} snapshots, {} index files, {} packs, {} blobs; read {} packs ({}), {} blobs",
-                    r.snapshots,
-                    r.index_files,
-                    r.packs,
-                    r.blobs,
-                    r.packs_read,
-                    human(r.bytes_read),
-                    r.blobs_read
-                ));
-                if !r.unreferenced_packs.is_empty() {
-                    say(format!(
-                        "{} pack(s) are in no index (left by an interrupted backup; harmless)",
-                        r.unreferenced_packs.len()
-                    ));
-                }
-                if r.ok() {
-                    say("no errors were found".into());
-                }
+                human::verify(&out, &say);
             }
-            if r.ok() {
+            if out.ok {
                 Ok(0)
             } else {
-                Err(Error::Damaged(r.problems.len()))
+                Err(Error::Damaged(out.report.problems.len()))
             }
         }
         Command::Show(a) => {
             let repo = open(g)?;
-            let code = show::run(g, &repo, a)?;
-            finish(&[&repo], code)
+            let out = ops::show::run(&repo, &a, &none)?;
+            if g.json {
+                print_outcome(&out);
+            } else if !g.quiet {
+                human::show(&out);
+            }
+            finish(&[&repo], 0)
         }
         Command::Key(k) => key_cmd(g, k),
-        Command::Stats => {
+        Command::Stats(a) => {
             let repo = open(g)?;
-            let code = stats::run(g, &repo)?;
-            finish(&[&repo], code)
+            let out = ops::stats::run(&repo, &a, &none)?;
+            if g.json {
+                print_outcome(&out);
+            } else if !g.quiet {
+                human::stats(&out);
+            }
+            finish(&[&repo], 0)
         }
-        Command::Copy(a) => copy::copy_cmd(g, a),
+        Command::Copy(a) => {
+            let src = open_from(&a.from)?;
+            let dst = open(g)?;
+            let out = with_progress(g, "copy", |p| ops::copy::run(&dst, &src, &a.opts, p))?;
+            if g.json {
+                print_outcome(&out);
+            } else if !g.quiet {
+                human::copy(&out);
+            }
+            finish(&[&src, &dst], 0)
+        }
         Command::Serve(a) => serve_cmd(g, a),
         Command::ServeUser(a) => {
             let pw = password::new_password(a.password.new_password_file.as_deref())?;
@@ -603,22 +354,45 @@ fn dispatch(cli: Cli) -> Result<i32> {
             say(format!("user {} set in {}", a.user, a.users.display()));
             Ok(0)
         }
-        Command::Forget(a) => forget::forget_cmd(g, a),
-        Command::Prune(a) => forget::prune_cmd(g, a),
+        Command::Forget(a) => {
+            a.check()?;
+            let repo = open(g)?;
+            let r = with_progress(g, "prune", |p| ops::forget::run(&repo, &a, p));
+            warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
+            let out = r?;
+            if g.json {
+                print_outcome(&out);
+            } else if human {
+                human::forget(&out.summary);
+                if let Some(p) = &out.prune {
+                    human::prune(p);
+                }
+            }
+            finish(&[&repo], 0)
+        }
+        Command::Prune(a) => {
+            a.check()?;
+            let repo = open(g)?;
+            let r = with_progress(g, "prune", |p| ops::prune::run(&repo, &a, p));
+            warn_prune(&repo, r.as_ref().map(|o| Some(&o.summary)));
+            let out = r?;
+            if g.json {
+                print_outcome(&out);
+            } else if human {
+                human::prune(&out.summary);
+            }
+            finish(&[&repo], 0)
+        }
         Command::Unlock(a) => {
             let repo = open(g)?;
-            let removed = hydrabackup::repo::lock::unlock(
-                repo.backend().as_ref(),
-                repo.keys().seal_key(),
-                a.remove_all,
-            )?;
-            let temporaries = repo.backend().remove_stale_temporaries()?;
+            let out = ops::unlock::run(&repo, &a, &none)?;
             if g.json {
-                print_json(&json!({"removed": removed, "temporaries_removed": temporaries}));
+                print_outcome(&out);
             }
             say(format!(
-                "removed {} lock(s) and {temporaries} leftover temporary file(s)",
-                removed.len()
+                "removed {} lock(s) and {} leftover temporary file(s)",
+                out.removed.len(),
+                out.temporaries_removed
             ));
             Ok(0)
         }
@@ -632,68 +406,50 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             println!("{s}");
         }
     };
-    match k {
+    let short = |n: &Option<String>| n.as_deref().map_or("", |n| &n[..12]).to_string();
+    let out = match k {
         KeyCommand::List => {
-            let keys = repo.list_keys()?;
+            let keys = key::list(&repo)?;
             if g.json {
-                let v: Vec<_> = keys
-                    .iter()
-                    .map(|(n, kf)| json!({"id": n, "current": n == repo.key_name(), "user": kf.user, "host": kf.host, "created": kf.created}))
-                    .collect();
-                print_json(&json!(v));
+                print_outcome(&keys);
             } else if !g.quiet {
-                for (n, kf) in keys {
-                    let cur = if n == repo.key_name() { "*" } else { " " };
+                for k in &keys.0 {
+                    let cur = if k.current { "*" } else { " " };
                     println!(
                         "{cur}{} {:<12} {:<16} {}",
-                        &n[..12],
-                        kf.user,
-                        kf.host,
-                        kf.created
+                        &k.id[..12],
+                        k.user,
+                        k.host,
+                        k.created
                     );
                 }
             }
+            return Ok(0);
         }
         KeyCommand::Add(np) => {
             let pw = password::new_password(np.new_password_file.as_deref())?;
-            let name = repo.add_key(&pw, kdf(g))?;
-            if g.json {
-                print_json(&json!({"added": name}));
-            }
-            say(format!("added key {}", &name[..12]));
+            let out = key::add(&repo, &pw, kdf(g))?;
+            say(format!("added key {}", short(&out.added)));
+            out
         }
         KeyCommand::Remove { id } => {
-            let _lock = repo.lock(true, "key remove")?;
-            let names = repo.key_names()?;
-            let m: Vec<_> = names.iter().filter(|n| n.starts_with(&id)).collect();
-            let name = match m.as_slice() {
-                [one] => (*one).clone(),
-                [] => return Err(Error::NotFound(format!("key {id}"))),
-                _ => return Err(Error::InvalidInput(format!("key prefix {id} is ambiguous"))),
-            };
-            if name == repo.key_name() {
-                return Err(Error::InvalidInput("refusing to remove the key in use; open the repository with another password to remove it".into()));
-            }
-            repo.remove_key(&name)?;
-            if g.json {
-                print_json(&json!({"removed": name}));
-            }
-            say(format!("removed key {}", &name[..12]));
+            let out = key::remove(&repo, &id)?;
+            say(format!("removed key {}", short(&out.removed)));
+            out
         }
         KeyCommand::Passwd(np) => {
             let pw = password::new_password(np.new_password_file.as_deref())?;
-            let _lock = repo.lock(true, "key passwd")?;
-            let name = repo.add_key(&pw, kdf(g))?;
-            repo.remove_key(repo.key_name())?;
-            if g.json {
-                print_json(&json!({"added": name, "removed": repo.key_name()}));
-            }
+            let out = key::passwd(&repo, &pw, kdf(g))?;
             say(format!(
                 "password changed: key {} replaces {}",
-                &name[..12],
-                &repo.key_name()[..12]
+                short(&out.added),
+                short(&out.removed)
             ));
+            out
         }
+    };
+    if g.json {
+        print_outcome(&out);
     }
     Ok(0)
 }

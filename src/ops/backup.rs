@@ -30,30 +30,45 @@ use crate::source::open::type_name;
 use crate::source::{Excludes, Identity, Trouble, node_from_metadata, open_checked, trouble};
 use crate::{Error, Id, Result};
 
+mod run;
+pub use run::{Outcome, run};
+
 /// Options of one backup run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct BackupOptions {
-    /// Paths to back up.
+    /// Files and directories to back up (a HydrAIDE data root, typically).
+    #[arg(required_unless_present = "instance")]
     pub paths: Vec<PathBuf>,
-    /// Tags for the snapshot.
-    pub tags: Vec<String>,
-    /// Host name to record (default: this host).
-    pub host: Option<String>,
-    /// Exclude patterns.
-    pub excludes: Vec<String>,
-    /// Read and chunk but write nothing.
-    pub dry_run: bool,
-    /// Parent snapshot to compare with (default: latest with the same host and paths).
-    pub parent: Option<String>,
-    /// Re-read every file even if the parent says it is unchanged.
-    pub force: bool,
-    /// Only capture Swamps modified at or after this time (unix ns); older ones that the
-    /// parent holds are taken from it unread.
-    pub since_ns: Option<i64>,
+    /// Back up the data root of this HydrAIDE instance (from ~/.hydraide/metadata.json).
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Only capture Swamps modified since this time; older ones are taken from the parent.
+    #[arg(long)]
+    pub since: Option<String>,
     /// Show Swamp names in the decision log (they may be confidential).
+    #[arg(long)]
     pub show_names: bool,
-    /// Time to record as the snapshot's (default: when the run starts).
-    pub time: Option<jiff::Timestamp>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record instead of this machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Skip paths matching this glob (repeatable); with a `/` it matches the whole path.
+    #[arg(long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Read and chunk everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Compare with this snapshot instead of the latest of the same host and paths.
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Re-read every file.
+    #[arg(long)]
+    pub force: bool,
+    /// Record this time as the snapshot's instead of now (e.g. "2026-11-20 14:00").
+    #[arg(long)]
+    pub time: Option<String>,
 }
 
 /// What happened to one Swamp, for the decision log and the quarantine report.
@@ -1013,15 +1028,26 @@ pub fn backup(
     progress: &Progress,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+    let time = match &opts.time {
+        Some(t) => crate::timespec::parse(t)?,
+        None => jiff::Timestamp::now(),
+    };
+    let since_ns = match &opts.since {
+        Some(t) => Some(crate::timespec::parse(t)?.as_nanosecond() as i64),
+        None => None,
+    };
+    let mut sources = opts.paths.clone();
+    if let Some(inst) = &opts.instance {
+        sources.push(crate::source::instance_data_root(inst)?);
+    }
     crate::source::dir::raise_open_file_limit();
-    if opts.paths.is_empty() {
+    if sources.is_empty() {
         return Err(Error::InvalidInput(
             "nothing to back up: give at least one path".into(),
         ));
     }
     let mut paths = Vec::new();
-    for p in &opts.paths {
+    for p in &sources {
         let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
         std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
         paths.push(abs);
@@ -1106,7 +1132,7 @@ pub fn backup(
             index: &index,
             excludes,
             force: opts.force,
-            since_ns: opts.since_ns,
+            since_ns,
             files_tx,
             next_file: AtomicUsize::new(0),
             progress,

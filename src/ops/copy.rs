@@ -18,7 +18,6 @@ use serde::Serialize;
 use crate::backend::FileKind;
 use crate::ops::progress::Progress;
 use crate::ops::reach::for_each_tree;
-use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, open_blob_with_payload, seal_blob};
 use crate::repo::index::Index;
 use crate::repo::names::NameIndex;
@@ -26,18 +25,22 @@ use crate::repo::pack::PackEntry;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::Tree;
 use crate::repo::writer::PackWriter;
+use crate::repo::{DamagedSnapshot, Repository};
 use crate::{Error, Id, Result};
 
 /// Options of a copy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CopyOptions {
-    /// Source snapshots by id or prefix (`latest` too); empty: all that match the filters.
+    /// Snapshots of the source to copy (ids, prefixes or `latest`); default: all.
     pub snapshots: Vec<String>,
     /// Only snapshots of this host.
+    #[arg(long)]
     pub host: Option<String>,
     /// Only snapshots with this tag.
+    #[arg(long)]
     pub tag: Option<String>,
     /// Count what would be copied, write nothing.
+    #[arg(long)]
     pub dry_run: bool,
 }
 
@@ -273,8 +276,37 @@ fn load_trees(
     Ok(trees)
 }
 
+/// What a copy did (or would do), the `--json` document: the summary's fields and the damaged
+/// snapshots both repositories skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// What was copied.
+    #[serde(flatten)]
+    pub summary: CopySummary,
+    /// Snapshots of either repository skipped because they are damaged.
+    pub damaged_snapshots: Vec<DamagedSnapshot>,
+}
+
+/// Copies snapshots from `src` into `dst` under shared locks on both.
+pub fn run(
+    dst: &Repository,
+    src: &Repository,
+    opts: &CopyOptions,
+    progress: &Progress,
+) -> Result<Outcome> {
+    let _src_lock = src.lock(false, "copy (source)")?;
+    let _dst_lock = dst.lock(false, "copy")?;
+    let summary = copy(src, dst, opts, progress)?;
+    let mut damaged_snapshots = src.damaged_snapshots();
+    damaged_snapshots.extend(dst.damaged_snapshots());
+    Ok(Outcome {
+        summary,
+        damaged_snapshots,
+    })
+}
+
 /// Copies snapshots from `src` into `dst`. The caller holds shared locks on both.
-pub fn copy(
+fn copy(
     src: &Repository,
     dst: &Repository,
     opts: &CopyOptions,

@@ -5,26 +5,121 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::backend::FileKind;
-use crate::repo::Repository;
+use crate::ops::progress::Progress;
+use crate::ops::prune::{self, PruneOptions};
 use crate::repo::snapshot::Snapshot;
-use crate::retention::{Policy, Verdict};
+use crate::repo::{DamagedSnapshot, Repository};
+use crate::retention::{Policy, Verdict, parse_span};
 use crate::{Error, Id, Result};
 
 /// Options of a forget.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ForgetOptions {
-    /// Snapshots to remove by id or prefix (no policy then).
-    pub ids: Vec<String>,
-    /// The retention policy.
-    pub policy: Policy,
+    /// Snapshot ids (or prefixes) to remove; without them, the policy decides.
+    pub snapshots: Vec<String>,
+    /// Compact policy: e.g. `7d,4w,12m` (units l=last, h, d, w, m, y).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Keep the newest N snapshots.
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    /// ... of each of the last N days.
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// ... of each of the last N weeks.
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// ... of each of the last N months.
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    /// ... of each of the last N years.
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within this span of the newest one (e.g. `30d`, `1y6m`).
+    #[arg(long)]
+    pub keep_within: Option<String>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag")]
+    pub keep_tags: Vec<String>,
     /// Only consider snapshots of this host.
+    #[arg(long)]
     pub host: Option<String>,
     /// Only consider snapshots with this tag.
+    #[arg(long)]
     pub tag: Option<String>,
-    /// What makes a group: any of `host`, `paths`, `tags`.
-    pub group_by: Vec<String>,
-    /// Decide and report, delete nothing.
-    pub dry_run: bool,
+    /// Apply the policy per group of snapshots sharing these (comma-separated: host, paths,
+    /// tags; empty: one group).
+    #[arg(long, default_value = "host,paths")]
+    pub group_by: String,
+    /// Prune afterwards (with the options below).
+    #[arg(long)]
+    pub prune: bool,
+    /// `--dry-run` for both; the rest for `--prune`.
+    #[command(flatten)]
+    pub prune_options: PruneOptions,
+}
+
+impl Default for ForgetOptions {
+    fn default() -> Self {
+        ForgetOptions {
+            snapshots: Vec::new(),
+            policy: None,
+            keep_last: None,
+            keep_hourly: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+            keep_yearly: None,
+            keep_within: None,
+            keep_tags: Vec::new(),
+            host: None,
+            tag: None,
+            group_by: "host,paths".into(),
+            prune: false,
+            prune_options: PruneOptions::default(),
+        }
+    }
+}
+
+impl ForgetOptions {
+    /// The retention policy: `policy` merged with the `keep_*` options.
+    pub fn retention(&self) -> Result<Policy> {
+        let mut p = match &self.policy {
+            Some(s) => Policy::parse(s)?,
+            None => Policy::default(),
+        };
+        p.merge(Policy {
+            last: self.keep_last.unwrap_or(0),
+            hourly: self.keep_hourly.unwrap_or(0),
+            daily: self.keep_daily.unwrap_or(0),
+            weekly: self.keep_weekly.unwrap_or(0),
+            monthly: self.keep_monthly.unwrap_or(0),
+            yearly: self.keep_yearly.unwrap_or(0),
+            within: self.keep_within.as_deref().map(parse_span).transpose()?,
+            tags: self.keep_tags.clone(),
+        });
+        Ok(p)
+    }
+
+    /// Refuses options no forget can run with (a bad policy or `--max-unused`); `run` checks
+    /// them too, a caller may check them before opening the repository.
+    pub fn check(&self) -> Result<()> {
+        self.prune_options.check()?;
+        self.retention().map(|_| ())
+    }
+
+    /// The keys of `group_by`.
+    pub fn group_keys(&self) -> Vec<String> {
+        self.group_by
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
 }
 
 /// One snapshot's fate.
@@ -73,31 +168,35 @@ const GROUP_KEYS: [&str; 3] = ["host", "paths", "tags"];
 
 /// Decides which snapshots go, and (unless a dry run) deletes them. The caller holds an
 /// exclusive lock.
-pub fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<ForgetSummary> {
-    for g in &opts.group_by {
+fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<ForgetSummary> {
+    let policy = opts.retention()?;
+    let group_by = opts.group_keys();
+    let ids = &opts.snapshots;
+    let dry_run = opts.prune_options.dry_run;
+    for g in &group_by {
         if !GROUP_KEYS.contains(&g.as_str()) {
             return Err(Error::InvalidInput(format!(
                 "cannot group by {g:?}: use host, paths and/or tags"
             )));
         }
     }
-    if opts.ids.is_empty() && opts.policy.is_empty() {
+    if ids.is_empty() && policy.is_empty() {
         return Err(Error::InvalidInput(
             "no snapshots and no policy given: name snapshots or give --keep-* / --policy (forget never removes everything by default)".into(),
         ));
     }
-    if !opts.ids.is_empty() && !opts.policy.is_empty() {
+    if !ids.is_empty() && !policy.is_empty() {
         return Err(Error::InvalidInput(
             "give either snapshot ids or a policy, not both".into(),
         ));
     }
     let all = repo.snapshots()?;
     let mut summary = ForgetSummary {
-        dry_run: opts.dry_run,
+        dry_run,
         ..ForgetSummary::default()
     };
     let mut remove: Vec<Id> = Vec::new();
-    if !opts.ids.is_empty() {
+    if !ids.is_empty() {
         let mut group = ForgetGroup {
             host: None,
             paths: None,
@@ -106,7 +205,7 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<
             remove: Vec::new(),
         };
         let damaged = repo.damaged_snapshots();
-        for spec in &opts.ids {
+        for spec in ids {
             let (id, time) = match repo.find_snapshot(spec) {
                 Ok((id, snap)) => (id, snap.time),
                 // A damaged snapshot named explicitly can be removed (it opens nothing).
@@ -136,7 +235,7 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<
         summary.kept = all.iter().filter(|(id, _)| !remove.contains(id)).count() as u64;
         summary.groups.push(group);
     } else {
-        let by = |k: &str| opts.group_by.iter().any(|g| g == k);
+        let by = |k: &str| group_by.iter().any(|g| g == k);
         type Key = (Option<String>, Option<Vec<String>>, Option<Vec<String>>);
         let mut groups: Vec<(Key, Vec<&(Id, Snapshot)>)> = Vec::new();
         for s in all.iter().filter(|(_, s)| {
@@ -162,7 +261,7 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<
                 .iter()
                 .map(|(_, s)| (s.timestamp(), s.tags.as_slice()))
                 .collect();
-            let verdicts = opts.policy.apply(&input, tz);
+            let verdicts = policy.apply(&input, tz);
             let mut g = ForgetGroup {
                 host,
                 paths,
@@ -184,7 +283,7 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<
             summary.groups.push(g);
         }
     }
-    if !opts.dry_run {
+    if !dry_run {
         for id in &remove {
             repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
             repo.forget_damaged(&id.to_hex());
@@ -199,4 +298,36 @@ fn decided(id: &Id, s: &Snapshot, v: &Verdict) -> Decided {
         time: s.time.clone(),
         reasons: v.reasons.clone(),
     }
+}
+
+/// What `forget [--prune]` did (the `--json` document): the summary's fields, the prune's
+/// summary under `prune`, and the damaged snapshots skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// What forget decided and did.
+    #[serde(flatten)]
+    pub summary: ForgetSummary,
+    /// What the prune did, with `--prune`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<prune::PruneSummary>,
+    /// Snapshots skipped because they are damaged.
+    pub damaged_snapshots: Vec<DamagedSnapshot>,
+}
+
+/// Forgets snapshots (and prunes, with `opts.prune`) under one lock, exclusive unless a dry
+/// run. Periods of the policy are calendar periods of the system time zone.
+pub fn run(repo: &Repository, opts: &ForgetOptions, progress: &Progress) -> Result<Outcome> {
+    opts.check()?;
+    let _lock = repo.lock(!opts.prune_options.dry_run, "forget")?;
+    let summary = forget(repo, opts, &TimeZone::system())?;
+    let prune = if opts.prune {
+        Some(prune::prune(repo, &opts.prune_options, progress)?)
+    } else {
+        None
+    };
+    Ok(Outcome {
+        summary,
+        prune,
+        damaged_snapshots: repo.damaged_snapshots(),
+    })
 }

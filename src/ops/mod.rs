@@ -1,12 +1,22 @@
-//! One module per operation. Each takes a repository and options and returns a summary.
+//! One module per operation. Each command is `ops::<cmd>::run(&repo, &Options, &Progress)`
+//! returning its outcome, which serialises to the command's `--json` document. The operation
+//! takes the repository lock and loads the index itself; the options derive `clap::Args`, so
+//! the command line declares no option a second time.
 
 pub mod backup;
 pub mod copies;
 pub mod copy;
 pub mod forget;
+pub mod init;
+pub mod key;
+pub mod ls;
 pub mod progress;
 pub mod prune;
 pub mod reach;
 pub mod restore;
+pub mod show;
+pub mod snapshots;
+pub mod stats;
 pub mod swampcheck;
+pub mod unlock;
 pub mod verify;

@@ -1,4 +1,8 @@
 //! Lock-free progress counters an operation updates and a display may poll.
+//!
+//! A struct, not a trait: every operation only adds to counters, and a display (the CLI's bar,
+//! or a library caller's) reads them from another thread whenever it likes; a trait would add
+//! dynamic calls on the hot path and still need these counters behind it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -32,7 +32,6 @@ use crate::backend::FileKind;
 use crate::ops::copies::first_intact;
 use crate::ops::progress::Progress;
 use crate::ops::reach::for_each_tree;
-use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, open_blob};
 use crate::repo::index::{
     BlobLocation, INDEX_VERSION, Index, IndexFile, IndexPack, by_priority, effective,
@@ -40,21 +39,25 @@ use crate::repo::index::{
 use crate::repo::pack::{PackEntry, read_header};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::PackWriter;
+use crate::repo::{DamagedSnapshot, Repository};
 use crate::{Error, Id, Result};
 
 /// Blobs per index file written by prune.
 const INDEX_FILE_BLOBS: usize = 50_000;
 
 /// Options of a prune.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct PruneOptions {
-    /// Report what would be done, change nothing.
+    /// Show what would be done, change nothing.
+    #[arg(long)]
     pub dry_run: bool,
-    /// Unused space (percent of the used bytes) left in partly used packs rather than rewriting
-    /// them; 0 rewrites every partly used pack.
+    /// Unused space (percent of the used bytes) to leave in partly used packs rather than
+    /// rewrite them; 0 rewrites every partly used pack.
+    #[arg(long = "max-unused", value_name = "MAX_UNUSED", default_value_t = 5.0)]
     pub max_unused_percent: f64,
-    /// Prune even though some snapshots are damaged: the data only they use is deleted.
-    /// Otherwise prune refuses with [`Error::PruneDamaged`].
+    /// Prune even though some snapshots are damaged (do not decode): the data only they use
+    /// counts as unused and is deleted. Without it prune refuses (exit 13).
+    #[arg(long)]
     pub ignore_damaged_snapshots: bool,
 }
 
@@ -391,8 +394,48 @@ fn plan_verified<'a>(
     }
 }
 
+impl PruneOptions {
+    /// Refuses options no prune can run with (a `max_unused_percent` outside 0..=100); `run`
+    /// checks them too, a caller may check them before opening the repository.
+    pub fn check(&self) -> Result<()> {
+        let v = self.max_unused_percent;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(Error::InvalidInput(format!(
+                "--max-unused {v} is not a percentage between 0 and 100"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a prune did (or would do), the `--json` document: the summary's fields and the
+/// damaged snapshots skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// What was (or would be) deleted and rewritten.
+    #[serde(flatten)]
+    pub summary: PruneSummary,
+    /// Snapshots skipped because they are damaged.
+    pub damaged_snapshots: Vec<DamagedSnapshot>,
+}
+
+/// Prunes the repository under an exclusive lock (shared for a dry run).
+pub fn run(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Result<Outcome> {
+    opts.check()?;
+    let _lock = repo.lock(!opts.dry_run, "prune")?;
+    let summary = prune(repo, opts, progress)?;
+    Ok(Outcome {
+        summary,
+        damaged_snapshots: repo.damaged_snapshots(),
+    })
+}
+
 /// Prunes the repository. The caller holds an exclusive lock.
-pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Result<PruneSummary> {
+pub(crate) fn prune(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &Progress,
+) -> Result<PruneSummary> {
     let files = repo.load_index_files()?;
     let index = Index::from_files(by_priority(&files).map(|(_, f)| f));
     let snapshots = repo.snapshots()?;

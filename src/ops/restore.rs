@@ -33,23 +33,37 @@ use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::Node;
 use crate::{Error, Id, Result};
 
+mod run;
+pub use run::{Outcome, run};
+
 /// Options of a restore.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RestoreOptions {
-    /// Folder to restore into.
-    pub target: PathBuf,
-    /// Only restore paths (relative to the snapshot root) matching one of these globs; a match
-    /// on a directory restores everything below it.
-    pub includes: Vec<String>,
-    /// List what would be restored without writing.
-    pub dry_run: bool,
-    /// Allow a non-empty target; files of the snapshot replace existing ones.
-    pub overwrite: bool,
-    /// Only restore Swamps whose name matches one of these globs (`*` stays within one name
-    /// part, `**` crosses them).
+    /// Snapshot id (prefix) or `latest`.
+    #[arg(required_unless_present = "at")]
+    pub snapshot: Option<String>,
+    /// Restore the newest snapshot taken at or before this time instead of an id.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub at: Option<String>,
+    /// Only restore Swamps whose name matches this glob (repeatable; `*` stays within one
+    /// name part, `**` crosses them).
+    #[arg(long = "swamp")]
     pub swamps: Vec<String>,
-    /// Restore a quarantined Swamp stored with its raw bytes as those bytes, not as its
-    /// loadable prefix.
+    /// Folder to restore into.
+    #[arg(long, short)]
+    pub target: PathBuf,
+    /// Only restore paths matching this glob (repeatable); a match on a directory restores
+    /// everything below it.
+    #[arg(long = "include")]
+    pub includes: Vec<String>,
+    /// Show what would be restored.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Restore into a non-empty folder, replacing files of the same name.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Restore quarantined Swamps as the bytes that were on disk, not their loadable prefix.
+    #[arg(long)]
     pub raw_quarantined: bool,
 }
 
@@ -203,7 +217,8 @@ fn folder_lost() -> io::Error {
     io::Error::other("its folder could not be restored")
 }
 
-/// Restores `snap` as `opts` say.
+/// Restores `snap` as `opts` say (`opts.snapshot` and `opts.at` are not used). The caller
+/// holds a shared lock and passes the loaded index; [`run`] does all that.
 pub fn restore(
     repo: &Repository,
     index: &Index,

@@ -79,12 +79,28 @@ impl ReadData {
 }
 
 /// Options of `verify`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct VerifyOptions {
-    /// What to read.
-    pub read_data: ReadData,
-    /// Limit the data check to the Swamps whose name matches.
-    pub only_swamps: Option<globset::GlobSet>,
+    /// Read, decrypt and re-hash every blob.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only a subset: `N/M` (group N of M) or `P%`.
+    #[arg(long, conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+    /// Check only the data of Swamps whose name matches this glob (repeatable).
+    #[arg(long = "swamp")]
+    pub swamps: Vec<String>,
+}
+
+impl VerifyOptions {
+    /// Which pack data to read.
+    pub fn read_data(&self) -> Result<ReadData> {
+        match (self.read_data, &self.read_data_subset) {
+            (true, _) => Ok(ReadData::All),
+            (false, Some(s)) => ReadData::parse_subset(s),
+            (false, None) => Ok(ReadData::None),
+        }
+    }
 }
 
 /// A snapshot file affected by damage.
@@ -151,10 +167,35 @@ fn problem(kind: &str, object: String, detail: String, blobs: &[Id]) -> Problem 
     }
 }
 
-/// Runs `verify`.
-pub fn verify(
+/// The result of `verify` (the `--json` document): the report and whether it found nothing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// What was checked and found.
+    #[serde(flatten)]
+    pub report: VerifyReport,
+    /// Whether the repository is sound.
+    pub ok: bool,
+}
+
+/// Checks the repository under a shared lock. Damage found is in the outcome, not an error.
+pub fn run(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> Result<Outcome> {
+    let read_data = opts.read_data()?;
+    let only_swamps = if opts.swamps.is_empty() {
+        None
+    } else {
+        Some(crate::ops::restore::swamp_globs(&opts.swamps)?)
+    };
+    let report = verify(repo, read_data, only_swamps.as_ref(), progress)?;
+    Ok(Outcome {
+        ok: report.ok(),
+        report,
+    })
+}
+
+fn verify(
     repo: &Repository,
-    opts: &VerifyOptions,
+    read_data: ReadData,
+    only_swamps: Option<&globset::GlobSet>,
     progress: &Progress,
 ) -> Result<VerifyReport> {
     let _lock = repo.lock(false, "verify")?;
@@ -333,10 +374,7 @@ pub fn verify(
             &mut checked_trees,
             &mut |rel, n, swamp| {
                 let mut lost = false;
-                let selected = opts
-                    .only_swamps
-                    .as_ref()
-                    .is_none_or(|g| swamp.is_some_and(|s| g.is_match(s)));
+                let selected = only_swamps.is_none_or(|g| swamp.is_some_and(|s| g.is_match(s)));
                 used_data.extend(n.data_blobs().copied());
                 for id in n.data_blobs() {
                     if selected {
@@ -399,7 +437,7 @@ pub fn verify(
         report.problems.extend(tree_errors);
     }
 
-    if opts.only_swamps.is_some() && wanted.is_empty() {
+    if only_swamps.is_some() && wanted.is_empty() {
         return Err(Error::NotFound(
             "Swamp matching --swamp in any snapshot".into(),
         ));
@@ -420,13 +458,11 @@ pub fn verify(
     report.problems.extend(found);
 
     // Read data.
-    if opts.read_data != ReadData::None {
+    if read_data != ReadData::None {
         let selected: Vec<(&Id, &Vec<PackEntry>)> = pack_entries
             .iter()
-            .filter(|(id, _)| present.contains_key(id) && opts.read_data.selects(id))
-            .filter(|(_, es)| {
-                opts.only_swamps.is_none() || es.iter().any(|e| wanted.contains(&e.id))
-            })
+            .filter(|(id, _)| present.contains_key(id) && read_data.selects(id))
+            .filter(|(_, es)| only_swamps.is_none() || es.iter().any(|e| wanted.contains(&e.id)))
             .collect();
         let counters = Mutex::new((0u64, 0u64, 0u64));
         let read_intact = Mutex::new(Vec::new());
@@ -549,10 +585,8 @@ pub fn verify(
         }
     }
     // Stored Swamps load as HydrAIDE loads them (every pack read, or the selected Swamps').
-    if opts.read_data == ReadData::All
-        || (opts.read_data != ReadData::None && opts.only_swamps.is_some())
-    {
-        let only = opts.only_swamps.as_ref();
+    if read_data == ReadData::All || (read_data != ReadData::None && only_swamps.is_some()) {
+        let only = only_swamps;
         let found = crate::ops::swampcheck::check_swamps(repo, &index, &snapshots, only)?;
         report.problems.extend(found);
     }

@@ -1,0 +1,65 @@
+//! The `backup` operation's entry point and its outcome (the `--json` document).
+
+use serde::Serialize;
+
+use super::{BackupOptions, SourceError, SpecialFile, SwampDecision, backup};
+use crate::ops::progress::Progress;
+use crate::repo::snapshot::SnapshotSummary;
+use crate::repo::{DamagedSnapshot, Repository};
+use crate::{Id, Result};
+
+/// What a backup did: its summary's counters plus what is listed here.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Counters.
+    #[serde(flatten)]
+    pub summary: SnapshotSummary,
+    /// The snapshot written (none for a dry run).
+    pub snapshot_id: Option<Id>,
+    /// The parent used.
+    pub parent: Option<Id>,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// Files that could not be read.
+    pub source_errors: Vec<SourceError>,
+    /// Files and folders that vanished during the backup (not an error).
+    pub gone: Vec<String>,
+    /// Special files found and not backed up.
+    pub special: Vec<SpecialFile>,
+    /// Swamps stored raw because no consistent copy could be made.
+    pub quarantine: Vec<SwampDecision>,
+    /// Per-Swamp decisions (dry runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<Vec<SwampDecision>>,
+    /// Snapshots skipped because they are damaged (looking for the parent).
+    pub damaged_snapshots: Vec<DamagedSnapshot>,
+}
+
+impl BackupOptions {
+    /// Refuses options no backup can run with (an unreadable `since` or `time`); `run` checks
+    /// them too, a caller may check them before opening the repository.
+    pub fn check(&self) -> Result<()> {
+        for t in self.since.iter().chain(&self.time) {
+            crate::timespec::parse(t)?;
+        }
+        Ok(())
+    }
+}
+
+/// Backs up what `opts` names into a new snapshot (a dry run writes nothing). Takes a shared
+/// lock unless a dry run.
+pub fn run(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Result<Outcome> {
+    let out = backup(repo, opts, progress)?;
+    Ok(Outcome {
+        summary: out.summary,
+        snapshot_id: out.snapshot_id,
+        parent: out.parent,
+        dry_run: opts.dry_run,
+        source_errors: out.errors,
+        gone: out.gone,
+        special: out.special,
+        quarantine: out.quarantine,
+        decisions: opts.dry_run.then_some(out.decisions),
+        damaged_snapshots: repo.damaged_snapshots(),
+    })
+}

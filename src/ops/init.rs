@@ -1,0 +1,80 @@
+//! `init`: creates a repository.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::crypto::KdfParams;
+use crate::repo::Repository;
+use crate::repo::config::Config;
+use crate::{Error, Id, Result};
+
+/// Options of `init`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitOptions {
+    /// Target pack size in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub pack_size: u32,
+    /// zstd level for data blobs (0 disables compression).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compression: i32,
+    /// Average chunk size in KiB (a power of two).
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_avg: u32,
+    /// With --from-repo: take its chunker parameters and blob-id secret, so that `copy`
+    /// between the two moves only missing blobs and backups into either deduplicate alike.
+    #[arg(long, requires = "from_repo")]
+    pub copy_params: bool,
+}
+
+impl InitOptions {
+    /// The configuration these options describe; with `params_from`, its chunker parameters
+    /// and blob-id secret.
+    pub fn config(&self, params_from: Option<&Config>) -> Result<Config> {
+        let mut cfg = Config::new();
+        cfg.pack_size = self.pack_size.saturating_mul(1024 * 1024);
+        cfg.compression = self.compression;
+        let avg = self.chunk_avg.saturating_mul(1024);
+        if !avg.is_power_of_two() {
+            return Err(Error::InvalidInput(
+                "--chunk-avg must be a power of two".into(),
+            ));
+        }
+        cfg.chunker.avg = avg;
+        cfg.chunker.min = (avg / 4).max(64);
+        cfg.chunker.max = avg.saturating_mul(4);
+        if let Some(c) = params_from {
+            cfg.id_key = c.id_key;
+            cfg.chunker = c.chunker;
+            cfg.hyd_chunker = c.hyd_chunker;
+        }
+        Ok(cfg)
+    }
+}
+
+/// The repository created (the `--json` document).
+#[derive(Debug, Clone, Serialize)]
+pub struct InitOutcome {
+    /// Its location.
+    pub repository: String,
+    /// Its id.
+    pub id: Id,
+    /// The id of its first key.
+    pub key: String,
+}
+
+/// Creates a repository with `config` and one key for `password`.
+pub fn run(
+    backend: Arc<dyn Backend>,
+    password: &[u8],
+    kdf: KdfParams,
+    config: Config,
+) -> Result<InitOutcome> {
+    let repo = Repository::init(backend, password, kdf, config)?;
+    Ok(InitOutcome {
+        repository: repo.backend().location(),
+        id: repo.config().id,
+        key: repo.key_name().to_string(),
+    })
+}

@@ -1,0 +1,120 @@
+//! `show`: a snapshot's HydrAIDE catalogue, totals and one row per Swamp.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::ops::progress::Progress;
+use crate::ops::restore::{swamp_globs, walk_tree};
+use crate::repo::Repository;
+use crate::{Id, Result};
+
+/// Options of `show`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ShowOptions {
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Only Swamps whose name matches this glob (e.g. `users/profiles/*`).
+    #[arg(long)]
+    pub swamp: Option<String>,
+}
+
+/// Totals over the Swamps shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowTotals {
+    /// Swamps.
+    pub swamps: usize,
+    /// Entries of all of them.
+    pub entries: u64,
+    /// Bytes of all of them.
+    pub bytes: u64,
+    /// Quarantined Swamps.
+    pub quarantined: usize,
+}
+
+/// One Swamp of the catalogue.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowSwamp {
+    /// Path of its file or folder in the snapshot.
+    pub path: String,
+    /// Its name, when known.
+    pub name: Option<String>,
+    /// HydrAIDE format (1 or 2).
+    pub format: u16,
+    /// Bytes stored for it.
+    pub size: u64,
+    /// Entries.
+    pub entries: u64,
+    /// Blocks.
+    pub blocks: u64,
+    /// The header's CreatedAt (unix ns; 0 when unknown).
+    pub created_ns: i64,
+    /// The file's mtime: its last write (unix ns; 0 when unknown).
+    pub modified_ns: i64,
+    /// What the backup decided for it.
+    pub decision: String,
+    /// Why it was quarantined, if it was.
+    pub problem: Option<String>,
+}
+
+/// A snapshot's catalogue (the `--json` document).
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowOutcome {
+    /// The snapshot.
+    pub snapshot_id: Id,
+    /// Its time.
+    pub time: String,
+    /// Totals.
+    pub totals: ShowTotals,
+    /// The Swamps, in tree order.
+    pub swamps: Vec<ShowSwamp>,
+}
+
+/// Collects the catalogue of the snapshot `opts` names.
+pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Result<ShowOutcome> {
+    let (id, snap) = repo.find_snapshot(&opts.snapshot)?;
+    let index = repo.load_index()?;
+    let filter = opts
+        .swamp
+        .as_ref()
+        .map(|p| swamp_globs(std::slice::from_ref(p)))
+        .transpose()?;
+    let mut swamps = Vec::new();
+    walk_tree(repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
+        if let Some(s) = &n.swamp {
+            let keep = filter
+                .as_ref()
+                .is_none_or(|f| s.name.as_deref().is_some_and(|name| f.is_match(name)));
+            if keep {
+                swamps.push(ShowSwamp {
+                    path: rel.display().to_string(),
+                    name: s.name.clone(),
+                    format: s.format,
+                    size: n.size,
+                    entries: s.entries,
+                    blocks: s.blocks,
+                    created_ns: s.created_ns,
+                    modified_ns: s.modified_ns,
+                    decision: s.decision.clone(),
+                    problem: s.problem.clone(),
+                });
+            }
+        }
+        Ok(())
+    })?;
+    let totals = ShowTotals {
+        swamps: swamps.len(),
+        entries: swamps.iter().map(|s| s.entries).sum(),
+        bytes: swamps.iter().map(|s| s.size).sum(),
+        quarantined: swamps
+            .iter()
+            .filter(|s| s.decision == "quarantined")
+            .count(),
+    };
+    Ok(ShowOutcome {
+        snapshot_id: id,
+        time: snap.time,
+        totals,
+        swamps,
+    })
+}
