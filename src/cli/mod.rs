@@ -502,16 +502,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             let p = Arc::new(Progress::default());
             let disp = progress::start(p.clone(), "verify", !g.quiet && !g.json);
-            let only_swamps = if a.swamps.is_empty() {
-                None
-            } else {
-                Some(hydrabackup::ops::restore::swamp_globs(&a.swamps)?)
-            };
             let r = verify(
                 &repo,
                 &VerifyOptions {
                     read_data,
-                    only_swamps,
+                    swamps: a.swamps,
                 },
                 &p,
             )?;

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use hydrabackup::Result;
-use hydrabackup::ops::restore::{swamp_globs, walk_tree};
+use hydrabackup::ops::filter::SwampFilter;
+use hydrabackup::ops::restore::walk_tree;
 use hydrabackup::repo::Repository;
 use serde_json::json;
 
@@ -22,18 +23,11 @@ fn time(ns: i64) -> String {
 pub fn run(g: &Global, repo: &Repository, a: ShowArgs) -> Result<i32> {
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let index = repo.load_index()?;
-    let filter = a
-        .swamp
-        .as_ref()
-        .map(|p| swamp_globs(std::slice::from_ref(p)))
-        .transpose()?;
+    let filter = SwampFilter::new(a.swamp.as_slice())?;
     let mut rows = Vec::new();
     walk_tree(repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
         if let Some(s) = &n.swamp {
-            let keep = filter
-                .as_ref()
-                .is_none_or(|f| s.name.as_deref().is_some_and(|name| f.is_match(name)));
-            if keep {
+            if filter.selects(n) {
                 rows.push((rel.display().to_string(), n.size, s.clone()));
             }
         }
@@ -43,7 +37,7 @@ pub fn run(g: &Global, repo: &Repository, a: ShowArgs) -> Result<i32> {
     let bytes: u64 = rows.iter().map(|r| r.1).sum();
     let quarantined = rows
         .iter()
-        .filter(|r| r.2.decision == "quarantined")
+        .filter(|r| r.2.decision == hydrabackup::repo::tree::Decision::Quarantined)
         .count();
     if g.json {
         let v: Vec<_> = rows

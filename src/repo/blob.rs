@@ -68,8 +68,13 @@ pub fn open_blob_with_payload(
     Ok((payload, plain))
 }
 
-/// Opens and checks a blob; the plaintext is `None` when it is the payload itself.
-fn open_checked(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+/// Opens and checks a blob: `(payload as stored, plaintext)`, the plaintext `None` when it is
+/// the payload itself (an uncompressed blob).
+pub fn open_checked(
+    keys: &Keys,
+    e: &PackEntry,
+    sealed: &[u8],
+) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     let what = || format!("blob {}", e.id);
     // Index entries are not range-checked when loaded; without this a frame declaring up to
     // 4 GiB would be allocated for before the length check below.

@@ -1,8 +1,12 @@
 //! What is backed up: file-system metadata and exclusion rules (and the HydrAIDE-aware source).
 
+pub(crate) mod build;
 pub mod dir;
 pub mod hydraide;
 pub mod open;
+pub(crate) mod pipeline;
+pub mod report;
+pub(crate) mod walk;
 
 pub use open::{Identity, Trouble, open_checked, trouble};
 
