@@ -61,3 +61,26 @@ impl SwampFilter {
         self.is_all() || self.matches_node(node)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SwampFilter;
+
+    fn filter(p: &[&str]) -> SwampFilter {
+        SwampFilter::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn star_stays_within_a_name_part_and_no_pattern_selects_all() {
+        let f = filter(&["users/*"]);
+        assert!(f.matches("users/profiles"));
+        assert!(!f.matches("users/profiles/alice"));
+        assert!(filter(&["users/**"]).matches("users/profiles/alice"));
+        let all = filter(&[]);
+        assert!(all.is_all() && !all.matches("users/profiles"));
+        let md = std::fs::symlink_metadata("/").unwrap();
+        let n = crate::source::node_from_metadata(b"x", &md).unwrap();
+        assert!(all.selects(&n) && !f.selects(&n));
+        assert!(SwampFilter::new(&["a/[".into()]).is_err());
+    }
+}

@@ -74,20 +74,26 @@ impl<T: Sync> PackReads<T> {
         self.packs.values().flat_map(|b| b.values())
     }
 
-    /// Reads the packs in parallel, each span once; `f(pack, span length, blobs)` gets the
-    /// pack's blobs in offset order, each opened as it is taken from the iterator.
+    /// Reads the packs in parallel, each span once; `f(pack, span, blobs)` gets the span's
+    /// length (or why it could not be read) and the pack's blobs in offset order, each opened
+    /// as it is taken from the iterator (from another copy when this one fails).
     pub fn read<F>(&self, repo: &Repository, index: &Index, kind: BlobType, f: F) -> Result<()>
     where
-        F: Fn(&Id, u64, &mut dyn Iterator<Item = Read<'_, T>>) -> Result<()> + Sync,
+        F: Fn(&Id, Result<u64>, &mut dyn Iterator<Item = Read<'_, T>>) -> Result<()> + Sync,
     {
         let packs: Vec<_> = self.packs.iter().collect();
         packs.par_iter().try_for_each(|(pack, blobs)| {
             let first = blobs.values().next().expect("non-empty").0.offset as u64;
             let last = blobs.values().next_back().expect("non-empty").0;
             let len = last.offset as u64 + last.len as u64 - first;
-            let bytes = repo
-                .backend()
-                .read_range(FileKind::Pack, &pack.to_hex(), first, len);
+            let (bytes, span) =
+                match repo
+                    .backend()
+                    .read_range(FileKind::Pack, &pack.to_hex(), first, len)
+                {
+                    Ok(b) => (Ok(b), Ok(len)),
+                    Err(er) => (Err(format!("pack {pack}: {er}")), Err(er)),
+                };
             let mut it = blobs.values().map(|(e, value)| {
                 let s = (e.offset as u64 - first) as usize;
                 let planned = match &bytes {
@@ -98,7 +104,7 @@ impl<T: Sync> PackReads<T> {
                             plain,
                         })
                         .map_err(|er| format!("{er} (in pack {pack})")),
-                    Err(er) => Err(format!("pack {pack}: {er}")),
+                    Err(why) => Err(why.clone()),
                 };
                 Read {
                     entry: *e,
@@ -106,7 +112,7 @@ impl<T: Sync> PackReads<T> {
                     blob: planned.or_else(|why| other_copy(repo, index, kind, pack, e).ok_or(why)),
                 }
             });
-            f(pack, bytes.as_ref().map_or(0, |_| len), &mut it)
+            f(pack, span, &mut it)
         })
     }
 }

@@ -679,3 +679,39 @@ fn name_index_problem(blob: &Id, sid: &Id, e: Error) -> Problem {
         &[*blob],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ProblemKind;
+
+    /// Scripts match on `verify --json` problem kinds: each variant keeps its string.
+    #[test]
+    fn problem_kinds_keep_their_strings() {
+        use ProblemKind::*;
+        let kinds = [
+            Key,
+            Index,
+            MissingPack,
+            Pack,
+            Blob,
+            Snapshot,
+            Tree,
+            MissingBlob,
+            Swamp,
+        ];
+        let names: Vec<String> = kinds
+            .iter()
+            .map(|k| {
+                serde_json::to_value(k)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            names.join(" "),
+            "key index missing-pack pack blob snapshot tree missing-blob swamp"
+        );
+    }
+}

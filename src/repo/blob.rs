@@ -56,18 +56,6 @@ pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
     Ok(plain.unwrap_or(payload))
 }
 
-/// Like [`open_blob`], and also returns the payload as stored (compressed when the entry says
-/// so), for copying the blob without compressing it again: `(payload, plaintext)`.
-pub fn open_blob_with_payload(
-    keys: &Keys,
-    e: &PackEntry,
-    sealed: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>)> {
-    let (payload, plain) = open_checked(keys, e, sealed)?;
-    let plain = plain.unwrap_or_else(|| payload.clone());
-    Ok((payload, plain))
-}
-
 /// Opens and checks a blob: `(payload as stored, plaintext)`, the plaintext `None` when it is
 /// the payload itself (an uncompressed blob).
 pub fn open_checked(

@@ -341,4 +341,31 @@ mod tests {
             );
         }
     }
+
+    /// The decision strings are part of the format (stored in trees) and of `--json`: each
+    /// variant keeps its name, in trees and in JSON, and a stored one decodes back.
+    #[test]
+    fn decisions_keep_their_strings() {
+        let all = [
+            (Decision::New, "new"),
+            (Decision::Unchanged, "unchanged"),
+            (Decision::Appended, "appended"),
+            (Decision::Rewritten, "rewritten"),
+            (Decision::Quarantined, "quarantined"),
+            (Decision::Gone, "gone"),
+            (Decision::Skipped, "skipped"),
+        ];
+        for (d, s) in all {
+            assert_eq!(serde_json::to_value(d).unwrap(), s);
+            assert_eq!(format!("{d:<12}|"), format!("{s:<12}|"));
+            let mut n = file(b"x");
+            n.swamp = Some(SwampInfo {
+                decision: d,
+                ..SwampInfo::default()
+            });
+            let back = Tree::decode(&Tree { nodes: vec![n] }.encode()).unwrap();
+            assert_eq!(back.nodes[0].swamp.as_ref().unwrap().decision, d);
+            assert_eq!(from_cbor::<String>(&to_cbor(&d), "decision").unwrap(), s);
+        }
+    }
 }
