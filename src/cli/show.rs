@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use hydrabackup::Result;
-use hydrabackup::ops::filter::SwampFilter;
 use hydrabackup::ops::restore::walk_tree;
 use hydrabackup::repo::Repository;
+use hydrabackup::repo::filter::SwampFilter;
 use serde_json::json;
 
 use super::args::{Global, ShowArgs};

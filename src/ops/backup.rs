@@ -158,17 +158,21 @@ pub fn backup(
     let (events_tx, events_rx) = unbounded::<Event>();
     let files_read = AtomicU64::new(0);
 
+    let (read, found) = (
+        |items, bytes| progress.done(items, bytes),
+        |items, bytes| progress.total(items, bytes),
+    );
     let (root, mut walker, queued) = std::thread::scope(|s| {
         for _ in 0..2 {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
-            let (chunker, writer, files_read) = (&chunker, &writer, &files_read);
+            let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
             s.spawn(move || {
                 let mut reader = Reader {
                     chunker,
                     hyd,
                     buf: Vec::new(),
                     chunks: tx,
-                    progress,
+                    progress: read,
                 };
                 for job in rx.iter() {
                     if writer.failed() {
@@ -199,7 +203,7 @@ pub fn backup(
             since_ns: opts.since_ns,
             files_tx,
             next_file: AtomicUsize::new(0),
-            progress,
+            progress: &found,
         };
         let mut walker = Walker {
             ctx: &ctx,

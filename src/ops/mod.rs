@@ -3,7 +3,6 @@
 pub mod backup;
 pub mod copies;
 pub mod copy;
-pub mod filter;
 pub mod forget;
 pub mod packread;
 pub mod progress;

@@ -7,11 +7,11 @@ use std::path::Path;
 
 use crate::hyd::HydError;
 use crate::hyd::stream::check_stream;
-use crate::ops::filter::SwampFilter;
 use crate::ops::restore::walk_tree;
 use crate::ops::verify::{Affected, Problem, ProblemKind};
 use crate::repo::Repository;
 use crate::repo::blob::BlobType;
+use crate::repo::filter::SwampFilter;
 use crate::repo::index::Index;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::Node;

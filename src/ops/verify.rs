@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use crate::backend::FileKind;
 use crate::ops::copies::first_intact;
-use crate::ops::filter::SwampFilter;
 use crate::ops::progress::Progress;
 use crate::ops::walk::{Visit, walk};
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, open_blob};
+use crate::repo::filter::SwampFilter;
 use crate::repo::index::{Index, IndexFile, by_priority, effective};
 use crate::repo::keyfile::KeyFile;
 use crate::repo::pack::{PackEntry, decode_header, read_header};

@@ -223,7 +223,7 @@ mod tests {
         ) {
             let pages = paginate(names.iter().map(|n| entry(n)).collect());
             let root = index_of(&pages);
-            let glob = crate::ops::filter::SwampFilter::new(std::slice::from_ref(&pat)).unwrap();
+            let glob = crate::repo::filter::SwampFilter::new(std::slice::from_ref(&pat)).unwrap();
             let cands: Vec<usize> = root.candidates(std::slice::from_ref(&pat))
                 .iter().map(|r| r.id.0[0] as usize).collect();
             for (i, p) in pages.iter().enumerate() {

@@ -10,14 +10,13 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::Id;
 use crate::chunker::{ChunkStream, Chunker};
-use crate::ops::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
 use crate::repo::index::Index;
 use crate::repo::tree::{Decision, SwampInfo};
 use crate::source::hydraide::{Capture, ChunkSink, HydCapture, HydChunking, capture};
 use crate::source::walk::{FileJob, JobKind};
-use crate::source::{Identity, Trouble, open_checked, trouble};
+use crate::source::{Identity, Tally, Trouble, open_checked, trouble};
 
 /// What a reader learned about one file.
 #[derive(Default)]
@@ -124,14 +123,15 @@ pub(crate) struct Reader<'a> {
     pub(crate) hyd: HydChunking,
     pub(crate) buf: Vec<u8>,
     pub(crate) chunks: Sender<ChunkJob>,
-    pub(crate) progress: &'a Progress,
+    /// Bytes read.
+    pub(crate) progress: Tally<'a>,
 }
 
 /// Sends one file's chunks to the workers, numbering them; an attempt that starts over gets a
 /// fresh range of numbers, with the first one kept for the header blob.
 pub(crate) struct FileSink<'r> {
     pub(crate) chunks: &'r Sender<ChunkJob>,
-    pub(crate) progress: &'r Progress,
+    pub(crate) progress: Tally<'r>,
     pub(crate) file: usize,
     pub(crate) next: u32,
     pub(crate) base: u32,
@@ -139,7 +139,7 @@ pub(crate) struct FileSink<'r> {
 
 impl FileSink<'_> {
     pub(crate) fn send(&mut self, seq: u32, data: Vec<u8>) -> bool {
-        self.progress.done(0, data.len() as u64);
+        (self.progress)(0, data.len() as u64);
         self.chunks
             .send(ChunkJob {
                 file: self.file,
@@ -277,7 +277,7 @@ impl Reader<'_> {
             match stream.next_chunk() {
                 Ok(Some(c)) => {
                     done.size += c.len() as u64;
-                    self.progress.done(0, c.len() as u64);
+                    (self.progress)(0, c.len() as u64);
                     let cj = ChunkJob {
                         file,
                         seq,

@@ -9,7 +9,6 @@ use crossbeam_channel::Sender;
 use rayon::prelude::*;
 
 use crate::Id;
-use crate::ops::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::blob::BlobType;
 use crate::repo::index::Index;
@@ -19,7 +18,9 @@ use crate::source::dir::Dir;
 use crate::source::hydraide::HydParent;
 use crate::source::open::type_name;
 use crate::source::report::{SourceError, SourceErrorKind, SpecialFile, SwampDecision};
-use crate::source::{Excludes, Identity, Trouble, node_from_metadata, open_checked, trouble};
+use crate::source::{
+    Excludes, Identity, Tally, Trouble, node_from_metadata, open_checked, trouble,
+};
 
 pub(crate) struct FileJob {
     pub(crate) idx: usize,
@@ -66,7 +67,8 @@ pub(crate) struct WalkCtx<'a> {
     pub(crate) since_ns: Option<i64>,
     pub(crate) files_tx: Sender<FileJob>,
     pub(crate) next_file: AtomicUsize,
-    pub(crate) progress: &'a Progress,
+    /// Files and bytes found.
+    pub(crate) progress: Tally<'a>,
 }
 
 /// What a walk found, without the shared parts.
@@ -177,7 +179,7 @@ impl Walker<'_> {
     ) -> usize {
         let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
         self.res.pending_paths.push((idx, path.to_path_buf()));
-        self.ctx.progress.total(1, size);
+        (self.ctx.progress)(1, size);
         // A send fails only when every reader has stopped (writer failure); the file then stays
         // pending and the run reports the writer's error.
         let _ = self.ctx.files_tx.send(FileJob {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{RestoreOptions, build_globs};
-use crate::ops::filter::SwampFilter;
 use crate::repo::Repository;
+use crate::repo::filter::SwampFilter;
 use crate::repo::index::Index;
 use crate::repo::names::NameEntry;
 use crate::repo::tree::{Node, NodeKind, Tree};
