@@ -174,38 +174,54 @@ impl Ctx<'_> {
         )
     }
 
-    /// Stores tree `id` of the source and everything below it; returns its destination id.
-    /// With shared ids the stored bytes are copied as they are; otherwise the tree is rewritten
-    /// with the destination's ids.
+    /// Stores tree `root` of the source and everything below it, children first (an explicit
+    /// stack: depth costs no call stack); returns its destination id. With shared ids the
+    /// stored bytes are copied as they are; otherwise the tree is rewritten with the
+    /// destination's ids.
     fn copy_tree(
         &self,
         trees: &HashMap<Id, (Tree, Vec<u8>)>,
-        id: &Id,
+        root: &Id,
         memo: &mut HashMap<Id, Id>,
     ) -> Result<Id> {
-        if let Some(d) = memo.get(id) {
-            return Ok(*d);
-        }
-        let (tree, bytes) = trees.get(id).expect("every tree was loaded");
-        let mut t = tree.clone();
-        for n in &mut t.nodes {
-            if let Some(sub) = n.subtree {
-                n.subtree = Some(self.copy_tree(trees, &sub, memo)?);
+        let mut stack = vec![*root];
+        while let Some(&id) = stack.last() {
+            if memo.contains_key(&id) {
+                stack.pop();
+                continue;
             }
-            if !self.same {
-                let map = self.data_ids.lock().expect("ids");
-                for c in n.data_blobs_mut() {
-                    *c = *map.get(c).expect("every data blob was copied");
+            let (tree, bytes) = trees.get(&id).expect("every tree was loaded");
+            let before = stack.len();
+            stack.extend(
+                tree.nodes
+                    .iter()
+                    .filter_map(|n| n.subtree)
+                    .filter(|s| !memo.contains_key(s)),
+            );
+            if stack.len() > before {
+                continue;
+            }
+            stack.pop();
+            let mut t = tree.clone();
+            for n in &mut t.nodes {
+                if let Some(sub) = &mut n.subtree {
+                    *sub = memo[sub];
+                }
+                if !self.same {
+                    let map = self.data_ids.lock().expect("ids");
+                    for c in n.data_blobs_mut() {
+                        *c = *map.get(c).expect("every data blob was copied");
+                    }
                 }
             }
+            let d = if self.same {
+                self.store_tree(bytes)?
+            } else {
+                self.store_tree(&t.encode())?
+            };
+            memo.insert(id, d);
         }
-        let d = if self.same {
-            self.store_tree(bytes)?
-        } else {
-            self.store_tree(&t.encode())?
-        };
-        memo.insert(*id, d);
-        Ok(d)
+        Ok(memo[root])
     }
 
     /// Stores a snapshot's name index (root and pages); returns the new root's id.
