@@ -27,7 +27,9 @@ use crate::source::report::GONE;
 use crate::source::walk::{DirDraft, FileJob, WalkCtx, WalkResult, Walker};
 use crate::{Error, Id, Result};
 
-pub use crate::source::report::{SourceError, SourceErrorKind, SpecialFile, SwampDecision};
+pub use crate::source::report::{
+    SourceError, SourceErrorKind, SpecialFile, SpecialKind, SwampDecision,
+};
 
 /// Options of one backup run.
 #[derive(Debug, Clone, Default)]

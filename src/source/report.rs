@@ -1,6 +1,9 @@
 //! What a backup reports about its sources: per-Swamp decisions, files it could not read and
 //! special files it left out.
 
+use std::fs::FileType;
+use std::os::unix::fs::FileTypeExt;
+
 use serde::Serialize;
 
 use crate::repo::tree::Decision;
@@ -46,11 +49,65 @@ pub enum SourceErrorKind {
     Changed,
 }
 
+/// What a special file is (serialised as reports name it: `FIFO`, `socket`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SpecialKind {
+    /// A named pipe.
+    #[serde(rename = "FIFO")]
+    Fifo,
+    /// A Unix socket.
+    #[serde(rename = "socket")]
+    Socket,
+    /// A character device.
+    #[serde(rename = "character device")]
+    CharDevice,
+    /// A block device.
+    #[serde(rename = "block device")]
+    BlockDevice,
+    /// Any other type that is not a file, folder or symlink.
+    #[serde(rename = "special file")]
+    Other,
+}
+
+impl SpecialKind {
+    /// The kind of a file type that is not a file, folder or symlink.
+    pub fn of(ft: FileType) -> SpecialKind {
+        if ft.is_fifo() {
+            SpecialKind::Fifo
+        } else if ft.is_socket() {
+            SpecialKind::Socket
+        } else if ft.is_char_device() {
+            SpecialKind::CharDevice
+        } else if ft.is_block_device() {
+            SpecialKind::BlockDevice
+        } else {
+            SpecialKind::Other
+        }
+    }
+
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecialKind::Fifo => "FIFO",
+            SpecialKind::Socket => "socket",
+            SpecialKind::CharDevice => "character device",
+            SpecialKind::BlockDevice => "block device",
+            SpecialKind::Other => "special file",
+        }
+    }
+}
+
+impl std::fmt::Display for SpecialKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A FIFO, socket or device found by the walk: never opened, not backed up, reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpecialFile {
     /// Path of the file.
     pub path: String,
-    /// What it is: FIFO, socket, character device or block device.
-    pub kind: String,
+    /// What it is.
+    pub kind: SpecialKind,
 }

@@ -16,8 +16,9 @@ use crate::repo::snapshot::SnapshotSummary;
 use crate::repo::tree::{Decision, Node, NodeKind, SwampInfo, Tree};
 use crate::source::dir::Dir;
 use crate::source::hydraide::HydParent;
-use crate::source::open::type_name;
-use crate::source::report::{SourceError, SourceErrorKind, SpecialFile, SwampDecision};
+use crate::source::report::{
+    SourceError, SourceErrorKind, SpecialFile, SpecialKind, SwampDecision,
+};
 use crate::source::{
     Excludes, Identity, Tally, Trouble, node_from_metadata, open_checked, trouble,
 };
@@ -217,7 +218,7 @@ impl Walker<'_> {
             self.res.summary.special_files += 1;
             self.res.special.push(SpecialFile {
                 path: path.display().to_string(),
-                kind: type_name(md.file_type()).into(),
+                kind: SpecialKind::of(md.file_type()),
             });
             return None;
         };
@@ -482,7 +483,7 @@ impl Walker<'_> {
                     Some(_) => {}
                     None => specials.borrow_mut().push(SpecialFile {
                         path: path.join(e.file_name()).display().to_string(),
-                        kind: type_name(md.file_type()).into(),
+                        kind: SpecialKind::of(md.file_type()),
                     }),
                 }
             }
