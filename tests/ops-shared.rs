@@ -63,3 +63,64 @@ fn library_walks_verify_and_copy_a_10000_deep_tree_on_a_small_stack() {
         .clone();
     assert!(ls.lines().any(|l| l.ends_with(&bottom)), "{ls}");
 }
+
+/// A forged index that puts blob `b` at the place of blob `a` (same pack, same offset) cannot
+/// make restore write `a`'s bytes as `b`'s: each blob read is checked against its own id, so
+/// `b` is damaged (exit 13, never under its name) and `a` is restored.
+#[test]
+fn a_blob_indexed_at_another_blobs_offset_is_damage_not_the_other_blobs_bytes() {
+    use hydrabackup::Id;
+    use hydrabackup::backend::FileKind;
+
+    let t = TestRepo::init();
+    let src = t.path("src");
+    let (a, b) = (random_bytes(1, 300), random_bytes(2, 300));
+    write(&src.join("a"), &a);
+    write(&src.join("b"), &b);
+    t.backup(&[&src]);
+
+    let repo = open(&t);
+    let (a_id, b_id) = (repo.keys().blob_id(&a), repo.keys().blob_id(&b));
+    let files = repo.load_index_files().unwrap();
+    let mut forged = hydrabackup::repo::index::IndexFile {
+        version: files[0].1.version,
+        supersedes: files
+            .iter()
+            .map(|(n, _)| Id::from_hex(n).unwrap())
+            .collect(),
+        packs: files.iter().flat_map(|(_, f)| f.packs.clone()).collect(),
+    };
+    let at_a = forged
+        .packs
+        .iter()
+        .flat_map(|p| p.blobs.iter())
+        .find(|e| e.1 == a_id)
+        .copied()
+        .expect("a is indexed");
+    for p in &mut forged.packs {
+        p.blobs.retain(|e| e.1 != b_id);
+        if p.blobs.iter().any(|e| e.1 == a_id) {
+            p.blobs.push((at_a.0, b_id, at_a.2, at_a.3, at_a.4));
+        }
+    }
+    repo.save_object(FileKind::Index, &forged).unwrap();
+
+    let target = t.path("out");
+    let r = t.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--json",
+    ]);
+    r.expect_code(13);
+    let v = r.json();
+    let damaged = v["damaged"].as_array().expect("damaged list");
+    assert_eq!(damaged.len(), 1, "{v:#}");
+    assert!(damaged[0]["path"].as_str().unwrap().ends_with('b'), "{v:#}");
+    assert_eq!(std::fs::read(target.join("a")).unwrap(), a);
+    assert!(
+        !target.join("b").exists(),
+        "b is never written with a's bytes"
+    );
+}

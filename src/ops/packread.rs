@@ -14,8 +14,10 @@ use crate::repo::pack::PackEntry;
 use crate::{Id, Result};
 
 /// Blobs to read, by pack and offset, each with the caller's value `T` (where it goes, ...).
+/// Keyed by offset and id, so a (forged) index that puts two blobs at one offset gets each
+/// checked, not one read for the other.
 pub struct PackReads<T> {
-    packs: HashMap<Id, BTreeMap<u32, (PackEntry, T)>>,
+    packs: HashMap<Id, BTreeMap<(u32, [u8; 32]), (PackEntry, T)>>,
 }
 
 impl<T> Default for PackReads<T> {
@@ -59,7 +61,7 @@ impl<T: Sync> PackReads<T> {
             .packs
             .entry(loc.pack)
             .or_default()
-            .entry(loc.entry.offset)
+            .entry((loc.entry.offset, loc.entry.id.0))
             .or_insert_with(|| (loc.entry, make()))
             .1
     }
