@@ -17,8 +17,11 @@ use crate::{Id, Result};
 /// Keyed by offset and id, so a (forged) index that puts two blobs at one offset gets each
 /// checked, not one read for the other.
 pub struct PackReads<T> {
-    packs: HashMap<Id, BTreeMap<(u32, [u8; 32]), (PackEntry, T)>>,
+    packs: HashMap<Id, PackBlobs<T>>,
 }
+
+/// One pack's blobs by (offset, id), each with its entry and the caller's value.
+type PackBlobs<T> = BTreeMap<(u32, [u8; 32]), (PackEntry, T)>;
 
 impl<T> Default for PackReads<T> {
     fn default() -> Self {
