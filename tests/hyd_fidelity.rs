@@ -381,7 +381,7 @@ fn craft_healthy_copy_of_raw(hb: &Hb, file: &str) -> String {
     node.content = std::mem::take(&mut s.raw);
     node.size = std::mem::take(&mut s.raw_size);
     s.problem = None;
-    s.decision = "new".into();
+    s.decision = hydrabackup::repo::tree::Decision::New;
     let bytes = tree.encode();
     let id = repo.keys().blob_id(&bytes);
     let w = PackWriter::new(&repo, 1, false);

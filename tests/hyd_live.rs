@@ -12,8 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hydcommon::*;
-use hydrabackup::hyd::live::{LiveEvent, read_log, v1_digest};
+#[path = "../src/bin/hydgen/livelog.rs"]
+#[allow(dead_code)]
+mod livelog;
 use hydrabackup::hyd::{live_digest, replay_file};
+use livelog::{LiveEvent, read_log, v1_digest};
 
 fn now_ms() -> u64 {
     SystemTime::now()

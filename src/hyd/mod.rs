@@ -6,23 +6,17 @@
 //! that may be growing while it is read, [`replay`] loads a file the way HydrAIDE
 //! does, [`writer`] produces files the way HydrAIDE does. [`v1`] recognises legacy
 //! V1 swamp folders, [`naming`] computes where a swamp lives under a data root,
-//! [`walk`] lists the swamps under a root. [`datagen`], [`churn`], [`live`] and
-//! [`check`] build, age, mutate and verify realistic data roots from a seed, [`edge`]
-//! writes the edge cases HydrAIDE can leave on disk (the `hydgen` binary is a thin
-//! shell over them). [`gob`] reads and writes V1 `meta`.
+//! [`walk`] lists the swamps under a root. [`gob`] reads and writes V1 `meta`. The test-data
+//! generators (realistic data roots, churn, a live writer, edge cases) are the `hydgen`
+//! binary's own modules, not part of this library.
 //!
 //! Nothing here panics or allocates without bound on malformed input: sizes read
 //! from a file are checked against the bytes that are really there. [`stream`]
 //! checks a block of any size in bounded memory.
 
 pub mod block;
-pub mod check;
-pub mod churn;
-pub mod datagen;
-pub mod edge;
 pub mod gob;
 pub mod header;
-pub mod live;
 pub mod naming;
 pub mod replay;
 pub mod rng;

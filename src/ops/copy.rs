@@ -12,16 +12,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::FileKind;
+use crate::ops::packread::{PackReads, Read};
 use crate::ops::progress::Progress;
 use crate::ops::reach::for_each_tree;
-use crate::repo::blob::{BlobType, SealedBlob, open_blob_with_payload, seal_blob};
+use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
 use crate::repo::index::Index;
 use crate::repo::names::NameIndex;
-use crate::repo::pack::PackEntry;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::Tree;
 use crate::repo::writer::PackWriter;
@@ -134,7 +133,7 @@ impl Ctx<'_> {
     /// Copies the data blobs `ids` (those the destination lacks, or all when ids differ),
     /// reading each source pack once.
     fn copy_data(&self, ids: &HashSet<Id>, progress: &Progress) -> Result<()> {
-        let mut by_pack: HashMap<Id, Vec<PackEntry>> = HashMap::new();
+        let mut reads: PackReads<()> = PackReads::default();
         for id in ids {
             if self.same && self.dst_index.contains(BlobType::Data, id) {
                 continue;
@@ -142,114 +141,90 @@ impl Ctx<'_> {
             let loc = self.src_index.get(BlobType::Data, id).ok_or_else(|| {
                 Error::corrupt(format!("blob {id}"), "it is in no index of the source")
             })?;
-            by_pack.entry(loc.pack).or_default().push(loc.entry);
+            reads.at(&loc, || ());
         }
-        let total: u64 = by_pack.values().flatten().map(|e| e.raw_len as u64).sum();
-        progress.total(by_pack.values().map(|v| v.len() as u64).sum(), total);
-        let packs: Vec<(Id, Vec<PackEntry>)> = by_pack.into_iter().collect();
-        packs.par_iter().try_for_each(|(pack, entries)| {
-            let mut entries = entries.clone();
-            entries.sort_by_key(|e| e.offset);
-            let first = entries[0].offset as u64;
-            let last = entries[entries.len() - 1];
-            let end = last.offset as u64 + last.len as u64;
-            let bytes = self.src.backend().read_range(
-                FileKind::Pack,
-                &pack.to_hex(),
-                first,
-                end - first,
-            )?;
-            self.added.lock().expect("summary").bytes_read += bytes.len() as u64;
-            for e in &entries {
-                let at = (e.offset as u64 - first) as usize;
-                let sealed = &bytes[at..at + e.len as usize];
-                let (e, payload, plain) = self.open_data(pack, e, sealed)?;
-                let e = &e;
-                let id = if self.same {
-                    e.id
-                } else {
-                    let id = self.dst.keys().blob_id(&plain);
-                    self.data_ids.lock().expect("ids").insert(e.id, id);
-                    id
-                };
-                self.store(SealedBlob {
-                    kind: BlobType::Data,
-                    id,
-                    sealed: self.dst.keys().seal_key().seal(&payload),
-                    raw_len: e.raw_len,
-                    compressed: e.compressed,
-                })?;
-                progress.done(1, e.raw_len as u64);
-            }
-            Ok(())
-        })
+        let total: u64 = reads.blobs().map(|(e, _)| e.raw_len as u64).sum();
+        progress.total(reads.blobs().count() as u64, total);
+        reads.read(
+            self.src,
+            self.src_index,
+            BlobType::Data,
+            |pack, span, blobs| {
+                self.added.lock().expect("summary").bytes_read += span?;
+                for Read { blob, .. } in blobs {
+                    // A copy that fails was passed over for another copy the source index lists.
+                    let blob =
+                        blob.map_err(|why| Error::corrupt(format!("source pack {pack}"), why))?;
+                    let (e, plain) = (&blob.entry, blob.plain());
+                    let id = if self.same {
+                        e.id
+                    } else {
+                        let id = self.dst.keys().blob_id(plain);
+                        self.data_ids.lock().expect("ids").insert(e.id, id);
+                        id
+                    };
+                    self.store(SealedBlob {
+                        kind: BlobType::Data,
+                        id,
+                        sealed: self.dst.keys().seal_key().seal(&blob.payload),
+                        raw_len: e.raw_len,
+                        compressed: e.compressed,
+                    })?;
+                    progress.done(1, e.raw_len as u64);
+                }
+                Ok(())
+            },
+        )
     }
 
-    /// Opens a source data blob read from `pack`; a copy that fails is passed over for another
-    /// copy the source index lists. Returns the entry of the copy used, its payload as stored
-    /// and its plaintext.
-    fn open_data(
-        &self,
-        pack: &Id,
-        e: &PackEntry,
-        sealed: &[u8],
-    ) -> Result<(PackEntry, Vec<u8>, Vec<u8>)> {
-        let first = match open_blob_with_payload(self.src.keys(), e, sealed) {
-            Ok((payload, plain)) => return Ok((*e, payload, plain)),
-            Err(er) => Error::corrupt(format!("source pack {pack}"), er.to_string()),
-        };
-        for loc in self.src_index.copies(BlobType::Data, &e.id) {
-            if loc.pack == *pack {
-                continue;
-            }
-            let a = loc.entry;
-            let other = self.src.backend().read_range(
-                FileKind::Pack,
-                &loc.pack.to_hex(),
-                a.offset as u64,
-                a.len as u64,
-            );
-            if let Ok((payload, plain)) =
-                other.and_then(|b| open_blob_with_payload(self.src.keys(), &a, &b))
-            {
-                return Ok((a, payload, plain));
-            }
-        }
-        Err(first)
-    }
-
-    /// Stores tree `id` of the source and everything below it; returns its destination id.
-    /// With shared ids the stored bytes are copied as they are; otherwise the tree is rewritten
-    /// with the destination's ids.
+    /// Stores tree `root` of the source and everything below it, children first (an explicit
+    /// stack: depth costs no call stack); returns its destination id. With shared ids the
+    /// stored bytes are copied as they are; otherwise the tree is rewritten with the
+    /// destination's ids.
     fn copy_tree(
         &self,
         trees: &HashMap<Id, (Tree, Vec<u8>)>,
-        id: &Id,
+        root: &Id,
         memo: &mut HashMap<Id, Id>,
     ) -> Result<Id> {
-        if let Some(d) = memo.get(id) {
-            return Ok(*d);
-        }
-        let (tree, bytes) = trees.get(id).expect("every tree was loaded");
-        let mut t = tree.clone();
-        for n in &mut t.nodes {
-            if let Some(sub) = n.subtree {
-                n.subtree = Some(self.copy_tree(trees, &sub, memo)?);
+        let mut stack = vec![*root];
+        while let Some(&id) = stack.last() {
+            if memo.contains_key(&id) {
+                stack.pop();
+                continue;
             }
-            if !self.same {
-                let map = self.data_ids.lock().expect("ids");
-                for c in n.data_blobs_mut() {
-                    *c = *map.get(c).expect("every data blob was copied");
+            let (tree, bytes) = trees.get(&id).expect("every tree was loaded");
+            let before = stack.len();
+            stack.extend(
+                tree.nodes
+                    .iter()
+                    .filter_map(|n| n.subtree)
+                    .filter(|s| !memo.contains_key(s)),
+            );
+            if stack.len() > before {
+                continue;
+            }
+            stack.pop();
+            let mut t = tree.clone();
+            for n in &mut t.nodes {
+                if let Some(sub) = &mut n.subtree {
+                    *sub = memo[sub];
+                }
+                if !self.same {
+                    let map = self.data_ids.lock().expect("ids");
+                    for c in n.data_blobs_mut() {
+                        *c = *map.get(c).expect("every data blob was copied");
+                    }
                 }
             }
+            let d = if self.same {
+                self.store_tree(bytes)?
+            } else {
+                self.store_tree(&t.encode())?
+            };
+            memo.insert(id, d);
         }
-        let d = if self.same {
-            self.store_tree(bytes)?
-        } else {
-            self.store_tree(&t.encode())?
-        };
-        memo.insert(*id, d);
-        Ok(d)
+        Ok(memo[root])
     }
 
     /// Stores a snapshot's name index (root and pages); returns the new root's id.

@@ -7,7 +7,7 @@
 mod plan;
 mod target;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
@@ -23,15 +23,14 @@ pub use plan::walk_tree;
 use plan::{Entry, Plan};
 use target::Target;
 
-use crate::backend::FileKind;
+use crate::ops::packread::{PackReads, Read};
 use crate::ops::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::blob::{BlobType, open_blob};
+use crate::repo::blob::BlobType;
 use crate::repo::index::Index;
-use crate::repo::pack::PackEntry;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::Node;
-use crate::{Error, Id, Result};
+use crate::{Error, Result};
 
 mod run;
 pub use run::{Outcome, run};
@@ -67,20 +66,6 @@ pub struct RestoreOptions {
     pub raw_quarantined: bool,
 }
 
-/// Compiles Swamp-name globs (`*` does not cross `/`).
-pub fn swamp_globs(pats: &[String]) -> Result<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    for p in pats {
-        let g = globset::GlobBuilder::new(p)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| Error::InvalidInput(format!("bad Swamp pattern {p:?}: {e}")))?;
-        b.add(g);
-    }
-    b.build()
-        .map_err(|e| Error::InvalidInput(format!("bad Swamp pattern: {e}")))
-}
-
 /// What a restore did (or would do).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreSummary {
@@ -103,9 +88,6 @@ pub struct RestoreSummary {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
 }
-
-/// A blob to restore and the (file number, offset) places it goes.
-type BlobTargets = (PackEntry, Vec<(usize, u64)>);
 
 /// An entry that could not be restored.
 #[derive(Debug, Clone, Serialize)]
@@ -256,7 +238,7 @@ pub fn restore(
     // Where each blob goes: pack → blob (by offset) → (file, offset) list. A file whose blobs
     // are not all indexed, or whose indexed lengths do not add up to its size (a forged index
     // record can do that), is damaged: it is left out and reported, the others are restored.
-    let mut by_pack: HashMap<Id, BTreeMap<u32, BlobTargets>> = HashMap::new();
+    let mut reads: PackReads<Vec<(usize, u64)>> = PackReads::default();
     let mut unplanned: Vec<(usize, String)> = Vec::new();
     for (fi, f) in files.iter().enumerate() {
         let mut off = 0u64;
@@ -278,16 +260,10 @@ pub fn restore(
             continue;
         }
         for (loc, off) in locs {
-            by_pack
-                .entry(loc.pack)
-                .or_default()
-                .entry(loc.entry.offset)
-                .or_insert_with(|| (loc.entry, Vec::new()))
-                .1
-                .push((fi, off));
+            reads.at(&loc, Vec::new).push((fi, off));
         }
     }
-    summary.packs_read = by_pack.len() as u64;
+    summary.packs_read = reads.packs() as u64;
     if opts.dry_run {
         summary.damaged = unplanned
             .iter()
@@ -352,7 +328,7 @@ pub fn restore(
         .collect();
     let tmps: Vec<OnceLock<Vec<u8>>> = files.iter().map(|_| OnceLock::new()).collect();
     let result = write_files(
-        repo, index, &plan, &tgt, &lost, &folder_ok, &taken, &tmps, by_pack, progress,
+        repo, index, &plan, &tgt, &lost, &folder_ok, &taken, &tmps, &reads, progress,
     );
     // Temporary files of files given up (or of all, when the restore stops) go; a finished
     // file's temporary name no longer exists.
@@ -432,17 +408,15 @@ fn write_files(
     folder_ok: &[bool],
     taken: &HashSet<(usize, &[u8])>,
     tmps: &[OnceLock<Vec<u8>>],
-    by_pack: HashMap<Id, BTreeMap<u32, BlobTargets>>,
+    reads: &PackReads<Vec<(usize, u64)>>,
     progress: &Progress,
 ) -> Result<()> {
     let files = &plan.files;
     // Writes still to come per file; the write that brings it to zero finishes the file.
     let remaining: Vec<AtomicUsize> = files.iter().map(|_| AtomicUsize::new(0)).collect();
-    for blobs in by_pack.values() {
-        for (_, targets) in blobs.values() {
-            for &(fi, _) in targets {
-                remaining[fi].fetch_add(1, Ordering::Relaxed);
-            }
+    for (_, targets) in reads.blobs() {
+        for &(fi, _) in targets {
+            remaining[fi].fetch_add(1, Ordering::Relaxed);
         }
     }
     // Temporary files, sized up front (sparse where the content is zeros); files without
@@ -470,74 +444,62 @@ fn write_files(
 
     // Blobs that cannot be read or do not verify mark their files as damaged; everything else
     // is still restored. Damaged files never appear under their real name.
-    let packs: Vec<_> = by_pack.into_iter().collect();
-    packs
-        .par_iter()
-        .try_for_each(|(pack, blobs)| -> Result<()> {
-            let first = blobs.values().next().expect("non-empty").0.offset as u64;
-            let last = blobs.values().next_back().expect("non-empty").0;
-            let end = last.offset as u64 + last.len as u64;
-            let bytes =
-                repo.backend()
-                    .read_range(FileKind::Pack, &pack.to_hex(), first, end - first);
-            let mut open: HashMap<usize, File> = HashMap::new();
-            let reopen = |fi: usize| -> io::Result<File> {
-                let tmp = tmps[fi].get().ok_or_else(folder_lost)?;
-                tgt.reopen(&*tgt.dir(files[fi].dir)?, tmp)
-            };
-            let ensure = |open: &mut HashMap<usize, File>, fi: usize| -> io::Result<()> {
-                if let std::collections::hash_map::Entry::Vacant(v) = open.entry(fi) {
-                    v.insert(reopen(fi)?);
-                }
-                Ok(())
-            };
-            for (e, targets) in blobs.values() {
-                let s = (e.offset as u64 - first) as usize;
-                let copy = match &bytes {
-                    Ok(b) => open_blob(repo.keys(), e, &b[s..s + e.len as usize])
-                        .map_err(|er| format!("{er} (in pack {pack})")),
-                    Err(er) => Err(format!("pack {pack}: {er}")),
-                };
-                // A copy that fails is passed over for another copy the index lists.
-                let plain = match copy.or_else(|why| {
-                    repo.read_blob_copy(index, BlobType::Data, &e.id, Some(pack))
-                        .map_err(|_| why)
-                }) {
-                    Ok(p) => p,
-                    Err(why) => {
-                        for &(fi, _) in targets {
-                            lost.damaged(fi, &why);
-                        }
-                        continue;
-                    }
-                };
-                let zeros = plain.iter().all(|&b| b == 0);
-                for &(fi, off) in targets {
-                    if lost.is_dead(fi) {
-                        continue;
-                    }
-                    // Zeros need no write: the file was created sparse.
-                    if !zeros
-                        && let Err(er) =
-                            ensure(&mut open, fi).and_then(|()| open[&fi].write_all_at(&plain, off))
-                    {
-                        lost.file_failed(fi, er)?;
-                        continue;
-                    }
-                    if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
-                        // The last write of this file: every other one is done.
-                        let r = ensure(&mut open, fi).and_then(|()| {
-                            let file = open.remove(&fi).expect("just opened");
-                            finish(tgt, &file, &files[fi], tmps[fi].get().expect("created"))
-                        });
-                        match r {
-                            Ok(()) => progress.done(1, 0),
-                            Err(er) => lost.file_failed(fi, er)?,
-                        }
-                    }
-                }
-                progress.done(0, plain.len() as u64 * targets.len() as u64);
+    reads.read(repo, index, BlobType::Data, |_, _, blobs| {
+        let mut open: HashMap<usize, File> = HashMap::new();
+        let reopen = |fi: usize| -> io::Result<File> {
+            let tmp = tmps[fi].get().ok_or_else(folder_lost)?;
+            tgt.reopen(&*tgt.dir(files[fi].dir)?, tmp)
+        };
+        let ensure = |open: &mut HashMap<usize, File>, fi: usize| -> io::Result<()> {
+            if let std::collections::hash_map::Entry::Vacant(v) = open.entry(fi) {
+                v.insert(reopen(fi)?);
             }
             Ok(())
-        })
+        };
+        for Read {
+            value: targets,
+            blob,
+            ..
+        } in blobs
+        {
+            // A copy that fails was passed over for another copy the index lists.
+            let blob = match blob {
+                Ok(b) => b,
+                Err(why) => {
+                    for &(fi, _) in targets {
+                        lost.damaged(fi, &why);
+                    }
+                    continue;
+                }
+            };
+            let plain = blob.plain();
+            let zeros = plain.iter().all(|&b| b == 0);
+            for &(fi, off) in targets {
+                if lost.is_dead(fi) {
+                    continue;
+                }
+                // Zeros need no write: the file was created sparse.
+                if !zeros
+                    && let Err(er) =
+                        ensure(&mut open, fi).and_then(|()| open[&fi].write_all_at(plain, off))
+                {
+                    lost.file_failed(fi, er)?;
+                    continue;
+                }
+                if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    // The last write of this file: every other one is done.
+                    let r = ensure(&mut open, fi).and_then(|()| {
+                        let file = open.remove(&fi).expect("just opened");
+                        finish(tgt, &file, &files[fi], tmps[fi].get().expect("created"))
+                    });
+                    match r {
+                        Ok(()) => progress.done(1, 0),
+                        Err(er) => lost.file_failed(fi, er)?,
+                    }
+                }
+            }
+            progress.done(0, plain.len() as u64 * targets.len() as u64);
+        }
+        Ok(())
+    })
 }

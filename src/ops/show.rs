@@ -5,8 +5,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::ops::progress::Progress;
-use crate::ops::restore::{swamp_globs, walk_tree};
+use crate::ops::restore::walk_tree;
 use crate::repo::Repository;
+use crate::repo::filter::SwampFilter;
+use crate::repo::tree::Decision;
 use crate::{Id, Result};
 
 /// Options of `show`.
@@ -52,7 +54,7 @@ pub struct ShowSwamp {
     /// The file's mtime: its last write (unix ns; 0 when unknown).
     pub modified_ns: i64,
     /// What the backup decided for it.
-    pub decision: String,
+    pub decision: Decision,
     /// Why it was quarantined, if it was.
     pub problem: Option<String>,
 }
@@ -74,18 +76,11 @@ pub struct ShowOutcome {
 pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Result<ShowOutcome> {
     let (id, snap) = repo.find_snapshot(&opts.snapshot)?;
     let index = repo.load_index()?;
-    let filter = opts
-        .swamp
-        .as_ref()
-        .map(|p| swamp_globs(std::slice::from_ref(p)))
-        .transpose()?;
+    let filter = SwampFilter::new(opts.swamp.as_slice())?;
     let mut swamps = Vec::new();
     walk_tree(repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
         if let Some(s) = &n.swamp {
-            let keep = filter
-                .as_ref()
-                .is_none_or(|f| s.name.as_deref().is_some_and(|name| f.is_match(name)));
-            if keep {
+            if filter.selects(n) {
                 swamps.push(ShowSwamp {
                     path: rel.display().to_string(),
                     name: s.name.clone(),
@@ -95,7 +90,7 @@ pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Resul
                     blocks: s.blocks,
                     created_ns: s.created_ns,
                     modified_ns: s.modified_ns,
-                    decision: s.decision.clone(),
+                    decision: s.decision,
                     problem: s.problem.clone(),
                 });
             }
@@ -108,7 +103,7 @@ pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Resul
         bytes: swamps.iter().map(|s| s.size).sum(),
         quarantined: swamps
             .iter()
-            .filter(|s| s.decision == "quarantined")
+            .filter(|s| s.decision == Decision::Quarantined)
             .count(),
     };
     Ok(ShowOutcome {

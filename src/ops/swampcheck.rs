@@ -5,14 +5,13 @@ use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::Path;
 
-use globset::GlobSet;
-
 use crate::hyd::HydError;
 use crate::hyd::stream::check_stream;
 use crate::ops::restore::walk_tree;
-use crate::ops::verify::{Affected, Problem};
+use crate::ops::verify::{Affected, Problem, ProblemKind};
 use crate::repo::Repository;
 use crate::repo::blob::BlobType;
+use crate::repo::filter::SwampFilter;
 use crate::repo::index::Index;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::Node;
@@ -55,26 +54,20 @@ fn meant_to_load(n: &Node) -> bool {
         && !n.content.is_empty()
 }
 
-/// Checks every stored `.hyd` file of `snapshots` (those whose Swamp name matches `only`, when
-/// given) once per distinct content. Files whose blobs cannot be read are left to the blob check.
+/// Checks every stored `.hyd` file of `snapshots` selected by `only`
+/// once per distinct content. Files whose blobs cannot be read are left to the blob check.
 pub fn check_swamps(
     repo: &Repository,
     index: &Index,
     snapshots: &[(Id, Snapshot)],
-    only: Option<&GlobSet>,
+    only: &SwampFilter,
 ) -> Result<Vec<Problem>> {
     let mut seen: HashSet<Vec<Id>> = HashSet::new();
     let mut problems = Vec::new();
     for (sid, s) in snapshots {
         let mut found = Vec::new();
         let walked = walk_tree(repo, index, &s.tree, Path::new(""), &mut |rel, n| {
-            let selected = only.is_none_or(|g| {
-                n.swamp
-                    .as_ref()
-                    .and_then(|s| s.name.as_deref())
-                    .is_some_and(|name| g.is_match(name))
-            });
-            if selected && meant_to_load(n) && !seen.contains(&n.content) {
+            if only.selects(n) && meant_to_load(n) && !seen.contains(&n.content) {
                 found.push((rel.to_path_buf(), n.content.clone()));
             }
             Ok(())
@@ -99,7 +92,7 @@ pub fn check_swamps(
             match check_stream(r) {
                 Ok(_) | Err(HydError::Io(_)) => {}
                 Err(e) => problems.push(Problem {
-                    kind: "swamp".into(),
+                    kind: ProblemKind::Swamp,
                     object: format!("file {} in snapshot {}", rel.display(), sid.short()),
                     detail: format!("stored .hyd file would not load in HydrAIDE: {e}"),
                     blobs: Vec::new(),

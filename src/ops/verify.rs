@@ -12,8 +12,10 @@ use serde::Serialize;
 use crate::backend::FileKind;
 use crate::ops::copies::first_intact;
 use crate::ops::progress::Progress;
+use crate::ops::walk::{Visit, walk};
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, open_blob};
+use crate::repo::filter::SwampFilter;
 use crate::repo::index::{Index, IndexFile, by_priority, effective};
 use crate::repo::keyfile::KeyFile;
 use crate::repo::pack::{PackEntry, decode_header, read_header};
@@ -112,11 +114,35 @@ pub struct Affected {
     pub path: String,
 }
 
+/// What kind of problem `verify` found (serialised in kebab-case: `missing-pack`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// A key file cannot be read or decrypted.
+    Key,
+    /// An index file is damaged or disagrees with the packs.
+    Index,
+    /// A pack named by the index is not in the repository.
+    MissingPack,
+    /// A pack is damaged.
+    Pack,
+    /// A blob does not decrypt or hash to its id.
+    Blob,
+    /// A snapshot cannot be read.
+    Snapshot,
+    /// A tree (or a name-index page) cannot be read.
+    Tree,
+    /// A blob that a tree refers to is in no index.
+    MissingBlob,
+    /// A captured Swamp does not load.
+    Swamp,
+}
+
 /// One problem found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
-    /// Kind: key, index, missing-pack, pack, blob, snapshot, tree, missing-blob, swamp.
-    pub kind: String,
+    /// What kind of problem.
+    pub kind: ProblemKind,
     /// The object concerned (e.g. `pack <id>`).
     pub object: String,
     /// What is wrong.
@@ -157,9 +183,9 @@ impl VerifyReport {
     }
 }
 
-fn problem(kind: &str, object: String, detail: String, blobs: &[Id]) -> Problem {
+fn problem(kind: ProblemKind, object: String, detail: String, blobs: &[Id]) -> Problem {
     Problem {
-        kind: kind.into(),
+        kind,
         object,
         detail,
         blobs: blobs.iter().map(|b| b.to_hex()).collect(),
@@ -180,12 +206,8 @@ pub struct Outcome {
 /// Checks the repository under a shared lock. Damage found is in the outcome, not an error.
 pub fn run(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> Result<Outcome> {
     let read_data = opts.read_data()?;
-    let only_swamps = if opts.swamps.is_empty() {
-        None
-    } else {
-        Some(crate::ops::restore::swamp_globs(&opts.swamps)?)
-    };
-    let report = verify(repo, read_data, only_swamps.as_ref(), progress)?;
+    let only = SwampFilter::new(&opts.swamps)?;
+    let report = verify(repo, read_data, &only, progress)?;
     Ok(Outcome {
         ok: report.ok(),
         report,
@@ -195,7 +217,7 @@ pub fn run(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> Resu
 fn verify(
     repo: &Repository,
     read_data: ReadData,
-    only_swamps: Option<&globset::GlobSet>,
+    only: &SwampFilter,
     progress: &Progress,
 ) -> Result<VerifyReport> {
     let _lock = repo.lock(false, "verify")?;
@@ -210,9 +232,12 @@ fn verify(
             KeyFile::decode(&b).map(|_| ())
         });
         if let Err(e) = r {
-            report
-                .problems
-                .push(problem("key", format!("key {name}"), e.to_string(), &[]));
+            report.problems.push(problem(
+                ProblemKind::Key,
+                format!("key {name}"),
+                e.to_string(),
+                &[],
+            ));
         }
     }
 
@@ -224,7 +249,7 @@ fn verify(
         match repo.load_object::<Snapshot>(FileKind::Snapshot, &name) {
             Ok(s) => snapshots.push((Id::from_hex(&name).unwrap_or_default(), s)),
             Err(e) => report.problems.push(problem(
-                "snapshot",
+                ProblemKind::Snapshot,
                 format!("snapshot {name}"),
                 e.to_string(),
                 &[],
@@ -239,7 +264,7 @@ fn verify(
         match repo.load_object::<IndexFile>(FileKind::Index, &name) {
             Ok(f) => files.push((name, f)),
             Err(e) => report.problems.push(problem(
-                "index",
+                ProblemKind::Index,
                 format!("index {name}"),
                 e.to_string(),
                 &[],
@@ -268,7 +293,7 @@ fn verify(
                     listed.push((name, e));
                 }
                 Err(e) => report.problems.push(problem(
-                    "index",
+                    ProblemKind::Index,
                     format!("index {name}"),
                     e.to_string(),
                     &[],
@@ -342,15 +367,15 @@ fn verify(
                 Ok(None) => None,
                 Ok(Some(d)) => Some(problem(
                     if present.contains_key(id) {
-                        "pack"
+                        ProblemKind::Pack
                     } else {
-                        "missing-pack"
+                        ProblemKind::MissingPack
                     },
                     obj,
                     d,
                     &ids,
                 )),
-                Err(e) => Some(problem("pack", obj, e.to_string(), &ids)),
+                Err(e) => Some(problem(ProblemKind::Pack, obj, e.to_string(), &ids)),
             }
         })
         .collect();
@@ -365,16 +390,16 @@ fn verify(
         let mut missing: BTreeSet<Id> = BTreeSet::new();
         let mut missing_files: Vec<Affected> = Vec::new();
         let mut tree_errors: Vec<Problem> = Vec::new();
-        check_tree(
-            repo,
-            &index,
-            &s.tree,
-            Path::new(""),
-            None,
-            &mut checked_trees,
-            &mut |rel, n, swamp| {
+        // Each distinct tree is checked once, except below a Swamp (whose name selects).
+        let walk_root = checked_trees.insert(s.tree);
+        let mut visit = |v: Visit<'_>| {
+            let (rel, n, swamp) = (v.path, v.node, v.swamp);
+            let descend = n
+                .subtree
+                .is_some_and(|sub| checked_trees.insert(sub) || swamp.is_some());
+            if n.kind == NodeKind::File {
                 let mut lost = false;
-                let selected = only_swamps.is_none_or(|g| swamp.is_some_and(|s| g.is_match(s)));
+                let selected = only.is_all() || swamp.is_some_and(|s| only.matches(s));
                 used_data.extend(n.data_blobs().copied());
                 for id in n.data_blobs() {
                     if selected {
@@ -391,21 +416,34 @@ fn verify(
                         path: rel.display().to_string(),
                     });
                 }
-            },
-            &mut |rel, tree, e| {
-                tree_errors.push(problem(
-                    "tree",
-                    format!("tree {tree}"),
-                    format!(
-                        "{} (at {:?} in snapshot {})",
-                        e,
-                        rel.display().to_string(),
-                        sid.short()
-                    ),
-                    &[*tree],
-                ));
-            },
-        );
+            }
+            Ok(descend)
+        };
+        let mut unreadable = |rel: &Path, tree: &Id, e: Error| {
+            tree_errors.push(problem(
+                ProblemKind::Tree,
+                format!("tree {tree}"),
+                format!(
+                    "{} (at {:?} in snapshot {})",
+                    e,
+                    rel.display().to_string(),
+                    sid.short()
+                ),
+                &[*tree],
+            ));
+            Ok(())
+        };
+        if walk_root {
+            // Neither closure fails: unreadable trees are reported, the walk goes on.
+            walk(
+                repo,
+                &index,
+                &s.tree,
+                Path::new(""),
+                &mut visit,
+                &mut unreadable,
+            )?;
+        }
         if let Some(names) = &s.names {
             checked_trees.insert(*names);
             let pages = match repo.load_name_index(&index, names) {
@@ -426,7 +464,7 @@ fn verify(
         if !missing.is_empty() {
             let ids: Vec<Id> = missing.into_iter().collect();
             let mut p = problem(
-                "missing-blob",
+                ProblemKind::MissingBlob,
                 format!("snapshot {sid}"),
                 format!("{} data blob(s) it references are in no index", ids.len()),
                 &ids,
@@ -437,7 +475,7 @@ fn verify(
         report.problems.extend(tree_errors);
     }
 
-    if only_swamps.is_some() && wanted.is_empty() {
+    if !only.is_all() && wanted.is_empty() {
         return Err(Error::NotFound(
             "Swamp matching --swamp in any snapshot".into(),
         ));
@@ -462,7 +500,7 @@ fn verify(
         let selected: Vec<(&Id, &Vec<PackEntry>)> = pack_entries
             .iter()
             .filter(|(id, _)| present.contains_key(id) && read_data.selects(id))
-            .filter(|(_, es)| only_swamps.is_none() || es.iter().any(|e| wanted.contains(&e.id)))
+            .filter(|(_, es)| only.is_all() || es.iter().any(|e| wanted.contains(&e.id)))
             .collect();
         let counters = Mutex::new((0u64, 0u64, 0u64));
         let read_intact = Mutex::new(Vec::new());
@@ -474,13 +512,15 @@ fn verify(
                 let all_ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
                 let bytes = match backend.read(FileKind::Pack, &id.to_hex()) {
                     Ok(b) => b,
-                    Err(e) => return vec![problem("pack", obj, e.to_string(), &all_ids)],
+                    Err(e) => {
+                        return vec![problem(ProblemKind::Pack, obj, e.to_string(), &all_ids)];
+                    }
                 };
                 progress.done(0, bytes.len() as u64);
                 let mut out = Vec::new();
                 if Id::of_stored(&bytes) != **id && !bad_packs.contains(&obj) {
                     out.push(problem(
-                        "pack",
+                        ProblemKind::Pack,
                         obj.clone(),
                         "content does not match its name (bytes altered)".into(),
                         &[],
@@ -503,7 +543,7 @@ fn verify(
                 }
                 if read_header(repo.keys(), &bytes).is_err() && !bad_packs.contains(&obj) {
                     out.push(problem(
-                        "pack",
+                        ProblemKind::Pack,
                         obj.clone(),
                         "header unreadable".into(),
                         &[],
@@ -511,7 +551,7 @@ fn verify(
                 }
                 if !bad.is_empty() {
                     out.push(problem(
-                        "blob",
+                        ProblemKind::Blob,
                         obj,
                         format!(
                             "{} of {} blob(s) fail to decrypt or do not match their id",
@@ -536,7 +576,8 @@ fn verify(
     }
 
     // Name the files that depend on damaged blobs (of which no intact copy was seen).
-    let attributed = |p: &Problem| p.kind != "missing-blob" && p.kind != "index";
+    let attributed =
+        |p: &Problem| p.kind != ProblemKind::MissingBlob && p.kind != ProblemKind::Index;
     let damaged: HashSet<Id> = report
         .problems
         .iter()
@@ -547,26 +588,29 @@ fn verify(
     if !damaged.is_empty() {
         let mut hits: HashMap<Id, Vec<Affected>> = HashMap::new();
         for (sid, s) in &snapshots {
-            let mut seen = HashSet::new();
-            check_tree(
+            let mut seen = HashSet::from([s.tree]);
+            let mut visit = |v: Visit<'_>| {
+                let n = v.node;
+                if n.kind == NodeKind::File {
+                    for id in n.data_blobs().filter(|id| damaged.contains(*id)) {
+                        hits.entry(*id).or_default().push(Affected {
+                            snapshot: sid.short(),
+                            path: v.path.display().to_string(),
+                        });
+                    }
+                }
+                let fresh = |sub: Id| seen.insert(sub) || v.swamp.is_some();
+                Ok(n.subtree.is_some_and(fresh))
+            };
+            // Unreadable trees were reported above; the walk goes on past them.
+            walk(
                 repo,
                 &index,
                 &s.tree,
                 Path::new(""),
-                None,
-                &mut seen,
-                &mut |rel, n, _| {
-                    for id in n.data_blobs() {
-                        if damaged.contains(id) {
-                            hits.entry(*id).or_default().push(Affected {
-                                snapshot: sid.short(),
-                                path: rel.display().to_string(),
-                            });
-                        }
-                    }
-                },
-                &mut |_, _, _| {},
-            );
+                &mut visit,
+                &mut |_, _, _| Ok(()),
+            )?;
             if damaged.contains(&s.tree) {
                 hits.entry(s.tree).or_default().push(Affected {
                     snapshot: sid.short(),
@@ -585,8 +629,7 @@ fn verify(
         }
     }
     // Stored Swamps load as HydrAIDE loads them (every pack read, or the selected Swamps').
-    if read_data == ReadData::All || (read_data != ReadData::None && only_swamps.is_some()) {
-        let only = only_swamps;
+    if read_data == ReadData::All || (read_data != ReadData::None && !only.is_all()) {
         let found = crate::ops::swampcheck::check_swamps(repo, &index, &snapshots, only)?;
         report.problems.extend(found);
     }
@@ -617,7 +660,7 @@ fn check_copies(
     }
     for (pack, ids) in only_superseded {
         problems.push(problem(
-            "index",
+            ProblemKind::Index,
             format!("pack {pack}"),
             format!(
                 "holds {} blob(s) snapshots use, but only index files another index file \
@@ -651,7 +694,7 @@ fn check_copies(
             "; readers fall back to intact copies in other packs"
         };
         problems.push(problem(
-            "blob",
+            ProblemKind::Blob,
             format!("pack {pack}"),
             format!(
                 "{} blob copies fail to decrypt or do not match their id{fallback}",
@@ -665,43 +708,45 @@ fn check_copies(
 
 fn name_index_problem(blob: &Id, sid: &Id, e: Error) -> Problem {
     problem(
-        "tree",
+        ProblemKind::Tree,
         format!("tree {blob}"),
         format!("{e} (name index of snapshot {})", sid.short()),
         &[*blob],
     )
 }
 
-/// Walks a tree, reporting file nodes (with the name of the Swamp they belong to) to `on_node`
-/// and unreadable trees to `on_error`. Without a Swamp filter, trees in `seen` are skipped (each
-/// distinct tree is checked once).
-#[allow(clippy::too_many_arguments)]
-fn check_tree(
-    repo: &Repository,
-    index: &Index,
-    tree: &Id,
-    prefix: &Path,
-    swamp: Option<&str>,
-    seen: &mut HashSet<Id>,
-    on_node: &mut dyn FnMut(&Path, &crate::repo::tree::Node, Option<&str>),
-    on_error: &mut dyn FnMut(&Path, &Id, Error),
-) {
-    if !seen.insert(*tree) && swamp.is_none() {
-        return;
-    }
-    let t = match repo.load_tree(index, tree) {
-        Ok(t) => t,
-        Err(e) => return on_error(prefix, tree, e),
-    };
-    for n in &t.nodes {
-        let rel =
-            prefix.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&n.name));
-        let own = n.swamp.as_ref().and_then(|s| s.name.as_deref()).or(swamp);
-        if n.kind == NodeKind::File {
-            on_node(&rel, n, own);
-        }
-        if let Some(sub) = &n.subtree {
-            check_tree(repo, index, sub, &rel, own, seen, on_node, on_error);
-        }
+#[cfg(test)]
+mod tests {
+    use super::ProblemKind;
+
+    /// Scripts match on `verify --json` problem kinds: each variant keeps its string.
+    #[test]
+    fn problem_kinds_keep_their_strings() {
+        use ProblemKind::*;
+        let kinds = [
+            Key,
+            Index,
+            MissingPack,
+            Pack,
+            Blob,
+            Snapshot,
+            Tree,
+            MissingBlob,
+            Swamp,
+        ];
+        let names: Vec<String> = kinds
+            .iter()
+            .map(|k| {
+                serde_json::to_value(k)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            names.join(" "),
+            "key index missing-pack pack blob snapshot tree missing-blob swamp"
+        );
     }
 }

@@ -56,20 +56,13 @@ pub fn open_blob(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
     Ok(plain.unwrap_or(payload))
 }
 
-/// Like [`open_blob`], and also returns the payload as stored (compressed when the entry says
-/// so), for copying the blob without compressing it again: `(payload, plaintext)`.
-pub fn open_blob_with_payload(
+/// Opens and checks a blob: `(payload as stored, plaintext)`, the plaintext `None` when it is
+/// the payload itself (an uncompressed blob).
+pub fn open_checked(
     keys: &Keys,
     e: &PackEntry,
     sealed: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>)> {
-    let (payload, plain) = open_checked(keys, e, sealed)?;
-    let plain = plain.unwrap_or_else(|| payload.clone());
-    Ok((payload, plain))
-}
-
-/// Opens and checks a blob; the plaintext is `None` when it is the payload itself.
-fn open_checked(keys: &Keys, e: &PackEntry, sealed: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     let what = || format!("blob {}", e.id);
     // Index entries are not range-checked when loaded; without this a frame declaring up to
     // 4 GiB would be allocated for before the length check below.

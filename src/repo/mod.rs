@@ -4,6 +4,7 @@
 pub mod blob;
 pub mod compress;
 pub mod config;
+pub mod filter;
 pub mod index;
 pub mod keyfile;
 pub mod lock;

@@ -223,12 +223,12 @@ mod tests {
         ) {
             let pages = paginate(names.iter().map(|n| entry(n)).collect());
             let root = index_of(&pages);
-            let glob = crate::ops::restore::swamp_globs(std::slice::from_ref(&pat)).unwrap();
+            let glob = crate::repo::filter::SwampFilter::new(std::slice::from_ref(&pat)).unwrap();
             let cands: Vec<usize> = root.candidates(std::slice::from_ref(&pat))
                 .iter().map(|r| r.id.0[0] as usize).collect();
             for (i, p) in pages.iter().enumerate() {
                 for e in &p.entries {
-                    if glob.is_match(&e.name) {
+                    if glob.matches(&e.name) {
                         prop_assert!(cands.contains(&i), "{} on page {} not a candidate", e.name, i);
                     }
                 }

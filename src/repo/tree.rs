@@ -38,6 +38,49 @@ pub enum NodeKind {
     Symlink,
 }
 
+/// How a Swamp's capture was decided (stored in [`SwampInfo::decision`]) or, in a backup's
+/// decision log, what happened to it. Serialised as the lowercase variant name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Not in the parent snapshot: read whole.
+    #[default]
+    New,
+    /// Size, times and inode as in the parent snapshot: taken from it unread.
+    Unchanged,
+    /// Same file, grown: read from where the parent's capture ended.
+    Appended,
+    /// Replaced or compacted since the parent snapshot: read whole.
+    Rewritten,
+    /// No consistent copy could be made: stored as found and reported.
+    Quarantined,
+    /// Vanished during the backup (decision log only).
+    Gone,
+    /// Left out on purpose, e.g. HydrAIDE's temporaries (decision log only).
+    Skipped,
+}
+
+impl Decision {
+    /// The serialised name (`new`, `unchanged`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::New => "new",
+            Decision::Unchanged => "unchanged",
+            Decision::Appended => "appended",
+            Decision::Rewritten => "rewritten",
+            Decision::Quarantined => "quarantined",
+            Decision::Gone => "gone",
+            Decision::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// HydrAIDE facts about a captured `.hyd` file (filled by the HydrAIDE source).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwampInfo {
@@ -54,8 +97,8 @@ pub struct SwampInfo {
     /// Last write: the file's mtime, unix ns (HydrAIDE's header ModifiedAt only changes when
     /// the file is created or compacted). Snapshots of earlier versions hold the header value.
     pub modified_ns: i64,
-    /// How the capture was decided: new, unchanged, appended, rewritten, quarantined.
-    pub decision: String,
+    /// How the capture was decided: new, appended, rewritten or quarantined.
+    pub decision: Decision,
     /// Why the file was quarantined, if it was.
     pub problem: Option<String>,
     /// Offset of the first block (64 + name length); the stored header blob covers the bytes
@@ -296,6 +339,33 @@ mod tests {
                 )
                 .is_ok()
             );
+        }
+    }
+
+    /// The decision strings are part of the format (stored in trees) and of `--json`: each
+    /// variant keeps its name, in trees and in JSON, and a stored one decodes back.
+    #[test]
+    fn decisions_keep_their_strings() {
+        let all = [
+            (Decision::New, "new"),
+            (Decision::Unchanged, "unchanged"),
+            (Decision::Appended, "appended"),
+            (Decision::Rewritten, "rewritten"),
+            (Decision::Quarantined, "quarantined"),
+            (Decision::Gone, "gone"),
+            (Decision::Skipped, "skipped"),
+        ];
+        for (d, s) in all {
+            assert_eq!(serde_json::to_value(d).unwrap(), s);
+            assert_eq!(format!("{d:<12}|"), format!("{s:<12}|"));
+            let mut n = file(b"x");
+            n.swamp = Some(SwampInfo {
+                decision: d,
+                ..SwampInfo::default()
+            });
+            let back = Tree::decode(&Tree { nodes: vec![n] }.encode()).unwrap();
+            assert_eq!(back.nodes[0].swamp.as_ref().unwrap().decision, d);
+            assert_eq!(from_cbor::<String>(&to_cbor(&d), "decision").unwrap(), s);
         }
     }
 }

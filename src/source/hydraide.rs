@@ -32,7 +32,7 @@ use crate::hyd::{
     BLOCK_HEADER_SIZE, BlockHeader, FILE_HEADER_SIZE, FileHeader, SWAMP_META_KEY, block,
 };
 use crate::repo::config::HydChunking;
-use crate::repo::tree::{BlockTail, SwampInfo};
+use crate::repo::tree::{BlockTail, Decision, SwampInfo};
 
 /// What the parent snapshot knows about a `.hyd` file.
 #[derive(Debug, Clone)]
@@ -196,7 +196,11 @@ pub fn capture(
         }
 
         // Where to start: after the parent's capture when the file provably only grew.
-        let mut decision = if parent.is_some() { "rewritten" } else { "new" };
+        let mut decision = if parent.is_some() {
+            Decision::Rewritten
+        } else {
+            Decision::New
+        };
         let (mut pos, mut reuse, mut blocks, mut entries, mut tail) =
             (data_start, Vec::new(), 0u64, 0u64, None);
         if let Some(p) = parent
@@ -217,7 +221,7 @@ pub fn capture(
                 None => p.size == data_start,
             };
             if same_tail {
-                decision = "appended";
+                decision = Decision::Appended;
                 pos = p.size;
                 reuse = p.content[1..].to_vec();
                 blocks = p.swamp.blocks;
@@ -345,7 +349,7 @@ pub fn capture(
         info.blocks = blocks;
         info.entries = entries;
         info.tail = tail;
-        info.decision = decision.into();
+        info.decision = decision;
         let captured = HydCapture {
             header_blob,
             reuse,

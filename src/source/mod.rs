@@ -1,10 +1,18 @@
 //! What is backed up: file-system metadata and exclusion rules (and the HydrAIDE-aware source).
 
+pub(crate) mod build;
 pub mod dir;
 pub mod hydraide;
 pub mod open;
+pub(crate) mod pipeline;
+pub mod report;
+pub(crate) mod walk;
 
 pub use open::{Identity, Trouble, open_checked, trouble};
+
+/// How the backup's walk and readers report progress without knowing the display: called
+/// with (items, bytes) to add (found by the walk; read by the readers).
+pub(crate) type Tally<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;

@@ -8,7 +8,7 @@
 
 use std::fs::{File, FileType, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The file changed between the walk and the open; it is not read.
@@ -65,16 +65,8 @@ pub fn type_name(ft: FileType) -> &'static str {
         "directory"
     } else if ft.is_symlink() {
         "symbolic link"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_char_device() {
-        "character device"
-    } else if ft.is_block_device() {
-        "block device"
     } else {
-        "special file"
+        crate::source::report::SpecialKind::of(ft).as_str()
     }
 }
 

@@ -518,3 +518,36 @@ pub fn free_port() -> u16 {
         .expect("bind a loopback port")
         .port()
 }
+
+/// Rewrites the latest snapshot so that its file `d/f` sits under `depth` folders named `d`:
+/// a tree chain far deeper than any path the system accepts, made through the library.
+pub fn deepen_latest(t: &TestRepo, depth: usize) {
+    use hydrabackup::backend::FileKind;
+    use hydrabackup::repo::blob::{BlobType, seal_blob};
+    use hydrabackup::repo::tree::Tree;
+    use hydrabackup::repo::writer::PackWriter;
+
+    let backend = hydrabackup::backend::open(t.repo.to_str().unwrap()).unwrap();
+    let repo = hydrabackup::repo::Repository::open(backend.into(), t.password.as_bytes()).unwrap();
+    let index = repo.load_index().unwrap();
+    let (_, mut snap) = repo.find_snapshot("latest").unwrap();
+    let root = repo.load_tree(&index, &snap.tree).unwrap();
+    let d = root.find(b"d").unwrap().clone();
+    let writer = PackWriter::new(&repo, 1, false);
+    let tx = writer.sender();
+    let mut top = d.subtree.unwrap();
+    for _ in 0..depth {
+        let mut n = d.clone();
+        n.subtree = Some(top);
+        let bytes = Tree { nodes: vec![n] }.encode();
+        top = repo.keys().blob_id(&bytes);
+        tx.send(seal_blob(repo.keys(), BlobType::Tree, top, &bytes, 1))
+            .unwrap();
+    }
+    drop(tx);
+    writer.finish(false).unwrap();
+    snap.tree = top;
+    snap.names = None;
+    snap.time = "2030-01-01T00:00:00Z".into();
+    repo.save_object(FileKind::Snapshot, &snap).unwrap();
+}

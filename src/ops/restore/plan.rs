@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::{RestoreOptions, build_globs, swamp_globs};
+use super::{RestoreOptions, build_globs};
 use crate::repo::Repository;
+use crate::repo::filter::SwampFilter;
 use crate::repo::index::Index;
 use crate::repo::names::NameEntry;
 use crate::repo::tree::{Node, NodeKind, Tree};
@@ -44,8 +45,9 @@ pub struct Plan {
     pub links: Vec<Entry>,
 }
 
-/// Walks the trees below `tree` depth first, parents before children, without recursion:
-/// calls `f(depth, relative path, node)` for every node (depth 0: the entries of `tree`).
+/// Walks the trees below `tree` (see [`crate::ops::walk`]): calls `f(depth, relative path,
+/// node)` for every node (depth 0: the entries of `tree`); a tree that cannot be read ends the
+/// walk with its error.
 fn walk(
     repo: &Repository,
     index: &Index,
@@ -53,30 +55,17 @@ fn walk(
     prefix: &Path,
     f: &mut dyn FnMut(usize, &Path, &Node) -> Result<()>,
 ) -> Result<()> {
-    let mut path = prefix.to_path_buf();
-    let mut stack = vec![repo.load_tree(index, tree)?.nodes.into_iter()];
-    while let Some(level) = stack.last_mut() {
-        let Some(n) = level.next() else {
-            stack.pop();
-            if !stack.is_empty() {
-                path.pop();
-            }
-            continue;
-        };
-        // Names are single components (checked when the tree was decoded), so push and pop
-        // stay in step.
-        path.push(OsStr::from_bytes(&n.name));
-        f(stack.len() - 1, &path, &n)?;
-        match &n.subtree {
-            Some(sub) if n.kind == NodeKind::Dir => {
-                stack.push(repo.load_tree(index, sub)?.nodes.into_iter());
-            }
-            _ => {
-                path.pop();
-            }
-        }
-    }
-    Ok(())
+    crate::ops::walk::walk(
+        repo,
+        index,
+        tree,
+        prefix,
+        &mut |v| {
+            f(v.depth, v.path, v.node)?;
+            Ok(v.node.kind == NodeKind::Dir)
+        },
+        &mut |_, _, e| Err(e),
+    )
 }
 
 /// Walks a snapshot tree, calling `f(relative path, node)` for every node, parents first
@@ -233,16 +222,11 @@ impl Plan {
 /// Plans by walking the whole snapshot tree and testing every node against the selection.
 pub fn by_walk(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<Plan> {
     let globs = build_globs(&opts.includes)?;
-    let swamps = swamp_globs(&opts.swamps)?;
+    let swamps = SwampFilter::new(&opts.swamps)?;
     let select_all = opts.includes.is_empty() && opts.swamps.is_empty();
     let mut plan = Plan::new();
     plan.add_tree(repo, index, root, 0, Path::new(""), &mut |rel, n| {
-        let swamp_match = n
-            .swamp
-            .as_ref()
-            .and_then(|s| s.name.as_deref())
-            .is_some_and(|name| swamps.is_match(name));
-        select_all || (!opts.includes.is_empty() && globs.is_match(rel)) || swamp_match
+        select_all || (!opts.includes.is_empty() && globs.is_match(rel)) || swamps.matches_node(n)
     })?;
     Ok(plan.keep_needed())
 }
@@ -262,7 +246,7 @@ pub fn by_names(
     names: &Id,
     patterns: &[String],
 ) -> Result<Plan> {
-    let globs = swamp_globs(patterns)?;
+    let globs = SwampFilter::new(patterns)?;
     let name_index = repo.load_name_index(index, names)?;
     let pages = name_index.candidates(patterns);
     let found: Vec<Vec<NameEntry>> = pages
@@ -272,7 +256,7 @@ pub fn by_names(
             Ok(page
                 .entries
                 .into_iter()
-                .filter(|e| globs.is_match(&e.name))
+                .filter(|e| globs.matches(&e.name))
                 .collect())
         })
         .collect::<Result<_>>()?;

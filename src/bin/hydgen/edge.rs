@@ -6,13 +6,13 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::block::{BlockHeader, Entry, Op, build_block};
-use super::header::Version;
-use super::naming::{Layout, SwampName};
-use super::rng::Rng;
-use super::scan::scan_file;
-use super::writer::HydWriter;
-use super::{HydError, SWAMP_META_KEY};
+use hydrabackup::hyd::block::{BlockHeader, Entry, Op, build_block};
+use hydrabackup::hyd::header::Version;
+use hydrabackup::hyd::naming::{Layout, SwampName};
+use hydrabackup::hyd::rng::Rng;
+use hydrabackup::hyd::scan::scan_file;
+use hydrabackup::hyd::writer::HydWriter;
+use hydrabackup::hyd::{HydError, SWAMP_META_KEY};
 
 /// Creation time of the files written here (2025-01-01T00:00:00Z), unix ns.
 const CREATED: i64 = 1_735_689_600_000_000_000;
@@ -78,7 +78,7 @@ pub fn write_emptykey(
     w.append_block(&small_entries(&mut rng, "a", 20))?;
     // HydrAIDE's entry encoding of an empty key: key length 0, no key bytes.
     let mut raw = Vec::new();
-    super::block::encode_entries(&small_entries(&mut rng, "b", 3), &mut raw)
+    hydrabackup::hyd::block::encode_entries(&small_entries(&mut rng, "b", 3), &mut raw)
         .map_err(|source| HydError::Block { offset: 0, source })?;
     raw.extend_from_slice(&[Op::Insert.as_u8(), 0, 0, 3, 0, 0, 0, 1, 2, 3]);
     let payload = snap::raw::Encoder::new()
@@ -215,8 +215,8 @@ pub fn stall(path: &Path, seed: u64, until: Option<&Path>) -> Result<Stall, HydE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyd::replay::replay_file;
-    use crate::hyd::scan::scan_file;
+    use hydrabackup::hyd::replay::replay_file;
+    use hydrabackup::hyd::scan::scan_file;
 
     #[test]
     fn edge_cases_are_what_they_claim() {

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use super::HydError;
-use super::block::{Entry, Op};
-use super::header::Version;
-use super::naming::{Layout, SwampName};
-use super::replay::LiveSet;
-use super::rng::Rng;
-use super::v1::{V1Meta, write_v1_swamp};
-use super::writer::HydWriter;
+use hydrabackup::hyd::HydError;
+use hydrabackup::hyd::block::{Entry, Op};
+use hydrabackup::hyd::header::Version;
+use hydrabackup::hyd::naming::{Layout, SwampName};
+use hydrabackup::hyd::replay::LiveSet;
+use hydrabackup::hyd::rng::Rng;
+use hydrabackup::hyd::v1::{V1Meta, write_v1_swamp};
+use hydrabackup::hyd::writer::HydWriter;
 
 /// 2026-01-01T00:00:00Z in unix nanoseconds: the generators' clock origin.
 pub const EPOCH_NS: i64 = 1_767_225_600 * 1_000_000_000;
@@ -514,7 +514,7 @@ pub fn generate(root: &Path, cfg: &GenConfig) -> Result<GenReport, HydError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyd::check::check;
+    use crate::check::check;
 
     #[test]
     fn sizes_parse() {
@@ -573,8 +573,8 @@ mod tests {
         assert!(ca.failures.is_empty(), "{:?}", ca.failures);
         assert_eq!(ca.hyd_files, ra.v2 + ra.v3);
         assert_eq!(ca.v1_swamps, ra.v1);
-        let fa = crate::hyd::walk::hyd_files(a.path()).unwrap();
-        let fb = crate::hyd::walk::hyd_files(b.path()).unwrap();
+        let fa = hydrabackup::hyd::walk::hyd_files(a.path()).unwrap();
+        let fb = hydrabackup::hyd::walk::hyd_files(b.path()).unwrap();
         assert_eq!(fa.len(), fb.len());
         for (x, y) in fa.iter().zip(&fb) {
             assert_eq!(

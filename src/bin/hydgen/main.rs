@@ -1,18 +1,25 @@
 //! hydgen: writes, ages, mutates and checks realistic HydrAIDE data roots for
-//! testing hydrabackup. A thin shell over `hydrabackup::hyd`.
+//! testing hydrabackup. The generators are this binary's own modules (test data, not the
+//! library's API); they write through `hydrabackup::hyd`.
+
+mod check;
+mod churn;
+mod datagen;
+mod edge;
+mod live;
+mod livelog;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use check::check;
+use churn::{ChurnConfig, churn};
 use clap::{Args, Parser, Subcommand};
-use hydrabackup::hyd::check::check;
-use hydrabackup::hyd::churn::{ChurnConfig, churn};
-use hydrabackup::hyd::datagen::{GenConfig, generate, parse_size};
-use hydrabackup::hyd::edge;
-use hydrabackup::hyd::live::{LiveConfig, live};
+use datagen::{GenConfig, generate, parse_size};
 use hydrabackup::hyd::walk::destroy;
 use hydrabackup::hyd::{Layout, SwampName};
+use live::{LiveConfig, live};
 
 #[derive(Parser)]
 #[command(

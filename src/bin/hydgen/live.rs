@@ -17,16 +17,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use xxhash_rust::xxh64::Xxh64;
-
-use super::HydError;
-use super::churn::append_one_block;
-use super::datagen::{KeySet, SizeClass};
-use super::replay::{LiveSet, apply_entries, live_digest, replay_file};
-use super::rng::Rng;
-use super::v1::{ACTUAL_FILE_KEY, META_FILE, encode_chunk, random_uuid, read_meta};
-use super::walk::{Found, walk_root};
-use super::writer::{HydWriter, write_compacted};
+use crate::churn::append_one_block;
+use crate::datagen::{KeySet, SizeClass};
+use crate::livelog::{LiveEvent, v1_digest};
+use hydrabackup::hyd::HydError;
+use hydrabackup::hyd::replay::{LiveSet, apply_entries, live_digest, replay_file};
+use hydrabackup::hyd::rng::Rng;
+use hydrabackup::hyd::v1::{ACTUAL_FILE_KEY, META_FILE, encode_chunk, random_uuid, read_meta};
+use hydrabackup::hyd::walk::{Found, walk_root};
+use hydrabackup::hyd::writer::{HydWriter, write_compacted};
 
 /// Settings of [`live`].
 #[derive(Debug, Clone)]
@@ -81,121 +80,6 @@ pub struct LiveReport {
     pub swamps_touched: u64,
     /// V1 folder rewrites done.
     pub v1_rewrites: u64,
-}
-
-/// One line of the live log: a state a `.hyd` file was in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveEvent {
-    /// Operation number (0 for states logged before the first operation).
-    pub op: u64,
-    /// `initial`, `append` or `compact`; for V1 folders `v1-initial` or `v1-write`.
-    pub event: String,
-    /// Path of the file relative to the data root, `/`-separated.
-    pub swamp: String,
-    /// File length in that state.
-    pub len: u64,
-    /// Number of live keys.
-    pub live: u64,
-    /// [`live_digest`] of the live set.
-    pub digest: u64,
-    /// Wall-clock time, unix milliseconds.
-    pub unix_ms: u64,
-}
-
-impl LiveEvent {
-    /// The event as one JSON object (no trailing newline).
-    pub fn to_json(&self) -> String {
-        format!(
-            "{{\"op\":{},\"event\":{},\"swamp\":{},\"len\":{},\"live\":{},\"digest\":\"{:016x}\",\"unix_ms\":{}}}",
-            self.op,
-            json_str(&self.event),
-            json_str(&self.swamp),
-            self.len,
-            self.live,
-            self.digest,
-            self.unix_ms
-        )
-    }
-
-    /// Parses a line written by [`LiveEvent::to_json`].
-    pub fn from_json(line: &str) -> Option<LiveEvent> {
-        Some(LiveEvent {
-            op: json_field(line, "op")?.parse().ok()?,
-            event: json_unquote(json_field(line, "event")?)?,
-            swamp: json_unquote(json_field(line, "swamp")?)?,
-            len: json_field(line, "len")?.parse().ok()?,
-            live: json_field(line, "live")?.parse().ok()?,
-            digest: u64::from_str_radix(&json_unquote(json_field(line, "digest")?)?, 16).ok()?,
-            unix_ms: json_field(line, "unix_ms")?.parse().ok()?,
-        })
-    }
-}
-
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-/// The raw text of `"key":value` in a flat JSON object written by this module.
-fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let start = line.find(&pat)? + pat.len();
-    let rest = &line[start..];
-    if rest.starts_with('"') {
-        let mut esc = false;
-        for (i, c) in rest.char_indices().skip(1) {
-            match (esc, c) {
-                (true, _) => esc = false,
-                (false, '\\') => esc = true,
-                (false, '"') => return Some(&rest[..=i]),
-                _ => {}
-            }
-        }
-        None
-    } else {
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        Some(rest[..end].trim())
-    }
-}
-
-fn json_unquote(s: &str) -> Option<String> {
-    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
-    let mut out = String::new();
-    let mut it = inner.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match it.next()? {
-            'u' => {
-                let hex: String = it.by_ref().take(4).collect();
-                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
-            }
-            'n' => out.push('\n'),
-            't' => out.push('\t'),
-            c => out.push(c),
-        }
-    }
-    Some(out)
-}
-
-/// Reads a live log into events (unparsable lines are skipped).
-pub fn read_log(path: &Path) -> std::io::Result<Vec<LiveEvent>> {
-    Ok(std::fs::read_to_string(path)?
-        .lines()
-        .filter_map(LiveEvent::from_json)
-        .collect())
 }
 
 fn now_ns() -> i64 {
@@ -427,27 +311,6 @@ fn run(
     }
 }
 
-/// Digest of a V1 Swamp folder's files (names and contents, in name order) and their total
-/// length. Equal folders give equal digests.
-pub fn v1_digest(dir: &Path) -> std::io::Result<(u64, u64)> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<_>>()?;
-    names.sort();
-    let mut h = Xxh64::new(0);
-    let mut len = 0;
-    for n in names {
-        let data = std::fs::read(dir.join(&n))?;
-        let name = n.to_string_lossy();
-        h.update(&(name.len() as u64).to_le_bytes());
-        h.update(name.as_bytes());
-        h.update(&(data.len() as u64).to_le_bytes());
-        h.update(&data);
-        len += data.len() as u64;
-    }
-    Ok((h.digest(), len))
-}
-
 impl Logger {
     fn log_v1(&mut self, op: u64, event: &str, dir: &Path) -> Result<(), HydError> {
         let (digest, len) = v1_digest(dir).map_err(|e| HydError::from(e).at(dir))?;
@@ -508,7 +371,10 @@ impl V1Writer {
         logger.log_v1(op, "v1-write", &dir)?;
         meta.kv.insert(ACTUAL_FILE_KEY.to_owned(), name.clone());
         meta.updated_at = now_ns();
-        self.place(&dir.join(META_FILE), &super::gob::encode_meta(&meta))?;
+        self.place(
+            &dir.join(META_FILE),
+            &hydrabackup::hyd::gob::encode_meta(&meta),
+        )?;
         logger.log_v1(op, "v1-write", &dir)?;
         if rng.below(3) == 0 {
             let mut old: Vec<_> = std::fs::read_dir(&dir)
@@ -530,11 +396,12 @@ impl V1Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyd::datagen::{GenConfig, generate};
-    use crate::hyd::naming::Layout;
-    use crate::hyd::replay::replay_bytes;
-    use crate::hyd::scan::{consistent_header, scan_bytes};
-    use crate::hyd::walk::hyd_files;
+    use crate::datagen::{GenConfig, generate};
+    use crate::livelog::read_log;
+    use hydrabackup::hyd::naming::Layout;
+    use hydrabackup::hyd::replay::replay_bytes;
+    use hydrabackup::hyd::scan::{consistent_header, scan_bytes};
+    use hydrabackup::hyd::walk::hyd_files;
 
     #[test]
     fn json_round_trip() {

@@ -7,17 +7,19 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh64::xxh64;
 
-use super::block::Entry;
-use super::datagen::{DAY_NS, EPOCH_NS, KeySet, SizeClass, swamp_name, write_hyd_swamp};
-use super::header::Version;
-use super::naming::Layout;
-use super::replay::replay_file;
-use super::rng::Rng;
-use super::scan::scan;
-use super::v1::{self, V1Swamp, decode_chunk, encode_chunk, random_uuid, read_meta, write_meta};
-use super::walk::{Found, remove_empty_dirs, walk_root};
-use super::writer::{HydWriter, compact};
-use super::{DEFAULT_BLOCK_SIZE, HydError};
+use crate::datagen::{DAY_NS, EPOCH_NS, KeySet, SizeClass, swamp_name, write_hyd_swamp};
+use hydrabackup::hyd::block::Entry;
+use hydrabackup::hyd::header::Version;
+use hydrabackup::hyd::naming::Layout;
+use hydrabackup::hyd::replay::replay_file;
+use hydrabackup::hyd::rng::Rng;
+use hydrabackup::hyd::scan::scan;
+use hydrabackup::hyd::v1::{
+    self, V1Swamp, decode_chunk, encode_chunk, random_uuid, read_meta, write_meta,
+};
+use hydrabackup::hyd::walk::{Found, remove_empty_dirs, walk_root};
+use hydrabackup::hyd::writer::{HydWriter, compact};
+use hydrabackup::hyd::{DEFAULT_BLOCK_SIZE, HydError};
 
 /// Settings of [`churn`]; percentages are of the existing swamps.
 #[derive(Debug, Clone)]
@@ -265,8 +267,8 @@ fn compact_v1(v: &V1Swamp, rng: &mut Rng, now: i64) -> Result<(), HydError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyd::check::check;
-    use crate::hyd::datagen::{GenConfig, generate};
+    use crate::check::check;
+    use crate::datagen::{GenConfig, generate};
 
     #[test]
     fn a_day_of_churn_keeps_everything_loadable() {

@@ -5,11 +5,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::header::Version;
-use super::replay::replay_file;
-use super::scan::scan_file;
-use super::v1::{decode_chunk, read_meta};
-use super::walk::{Found, walk_root};
+use hydrabackup::hyd::header::Version;
+use hydrabackup::hyd::replay::replay_file;
+use hydrabackup::hyd::scan::scan_file;
+use hydrabackup::hyd::v1::{decode_chunk, read_meta};
+use hydrabackup::hyd::walk::{Found, walk_root};
 
 /// Counts and failures found by [`check`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,0 +1,303 @@
+//! The backup's read pipeline: reader threads cut files into chunks, workers hash, deduplicate
+//! and seal them for the pack writer.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::Id;
+use crate::chunker::{ChunkStream, Chunker};
+use crate::repo::Repository;
+use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
+use crate::repo::config::HydChunking;
+use crate::repo::index::Index;
+use crate::repo::tree::{Decision, SwampInfo};
+use crate::source::hydraide::{Capture, ChunkSink, HydCapture, capture};
+use crate::source::walk::{FileJob, JobKind};
+use crate::source::{Identity, Tally, Trouble, open_checked, trouble};
+
+/// What a reader learned about one file.
+#[derive(Default)]
+pub(crate) struct FileDone {
+    /// Chunks that make up the file: those numbered from `seq_base` on (lower numbers belong
+    /// to an abandoned attempt).
+    pub(crate) chunks: u32,
+    pub(crate) seq_base: u32,
+    /// Stored length.
+    pub(crate) size: u64,
+    /// Bytes read from the source.
+    pub(crate) read: u64,
+    /// Blob ids reused from the parent, inserted before the `reuse_at`-th kept chunk.
+    pub(crate) reuse: Vec<Id>,
+    pub(crate) reuse_at: u32,
+    /// Swamp facts (for `.hyd` files).
+    pub(crate) swamp: Option<SwampInfo>,
+    /// A quarantined Swamp stored as its loadable prefix: its raw bytes, the `chunks` chunks
+    /// numbered from `seq_base`, `size` bytes in all.
+    pub(crate) raw: Option<RawDone>,
+    pub(crate) error: Option<String>,
+    /// The error is that the file was replaced during the backup.
+    pub(crate) changed: bool,
+    /// The file vanished before it could be read.
+    pub(crate) gone: bool,
+}
+
+impl FileDone {
+    /// Records a source error: a vanished file is gone, anything else an error.
+    pub(crate) fn fail(&mut self, e: std::io::Error) {
+        match trouble(&e) {
+            Trouble::Gone => self.gone = true,
+            t => {
+                self.changed = t == Trouble::Changed;
+                self.error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// Where the raw bytes of a quarantined Swamp went.
+pub(crate) struct RawDone {
+    pub(crate) seq_base: u32,
+    pub(crate) chunks: u32,
+    pub(crate) size: u64,
+}
+
+pub(crate) struct ChunkJob {
+    pub(crate) file: usize,
+    pub(crate) seq: u32,
+    pub(crate) data: Vec<u8>,
+}
+
+pub(crate) enum Event {
+    Chunk { file: usize, seq: u32, id: Id },
+    FileDone { file: usize, done: Box<FileDone> },
+}
+
+/// Shared state of the chunk workers.
+pub(crate) struct Workers<'a> {
+    pub(crate) repo: &'a Repository,
+    pub(crate) index: &'a Index,
+    pub(crate) seen: Mutex<HashSet<Id>>,
+    pub(crate) blobs_added: AtomicU64,
+    pub(crate) bytes_added: AtomicU64,
+    pub(crate) bytes_stored: AtomicU64,
+}
+
+impl Workers<'_> {
+    pub(crate) fn run(
+        &self,
+        rx: Receiver<ChunkJob>,
+        events: Sender<Event>,
+        blobs: Sender<SealedBlob>,
+    ) {
+        let level = self.repo.config().compression;
+        for job in rx.iter() {
+            let id = self.repo.keys().blob_id(&job.data);
+            let new = !self.index.contains(BlobType::Data, &id)
+                && self.seen.lock().expect("dedup set").insert(id);
+            if new {
+                let b = seal_blob(self.repo.keys(), BlobType::Data, id, &job.data, level);
+                self.blobs_added.fetch_add(1, Ordering::Relaxed);
+                self.bytes_added
+                    .fetch_add(job.data.len() as u64, Ordering::Relaxed);
+                self.bytes_stored
+                    .fetch_add(b.sealed.len() as u64, Ordering::Relaxed);
+                if blobs.send(b).is_err() {
+                    return;
+                }
+            }
+            let _ = events.send(Event::Chunk {
+                file: job.file,
+                seq: job.seq,
+                id,
+            });
+        }
+    }
+}
+
+/// One reader thread's tools.
+pub(crate) struct Reader<'a> {
+    pub(crate) chunker: &'a Chunker,
+    pub(crate) hyd: HydChunking,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) chunks: Sender<ChunkJob>,
+    /// Bytes read.
+    pub(crate) progress: Tally<'a>,
+}
+
+/// Sends one file's chunks to the workers, numbering them; an attempt that starts over gets a
+/// fresh range of numbers, with the first one kept for the header blob.
+pub(crate) struct FileSink<'r> {
+    pub(crate) chunks: &'r Sender<ChunkJob>,
+    pub(crate) progress: Tally<'r>,
+    pub(crate) file: usize,
+    pub(crate) next: u32,
+    pub(crate) base: u32,
+}
+
+impl FileSink<'_> {
+    pub(crate) fn send(&mut self, seq: u32, data: Vec<u8>) -> bool {
+        (self.progress)(0, data.len() as u64);
+        self.chunks
+            .send(ChunkJob {
+                file: self.file,
+                seq,
+                data,
+            })
+            .is_ok()
+    }
+}
+
+impl ChunkSink for FileSink<'_> {
+    fn restart(&mut self) {
+        self.base = self.next;
+        self.next += 1;
+    }
+
+    fn chunk(&mut self, data: Vec<u8>) -> bool {
+        let seq = self.next;
+        self.next += 1;
+        self.send(seq, data)
+    }
+}
+
+impl Reader<'_> {
+    pub(crate) fn read(&mut self, job: FileJob) -> FileDone {
+        crate::failpoint::hook("open", &job.display);
+        let mut done = FileDone::default();
+        match job.kind {
+            JobKind::Plain => self.read_plain(job.idx, &job.path, job.expect, 0, &mut done),
+            JobKind::Bytes(data) => {
+                let mut sink = self.sink(job.idx);
+                let mut pos = 0;
+                done.size = data.len() as u64;
+                done.read = data.len() as u64;
+                for n in self.chunker.cut_all(&data) {
+                    if !sink.chunk(data[pos..pos + n].to_vec()) {
+                        done.error = Some("backup aborted".into());
+                        break;
+                    }
+                    pos += n;
+                }
+                done.chunks = sink.next;
+            }
+            JobKind::Hyd(parent) => {
+                let (chunks, progress) = (self.chunks.clone(), self.progress);
+                let mut sink = FileSink {
+                    chunks: &chunks,
+                    progress,
+                    file: job.idx,
+                    next: 0,
+                    base: 0,
+                };
+                match capture(&job.path, parent.as_ref(), &self.hyd, &mut sink) {
+                    Ok(Capture::Captured(c)) => {
+                        done.read = c.bytes_read;
+                        Self::captured(&mut sink, c, &mut done);
+                    }
+                    Ok(Capture::Quarantine {
+                        reason,
+                        mut swamp,
+                        prefix,
+                    }) => {
+                        // Never lose data: store the bytes as they are, and report the file.
+                        let first = sink.next;
+                        let mut raw = FileDone::default();
+                        self.read_plain(job.idx, &job.path, None, first, &mut raw);
+                        swamp.decision = Decision::Quarantined;
+                        swamp.problem = Some(reason);
+                        swamp.tail = None;
+                        match prefix {
+                            // The loadable prefix is the Swamp; the raw bytes are kept beside it.
+                            Some(c) if raw.error.is_none() && !raw.gone => {
+                                done.read = c.bytes_read + raw.read;
+                                Self::captured(&mut sink, *c, &mut done);
+                                done.raw = Some(RawDone {
+                                    seq_base: first,
+                                    chunks: raw.chunks,
+                                    size: raw.size,
+                                });
+                            }
+                            _ => done = raw,
+                        }
+                        done.swamp = Some(swamp);
+                    }
+                    Err(e) => done.fail(e),
+                }
+            }
+        }
+        done
+    }
+
+    /// Records a consistent capture: the header blob (sent now, numbered first) and the chunks
+    /// sent since the attempt began.
+    pub(crate) fn captured(sink: &mut FileSink<'_>, c: HydCapture, done: &mut FileDone) {
+        done.size = c.size;
+        done.reuse = c.reuse;
+        done.reuse_at = 1;
+        done.swamp = Some(c.swamp);
+        done.seq_base = sink.base;
+        done.chunks = c.chunks + 1;
+        let base = sink.base;
+        if !sink.send(base, c.header_blob) {
+            done.error = Some("backup aborted".into());
+        }
+    }
+
+    pub(crate) fn sink(&self, file: usize) -> FileSink<'_> {
+        FileSink {
+            chunks: &self.chunks,
+            progress: self.progress,
+            file,
+            next: 0,
+            base: 0,
+        }
+    }
+
+    /// Reads a whole file with the generic chunker, numbering chunks from `first`; the file
+    /// must be the one the walk saw (`expect`).
+    pub(crate) fn read_plain(
+        &mut self,
+        file: usize,
+        path: &Path,
+        expect: Option<Identity>,
+        first: u32,
+        done: &mut FileDone,
+    ) {
+        done.seq_base = first;
+        let f = match open_checked(path, expect) {
+            Ok(f) => f,
+            Err(e) => return done.fail(e),
+        };
+        let mut stream = ChunkStream::new(self.chunker, f, &mut self.buf);
+        let mut seq = first;
+        loop {
+            match stream.next_chunk() {
+                Ok(Some(c)) => {
+                    done.size += c.len() as u64;
+                    (self.progress)(0, c.len() as u64);
+                    let cj = ChunkJob {
+                        file,
+                        seq,
+                        data: c.to_vec(),
+                    };
+                    seq += 1;
+                    if self.chunks.send(cj).is_err() {
+                        done.error = Some("backup aborted".into());
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    done.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        done.chunks = seq - first;
+        done.read = done.size;
+    }
+}

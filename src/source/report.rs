@@ -1,0 +1,113 @@
+//! What a backup reports about its sources: per-Swamp decisions, files it could not read and
+//! special files it left out.
+
+use std::fs::FileType;
+use std::os::unix::fs::FileTypeExt;
+
+use serde::Serialize;
+
+use crate::repo::tree::Decision;
+
+/// What happened to one Swamp, for the decision log and the quarantine report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwampDecision {
+    /// Path of the `.hyd` file or V1 folder.
+    pub path: String,
+    /// Swamp name, only with `show_names`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What happened to it.
+    pub decision: Decision,
+    /// Why.
+    pub reason: String,
+    /// Bytes read from the source for it.
+    pub bytes_read: u64,
+}
+
+/// Why a Swamp is in the decision log as gone.
+pub const GONE: &str = "vanished during the backup (deleted or destroyed)";
+
+/// A source file that could not be backed up.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceError {
+    /// Path of the file.
+    pub path: String,
+    /// Why it was not backed up.
+    pub kind: SourceErrorKind,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Why a source file could not be backed up (serialised in lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceErrorKind {
+    /// It could not be read.
+    Unreadable,
+    /// It was replaced during the backup (a symlink, FIFO, device or other file swapped in
+    /// between the walk and the open): it was not read.
+    Changed,
+}
+
+/// What a special file is (serialised as reports name it: `FIFO`, `socket`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SpecialKind {
+    /// A named pipe.
+    #[serde(rename = "FIFO")]
+    Fifo,
+    /// A Unix socket.
+    #[serde(rename = "socket")]
+    Socket,
+    /// A character device.
+    #[serde(rename = "character device")]
+    CharDevice,
+    /// A block device.
+    #[serde(rename = "block device")]
+    BlockDevice,
+    /// Any other type that is not a file, folder or symlink.
+    #[serde(rename = "special file")]
+    Other,
+}
+
+impl SpecialKind {
+    /// The kind of a file type that is not a file, folder or symlink.
+    pub fn of(ft: FileType) -> SpecialKind {
+        if ft.is_fifo() {
+            SpecialKind::Fifo
+        } else if ft.is_socket() {
+            SpecialKind::Socket
+        } else if ft.is_char_device() {
+            SpecialKind::CharDevice
+        } else if ft.is_block_device() {
+            SpecialKind::BlockDevice
+        } else {
+            SpecialKind::Other
+        }
+    }
+
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecialKind::Fifo => "FIFO",
+            SpecialKind::Socket => "socket",
+            SpecialKind::CharDevice => "character device",
+            SpecialKind::BlockDevice => "block device",
+            SpecialKind::Other => "special file",
+        }
+    }
+}
+
+impl std::fmt::Display for SpecialKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A FIFO, socket or device found by the walk: never opened, not backed up, reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpecialFile {
+    /// Path of the file.
+    pub path: String,
+    /// What it is.
+    pub kind: SpecialKind,
+}
