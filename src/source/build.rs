@@ -83,7 +83,7 @@ impl TreeBuilder<'_> {
             None
         };
         tracing::info_span!("swamp", path = %path, name).in_scope(|| {
-            tracing::info!(decision = %decision, bytes_read = read, "captured");
+            tracing::info!(decision = decision.as_str(), bytes_read = read, "captured");
         });
         self.decisions.push(SwampDecision {
             path,
