@@ -57,7 +57,7 @@ fn mixed(seed: u64, len: usize) -> Vec<u8> {
     let words: Vec<&str> = WORDS.split_whitespace().collect();
     let mut rng = Rng(seed);
     let mut out = Vec::with_capacity(len + 64);
-    let mut random = seed % 2 == 0;
+    let mut random = seed.is_multiple_of(2);
     while out.len() < len {
         let run = 1024 + (rng.next() % (15 * 1024)) as usize;
         let end = (out.len() + run).min(len);

@@ -79,21 +79,21 @@ pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Resul
     let filter = SwampFilter::new(opts.swamp.as_slice())?;
     let mut swamps = Vec::new();
     walk_tree(repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
-        if let Some(s) = &n.swamp {
-            if filter.selects(n) {
-                swamps.push(ShowSwamp {
-                    path: rel.display().to_string(),
-                    name: s.name.clone(),
-                    format: s.format,
-                    size: n.size,
-                    entries: s.entries,
-                    blocks: s.blocks,
-                    created_ns: s.created_ns,
-                    modified_ns: s.modified_ns,
-                    decision: s.decision,
-                    problem: s.problem.clone(),
-                });
-            }
+        if let Some(s) = &n.swamp
+            && filter.selects(n)
+        {
+            swamps.push(ShowSwamp {
+                path: rel.display().to_string(),
+                name: s.name.clone(),
+                format: s.format,
+                size: n.size,
+                entries: s.entries,
+                blocks: s.blocks,
+                created_ns: s.created_ns,
+                modified_ns: s.modified_ns,
+                decision: s.decision,
+                problem: s.problem.clone(),
+            });
         }
         Ok(())
     })?;

@@ -454,10 +454,10 @@ fn verify(
                 }
             };
             for page in pages {
-                if checked_trees.insert(page) {
-                    if let Err(e) = repo.load_name_page(&index, &page) {
-                        tree_errors.push(name_index_problem(&page, sid, e));
-                    }
+                if checked_trees.insert(page)
+                    && let Err(e) = repo.load_name_page(&index, &page)
+                {
+                    tree_errors.push(name_index_problem(&page, sid, e));
                 }
             }
         }

@@ -41,9 +41,9 @@ impl ChunkerParams {
             && self.avg <= self.max
             && (256..=1 << 22).contains(&self.avg)
             && self.max <= 1 << 24
-            && self.min % 2 == 0
-            && self.avg % 2 == 0
-            && self.max % 2 == 0
+            && self.min.is_multiple_of(2)
+            && self.avg.is_multiple_of(2)
+            && self.max.is_multiple_of(2)
     }
 }
 

@@ -312,7 +312,7 @@ mod tests {
             offset,
             len: 100,
             raw_len: 200,
-            compressed: id % 2 == 0,
+            compressed: id.is_multiple_of(2),
         }
     }
 

@@ -66,7 +66,9 @@ pub fn decode_header(h: &[u8]) -> Result<Vec<PackEntry>> {
         return Err(bad("unsupported version"));
     }
     let n = u32::from_le_bytes(h[5..9].try_into().expect("4 bytes")) as usize;
-    if (h.len() - HEADER_FIXED) / ENTRY_LEN != n || (h.len() - HEADER_FIXED) % ENTRY_LEN != 0 {
+    if (h.len() - HEADER_FIXED) / ENTRY_LEN != n
+        || !(h.len() - HEADER_FIXED).is_multiple_of(ENTRY_LEN)
+    {
         return Err(bad("length does not match blob count"));
     }
     let mut offset: u64 = 0;

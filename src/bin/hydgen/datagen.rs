@@ -240,14 +240,14 @@ pub fn treasure(rng: &mut Rng, key: &[u8], size: usize, now: i64) -> Vec<u8> {
     let mut body = Vec::with_capacity(body_len + 16);
     while body.len() < body_len {
         let r = rng.next_u64();
-        if r % 13 == 0 {
+        if r.is_multiple_of(13) {
             body.extend_from_slice(format!("{:08x}", r >> 32).as_bytes());
-        } else if r % 7 == 0 {
+        } else if r.is_multiple_of(7) {
             body.extend_from_slice((r % 10_000).to_string().as_bytes());
         } else {
             body.extend_from_slice(WORDS[(r >> 8) as usize % WORDS.len()].as_bytes());
         }
-        body.push(if r % 11 == 0 { b'.' } else { b' ' });
+        body.push(if r.is_multiple_of(11) { b'.' } else { b' ' });
     }
     body.truncate(body_len);
     mp_str(&mut out, &body);

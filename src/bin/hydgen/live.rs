@@ -271,15 +271,13 @@ fn run(
         }
         let now = now_ns();
         let open = slots.values().filter(|s| s.writer.is_some()).count();
-        if open >= MAX_OPEN_WRITERS {
-            if let Some((p, s)) = slots
+        if open >= MAX_OPEN_WRITERS
+            && let Some((p, s)) = slots
                 .iter_mut()
                 .find(|(p, s)| s.writer.is_some() && **p != path)
-            {
-                if let Some(w) = s.writer.take() {
-                    w.close(now, false).map_err(|e| e.at(p))?;
-                }
-            }
+            && let Some(w) = s.writer.take()
+        {
+            w.close(now, false).map_err(|e| e.at(p))?;
         }
         let Some(slot) = slots.get_mut(&path) else {
             continue;

@@ -199,7 +199,7 @@ impl<'a> Target<'a> {
         // any folder nearby later costs few opens (deepest-first order included).
         for (d, &k) in chain.iter().enumerate().rev() {
             fd = Arc::new(open_dir(&fd, &c_name(&self.folders[k].name)?)?);
-            let anchor = self.depth[k] % ANCHOR_EVERY == 0;
+            let anchor = self.depth[k].is_multiple_of(ANCHOR_EVERY);
             if anchor || d & d.wrapping_sub(1) == 0 {
                 self.cache
                     .lock()
@@ -232,7 +232,7 @@ impl<'a> Target<'a> {
             r => r?,
         }
         let fd = Arc::new(open_dir(&parent, &name)?);
-        let anchor = self.depth[i] % ANCHOR_EVERY == 0;
+        let anchor = self.depth[i].is_multiple_of(ANCHOR_EVERY);
         self.cache.lock().expect("folder cache").put(i, fd, anchor);
         Ok(())
     }
