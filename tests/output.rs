@@ -2,8 +2,8 @@
 //! by the snapshot files `tests/snapshots/output__<command>.snap` (scripts depend on them).
 //! Volatile values (ids, temporary paths, durations, key and Swamp times, user and host names,
 //! sizes that depend on tree blobs) become placeholders first; snapshot times are fixed with
-//! `--time`. A changed output fails here; when the change is deliberate, rerun with
-//! `HYDRABACKUP_UPDATE_SNAPSHOTS=1` and commit the changed files.
+//! `--time`. A changed output fails here; when the change is deliberate, accept it with
+//! `cargo insta review` (or rerun with `INSTA_UPDATE=always`) and commit the changed files.
 
 mod common;
 
@@ -137,34 +137,11 @@ impl Pin {
     }
 }
 
-fn snapshot_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("output__{name}.snap"))
-}
-
-/// Compares `text` with the committed snapshot `name`; writes it with
-/// `HYDRABACKUP_UPDATE_SNAPSHOTS=1`.
+/// Compares `text` with the committed insta snapshot `tests/snapshots/output__<name>.snap`
+/// (review a deliberate change with `cargo insta review`, or rerun with `INSTA_UPDATE=always`).
 #[track_caller]
 fn assert_snapshot(name: &str, text: &str) {
-    let path = snapshot_path(name);
-    if std::env::var_os("HYDRABACKUP_UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, text).unwrap();
-        return;
-    }
-    let want = fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with HYDRABACKUP_UPDATE_SNAPSHOTS=1 to create it",
-            path.display()
-        )
-    });
-    assert!(
-        want == text,
-        "the output of `{name}` changed (snapshot {}); if that is deliberate, rerun with \
-         HYDRABACKUP_UPDATE_SNAPSHOTS=1 and commit it.\n--- expected\n{want}\n--- actual\n{text}",
-        path.display()
-    );
+    insta::assert_snapshot!(name, text);
 }
 
 /// Deterministic source files: fixed content, modes and times.
