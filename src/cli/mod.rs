@@ -288,14 +288,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             human::restore(&out, g.quiet, g.json, &say);
             let s = &out.summary;
-            if !s.damaged.is_empty() {
-                warn_damaged(&[&repo]);
-                Err(Error::RestoreDamaged(s.damaged.len()))
-            } else if !s.failed.is_empty() {
-                warn_damaged(&[&repo]);
-                Err(Error::RestoreIncomplete(s.failed.len()))
-            } else {
-                finish(&[&repo], 0)
+            // Damaged snapshots are named whatever else happened; damaged data decides first.
+            let skipped = warn_damaged(&[&repo]);
+            match (s.damaged.len(), s.failed.len()) {
+                (0, 0) if skipped > 0 => Err(Error::SnapshotsSkipped(skipped)),
+                (0, 0) => Ok(0),
+                (0, n) => Err(Error::RestoreIncomplete(n)),
+                (n, _) => Err(Error::RestoreDamaged(n)),
             }
         }
         Command::Verify(a) => {
