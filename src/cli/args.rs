@@ -52,6 +52,9 @@ pub struct Global {
     /// Print nothing but errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Do destructive commands (forget, prune, key remove) without asking.
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
