@@ -62,6 +62,13 @@ pub struct Global {
     /// tried, so a planted expensive one costs nothing.
     #[arg(long, env = "HYDRABACKUP_KEY_HINT", global = true)]
     pub key_hint: Option<String>,
+    /// Keep no local cache of the repository (README, "Local cache").
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Where local caches live (default `$XDG_CACHE_HOME/hydrabackup`, else
+    /// `~/.cache/hydrabackup`).
+    #[arg(long, env = "HYDRABACKUP_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Argon2id memory in KiB for keys created by this command (tests use small values).
     #[arg(long, env = "HYDRABACKUP_KDF_MEMORY", global = true, hide = true)]
     pub kdf_memory: Option<u32>,

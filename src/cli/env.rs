@@ -111,3 +111,21 @@ fn sftp() -> Result<SftpOptions> {
         use_agent: std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()),
     })
 }
+
+/// The root of the local caches: `--cache-dir` / `HYDRABACKUP_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/hydrabackup`, else `$HOME/.cache/hydrabackup`; `None` with `--no-cache` or
+/// when none of these is set.
+pub(crate) fn cache_root(no_cache: bool, explicit: Option<&std::path::Path>) -> Option<PathBuf> {
+    if no_cache {
+        return None;
+    }
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("hydrabackup"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("hydrabackup"))
+}

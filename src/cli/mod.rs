@@ -125,7 +125,10 @@ pub(crate) fn open(g: &Global) -> Result<Repository> {
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
     }
-    Repository::open_with(b, &password::password(g, false)?, g.key_hint.as_deref())
+    Ok(
+        Repository::open_with(b, &password::password(g, false)?, g.key_hint.as_deref())?
+            .with_cache_root(env::cache_root(g.no_cache, g.cache_dir.as_deref())),
+    )
 }
 
 /// Prints one warning line per damaged snapshot the repositories skipped; returns how many.

@@ -16,6 +16,7 @@ pub mod tree;
 pub mod writer;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -41,6 +42,8 @@ pub struct Repository {
     master: Zeroizing<[u8; 32]>,
     /// Snapshots skipped so far because they do not open or decode: name → reason.
     damaged: Mutex<BTreeMap<String, String>>,
+    /// Root of the local caches (see [`Repository::with_cache_root`]); `None`: no cache.
+    cache_root: Option<PathBuf>,
 }
 
 /// A snapshot file that was skipped because it does not open or decode.
@@ -99,6 +102,7 @@ impl Repository {
             key_name,
             master,
             damaged: Mutex::default(),
+            cache_root: None,
         })
     }
 
@@ -190,6 +194,7 @@ impl Repository {
             key_name,
             master,
             damaged: Mutex::default(),
+            cache_root: None,
         })
     }
 
@@ -206,6 +211,22 @@ impl Repository {
     /// The config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Lets this repository keep local, rebuildable caches under `root/<repository id>/`
+    /// (`None`: no caches, as on a read-only or fresh machine). A cache is an optimisation
+    /// only: what is read from it is checked against the repository, never trusted over it.
+    pub fn with_cache_root(mut self, root: Option<PathBuf>) -> Self {
+        self.cache_root = root;
+        self
+    }
+
+    /// This repository's own cache folder (`<cache root>/<repository id>`), if caching is on.
+    /// It may not exist yet; users create what they need inside it.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_root
+            .as_ref()
+            .map(|r| r.join(self.config.id.to_string()))
     }
 
     /// Name of the key file that opened the repository.
