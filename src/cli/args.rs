@@ -15,6 +15,7 @@ use hydrabackup::ops::snapshots::SnapshotsOptions;
 use hydrabackup::ops::stats::StatsOptions;
 use hydrabackup::ops::unlock::UnlockOptions;
 use hydrabackup::ops::verify::VerifyOptions;
+use hydrabackup::ops::watch::WatchOptions;
 
 /// Zero-downtime, deduplicating, encrypted backups of HydrAIDE data roots.
 #[derive(Parser, Debug)]
@@ -114,6 +115,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Add a user to a users file for `serve`, or change their password.
     ServeUser(ServeUserArgs),
+    /// Back up continuously: capture changed Swamps every interval until SIGTERM.
+    Watch(WatchOptions),
 }
 
 /// `init`.

@@ -344,3 +344,33 @@ pub fn prune(s: &PruneSummary) {
         human(s.bytes_unused_left)
     );
 }
+
+/// One line per `watch` cycle.
+pub fn watch_cycle(c: &hydrabackup::ops::watch::Cycle) {
+    use std::io::Write;
+    let what = match (&c.error, &c.snapshot_id) {
+        (Some(e), _) => format!(
+            "failed, retrying in {:.0} s (changes kept): {e}",
+            c.retry_in_secs.unwrap_or(0.0)
+        ),
+        (None, Some(id)) => format!(
+            "snapshot {} ({} Swamps captured, {} read, {} stored, lag {:.1} s)",
+            id.short(),
+            c.swamps_captured,
+            human(c.bytes_read),
+            human(c.bytes_stored),
+            c.captured_lag_secs
+        ),
+        (None, None) => "nothing changed".to_string(),
+    };
+    println!("cycle {} ({}): {what}", c.cycle, c.trigger);
+    let _ = std::io::stdout().flush();
+}
+
+/// The line `watch` ends with.
+pub fn watch_end(o: &hydrabackup::ops::watch::Outcome) {
+    println!(
+        "stopped after {} cycles: {} snapshots written, {} cycles failed, {} changed paths owed",
+        o.cycles, o.snapshots, o.failed_cycles, o.pending_paths
+    );
+}

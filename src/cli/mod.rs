@@ -385,6 +385,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             finish(&[&repo], 0)
         }
+        Command::Watch(a) => watch_cmd(g, a),
         Command::Unlock(a) => {
             let repo = open(g)?;
             let out = ops::unlock::run(&repo, &a, &none)?;
@@ -454,6 +455,49 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
         print_outcome(&out);
     }
     Ok(0)
+}
+
+/// Set by SIGTERM and SIGINT while `watch` runs.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn watch_cmd(g: &Global, a: ops::watch::WatchOptions) -> Result<i32> {
+    let repo = open(g)?;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; installing a
+    // handler has no other memory-safety preconditions.
+    unsafe {
+        let handler = request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+    let out = ops::watch::run_with(&repo, &a, &Progress::default(), &STOP, &mut |c| {
+        if g.json {
+            json_line(c);
+        } else if !g.quiet {
+            human::watch_cycle(c);
+        }
+    })?;
+    if g.json {
+        json_line(&out);
+    } else if !g.quiet {
+        human::watch_end(&out);
+    }
+    Ok(0)
+}
+
+/// Prints `v` as one compact JSON line and flushes (the `--json` stream of `watch`).
+fn json_line<T: Serialize>(v: &T) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string(v).expect("reports serialize")
+    );
+    let _ = out.flush();
 }
 
 fn serve_cmd(g: &Global, a: args::ServeArgs) -> Result<i32> {

@@ -70,6 +70,9 @@ pub struct BackupOptions {
     /// Record this time as the snapshot's instead of now (e.g. "2026-11-20 14:00").
     #[arg(long)]
     pub time: Option<String>,
+    /// Write no snapshot when the tree equals the parent's (nothing changed); `watch` sets it.
+    #[arg(skip)]
+    pub skip_unchanged: bool,
 }
 
 /// What a backup did.
@@ -389,7 +392,9 @@ pub fn backup(
         original: None,
         program: format!("hydrabackup {}", env!("CARGO_PKG_VERSION")),
     };
-    let snapshot_id = if opts.dry_run {
+    // Same tree as the parent: same files, same metadata, so a snapshot would add nothing.
+    let unchanged = opts.skip_unchanged && parent.as_ref().is_some_and(|p| p.1.tree == root_id);
+    let snapshot_id = if opts.dry_run || unchanged {
         None
     } else {
         crate::failpoint::hit("before-snapshot");

@@ -22,3 +22,4 @@ pub mod swampcheck;
 pub mod unlock;
 pub mod verify;
 pub mod walk;
+pub mod watch;

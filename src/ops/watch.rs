@@ -1,0 +1,364 @@
+//! `watch`: continuous backup. File-system events (and a full scan every `--rescan`) say which
+//! paths changed; every `--interval` in which something changed, one cycle captures the root
+//! exactly as `backup` does (it is `backup`, with the previous snapshot as parent) and writes a
+//! snapshot, or nothing when the tree came out equal to the parent's. A failed cycle (repository
+//! unreachable, locked, full) keeps its changes owed and is retried with back-off. The shared
+//! lock is held only while a cycle runs.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::ops::backup::{self, BackupOptions};
+use crate::ops::progress::Progress;
+use crate::repo::Repository;
+use crate::{Error, Id, Result};
+
+mod events;
+pub use events::{Events, Pending};
+
+/// Longest wait between retries of a failed cycle.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Options of `watch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchOptions {
+    /// The folder to watch (a HydrAIDE data root, typically).
+    #[arg(required_unless_present = "instance")]
+    pub root: Option<PathBuf>,
+    /// Watch the data root of this HydrAIDE instance (from ~/.hydraide/metadata.json).
+    #[arg(long, conflicts_with = "root")]
+    pub instance: Option<String>,
+    /// Capture what changed at most this often (e.g. 10s, 500ms, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Scan everything this often even without events, as a safety net (e.g. 15m, 1h).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub rescan: Duration,
+    /// List, per cycle, each changed path with its lag (in --json lines and -v logs).
+    #[arg(long)]
+    pub lag: bool,
+    /// Show Swamp names in the decision log (they may be confidential).
+    #[arg(long)]
+    pub show_names: bool,
+    /// Tag every snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record instead of this machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Skip paths matching this glob (repeatable), as in `backup`.
+    #[arg(long = "exclude")]
+    pub excludes: Vec<String>,
+}
+
+/// One changed path and how long its change has waited (or waited, once captured).
+#[derive(Debug, Clone, Serialize)]
+pub struct Lag {
+    /// Path relative to the root (hashed names under a HydrAIDE data root).
+    pub path: PathBuf,
+    /// Seconds from its first uncaptured change to this cycle's snapshot, or to now.
+    pub secs: f64,
+    /// Whether this cycle captured it.
+    pub captured: bool,
+}
+
+/// What one cycle did: a `--json` line (`"message_type": "cycle"`), a log line, and the
+/// numbers a metrics exporter wants.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cycle {
+    /// Always `cycle`.
+    pub message_type: &'static str,
+    /// Counts from 1 per process.
+    pub cycle: u64,
+    /// When the cycle ended (RFC 3339).
+    pub time: String,
+    /// What made it run: `start`, `events`, `rescan` or `retry`.
+    pub trigger: &'static str,
+    /// The snapshot written; none when nothing changed or the cycle failed.
+    pub snapshot_id: Option<Id>,
+    /// Its parent.
+    pub parent: Option<Id>,
+    /// Swamps (and files) captured: new, appended or rewritten.
+    pub swamps_captured: u64,
+    /// Swamps of the parent gone.
+    pub swamps_gone: u64,
+    /// Swamps quarantined (listed in the snapshot's catalogue).
+    pub swamps_quarantined: u64,
+    /// Files new or changed.
+    pub files_changed: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Bytes added to the repository (packs).
+    pub bytes_stored: u64,
+    /// Source files that could not be read.
+    pub source_errors: u64,
+    /// Seconds the cycle took.
+    pub duration_secs: f64,
+    /// Seconds from the oldest change this cycle captured to its snapshot (0: none owed).
+    pub captured_lag_secs: f64,
+    /// Age in seconds of the oldest change not in any snapshot yet (0: none), after the cycle.
+    pub oldest_uncaptured_secs: f64,
+    /// Changed paths still owed after the cycle.
+    pub pending_paths: u64,
+    /// Why the cycle failed (its changes stay owed).
+    pub error: Option<String>,
+    /// Seconds until the retry of a failed cycle.
+    pub retry_in_secs: Option<f64>,
+    /// Per-path lag (with `--lag`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<Vec<Lag>>,
+}
+
+/// What a watch did until it was stopped.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// Always `summary`.
+    pub message_type: &'static str,
+    /// Cycles run.
+    pub cycles: u64,
+    /// Snapshots written.
+    pub snapshots: u64,
+    /// Cycles that failed (their changes were retried).
+    pub failed_cycles: u64,
+    /// The last snapshot written.
+    pub last_snapshot: Option<Id>,
+    /// Changed paths still owed at exit (the next start captures them).
+    pub pending_paths: u64,
+}
+
+/// Reads a duration: a number with `ms`, `s`, `m` or `min`, or `h` (e.g. `10s`, `15m`, `1h`).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 10s, 15m, 1h"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" | "" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("unknown unit in {s:?}: use ms, s, m (or min), h")),
+    };
+    match n.checked_mul(ms) {
+        Some(0) => Err(format!("{s:?}: a duration must be more than 0")),
+        Some(v) => Ok(Duration::from_millis(v)),
+        None => Err(format!("{s:?} is too long")),
+    }
+}
+
+/// Watches until `stop` is set (SIGTERM, SIGINT), then finishes the cycle in progress and
+/// returns. `report` gets every cycle's report. Errors only when the first cycle cannot run
+/// for a reason no retry mends (a bad option or root).
+pub fn run_with(
+    repo: &Repository,
+    opts: &WatchOptions,
+    progress: &Progress,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(&Cycle),
+) -> Result<Outcome> {
+    let root = match (&opts.root, &opts.instance) {
+        (Some(r), _) => r.clone(),
+        (None, Some(i)) => crate::source::instance_data_root(i)?,
+        (None, None) => return Err(Error::InvalidInput("nothing to watch: give a root".into())),
+    };
+    let root = std::path::absolute(&root).map_err(|e| Error::io(&root, e))?;
+    if !std::fs::metadata(&root)
+        .map_err(|e| Error::io(&root, e))?
+        .is_dir()
+    {
+        return Err(Error::InvalidInput(format!(
+            "{} is not a folder: watch takes a data root",
+            root.display()
+        )));
+    }
+    let mut base = BackupOptions {
+        paths: vec![root.clone()],
+        show_names: opts.show_names,
+        tags: opts.tags.clone(),
+        host: opts.host.clone(),
+        excludes: opts.excludes.clone(),
+        skip_unchanged: true,
+        ..Default::default()
+    };
+    // Watch before the first scan, so nothing changed between the two goes unseen.
+    let (events, refused) = Events::watch(&root);
+    if let Some(why) = &refused {
+        tracing::warn!(
+            error = %why,
+            "cannot watch file-system events; scanning everything every interval"
+        );
+    }
+    let mut pending = Pending::default();
+    pending.owe_scan(Instant::now());
+    let mut out = Outcome {
+        message_type: "summary",
+        ..Outcome::default()
+    };
+    let mut trigger = "start";
+    let mut next_tick = Instant::now();
+    let mut next_rescan = Instant::now() + opts.rescan;
+    let mut backoff: Option<Duration> = None;
+    while !stop.load(Ordering::Relaxed) {
+        // Wake at least every 200 ms to see a stop request.
+        let until = next_tick.min(Instant::now() + Duration::from_millis(200));
+        events.collect(&mut pending, until);
+        let now = Instant::now();
+        if now < next_tick {
+            continue;
+        }
+        if now >= next_rescan || refused.is_some() {
+            pending.owe_scan(now);
+            next_rescan = now + opts.rescan;
+            if trigger == "events" {
+                trigger = "rescan";
+            }
+        }
+        if pending.is_empty() {
+            next_tick = now + opts.interval;
+            continue;
+        }
+        let taken = std::mem::take(&mut pending);
+        out.cycles += 1;
+        let started = Instant::now();
+        let result = backup::backup(repo, &base, progress);
+        // An explicit parent that a `forget` removed meanwhile: find the newest again.
+        let result = match result {
+            Err(Error::NotFound(_)) if base.parent.is_some() => {
+                base.parent = None;
+                backup::backup(repo, &base, progress)
+            }
+            r => r,
+        };
+        let end = Instant::now();
+        let mut c = Cycle {
+            message_type: "cycle",
+            cycle: out.cycles,
+            time: jiff::Timestamp::now().to_string(),
+            trigger,
+            snapshot_id: None,
+            parent: None,
+            swamps_captured: 0,
+            swamps_gone: 0,
+            swamps_quarantined: 0,
+            files_changed: 0,
+            bytes_read: 0,
+            bytes_stored: 0,
+            source_errors: 0,
+            duration_secs: (end - started).as_secs_f64(),
+            captured_lag_secs: 0.0,
+            oldest_uncaptured_secs: 0.0,
+            pending_paths: 0,
+            error: None,
+            retry_in_secs: None,
+            lag: None,
+        };
+        let mut lag = Vec::new();
+        match result {
+            Ok(b) => {
+                backoff = None;
+                trigger = "events";
+                let s = &b.summary;
+                c.snapshot_id = b.snapshot_id;
+                c.parent = b.parent;
+                c.swamps_captured = s.swamps_new + s.swamps_appended + s.swamps_rewritten;
+                c.swamps_gone = s.swamps_gone;
+                c.swamps_quarantined = s.swamps_quarantined;
+                c.files_changed = s.files_new + s.files_changed;
+                c.bytes_read = s.bytes_read;
+                c.bytes_stored = s.bytes_stored;
+                c.source_errors = b.errors.len() as u64;
+                c.captured_lag_secs = taken.oldest().map_or(0.0, |t| (end - t).as_secs_f64());
+                if let Some(id) = b.snapshot_id {
+                    out.snapshots += 1;
+                    out.last_snapshot = Some(id);
+                }
+                // The next parent is the snapshot just written, or the one this cycle matched.
+                base.parent = b.snapshot_id.or(b.parent).map(|id| id.to_hex());
+                if opts.lag {
+                    lag.extend(taken.paths.iter().map(|(p, t)| Lag {
+                        path: p.clone(),
+                        secs: (end - *t).as_secs_f64(),
+                        captured: true,
+                    }));
+                }
+                next_tick = end + opts.interval;
+            }
+            Err(e @ Error::InvalidInput(_)) if out.cycles == 1 => return Err(e),
+            Err(e) => {
+                out.failed_cycles += 1;
+                pending.restore(taken);
+                // The parent is looked up afresh: a `forget` may have removed it.
+                base.parent = None;
+                let wait = backoff.map_or(opts.interval, |b| (b * 2).min(MAX_BACKOFF));
+                let wait = wait.max(opts.interval);
+                backoff = Some(wait);
+                trigger = "retry";
+                c.error = Some(e.to_string());
+                c.retry_in_secs = Some(wait.as_secs_f64());
+                tracing::warn!(
+                    error = %e,
+                    retry_in_secs = wait.as_secs_f64(),
+                    "cycle failed; its changes are kept and retried"
+                );
+                next_tick = end + wait;
+            }
+        }
+        c.pending_paths = pending.paths.len() as u64;
+        c.oldest_uncaptured_secs = pending.oldest().map_or(0.0, |t| {
+            Instant::now().saturating_duration_since(t).as_secs_f64()
+        });
+        if opts.lag {
+            let now = Instant::now();
+            lag.extend(pending.paths.iter().map(|(p, t)| Lag {
+                path: p.clone(),
+                secs: now.saturating_duration_since(*t).as_secs_f64(),
+                captured: false,
+            }));
+            lag.sort_by(|a, b| a.path.cmp(&b.path));
+            c.lag = Some(lag);
+        }
+        tracing::info!(
+            cycle = c.cycle,
+            trigger = c.trigger,
+            snapshot = c.snapshot_id.map(|i| i.short()),
+            swamps_captured = c.swamps_captured,
+            bytes_read = c.bytes_read,
+            bytes_stored = c.bytes_stored,
+            captured_lag_secs = c.captured_lag_secs,
+            oldest_uncaptured_secs = c.oldest_uncaptured_secs,
+            ok = c.error.is_none(),
+            "cycle"
+        );
+        report(&c);
+    }
+    out.pending_paths = pending.paths.len() as u64;
+    Ok(out)
+}
+
+/// [`run_with`] without a stop request (it runs until the process ends) and with the cycle
+/// reports going to the log only.
+pub fn run(repo: &Repository, opts: &WatchOptions, progress: &Progress) -> Result<Outcome> {
+    run_with(repo, opts, progress, &AtomicBool::new(false), &mut |_| {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["", "s", "0s", "5x", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
