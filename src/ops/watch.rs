@@ -225,6 +225,7 @@ pub fn run_with(
         let taken = std::mem::take(&mut pending);
         out.cycles += 1;
         let started = Instant::now();
+        crate::failpoint::hook("watch-cycle", &root);
         let result = backup::backup(repo, &base, progress);
         // An explicit parent that a `forget` removed meanwhile: find the newest again.
         let result = match result {
