@@ -5,6 +5,12 @@
 //! and years that have one; `within` keeps everything newer than the newest snapshot minus a
 //! span; `tags` keeps every snapshot carrying one of them. A snapshot is kept when any rule keeps
 //! it. Buckets use the given time zone (the CLI passes the local one).
+//!
+//! For continuous backups (`watch`, thousands of snapshots a day) a policy also takes tiers
+//! `WINDOW:EVERY`: within WINDOW of the newest snapshot, keep the newest snapshot of each EVERY
+//! (`all`: every snapshot). Both are a number and a fixed unit `s`, `min`, `h`, `d` (24 h) or
+//! `w`, so `1h:all,1d:1min,7d:1h,90d:1d` keeps everything for an hour, one a minute for a day,
+//! hourly for a week and daily for 90 days. (`m` stays months, as in `12m`: minutes are `min`.)
 
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp};
@@ -31,6 +37,79 @@ pub struct Policy {
     pub within: Option<Span>,
     /// Keep snapshots carrying any of these tags.
     pub tags: Vec<String>,
+    /// Tiers `WINDOW:EVERY` (see the module documentation).
+    pub tiers: Vec<Tier>,
+}
+
+/// Within `window` seconds of the newest snapshot, keep the newest of each `every` seconds
+/// (`None`: all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tier {
+    /// Seconds back from the newest snapshot.
+    pub window: i64,
+    /// Bucket length in seconds; `None` keeps every snapshot in the window.
+    pub every: Option<i64>,
+}
+
+impl Tier {
+    /// Parses `WINDOW:EVERY`, e.g. `1d:1min` or `1h:all`.
+    pub fn parse(s: &str) -> std::result::Result<Tier, String> {
+        let (w, e) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not WINDOW:EVERY"))?;
+        let window = fixed_secs(w)?;
+        let every = match e.trim() {
+            "all" => None,
+            e => Some(fixed_secs(e)?),
+        };
+        if every.is_some_and(|e| e > window) {
+            return Err(format!(
+                "in {s:?} EVERY is longer than WINDOW (minutes are `min`, `m` is months)"
+            ));
+        }
+        Ok(Tier { window, every })
+    }
+
+    /// The tier as written: `1d:1min`.
+    fn label(&self) -> String {
+        let every = self.every.map_or("all".to_string(), show_secs);
+        format!("{}:{every}", show_secs(self.window))
+    }
+}
+
+/// `N` + a fixed-length unit (`s`, `min`, `h`, `d`, `w`) in seconds.
+fn fixed_secs(s: &str) -> std::result::Result<i64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: i64 = num.parse().map_err(|_| format!("{s:?} is not N + unit"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "min" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        "m" | "y" => {
+            return Err(format!(
+                "{s:?}: tiers take fixed units s, min, h, d, w (minutes are `min`)"
+            ));
+        }
+        _ => return Err(format!("unknown unit in {s:?} (use s, min, h, d, w)")),
+    };
+    match n.checked_mul(unit_secs) {
+        Some(v) if v > 0 => Ok(v),
+        _ => Err(format!("{s:?} must be more than 0 and not huge")),
+    }
+}
+
+/// Seconds in the largest unit that divides them: `86400` is `1d`.
+fn show_secs(s: i64) -> String {
+    for (u, n) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("min", 60)] {
+        if s % n == 0 {
+            return format!("{}{u}", s / n);
+        }
+    }
+    format!("{s}s")
 }
 
 /// The rules a snapshot was kept by (empty: it is forgotten).
@@ -49,15 +128,20 @@ impl Verdict {
 
 impl Policy {
     /// Parses a compact policy: comma-separated `N` + unit, units `l` (last), `h`, `d`, `w`, `m`,
-    /// `y`; e.g. `7d,4w,12m` or `3l,24h,30d`. A unit given twice is an error.
+    /// `y`; e.g. `7d,4w,12m` or `3l,24h,30d`; and tiers `WINDOW:EVERY` (`1h:all,1d:1min`, see
+    /// [`Tier`]). A unit given twice is an error.
     pub fn parse(s: &str) -> Result<Policy> {
         let bad = |why: &str| {
             Error::InvalidInput(format!(
-                "bad retention policy {s:?}: {why} (use e.g. 7d,4w,12m; units l h d w m y)"
+                "bad retention policy {s:?}: {why} (use e.g. 7d,4w,12m or 1h:all,1d:1min; units l h d w m y)"
             ))
         };
         let mut p = Policy::default();
         for part in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            if part.contains(':') {
+                p.tiers.push(Tier::parse(part).map_err(|e| bad(&e))?);
+                continue;
+            }
             let (num, unit) =
                 part.split_at(part.len() - part.chars().last().map_or(0, char::len_utf8));
             let n: u32 = num
@@ -98,6 +182,7 @@ impl Policy {
             self.within = o.within;
         }
         self.tags.extend(o.tags);
+        self.tiers.extend(o.tiers);
     }
 
     /// Whether no rule is set.
@@ -110,6 +195,7 @@ impl Policy {
             && self.yearly == 0
             && self.within.is_none()
             && self.tags.is_empty()
+            && self.tiers.is_empty()
     }
 
     /// Decides for snapshots of one group, given as (time, tags) in any order; returns one
@@ -160,6 +246,25 @@ impl Policy {
                     out[i].reasons.push(name.to_string());
                     left -= 1;
                     prev = Some(key);
+                }
+            }
+        }
+        let newest_s = snaps[newest].0.as_second();
+        for t in &self.tiers {
+            let label = format!("tier {}", t.label());
+            let mut prev: Option<i64> = None;
+            for &i in &order {
+                let ts = snaps[i].0;
+                if newest_s - ts.as_second() > t.window {
+                    break;
+                }
+                let key = t.every.map(|e| {
+                    let local = ts.as_second() + tz.to_offset(ts).seconds() as i64;
+                    local.div_euclid(e)
+                });
+                if key.is_none() || prev != key {
+                    out[i].reasons.push(label.clone());
+                    prev = key;
                 }
             }
         }
@@ -354,6 +459,56 @@ mod tests {
         for bad in ["", "d", "5", "3x", "6 minutes", "1h30min", "5s"] {
             assert!(parse_span(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tiers_thin_out_with_age() {
+        let p = Policy::parse("1h:all,1d:1min,7d:1h").unwrap();
+        assert_eq!(p.tiers.len(), 3);
+        assert_eq!(
+            p.tiers[1],
+            Tier {
+                window: 86_400,
+                every: Some(60)
+            }
+        );
+        for bad in [
+            "1d:1m", "1h:2h", "1m:all", "0s:all", "1d:", ":all", "1x:all",
+        ] {
+            assert!(Policy::parse(bad).is_err(), "{bad}");
+        }
+        // Every 10 s for 3 h before the newest, at 12:00:00.
+        let newest: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        let times: Vec<Timestamp> = (0..1080)
+            .map(|k| newest.checked_sub(Span::new().seconds(10 * k)).unwrap())
+            .collect();
+        let none: &[String] = &[];
+        let snaps: Vec<(Timestamp, &[String])> = times.iter().map(|t| (*t, none)).collect();
+        let kept: Vec<usize> = Policy::parse("5min:all,2h:10min")
+            .unwrap()
+            .apply(&snaps, &TimeZone::UTC)
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.keep())
+            .map(|(i, _)| i)
+            .collect();
+        // 5 min: 31 snapshots (0..=300 s); beyond, the newest of each 10 minutes back to 2 h:
+        // the buckets from 12:00 and 11:50 have theirs among those 31, the 11 before each add
+        // one (10:00:00 shares its bucket with the newer 10:09:50).
+        let within5: Vec<usize> = (0..=30).collect();
+        assert_eq!(&kept[..31], within5.as_slice());
+        let older: Vec<i64> = kept[31..].iter().map(|&i| 10 * i as i64).collect();
+        // 11:49:50 is the newest of 11:40–11:50, ..., 10:09:50 of 10:00–10:10.
+        assert_eq!(
+            older,
+            [
+                610, 1210, 1810, 2410, 3010, 3610, 4210, 4810, 5410, 6010, 6610
+            ]
+        );
+        let v = Policy::parse("1h:all")
+            .unwrap()
+            .apply(&snaps, &TimeZone::UTC);
+        assert_eq!(v[0].reasons, ["tier 1h:all"]);
     }
 
     proptest::proptest! {

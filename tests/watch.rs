@@ -609,3 +609,50 @@ fn forget_and_prune_run_meanwhile() {
     let latest = last["parent"].as_str().expect("the last snapshot");
     assert_restores_to(|| hb.command(), latest, &src, &hb.path("r"));
 }
+
+/// `forget --policy` tiers thin a history of snapshots taken every 10 s: everything within a
+/// minute of the newest, then one per minute for five minutes.
+#[test]
+fn forget_policy_tiers_thin_ten_second_snapshots() {
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 71, 3, "50K", 0, 0);
+    let newest: jiff::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+    for k in 0..30 {
+        let t = newest
+            .checked_sub(jiff::SignedDuration::from_secs(10 * k))
+            .unwrap();
+        hb.backup(&src, &["--time", &t.to_string()]);
+    }
+    let mut c = hb.command();
+    c.env("TZ", "UTC").args([
+        "forget",
+        "--policy",
+        "1min:all,5min:1min",
+        "--yes",
+        "--json",
+    ]);
+    let v = run_command(c).expect(0).json();
+    // 12:00:00 back to 11:59:00 (7), then the newest of 11:58, 11:57, 11:56 and 11:55.
+    assert_eq!((num(&v, "kept"), num(&v, "removed")), (11, 19), "{v:#}");
+    let mut kept: Vec<String> = hb
+        .json(&["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["time"].as_str().unwrap()[11..19].to_string())
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            "11:55:50", "11:56:50", "11:57:50", "11:58:50", "11:59:00", "11:59:10", "11:59:20",
+            "11:59:30", "11:59:40", "11:59:50", "12:00:00"
+        ]
+    );
+    let bad = hb.run(&["forget", "--policy", "1d:1m", "--yes"]);
+    assert!(
+        bad.code == 1 && bad.stderr.contains("minutes are `min`"),
+        "{bad:?}"
+    );
+}

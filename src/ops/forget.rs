@@ -17,7 +17,8 @@ use crate::{Error, Id, Result};
 pub struct ForgetOptions {
     /// Snapshot ids (or prefixes) to remove; without them, the policy decides.
     pub snapshots: Vec<String>,
-    /// Compact policy: e.g. `7d,4w,12m` (units l=last, h, d, w, m, y).
+    /// Compact policy: e.g. `7d,4w,12m` (units l=last, h, d, w, m, y), and tiers
+    /// `WINDOW:EVERY` for many snapshots: `1h:all,1d:1min,7d:1h` (units s, min, h, d, w).
     #[arg(long)]
     pub policy: Option<String>,
     /// Keep the newest N snapshots.
@@ -100,6 +101,7 @@ impl ForgetOptions {
             yearly: self.keep_yearly.unwrap_or(0),
             within: self.keep_within.as_deref().map(parse_span).transpose()?,
             tags: self.keep_tags.clone(),
+            ..Policy::default()
         });
         Ok(p)
     }
