@@ -407,4 +407,10 @@ fn every_command_human_and_json_output_is_pinned() {
             (&a, &["prune", "--json", "--max-unused", "101"]),
         ],
     );
+    // `watch` until the SIGTERM a hook sends during its first cycle (which it finishes).
+    a.env.push((
+        "HYDRABACKUP_TEST_HOOK".into(),
+        "watch-cycle:kill -TERM $PPID".into(),
+    ));
+    p.pin("watch", &[(&a, &["watch", "--interval", "1s", s])]);
 }

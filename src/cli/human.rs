@@ -354,9 +354,10 @@ pub fn watch_cycle(c: &hydrabackup::ops::watch::Cycle) {
             c.retry_in_secs.unwrap_or(0.0)
         ),
         (None, Some(id)) => format!(
-            "snapshot {} ({} Swamps captured, {} read, {} stored, lag {:.1} s)",
+            "snapshot {} ({} Swamps captured, {} files changed, {} read, {} stored, lag {:.1} s)",
             id.short(),
             c.swamps_captured,
+            c.files_changed,
             human(c.bytes_read),
             human(c.bytes_stored),
             c.captured_lag_secs

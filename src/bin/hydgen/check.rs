@@ -107,3 +107,35 @@ fn check_hyd(p: &Path, r: &mut CheckReport) {
         }
     }
 }
+
+/// Checks that every `.hyd` file under `root` holds a live set that `hydgen live`'s log at
+/// `log` records for its path (a state the writer really had); returns how many matched and
+/// the files that match none.
+pub fn check_logged(root: &Path, log: &Path) -> io::Result<(u64, Vec<(PathBuf, String)>)> {
+    let mut states: std::collections::HashMap<String, std::collections::HashSet<u64>> =
+        std::collections::HashMap::new();
+    for e in crate::livelog::read_log(log)? {
+        states.entry(e.swamp).or_default().insert(e.digest);
+    }
+    let (mut matched, mut failures) = (0, Vec::new());
+    for found in walk_root(root)? {
+        let Found::Hyd(p) = found else { continue };
+        let rel = p
+            .strip_prefix(root)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .into_owned();
+        match replay_file(&p) {
+            Ok(rep) => {
+                let d = hydrabackup::hyd::live_digest(&rep.live);
+                if states.get(&rel).is_some_and(|s| s.contains(&d)) {
+                    matched += 1;
+                } else {
+                    failures.push((p, "in no state the live log records".into()));
+                }
+            }
+            Err(e) => failures.push((p, e.to_string())),
+        }
+    }
+    Ok((matched, failures))
+}

@@ -180,6 +180,9 @@ enum Cmd {
         /// Data root.
         #[arg(long)]
         root: PathBuf,
+        /// Also require every `.hyd` file to hold a state this `live --log` recorded.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
 }
 
@@ -355,8 +358,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             destroy(&root, &path).map_err(|e| format!("{}: {e}", path.display()))?;
             println!("destroyed {}", path.display());
         }
-        Cmd::Check { root } => {
-            let r = check(&root)?;
+        Cmd::Check { root, log } => {
+            let mut r = check(&root)?;
+            if let Some(log) = log {
+                let (matched, failures) = check::check_logged(&root, &log)?;
+                println!("hyd files in a logged state: {matched}");
+                r.failures.extend(failures);
+            }
             println!(
                 "hyd files: {} (v3 {}, v2 {}), blocks {}, entries {}, live keys {}, bytes {}",
                 r.hyd_files, r.v3, r.v2, r.blocks, r.entries, r.live_keys, r.hyd_bytes
