@@ -482,6 +482,58 @@ fn unwritable_repository_is_retried_with_back_off_and_nothing_is_lost() {
     );
 }
 
+/// A cycle whose lock could not be removed (the lock folder turned read-only mid-cycle, by a
+/// hook) leaves a lock of the live watcher; once the repository is writable again the watcher
+/// removes it, so a `prune` between cycles is not refused.
+#[test]
+fn a_lock_left_by_a_failed_cycle_is_removed_and_never_blocks_a_prune() {
+    let hb = match Hb::unprivileged() {
+        Some(hb) => hb,
+        None if !is_root() => Hb::new(),
+        None => {
+            eprintln!("skipped: root cannot switch to nobody here, and bits do not stop root");
+            return;
+        }
+    };
+    let src = hb.path("data");
+    gen_root(&src, 73, 10, "300K", 0, 0);
+    let locks = hb.repo.join("locks");
+    let marker = hb.path("chmodded");
+    let mut c = hb.command();
+    c.env(
+        "HYDRABACKUP_TEST_HOOK",
+        format!(
+            "open:[ -e '{m}' ] || {{ chmod 555 '{l}' && touch '{m}'; }}",
+            m = marker.display(),
+            l = locks.display()
+        ),
+    );
+    let mut w = Watch::start(
+        c,
+        &[os("--interval"), os("1s"), src.as_os_str()],
+        hb.path("watch.err"),
+    );
+    w.cycle("writing the first snapshot", |c| {
+        c["snapshot_id"].is_string()
+    });
+    assert!(marker.exists());
+    assert_eq!(
+        std::fs::read_dir(&locks).unwrap().count(),
+        1,
+        "the lock stayed"
+    );
+    live(&src, 19, 5, 0, None);
+    w.cycle("failing to lock", |c| c["error"].is_string());
+    chmod_dirs(&locks, 0o755);
+    w.cycle("storing what was owed", |c| c["snapshot_id"].is_string());
+    // Between cycles (nothing changes now) the watcher holds no lock and left none.
+    let pruned = hb.run(&["prune", "--yes"]);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    let (st, _) = w.term();
+    assert!(st.success());
+    assert_eq!(std::fs::read_dir(&locks).unwrap().count(), 0);
+}
+
 /// `hydrabackup serve --no-auth` on `listen`; returns it and its `http://ADDR`.
 fn serve(hb: &Hb, listen: &str) -> (Child, String) {
     let mut c = hb.command();

@@ -129,6 +129,22 @@ pub struct Outcome {
     pub pending_paths: u64,
 }
 
+/// Removes the locks this process left behind because removing them failed (the repository
+/// was unreachable as a cycle ended): between cycles it holds none, and a leftover would refuse
+/// exclusive commands until it is 30 minutes old. Returns how many.
+fn remove_own_leftover_locks(repo: &Repository) -> Result<usize> {
+    let (host, pid) = (crate::sys::hostname(), std::process::id());
+    let backend = repo.backend().as_ref();
+    let mut n = 0;
+    for (name, info) in crate::repo::lock::list(backend, repo.keys().seal_key())? {
+        if info.is_some_and(|i| i.host == host && i.pid == pid) {
+            backend.remove(crate::backend::FileKind::Lock, &name)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Reads a duration: a number with `ms`, `s`, `m` or `min`, or `h` (e.g. `10s`, `15m`, `1h`).
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
@@ -261,7 +277,13 @@ pub fn run_with(
         let mut lag = Vec::new();
         match result {
             Ok(b) => {
-                backoff = None;
+                if backoff.take().is_some() {
+                    match remove_own_leftover_locks(repo) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(locks = n, "removed our locks left by failures"),
+                        Err(e) => tracing::warn!(error = %e, "cannot remove our leftover locks"),
+                    }
+                }
                 trigger = "events";
                 let s = &b.summary;
                 c.snapshot_id = b.snapshot_id;
