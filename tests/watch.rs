@@ -304,6 +304,7 @@ fn idle_rescans_write_nothing_and_a_swamp_deleted_and_recreated_is_followed() {
             os("1s"),
             os("--rescan"),
             os("1s"),
+            os("--lag"),
             src.as_os_str(),
         ],
         hb.path("watch.err"),
@@ -324,6 +325,13 @@ fn idle_rescans_write_nothing_and_a_swamp_deleted_and_recreated_is_followed() {
     std::fs::rename(&file, &kept).unwrap();
     let gone = w.cycle("noting the deleted Swamp", |c| c["snapshot_id"].is_string());
     assert_eq!(num(&gone, "swamps_gone"), 1, "{gone:#}");
+    // `--lag` names the deleted file, captured by this cycle.
+    let lag = gone["lag"].as_array().unwrap();
+    assert!(
+        lag.iter()
+            .any(|l| l["path"] == rel.as_str() && l["captured"] == true),
+        "{gone:#}"
+    );
     assert_eq!(gone["parent"], first["snapshot_id"]);
     std::fs::copy(&kept, &file).unwrap();
     let back = w.cycle("capturing the recreated Swamp", |c| {
