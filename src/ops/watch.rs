@@ -309,7 +309,8 @@ pub fn run_with(
                         captured: true,
                     }));
                 }
-                next_tick = end + opts.interval;
+                // Cycles start at most once per interval, back to back when one takes longer.
+                next_tick = started + opts.interval;
             }
             Err(e @ Error::InvalidInput(_)) if out.cycles == 1 => return Err(e),
             Err(e) => {
