@@ -37,7 +37,7 @@ pub struct WatchOptions {
     /// Scan everything this often even without events, as a safety net (e.g. 15m, 1h).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub rescan: Duration,
-    /// List, per cycle, each changed path with its lag (in --json lines and -v logs).
+    /// List, per cycle, each changed path with its lag (in the --json lines).
     #[arg(long)]
     pub lag: bool,
     /// Show Swamp names in the decision log (they may be confidential).
