@@ -716,3 +716,55 @@ fn forget_policy_tiers_thin_ten_second_snapshots() {
         "{bad:?}"
     );
 }
+
+/// More events than the kernel queues while the watcher is stopped (SIGSTOP): the queue
+/// overflows, the watcher says so and scans everything, and the next snapshot holds every
+/// file made meanwhile.
+#[test]
+fn event_queue_overflow_falls_back_to_a_scan() {
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .map_or(usize::MAX, |s| s.trim().parse().unwrap_or(usize::MAX));
+    if max > 200_000 {
+        eprintln!("skipped: the kernel queues {max} events; too many to overflow here");
+        return;
+    }
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 79, 5, "100K", 0, 0);
+    let mut w = Watch::start(
+        hb.command(),
+        &[
+            os("--interval"),
+            os("1s"),
+            os("--rescan"),
+            os("1h"),
+            src.as_os_str(),
+        ],
+        hb.path("watch.err"),
+    );
+    w.cycle("writing the first snapshot", |c| {
+        c["snapshot_id"].is_string()
+    });
+    let pid = w.child.id() as i32;
+    // SAFETY: kill(2) on our own child's pid with valid signals.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let n = max + 1000;
+    for i in 0..n {
+        std::fs::write(src.join(format!("flood-{i}")), b"").unwrap();
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let c = w.cycle("after the overflow", |c| c["snapshot_id"].is_string());
+    assert!(num(&c, "files_changed") >= n as u64, "{c:#}");
+    assert!(
+        w.log()
+            .contains("file-system event queue overflowed; scanning everything"),
+        "{}",
+        w.log()
+    );
+    let (st, _) = w.term();
+    assert!(st.success());
+    let listed = hb.json(&["ls", c["snapshot_id"].as_str().unwrap()]);
+    let text = listed.to_string();
+    assert!(text.contains(&format!("flood-{}", n - 1)));
+}
