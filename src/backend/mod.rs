@@ -7,6 +7,7 @@
 //! ([`Retry`]). Every backend passes the conformance suite in `tests/backend_conformance.rs`.
 
 mod http;
+mod limit;
 mod local;
 mod memory;
 mod rest;
@@ -14,6 +15,7 @@ mod retry;
 pub mod s3;
 pub mod sftp;
 
+pub use limit::{Bucket, Limited, Limits};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use rest::{RestBackend, RestOptions};
@@ -38,17 +40,20 @@ pub enum FileKind {
     Snapshot,
     /// `locks/<id>`.
     Lock,
+    /// `policy/<id>`: the stored retention policy (normally one object).
+    Policy,
 }
 
 impl FileKind {
     /// The kinds listed by a full scan, in a stable order.
-    pub const ALL: [FileKind; 6] = [
+    pub const ALL: [FileKind; 7] = [
         FileKind::Config,
         FileKind::Key,
         FileKind::Pack,
         FileKind::Index,
         FileKind::Snapshot,
         FileKind::Lock,
+        FileKind::Policy,
     ];
 
     /// The folder of this kind in the repository layout (`None` for the config at the root).
@@ -60,6 +65,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
+            FileKind::Policy => "policy",
         })
     }
 
@@ -77,6 +83,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshot",
             FileKind::Lock => "lock",
+            FileKind::Policy => "policy",
         }
     }
 }
@@ -212,6 +219,8 @@ pub struct BackendOptions {
     pub s3: S3Options,
     /// For `sftp:` locations.
     pub sftp: SftpOptions,
+    /// Bandwidth limits (every location).
+    pub limits: Limits,
 }
 
 /// Opens the backend for a repository location (see [`Scheme`]) with default options: right
@@ -220,10 +229,11 @@ pub fn open(location: &str) -> Result<Box<dyn Backend>> {
     open_with(location, &BackendOptions::default())
 }
 
-/// Opens the backend for a repository location (see [`Scheme`]), wrapped in the retry layer.
+/// Opens the backend for a repository location (see [`Scheme`]), wrapped in the retry layer
+/// and, with [`BackendOptions::limits`], the bandwidth limits.
 pub fn open_with(location: &str, opts: &BackendOptions) -> Result<Box<dyn Backend>> {
     let retry = opts.retry;
-    Ok(match Scheme::of(location) {
+    let b: Box<dyn Backend> = match Scheme::of(location) {
         Scheme::S3 => Box::new(Retry::new(S3Backend::open(location, &opts.s3)?, retry)),
         Scheme::Rest => Box::new(Retry::new(
             RestBackend::open(&location["rest:".len()..], &opts.rest)?,
@@ -234,5 +244,6 @@ pub fn open_with(location: &str, opts: &BackendOptions) -> Result<Box<dyn Backen
             let path = location.strip_prefix("local:").unwrap_or(location);
             Box::new(Retry::new(LocalBackend::new(path), retry))
         }
-    })
+    };
+    Ok(Limited::wrap(b, opts.limits))
 }

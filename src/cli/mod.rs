@@ -2,14 +2,16 @@
 //! prints its result (human text, or JSON with --json). Errors become one line and an exit code.
 
 mod args;
+mod conf;
 mod env;
 mod human;
 mod password;
+mod profile;
 mod progress;
 
 use std::sync::Arc;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use hydrabackup::backend;
 use hydrabackup::crypto::KdfParams;
 use hydrabackup::ops::progress::Progress;
@@ -30,10 +32,6 @@ const STACK: usize = 256 << 20;
 
 /// Runs the command line; returns the exit code.
 pub fn run() -> i32 {
-    // Fails only if the pool already exists, which it cannot before this point.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .stack_size(STACK)
-        .build_global();
     match std::thread::Builder::new()
         .name("hydrabackup".into())
         .stack_size(STACK)
@@ -48,8 +46,20 @@ pub fn run() -> i32 {
 }
 
 fn run_command() -> i32 {
-    let matches = Cli::command().get_matches();
+    let (matches, loaded) = match conf::parse(std::env::args_os().collect()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("hydrabackup: error: {e}");
+            return 2;
+        }
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Fails only if the pool already exists, which it cannot before this point.
+    let mut pool = rayon::ThreadPoolBuilder::new().stack_size(STACK);
+    if let Some(n) = cli.global.threads {
+        pool = pool.num_threads(n.into());
+    }
+    let _ = pool.build_global();
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -70,7 +80,7 @@ fn run_command() -> i32 {
     let _span = tracing::info_span!("command", cmd = matches.subcommand_name()).entered();
     let started = std::time::Instant::now();
     tracing::info!("started");
-    let result = dispatch(cli);
+    let result = dispatch(cli, &matches, loaded.as_ref());
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         ok = result.is_ok(),
@@ -110,13 +120,23 @@ fn kdf(g: &Global) -> KdfParams {
     k
 }
 
+/// The backend options for `loc`: the environment's, with the command line's bandwidth limits.
+fn backend_options(g: &Global, loc: &str) -> Result<backend::BackendOptions> {
+    let mut o = env::backend_options(loc)?;
+    o.limits = backend::Limits {
+        upload: g.limit_upload.map(|k| u64::from(k) * 1024),
+        download: g.limit_download.map(|k| u64::from(k) * 1024),
+    };
+    Ok(o)
+}
+
 pub(crate) fn backend_of(g: &Global) -> Result<Arc<dyn backend::Backend>> {
     let loc = g.repo.as_deref().ok_or_else(|| {
         Error::InvalidInput("no repository given: use -r/--repo or HYDRABACKUP_REPOSITORY".into())
     })?;
     Ok(Arc::from(backend::open_with(
         loc,
-        &env::backend_options(loc)?,
+        &backend_options(g, loc)?,
     )?))
 }
 
@@ -154,14 +174,14 @@ pub(crate) fn finish(repos: &[&Repository], code: i32) -> Result<i32> {
 }
 
 /// Opens the other repository of `copy` / `init --copy-params`.
-pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
+pub(crate) fn open_from(g: &Global, f: &args::FromRepo) -> Result<Repository> {
     let loc = f.from_repo.as_deref().ok_or_else(|| {
         Error::InvalidInput(
             "no source repository given: use --from-repo or HYDRABACKUP_FROM_REPOSITORY".into(),
         )
     })?;
     let b: Arc<dyn backend::Backend> =
-        Arc::from(backend::open_with(loc, &env::backend_options(loc)?)?);
+        Arc::from(backend::open_with(loc, &backend_options(g, loc)?)?);
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
     }
@@ -193,12 +213,16 @@ pub(crate) fn print_json(v: &serde_json::Value) {
 }
 
 /// Prints an outcome as the `--json` document (keys sorted, as a `serde_json::Value` has them).
-fn print_outcome<T: Serialize>(out: &T) {
+pub(crate) fn print_outcome<T: Serialize>(out: &T) {
     print_json(&serde_json::to_value(out).expect("outcomes serialize"));
 }
 
 /// Runs `op` with a progress display labelled `label` (a terminal only, not with -q or --json).
-fn with_progress<T>(g: &Global, label: &'static str, op: impl FnOnce(&Progress) -> T) -> T {
+pub(crate) fn with_progress<T>(
+    g: &Global,
+    label: &'static str,
+    op: impl FnOnce(&Progress) -> T,
+) -> T {
     let p = Arc::new(Progress::default());
     let disp = progress::start(p.clone(), label, !g.quiet && !g.json);
     let r = op(&p);
@@ -221,7 +245,7 @@ fn warn_prune(repo: &Repository, r: Result<Option<&PruneSummary>, &Error>) {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>) -> Result<i32> {
     let g = &cli.global;
     let say = |s: String| {
         if !g.quiet && !g.json {
@@ -238,7 +262,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             let mut cfg = a.opts.config(None)?;
             if a.opts.copy_params {
-                cfg = a.opts.config(Some(open_from(&a.from)?.config()))?;
+                cfg = a.opts.config(Some(open_from(g, &a.from)?.config()))?;
             }
             let pw = password::password(g, true)?;
             let out = ops::init::run(b, &pw, kdf(g), cfg)?;
@@ -336,7 +360,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             finish(&[&repo], 0)
         }
         Command::Copy(a) => {
-            let src = open_from(&a.from)?;
+            let src = open_from(g, &a.from)?;
             let dst = open(g)?;
             let out = with_progress(g, "copy", |p| ops::copy::run(&dst, &src, &a.opts, p))?;
             if g.json {
@@ -359,6 +383,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Forget(a) => {
             a.check()?;
             let repo = open(g)?;
+            // Without snapshots or rules: the policy stored in the repository (`policy set`).
+            let a = ops::policy::apply_stored(&repo, &a)?;
             let r = with_progress(g, "prune", |p| ops::forget::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
             let out = r?;
@@ -398,6 +424,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
             ));
             Ok(0)
         }
+        // conf (issue 17): configuration and the commands restic users reach for.
+        c @ (Command::Config(_)
+        | Command::Policy(_)
+        | Command::Purge(_)
+        | Command::Diff(_)
+        | Command::Find(_)
+        | Command::Tag(_)
+        | Command::Repair(_)
+        | Command::Completion { .. }
+        | Command::Man { .. }) => conf::dispatch(g, c, matches, loaded),
     }
 }
 

@@ -168,9 +168,8 @@ pub fn backup(
 
     let chunker = Chunker::new(&repo.config().chunker);
     let hyd = repo.config().hyd_chunker;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    // The worker pool's size: one per core, or `--threads`.
+    let cores = rayon::current_num_threads();
     let writer = PackWriter::new(repo, 2, opts.dry_run);
     let workers = Workers {
         repo,

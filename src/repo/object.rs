@@ -21,7 +21,7 @@ pub const MAX_OBJECT: usize = 1 << 30;
 /// range, never whole through this cap.
 pub fn max_size(kind: FileKind) -> usize {
     match kind {
-        FileKind::Config | FileKind::Key | FileKind::Lock => 64 << 10,
+        FileKind::Config | FileKind::Key | FileKind::Lock | FileKind::Policy => 64 << 10,
         FileKind::Snapshot => 16 << 20,
         FileKind::Index => 256 << 20,
         FileKind::Pack => MAX_OBJECT,
