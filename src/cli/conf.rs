@@ -267,7 +267,10 @@ fn man_pages(dir: &Path) -> Result<Vec<String>> {
     // (file name, how the command is typed, the command)
     let mut todo = vec![("hydrabackup".to_string(), "hydrabackup".to_string(), cmd)];
     while let Some((name, typed, c)) = todo.pop() {
-        for sub in c.get_subcommands().filter(|s| !s.is_hide_set()) {
+        for sub in c
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
             todo.push((
                 format!("{name}-{}", sub.get_name()),
                 format!("{typed} {}", sub.get_name()),

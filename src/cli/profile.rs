@@ -164,6 +164,25 @@ fn collect(
             .filter(|a| !a.is_hide_set() || a.get_long().is_some());
         let Some(arg) = arg.filter(|a| !matches!(a.get_id().as_str(), "profile" | "profile_file"))
         else {
+            // A command's option among the global keys: say where it goes.
+            let owners: Vec<&str> = cmd
+                .get_subcommands()
+                .filter(|c| {
+                    c.get_arguments()
+                        .any(|a| a.get_long() == Some(key.as_str()))
+                })
+                .map(|c| c.get_name())
+                .collect();
+            if path.is_empty() && !owners.is_empty() {
+                return Err(unknown(
+                    path,
+                    key,
+                    &format!(
+                        "not a global option: put it in the table of its command ([NAME.{}])",
+                        owners.join("], [NAME.")
+                    ),
+                ));
+            }
             return Err(unknown(path, key, "no such option"));
         };
         if path.is_empty() && !arg.is_global_set() {

@@ -42,7 +42,7 @@ pub enum Change {
 /// One changed entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
-    /// Path relative to the snapshot root.
+    /// Path in the snapshot, starting with `/`.
     pub path: String,
     /// What happened.
     pub change: Change,
@@ -136,7 +136,7 @@ pub fn run(repo: &Repository, opts: &DiffOptions, _progress: &Progress) -> Resul
         totals: Totals::default(),
     };
     let mut stack: Vec<(PathBuf, Option<Id>, Option<Id>)> =
-        vec![(PathBuf::new(), Some(a.tree), Some(b.tree))];
+        vec![(PathBuf::from("/"), Some(a.tree), Some(b.tree))];
     while let Some((dir, ta, tb)) = stack.pop() {
         if ta == tb {
             continue;

@@ -151,8 +151,8 @@ pub fn show(repo: &Repository, _progress: &Progress) -> Result<Outcome> {
 }
 
 fn no_policy() -> Error {
-    Error::NotFound(
-        "retention policy (none is stored: run `hydrabackup policy set --retention 7d,4w,12m`)"
+    Error::InvalidInput(
+        "no retention policy is stored in the repository: give one (--policy, --keep-*) or store one with `hydrabackup policy set --retention 7d,4w,12m`"
             .into(),
     )
 }
