@@ -213,9 +213,10 @@ fn collect(
             .filter(|s| *s == ValueSource::CommandLine)
             .map(|_| "command line".to_string());
         let overridden = on_line.or(env);
-        let mut args = Vec::new();
-        if overridden.is_none() && active {
-            args = to_args(arg, key, path, value, &values)?;
+        // Checked in every table, used only in the command's own (and the global keys).
+        let mut args = to_args(arg, key, path, value, &values)?;
+        if overridden.is_some() || !active {
+            args.clear();
         }
         out.push(Setting {
             table: path.to_string(),
