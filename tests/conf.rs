@@ -230,7 +230,7 @@ fn bad_profiles_are_clear_errors() {
         ("[p.forget]\nkeep-daily = [1, 2]\n", "takes one value"),
         ("[p]\njson = \"yes\"\n", "true or false"),
         ("[p]\nrepo = \n", "profile file"),
-        ("[q]\nrepo = \"/x\"\n", "profile p not found"),
+        ("[q]\nrepo = \"/x\"\n", "profile p (looked in"),
     ];
     for (text, want) in cases {
         let f = profile_file(&t, text);
