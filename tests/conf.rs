@@ -5,7 +5,6 @@
 //! and the bandwidth limits.
 
 mod common;
-mod hydcommon;
 mod restcommon;
 
 use std::fs;
@@ -422,12 +421,45 @@ fn diff_and_find_report_known_changes() {
     );
 }
 
+/// The Swamp name of every `.hyd` file under `root`, by path relative to it.
+fn swamp_names(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use hydrabackup::hyd::walk::{Found, walk_root};
+    walk_root(root)
+        .unwrap()
+        .into_iter()
+        .filter_map(|f| match f {
+            Found::Hyd(p) => {
+                let name = hydrabackup::hyd::replay_file(&p).unwrap().name?;
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                Some((rel, name))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn find_and_diff_name_swamps() {
     let t = TestRepo::init();
     let root = t.path("data");
-    hydcommon::gen_root(&root, 11, 4, "200K", 0, 0);
-    let names = hydcommon::swamp_names(&root);
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_hydgen"))
+        .args([
+            "gen",
+            "--seed",
+            "11",
+            "--swamps",
+            "4",
+            "--size",
+            "200K",
+            "--v1-percent",
+            "0",
+        ])
+        .arg("--root")
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let names = swamp_names(&root);
     assert_eq!(names.len(), 4);
     let first = t.backup(&[&root])["snapshot_id"]
         .as_str()
