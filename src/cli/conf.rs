@@ -52,6 +52,12 @@ pub(crate) fn dispatch(
         }
         Command::Purge(a) => {
             a.check()?;
+            if !a.dry_run {
+                confirm(
+                    g,
+                    "purge: forget snapshots by the stored policy and delete their data",
+                )?;
+            }
             let repo = open(g)?;
             let out = with_progress(g, "prune", |p| policy::purge(&repo, &a, p))?;
             if g.json {
@@ -199,6 +205,31 @@ pub(crate) fn dispatch(
             Ok(0)
         }
         _ => Err(Error::Internal("not a configuration command".into())),
+    }
+}
+
+/// Asks before a destructive command: `--yes` skips the question, and without a terminal to
+/// ask on the command refuses.
+fn confirm(g: &Global, what: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if g.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::InvalidInput(format!(
+            "{what}: not without confirmation; pass --yes (or run it on a terminal)"
+        )));
+    }
+    eprint!("{what}? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io("standard input", e))?;
+    match line.trim() {
+        "y" | "Y" | "yes" => Ok(()),
+        _ => Err(Error::InvalidInput("cancelled: nothing was changed".into())),
     }
 }
 

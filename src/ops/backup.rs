@@ -190,7 +190,7 @@ pub fn backup(
         |items, bytes| progress.total(items, bytes),
     );
     let (root, mut walker, queued) = std::thread::scope(|s| {
-        for _ in 0..2 {
+        for _ in 0..cores.min(2) {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
             let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
             s.spawn(move || {
