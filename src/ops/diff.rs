@@ -85,11 +85,11 @@ pub struct Totals {
     pub bytes_added: u64,
     /// Bytes of the removed files.
     pub bytes_removed: u64,
-    /// Swamps added, removed and modified.
+    /// Swamps only in the newer snapshot.
     pub swamps_added: u64,
-    /// ...
+    /// Swamps only in the older snapshot.
     pub swamps_removed: u64,
-    /// ...
+    /// Swamps in both whose stored bytes differ.
     pub swamps_modified: u64,
 }
 

@@ -152,7 +152,7 @@ pub fn show(repo: &Repository, _progress: &Progress) -> Result<Outcome> {
 
 fn no_policy() -> Error {
     Error::InvalidInput(
-        "no retention policy is stored in the repository: give one (--policy, --keep-*) or store one with `hydrabackup policy set --retention 7d,4w,12m`"
+        "no retention policy is stored in the repository: store one with `hydrabackup policy set --retention 7d,4w,12m`"
             .into(),
     )
 }
@@ -163,7 +163,11 @@ pub fn apply_stored(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetOpt
     if !opts.snapshots.is_empty() || !opts.retention()?.is_empty() {
         return Ok(opts.clone());
     }
-    let (_, p) = load(repo)?.ok_or_else(no_policy)?;
+    let (_, p) = load(repo)?.ok_or_else(|| {
+        Error::InvalidInput(
+            "no snapshots, no policy given and no policy stored: name snapshots, give --keep-* / --policy, or store a policy with `hydrabackup policy set --retention 7d,4w,12m` (forget never removes everything by default)".into(),
+        )
+    })?;
     let stored = p.forget_options();
     Ok(ForgetOptions {
         policy: stored.policy,
