@@ -205,6 +205,34 @@ keep-daily = 7
         v["commands"]["backup"]["password-file"]["overridden_by"],
         "environment variable HYDRABACKUP_PASSWORD_FILE"
     );
+    let over: Vec<(&str, &str)> = v["overridden"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["key"].as_str().unwrap(),
+                o["overridden_by"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(over.contains(&("repo", "command line")), "{over:?}");
+    assert!(
+        over.contains(&("key-hint", "environment variable HYDRABACKUP_KEY_HINT")),
+        "{over:?}"
+    );
+    assert!(!v.to_string().contains("s3cret"));
+
+    // The profile can be chosen by the environment too.
+    let env = [
+        ("HYDRABACKUP_PROFILE", "p"),
+        ("HYDRABACKUP_PROFILE_FILE", f.as_str()),
+    ];
+    let v = run_bare(&t, &env, &["config", "show", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(v["profile"], "p");
+    assert_eq!(v["global"]["key-hint"]["value"], "abcd");
 
     // Human output names the profile and each source.
     let r = run_bare(&t, &[], &args[..args.len() - 1]);

@@ -397,7 +397,20 @@ fn config_show(g: &Global, matches: &ArgMatches, loaded: Option<&Loaded>) -> Res
                 .insert(s.key.clone(), entry);
         }
     }
+    // The profile's global keys that something else overrides.
+    let overridden: Vec<Value> = loaded
+        .map(|(_, s)| {
+            s.iter()
+                .filter(|s| s.table.is_empty())
+                .filter_map(|s| {
+                    let by = s.overridden.as_ref()?;
+                    Some(json!({"key": s.key, "value": redact_value(&s.key, &s.value), "overridden_by": by}))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let doc = json!({
+        "overridden": overridden,
         "profile": loaded.map(|(p, _)| p.name.clone()),
         "profile_file": loaded.map(|(p, _)| p.file.display().to_string()),
         "global": global,
@@ -417,6 +430,14 @@ fn config_show(g: &Global, matches: &ArgMatches, loaded: Option<&Loaded>) -> Res
             "{k} = {}  # {}",
             toml_text(&v["value"]),
             v["source"].as_str().unwrap_or("")
+        );
+    }
+    for o in &overridden {
+        println!(
+            "# {} = {}  # profile, overridden by the {}",
+            o["key"].as_str().unwrap_or(""),
+            toml_text(&o["value"]),
+            o["overridden_by"].as_str().unwrap_or("")
         );
     }
     for (table, keys) in &commands {
