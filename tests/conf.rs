@@ -553,6 +553,20 @@ fn tag_rewrites_snapshots_keeping_their_time_and_recording_the_original() {
     assert_eq!(s["tree"], before["tree"]);
     assert_eq!(s["original"], id.as_str());
 
+    // Killed between the new snapshot and the removal of the old one: both are there, whole.
+    let mut c = t.command();
+    c.env("HYDRABACKUP_FAILPOINT", "tag-after-save")
+        .args(["tag", "latest", "--add", "killed"]);
+    assert_eq!(run_cmd(c).signal, Some(9), "tag was not killed");
+    assert_eq!(t.snapshots().len(), 2);
+    t.assert_verify_ok(&[]);
+    let killed = t
+        .snapshots()
+        .into_iter()
+        .find(|s| s["tags"].as_array().unwrap().iter().any(|t| t == "killed"))
+        .unwrap();
+    t.json(&["forget", "--yes", killed["id"].as_str().unwrap()]);
+
     // Asking for what is already there changes nothing; --set replaces; the original stays
     // the first id.
     let v = t.json(&["tag", "latest", "--add", "b"]);
@@ -610,10 +624,17 @@ fn repair_index_rebuilds_lost_index_files_from_pack_headers() {
     let dry = t.json(&["repair", "index", "--dry-run"]);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(fs::read_dir(t.repo.join("index")).unwrap().count(), 0);
+    // Killed after writing the new index files, before removing old ones: already whole.
+    let mut c = t.command();
+    c.env("HYDRABACKUP_FAILPOINT", "repair-index-before-delete")
+        .args(["repair", "index"]);
+    assert_eq!(run_cmd(c).signal, Some(9), "repair was not killed");
+    t.assert_verify_ok(&[]);
     let v = t.json(&["repair", "index"]);
     let packs = v["packs"].as_u64().unwrap();
     assert!(packs >= 4, "{v:#}");
-    assert_eq!(v["packs_added"].as_u64(), Some(packs));
+    assert_eq!(v["packs_added"], 0, "the killed run had indexed them all");
+    assert_eq!(v["index_files_removed"], 1);
     assert_eq!(v["damaged_packs"].as_array().unwrap().len(), 0);
     t.assert_verify_ok(&["--read-data"]);
     let out = t.path("out");

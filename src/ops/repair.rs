@@ -173,6 +173,7 @@ pub fn index(
         repo.save_object(FileKind::Index, &f)?;
         out.index_files_written += 1;
     }
+    crate::failpoint::hit("repair-index-before-delete");
     for (name, _) in &old_files {
         repo.backend().remove(FileKind::Index, name)?;
         out.index_files_removed += 1;

@@ -89,6 +89,7 @@ pub fn run(repo: &Repository, opts: &TagOptions, _progress: &Progress) -> Result
         new.original = Some(snap.original.unwrap_or(id));
         // The new snapshot first: a kill in between leaves both, never neither.
         let new_id = repo.save_object(FileKind::Snapshot, &new)?;
+        crate::failpoint::hit("tag-after-save");
         repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
         out.changed.push(Retagged {
             old: id,
