@@ -528,6 +528,30 @@ fn find_and_diff_name_swamps() {
         .collect();
     assert_eq!(snaps, vec![second.as_str(), first.as_str()], "newest first");
     assert_eq!(v[0]["matches"][0]["path"], format!("/{kept_path}"));
+
+    // A day of churn: diff's Swamp counts agree with the backup's own decisions.
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_hydgen"))
+        .args(["churn", "--seed", "12", "--root"])
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let third = t.backup(&[&root]);
+    let s = &third;
+    let v = t.json(&["diff", &second, third["snapshot_id"].as_str().unwrap()]);
+    let d = &v["totals"];
+    let n = |k: &str| d[k].as_u64().unwrap();
+    assert!(
+        n("swamps_added") + n("swamps_removed") + n("swamps_modified") > 0,
+        "the churn changed nothing: {v:#}"
+    );
+    assert_eq!(d["swamps_added"], s["swamps_new"], "{v:#}");
+    assert_eq!(d["swamps_removed"], s["swamps_gone"]);
+    assert_eq!(
+        d["swamps_modified"].as_u64().unwrap(),
+        s["swamps_appended"].as_u64().unwrap() + s["swamps_rewritten"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -779,7 +803,9 @@ fn threads_bound_the_worker_pool() {
     random_files(&src, 4, 8, 100_000);
     let a = t.backup_args(&[&src], &["--threads", "1"]);
     let b = t.backup_args(&[&src], &["--force"]);
-    assert_eq!(a["summary"]["total_bytes"], b["summary"]["total_bytes"]);
+    assert_eq!(a["total_bytes"].as_u64(), Some(800_000));
+    assert_eq!(b["total_bytes"], a["total_bytes"]);
+    assert_eq!(b["files_read"], 8, "--force reads everything again");
     let mut c = t.command();
     c.env("HYDRABACKUP_THREADS", "1")
         .args(["verify", "--read-data", "--json"]);
