@@ -334,6 +334,30 @@ fn the_stored_policy_drives_forget_without_arguments_and_purge() {
     // Explicit rules still win over the stored policy.
     let explicit = t.json(&["forget", "--keep-last", "5", "--dry-run"]);
     assert_eq!(explicit["removed"], 0);
+
+    // A damaged policy object is damage to verify and stops forget by policy.
+    let obj = fs::read_dir(t.repo.join("policy"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&obj).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&obj, bytes).unwrap();
+    let (code, v) = t.verify(&[]);
+    assert_eq!(code, 13);
+    assert_eq!(v["problems"][0]["kind"], "policy", "{v:#}");
+    t.run(&["forget", "--yes"])
+        .expect_code(13)
+        .expect_clean_error();
+    assert_eq!(t.snapshots().len(), 1);
+    t.json(&["policy", "set", "--retention", "2l"]);
+    t.assert_verify_ok(&[]);
+    // Explicit rules still win over the stored policy.
+    let explicit = t.json(&["forget", "--keep-last", "5", "--dry-run"]);
+    assert_eq!(explicit["removed"], 0);
 }
 
 #[test]

@@ -136,6 +136,8 @@ pub enum ProblemKind {
     MissingBlob,
     /// A captured Swamp does not load.
     Swamp,
+    /// The stored retention policy is damaged, or there are several.
+    Policy,
 }
 
 /// One problem found.
@@ -257,6 +259,27 @@ fn verify(
         }
     }
     report.snapshots = snapshots.len() as u64;
+
+    // The stored retention policy (repo-format.md §7c): each object whole, and only one.
+    let policies = backend.list(FileKind::Policy)?;
+    for (name, _) in &policies {
+        if let Err(e) = repo.load_object::<crate::ops::policy::StoredPolicy>(FileKind::Policy, name)
+        {
+            let what = format!("policy {name}");
+            report
+                .problems
+                .push(problem(ProblemKind::Policy, what, e.to_string(), &[]));
+        }
+    }
+    if policies.len() > 1 {
+        let detail = format!(
+            "{} policies stored: run `policy set` to keep one",
+            policies.len()
+        );
+        report
+            .problems
+            .push(problem(ProblemKind::Policy, "policy".into(), detail, &[]));
+    }
 
     // Index files.
     let mut files: Vec<(String, IndexFile)> = Vec::new();
