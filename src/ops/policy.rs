@@ -169,11 +169,17 @@ pub fn apply_stored(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetOpt
         )
     })?;
     let stored = p.forget_options();
+    // A grouping given on the command line (not the default) wins over the stored one.
+    let group_by = if opts.group_by == ForgetOptions::default().group_by {
+        stored.group_by
+    } else {
+        opts.group_by.clone()
+    };
     Ok(ForgetOptions {
         policy: stored.policy,
         keep_within: stored.keep_within,
         keep_tags: stored.keep_tags,
-        group_by: stored.group_by,
+        group_by,
         ..opts.clone()
     })
 }
