@@ -113,6 +113,35 @@ fn find_parent(
         .find(|(_, s)| s.host == host && s.paths == paths))
 }
 
+/// Counts the regular files and their bytes under `paths` (not following symlinks, leaving out
+/// what `excludes` matches) into `progress`'s totals: a metadata walk, much faster than the
+/// backup's reads, so a display knows the totals early. An estimate: whatever changes meanwhile
+/// is counted by the backup itself.
+fn count_sources(paths: &[PathBuf], excludes: &[String], progress: &Progress) {
+    let Ok(excludes) = Excludes::new(excludes) else {
+        return;
+    };
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        if excludes.is_excluded(&p) {
+            continue;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if md.is_file() {
+            files += 1;
+            bytes += md.len();
+        }
+    }
+    progress.total_at_least(files, bytes);
+}
+
 /// Runs a backup.
 pub fn backup(
     repo: &Repository,
@@ -186,11 +215,26 @@ pub fn backup(
     let (events_tx, events_rx) = unbounded::<Event>();
     let files_read = AtomicU64::new(0);
 
-    let (read, found) = (
+    // With the totals counted up front, the walk only marks files taken unread as done.
+    let (read, found, reused) = (
         |items, bytes| progress.done(items, bytes),
-        |items, bytes| progress.total(items, bytes),
+        |items, bytes| {
+            if !progress.count_first {
+                progress.total(items, bytes)
+            }
+        },
+        |items, bytes| {
+            if !progress.count_first {
+                progress.total(items, bytes)
+            }
+            progress.done(items, bytes)
+        },
     );
     let (root, mut walker, queued) = std::thread::scope(|s| {
+        if progress.count_first {
+            let (paths, excludes) = (&paths, &opts.excludes);
+            s.spawn(move || count_sources(paths, excludes, progress));
+        }
         for _ in 0..2 {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
             let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
@@ -207,9 +251,20 @@ pub fn backup(
                         break;
                     }
                     let file = job.idx;
+                    if opts.show_names {
+                        progress.set_current(job.display.display());
+                    }
+                    let display = job.display.clone();
                     let done = reader.read(job);
                     files_read.fetch_add(1, Ordering::Relaxed);
-                    progress.done(1, 0);
+                    // A grown Swamp is read from where its last capture ended: the bytes
+                    // before count as done too.
+                    progress.done(1, done.size.saturating_sub(done.read));
+                    match &done.error {
+                        Some(e) if !done.gone => progress.error(display.display(), e),
+                        Some(_) => {}
+                        None => progress.verbose("read", display.display(), done.read),
+                    }
                     let _ = ev.send(Event::FileDone {
                         file,
                         done: Box::new(done),
@@ -232,6 +287,7 @@ pub fn backup(
             files_tx,
             next_file: AtomicUsize::new(0),
             progress: &found,
+            reused: &reused,
         };
         let mut walker = Walker {
             ctx: &ctx,
