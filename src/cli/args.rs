@@ -69,12 +69,36 @@ pub struct Global {
     /// `~/.cache/hydrabackup`).
     #[arg(long, env = "HYDRABACKUP_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Metrics and hooks.
+    #[command(flatten)]
+    pub observe: Observe,
     /// Argon2id memory in KiB for keys created by this command (tests use small values).
     #[arg(long, env = "HYDRABACKUP_KDF_MEMORY", global = true, hide = true)]
     pub kdf_memory: Option<u32>,
     /// Argon2id iterations for keys created by this command.
     #[arg(long, env = "HYDRABACKUP_KDF_ITERATIONS", global = true, hide = true)]
     pub kdf_iterations: Option<u32>,
+}
+
+/// Metrics and notification hooks (README, "Monitoring"); plain fields, one profile key each.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Observe {
+    /// Write Prometheus metrics of the run to this file, atomically (node_exporter's textfile
+    /// collector); backup, verify, forget, prune, copy and restore.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Push the same metrics to this Prometheus Pushgateway (`http://HOST:9091`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub metrics_push: Option<String>,
+    /// Run this shell command before the command; if it fails, the command does not run (exit 15).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_before: Option<String>,
+    /// Run this shell command after the command succeeded (outcome in HYDRABACKUP_* variables).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_after: Option<String>,
+    /// Run this shell command after the command failed (outcome in HYDRABACKUP_* variables).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_failure: Option<String>,
 }
 
 /// The commands.

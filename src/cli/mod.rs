@@ -6,6 +6,7 @@ mod env;
 mod human;
 mod password;
 mod progress;
+mod report;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use args::{Cli, Command, Global, KeyCommand};
+use report::Report;
 
 /// Stack size of the thread that runs a command and of rayon's workers. Source folders and
 /// snapshot trees are walked recursively (a few KiB per level), and a deep chain of folders
@@ -66,18 +68,30 @@ fn run_command() -> i32 {
         .without_time()
         .init();
     let json = cli.global.json;
+    let observe = cli.global.observe.clone();
+    let cmd = matches.subcommand_name().unwrap_or_default();
+    if (observe.metrics_file.is_some() || observe.metrics_push.is_some())
+        && !report::METRIC_COMMANDS.contains(&cmd)
+    {
+        eprintln!(
+            "hydrabackup: error: --metrics-file and --metrics-push apply to {} only",
+            report::METRIC_COMMANDS.join(", ")
+        );
+        return 2;
+    }
     // `-v` shows each command's start and end, and every line logged meanwhile carries its name.
-    let _span = tracing::info_span!("command", cmd = matches.subcommand_name()).entered();
+    let _span = tracing::info_span!("command", cmd).entered();
     let started = std::time::Instant::now();
     tracing::info!("started");
-    let result = dispatch(cli);
+    let mut rep = Report::default();
+    let result = report::before(&observe, cmd).and_then(|()| dispatch(cli, &mut rep));
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         ok = result.is_ok(),
         "finished"
     );
-    match result {
-        Ok(code) => code,
+    let (code, error) = match result {
+        Ok(code) => (code, None),
         Err(e) => {
             let code = e.exit_code();
             // `verify` has already printed its report (with "ok": false) as the one JSON
@@ -91,13 +105,33 @@ fn run_command() -> i32 {
                         | Error::SnapshotsSkipped(_)
                 )
             {
-                println!("{}", json!({"error": e.to_string(), "exit_code": code}));
+                let mut doc = json!({"error": e.to_string(), "exit_code": code});
+                if STREAMS.contains(&cmd) {
+                    doc["message_type"] = "exit_error".into();
+                }
+                println!("{doc}");
             }
             eprintln!("hydrabackup: error: {e}");
-            code
+            (code, Some(e.to_string()))
         }
+    };
+    rep.write_metrics(&observe, cmd, code, started.elapsed());
+    if !matches!(error, Some(_) if code == Error::HookBefore(String::new()).exit_code()) {
+        report::after(
+            &observe,
+            cmd,
+            &rep,
+            code,
+            error.as_deref(),
+            started.elapsed(),
+        );
     }
+    code
 }
+
+/// The long commands: with `--json` they print a stream of JSON lines (`status`, `error`,
+/// `verbose_status`, then the `summary`: the outcome document plus `"message_type"`).
+const STREAMS: &[&str] = &["backup", "restore", "verify", "copy", "forget", "prune"];
 
 fn kdf(g: &Global) -> KdfParams {
     let mut k = KdfParams::default();
@@ -197,13 +231,43 @@ fn print_outcome<T: Serialize>(out: &T) {
     print_json(&serde_json::to_value(out).expect("outcomes serialize"));
 }
 
-/// Runs `op` with a progress display labelled `label` (a terminal only, not with -q or --json).
-fn with_progress<T>(g: &Global, label: &'static str, op: impl FnOnce(&Progress) -> T) -> T {
-    let p = Arc::new(Progress::default());
-    let disp = progress::start(p.clone(), label, !g.quiet && !g.json);
+/// Runs `op` with progress shown as `g` asks: the `--json` stream, or a bar labelled `label`
+/// on a terminal (naming the current item with `names`), or nothing (-q, not a terminal).
+fn with_progress<T>(
+    g: &Global,
+    label: &'static str,
+    names: bool,
+    op: impl FnOnce(&Progress) -> T,
+) -> T {
+    use progress::Mode;
+    let mode = match (g.json, g.quiet) {
+        (true, _) => Mode::Json,
+        (_, true) => Mode::Off,
+        _ => Mode::Bar { names },
+    };
+    let p = match mode {
+        Mode::Json => Progress::with_messages(g.verbose > 0),
+        _ => Progress::default(),
+    };
+    let p = Arc::new(p.counting_first(mode.active()));
+    let disp = progress::start(p.clone(), label, mode);
     let r = op(&p);
     drop(disp);
     r
+}
+
+/// A long command's outcome: kept for the hooks and, with `--json`, printed as the stream's
+/// last line, the `summary` message (the outcome's fields plus `"message_type": "summary"`).
+fn summary<T: Serialize>(g: &Global, rep: &mut Report, out: &T) {
+    let mut v = serde_json::to_value(out).expect("outcomes serialize");
+    if let Some(m) = v.as_object_mut() {
+        m.insert("message_type".into(), "summary".into());
+    }
+    let line = v.to_string();
+    if g.json {
+        println!("{line}");
+    }
+    rep.summary = Some(line);
 }
 
 /// The warnings of a prune: forged copies (even with -q: a client with the password may be
@@ -221,7 +285,7 @@ fn warn_prune(repo: &Repository, r: Result<Option<&PruneSummary>, &Error>) {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
     let g = &cli.global;
     let say = |s: String| {
         if !g.quiet && !g.json {
@@ -256,9 +320,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Backup(a) => {
             a.check()?;
             let repo = open(g)?;
-            let out = with_progress(g, "backup", |p| ops::backup::run(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
+            rep.host = a.host.clone();
+            rep.metrics("backup", &repo);
+            let out = with_progress(g, "backup", a.show_names, |p| {
+                ops::backup::run(&repo, &a, p)
+            })?;
+            summary(g, rep, &out);
+            rep.snapshot_id = out.snapshot_id.map(|i| i.to_hex());
+            rep.metrics("backup", &repo).record_backup(&out.summary);
+            if metrics_wanted(g) {
+                rep.repository_size("backup", &repo)?;
             }
             human::backup(&out, g.quiet, &say);
             finish(&[&repo], if out.source_errors.is_empty() { 0 } else { 3 })
@@ -285,10 +356,29 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Restore(a) => {
             let repo = open(g)?;
-            let out = with_progress(g, "restore", |p| ops::restore::run(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            }
+            rep.metrics("restore", &repo);
+            let out = with_progress(g, "restore", false, |p| ops::restore::run(&repo, &a, p))?;
+            summary(g, rep, &out);
+            let s = &out.summary;
+            let m = rep.metrics("restore", &repo);
+            m.set(
+                "hydrabackup_files",
+                "Files restored.",
+                &[("state", "restored")],
+                s.files as f64,
+            );
+            m.set(
+                "hydrabackup_bytes_restored",
+                "Bytes restored.",
+                &[],
+                s.bytes as f64,
+            );
+            m.set(
+                "hydrabackup_errors",
+                "Items that could not be handled.",
+                &[],
+                (s.failed.len() + s.damaged.len()) as f64,
+            );
             human::restore(&out, g.quiet, g.json, &say);
             let s = &out.summary;
             // Damaged snapshots are named whatever else happened; damaged data decides first.
@@ -302,10 +392,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Verify(a) => {
             let repo = open(g)?;
-            let out = with_progress(g, "verify", |p| ops::verify::run(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else {
+            rep.metrics("verify", &repo);
+            let out = with_progress(g, "verify", false, |p| ops::verify::run(&repo, &a, p))?;
+            summary(g, rep, &out);
+            let r = &out.report;
+            rep.metrics("verify", &repo).record_verify(
+                r.packs,
+                r.packs_read,
+                r.bytes_read,
+                r.problems.len() as u64,
+            );
+            if metrics_wanted(g) {
+                rep.repository_size("verify", &repo)?;
+            }
+            if !g.json {
                 human::verify(&out, &say);
             }
             if out.ok {
@@ -338,10 +438,40 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Copy(a) => {
             let src = open_from(&a.from)?;
             let dst = open(g)?;
-            let out = with_progress(g, "copy", |p| ops::copy::run(&dst, &src, &a.opts, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else if !g.quiet {
+            rep.metrics("copy", &dst);
+            let out = with_progress(g, "copy", false, |p| ops::copy::run(&dst, &src, &a.opts, p))?;
+            summary(g, rep, &out);
+            let s = &out.summary;
+            let m = rep.metrics("copy", &dst);
+            let copied = s.copied.len() as f64;
+            m.set(
+                "hydrabackup_snapshots_copied",
+                "Snapshots copied.",
+                &[],
+                copied,
+            );
+            m.set(
+                "hydrabackup_bytes_read",
+                "Bytes read from the source repository.",
+                &[],
+                s.bytes_read as f64,
+            );
+            m.set(
+                "hydrabackup_bytes_added",
+                "Plaintext bytes of the blobs added.",
+                &[],
+                s.bytes_added as f64,
+            );
+            m.set(
+                "hydrabackup_bytes_stored",
+                "Bytes stored for the blobs added.",
+                &[],
+                s.bytes_stored as f64,
+            );
+            if metrics_wanted(g) {
+                rep.repository_size("copy", &dst)?;
+            }
+            if human {
                 human::copy(&out);
             }
             finish(&[&src, &dst], 0)
@@ -359,12 +489,32 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Forget(a) => {
             a.check()?;
             let repo = open(g)?;
-            let r = with_progress(g, "prune", |p| ops::forget::run(&repo, &a, p));
+            rep.metrics("forget", &repo);
+            let r = with_progress(g, "prune", false, |p| ops::forget::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
             let out = r?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
+            summary(g, rep, &out);
+            let m = rep.metrics("forget", &repo);
+            let s = &out.summary;
+            m.set(
+                "hydrabackup_snapshots_kept",
+                "Snapshots kept.",
+                &[],
+                s.kept as f64,
+            );
+            m.set(
+                "hydrabackup_snapshots_removed",
+                "Snapshots removed.",
+                &[],
+                s.removed as f64,
+            );
+            if let Some(p) = &out.prune {
+                prune_metrics(m, p);
+            }
+            if metrics_wanted(g) {
+                rep.repository_size("forget", &repo)?;
+            }
+            if human {
                 human::forget(&out.summary);
                 if let Some(p) = &out.prune {
                     human::prune(p);
@@ -375,12 +525,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Prune(a) => {
             a.check()?;
             let repo = open(g)?;
-            let r = with_progress(g, "prune", |p| ops::prune::run(&repo, &a, p));
+            rep.metrics("prune", &repo);
+            let r = with_progress(g, "prune", false, |p| ops::prune::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| Some(&o.summary)));
             let out = r?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
+            summary(g, rep, &out);
+            prune_metrics(rep.metrics("prune", &repo), &out.summary);
+            if metrics_wanted(g) {
+                rep.repository_size("prune", &repo)?;
+            }
+            if human {
                 human::prune(&out.summary);
             }
             finish(&[&repo], 0)
@@ -398,6 +552,40 @@ fn dispatch(cli: Cli) -> Result<i32> {
             ));
             Ok(0)
         }
+    }
+}
+
+/// Whether the run's metrics go anywhere (the repository's size is read only then).
+fn metrics_wanted(g: &Global) -> bool {
+    g.observe.metrics_file.is_some() || g.observe.metrics_push.is_some()
+}
+
+/// A prune's counters as metrics.
+fn prune_metrics(m: &mut hydrabackup::metrics::Metrics, s: &PruneSummary) {
+    let values = [
+        (
+            "hydrabackup_prune_packs_deleted",
+            "Packs deleted.",
+            s.packs_deleted,
+        ),
+        (
+            "hydrabackup_prune_packs_rewritten",
+            "Packs rewritten.",
+            s.packs_rewritten,
+        ),
+        (
+            "hydrabackup_prune_bytes_deleted",
+            "Bytes deleted.",
+            s.bytes_deleted,
+        ),
+        (
+            "hydrabackup_prune_bytes_unused_left",
+            "Unused bytes left in packs.",
+            s.bytes_unused_left,
+        ),
+    ];
+    for (name, help, v) in values {
+        m.set(name, help, &[], v as f64);
     }
 }
 

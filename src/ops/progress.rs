@@ -60,12 +60,19 @@ pub struct Progress {
 
 impl Progress {
     /// Counters that also keep messages for [`Progress::take_messages`]: errors, and with
-    /// `verbose` one line per item handled. `count_first` as the field.
-    pub fn with_messages(verbose: bool, count_first: bool) -> Progress {
+    /// `verbose` one line per item handled.
+    pub fn with_messages(verbose: bool) -> Progress {
         Progress {
             keep: 1 + verbose as u8,
-            count_first,
             ..Progress::default()
+        }
+    }
+
+    /// These counters with [`Progress::count_first`] set to `yes`.
+    pub fn counting_first(self, yes: bool) -> Progress {
+        Progress {
+            count_first: yes,
+            ..self
         }
     }
 
