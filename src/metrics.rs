@@ -22,6 +22,7 @@ pub const LAST_SUCCESS: &str = "hydrabackup_last_success_timestamp_seconds";
 struct Family {
     name: String,
     help: String,
+    counter: bool,
     samples: Vec<(Vec<(String, String)>, f64)>,
 }
 
@@ -55,12 +56,20 @@ fn number(v: f64) -> String {
 impl Metrics {
     /// Metrics whose every sample carries `host`, `repository_id` and `command` labels.
     pub fn new(command: &str, host: &str, repository_id: &str) -> Metrics {
+        Metrics::labelled(&[
+            ("command", command),
+            ("host", host),
+            ("repository_id", repository_id),
+        ])
+    }
+
+    /// Metrics whose every sample carries these labels.
+    pub fn labelled(labels: &[(&str, &str)]) -> Metrics {
         Metrics {
-            labels: vec![
-                ("command".into(), command.into()),
-                ("host".into(), host.into()),
-                ("repository_id".into(), repository_id.into()),
-            ],
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             families: Vec::new(),
         }
     }
@@ -68,6 +77,23 @@ impl Metrics {
     /// Sets gauge `name` (with the extra `labels`) to `value`; `help` describes the metric
     /// (the first call's text is kept).
     pub fn set(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        self.sample(name, help, false, labels, value);
+    }
+
+    /// Sets counter `name` (a running total since the process started; by convention its name
+    /// ends in `_total`) to `value`.
+    pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        self.sample(name, help, true, labels, value);
+    }
+
+    fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        counter: bool,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
         let labels: Vec<(String, String)> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -78,6 +104,7 @@ impl Metrics {
                 self.families.push(Family {
                     name: name.into(),
                     help: help.into(),
+                    counter,
                     samples: Vec::new(),
                 });
                 self.families.last_mut().expect("just pushed")
@@ -273,7 +300,8 @@ impl Metrics {
         let mut out = String::new();
         for f in &self.families {
             let _ = writeln!(out, "# HELP {} {}", f.name, f.help.replace('\n', " "));
-            let _ = writeln!(out, "# TYPE {} gauge", f.name);
+            let kind = if f.counter { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# TYPE {} {kind}", f.name);
             for (extra, v) in &f.samples {
                 let labels: Vec<String> = self
                     .labels
@@ -328,9 +356,15 @@ impl Metrics {
         })
     }
 
-    /// The [`LAST_SUCCESS`] value with exactly this run's labels in an earlier rendering.
+    /// The [`LAST_SUCCESS`] value with this run's `command` and `host` in an earlier rendering
+    /// (a run that failed before opening the repository has no repository id).
     fn previous_success(&self, old: &str) -> Option<f64> {
-        let mut mine = self.labels.clone();
+        let mut mine: Vec<(String, String)> = self
+            .labels
+            .iter()
+            .filter(|(k, _)| k != "repository_id")
+            .cloned()
+            .collect();
         mine.sort();
         old.lines().find_map(|l| {
             let rest = l.strip_prefix(LAST_SUCCESS)?.strip_prefix('{')?;
@@ -341,6 +375,7 @@ impl Metrics {
                     let (k, v) = kv.split_once("=\"")?;
                     Some((k.to_string(), v.trim_end_matches('"').to_string()))
                 })
+                .filter(|(k, _)| k != "repository_id")
                 .collect();
             found.sort();
             let escaped: Vec<(String, String)> =

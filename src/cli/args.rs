@@ -234,6 +234,14 @@ pub struct ServeArgs {
     /// connection waits for a free slot before it is answered 503.
     #[arg(long, default_value_t = 10)]
     pub request_timeout: u64,
+    /// Answer `GET /metrics` (Prometheus) on the main address, behind the same authentication
+    /// (a repository named `metrics` is then out of reach).
+    #[arg(long)]
+    pub metrics: bool,
+    /// Answer `GET /metrics` without authentication on this separate plain-HTTP address
+    /// (e.g. `127.0.0.1:9300`; port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `serve-user`.

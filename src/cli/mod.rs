@@ -664,14 +664,24 @@ fn serve_cmd(g: &Global, a: args::ServeArgs) -> Result<i32> {
         private_repos: a.private_repos,
         max_connections: a.max_connections.max(1),
         request_timeout: std::time::Duration::from_secs(a.request_timeout.max(1)),
+        metrics: a.metrics,
+        metrics_listen: a.metrics_listen,
     };
     let json = g.json;
-    hydrabackup::server::serve(opts, |addr| {
+    hydrabackup::server::serve(opts, |addr, metrics| {
         // Always printed (also with -q): scripts and tests read the address from it.
+        let metrics = metrics.map(|m| format!("http://{m}/metrics"));
         if json {
-            println!("{}", json!({"listening": format!("{scheme}://{addr}")}));
+            let mut doc = json!({"listening": format!("{scheme}://{addr}")});
+            if let Some(m) = &metrics {
+                doc["metrics"] = m.clone().into();
+            }
+            println!("{doc}");
         } else {
             println!("listening on {scheme}://{addr}");
+            if let Some(m) = &metrics {
+                println!("metrics on {m}");
+            }
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
