@@ -81,49 +81,57 @@ fn estimate(p: &Progress, elapsed: Duration) -> (f64, Option<u64>) {
     (f, left)
 }
 
+/// One `status` line of the JSON stream.
+fn status_line(p: &Progress, elapsed: Duration) -> String {
+    let (i, it, b, bt) = p.get();
+    let (f, left) = estimate(p, elapsed);
+    json!({
+        "message_type": "status",
+        "seconds_elapsed": elapsed.as_secs(),
+        "seconds_remaining": left,
+        "percent_done": f,
+        "total_files": it.max(i),
+        "files_done": i,
+        "total_bytes": bt.max(b),
+        "bytes_done": b,
+        "error_count": p.errors.load(Ordering::Relaxed),
+    })
+    .to_string()
+}
+
+/// Prints `lines` to stdout at once (the stream's lines never interleave).
+fn print_lines(lines: impl IntoIterator<Item = String>) {
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = out.flush();
+}
+
+/// The JSON stream: messages as they come, a status line every [`STATUS_EVERY`], and when a
+/// status line was printed, a last one at the end (the final counts) before the summary.
 fn json_stream(p: &Progress, stop: &AtomicBool) {
     let started = Instant::now();
     let mut next_status = started + STATUS_EVERY;
-    let flush = |p: &Progress| {
-        let msgs = p.take_messages();
-        if msgs.is_empty() {
-            return;
-        }
-        let mut out = std::io::stdout().lock();
-        for m in msgs {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&m).expect("messages serialize")
-            );
-        }
-        let _ = out.flush();
+    let mut statuses = 0;
+    let messages = |p: &Progress| {
+        p.take_messages()
+            .into_iter()
+            .map(|m| serde_json::to_string(&m).expect("messages serialize"))
     };
     while !stop.load(Ordering::Relaxed) {
-        flush(p);
+        print_lines(messages(p));
         if Instant::now() >= next_status {
             next_status += STATUS_EVERY;
-            let elapsed = started.elapsed();
-            let (i, it, b, bt) = p.get();
-            let (f, left) = estimate(p, elapsed);
-            let line = json!({
-                "message_type": "status",
-                "seconds_elapsed": elapsed.as_secs(),
-                "seconds_remaining": left,
-                "percent_done": f,
-                "total_files": it.max(i),
-                "files_done": i,
-                "total_bytes": bt.max(b),
-                "bytes_done": b,
-                "error_count": p.errors.load(Ordering::Relaxed),
-            });
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+            print_lines([status_line(p, started.elapsed())]);
+            statuses += 1;
         }
         std::thread::park_timeout(TICK);
     }
-    flush(p);
+    print_lines(messages(p));
+    if statuses > 0 {
+        print_lines([status_line(p, started.elapsed())]);
+    }
 }
 
 fn bar(p: &Progress, label: &'static str, names: bool, stop: &AtomicBool) {
