@@ -26,7 +26,8 @@ fn parse_prometheus(text: &str) -> Samples {
     let name_ok = |n: &str| {
         !n.is_empty()
             && !n.starts_with(|c: char| c.is_ascii_digit())
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
     };
     let mut typed: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Samples::new();
@@ -109,7 +110,11 @@ fn value(s: &Samples, name: &str, extra: &[(&str, &str)]) -> f64 {
         .get(name)
         .unwrap_or_else(|| panic!("no {name} in {s:?}"))
         .iter()
-        .filter(|(l, _)| extra.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(v)))
+        .filter(|(l, _)| {
+            extra
+                .iter()
+                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
+        })
         .map(|(_, v)| *v)
         .collect();
     assert_eq!(found.len(), 1, "{name} {extra:?}: {found:?}");
@@ -270,7 +275,15 @@ fn forget_prune_and_copy_write_metrics() {
     let p = t.path("m.prom");
     let ps = p.to_str().unwrap();
     let v = t
-        .run(&["forget", "--yes", "--json", "--keep-last", "1", "--metrics-file", ps])
+        .run(&[
+            "forget",
+            "--yes",
+            "--json",
+            "--keep-last",
+            "1",
+            "--metrics-file",
+            ps,
+        ])
         .expect_code(0)
         .json();
     let m = parse_prometheus(&fs::read_to_string(&p).unwrap());
@@ -345,7 +358,11 @@ fn one_request(listener: TcpListener, status: u16) -> (String, String, Vec<Strin
     let mut body = vec![0; len];
     r.read_exact(&mut body).unwrap();
     let mut s = s;
-    write!(s, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
     (method, path, headers, String::from_utf8(body).unwrap())
 }
 
@@ -359,14 +376,23 @@ fn metrics_push_reaches_a_pushgateway() {
     let url = format!("http://job:s%40cret@{}", l.local_addr().unwrap());
     let gw = std::thread::spawn(move || one_request(l, 200));
     let v = t
-        .run(&["backup", "--json", "--metrics-push", &url, src.to_str().unwrap()])
+        .run(&[
+            "backup",
+            "--json",
+            "--metrics-push",
+            &url,
+            src.to_str().unwrap(),
+        ])
         .expect_code(0)
         .json();
     let (method, path, headers, body) = gw.join().unwrap();
     assert_eq!(method, "PUT");
     assert_eq!(
         path,
-        format!("/metrics/job/hydrabackup/instance/{}/command/backup", hostname())
+        format!(
+            "/metrics/job/hydrabackup/instance/{}/command/backup",
+            hostname()
+        )
     );
     // Credentials in the URL become HTTP Basic (job:s@cret).
     assert!(
@@ -576,7 +602,10 @@ fn hooks_see_the_outcome_and_a_failing_before_hook_aborts() {
     // A failing after-hook is a warning; the command's code stands.
     let r = t.run(&["backup", "--hook-after", "exit 4", src.to_str().unwrap()]);
     r.expect_code(0);
-    assert!(r.stderr.contains("warning: the --hook-after command failed (exit code 4)"));
+    assert!(
+        r.stderr
+            .contains("warning: the --hook-after command failed (exit code 4)")
+    );
 }
 
 /// `GET path` with optional Basic credentials; returns (status, body).
@@ -589,7 +618,11 @@ fn http_get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
             base64::engine::general_purpose::STANDARD.encode(a)
         )
     });
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp[9..12].parse().unwrap();
@@ -600,7 +633,11 @@ fn http_get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
 fn counter(m: &Samples, name: &str, extra: &[(&str, &str)]) -> f64 {
     m.get(name).map_or(0.0, |v| {
         v.iter()
-            .filter(|(l, _)| extra.iter().all(|(k, x)| l.get(*k).map(String::as_str) == Some(x)))
+            .filter(|(l, _)| {
+                extra
+                    .iter()
+                    .all(|(k, x)| l.get(*k).map(String::as_str) == Some(x))
+            })
             .map(|(_, v)| v)
             .sum()
     })
@@ -612,7 +649,13 @@ fn serve_metrics_need_auth_and_count_requests() {
     let users = restcommon::users(&t);
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--metrics"])
-        .args(["--metrics-listen", "127.0.0.1:0", "--users", &users, "--path"])
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--users",
+            &users,
+            "--path",
+        ])
         .arg(t.path("srv"))
         .env("HYDRABACKUP_LOG", "error")
         .stdin(Stdio::null())
@@ -622,7 +665,11 @@ fn serve_metrics_need_auth_and_count_requests() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
     line.clear();
     out.read_line(&mut line).unwrap();
     let side = line
@@ -645,7 +692,11 @@ fn serve_metrics_need_auth_and_count_requests() {
         2.0
     );
     assert_eq!(
-        counter(&m, "hydrabackup_server_requests_total", &[("status", "401")]),
+        counter(
+            &m,
+            "hydrabackup_server_requests_total",
+            &[("status", "401")]
+        ),
         2.0
     );
 
