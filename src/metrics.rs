@@ -17,6 +17,95 @@ use crate::{Error, Result};
 /// The name of the gauge that keeps the time of the last successful run.
 pub const LAST_SUCCESS: &str = "hydrabackup_last_success_timestamp_seconds";
 
+/// The help text of every metric hydrabackup writes: one text per name whichever command
+/// writes it, as node_exporter wants when several files hold the same metric.
+const KNOWN: &[(&str, &str)] = &[
+    (
+        "hydrabackup_success",
+        "Whether the run succeeded (1) or failed (0).",
+    ),
+    ("hydrabackup_exit_code", "The run's exit code."),
+    ("hydrabackup_duration_seconds", "Wall time of the run."),
+    (
+        "hydrabackup_last_run_timestamp_seconds",
+        "When the run ended (Unix time).",
+    ),
+    (
+        LAST_SUCCESS,
+        "When a run of this command last succeeded (Unix time).",
+    ),
+    ("hydrabackup_swamps", "Swamps by backup decision."),
+    ("hydrabackup_files", "Files by backup decision."),
+    ("hydrabackup_files_read", "Files read from the source."),
+    (
+        "hydrabackup_bytes_read",
+        "Bytes read from the source (files or repository).",
+    ),
+    (
+        "hydrabackup_bytes_added",
+        "Plaintext bytes of the blobs added to the repository.",
+    ),
+    (
+        "hydrabackup_bytes_stored",
+        "Bytes stored for the blobs added (compressed, sealed).",
+    ),
+    (
+        "hydrabackup_source_bytes",
+        "Total size of the files in the snapshot.",
+    ),
+    ("hydrabackup_errors", "Items that could not be handled."),
+    (
+        "hydrabackup_throughput_bytes_per_second",
+        "Bytes read per second of the run.",
+    ),
+    (
+        "hydrabackup_verify_packs_checked",
+        "Packs whose structure was checked.",
+    ),
+    (
+        "hydrabackup_verify_packs_read",
+        "Packs read in full and re-hashed.",
+    ),
+    (
+        "hydrabackup_verify_bytes_read",
+        "Bytes read for the data check.",
+    ),
+    (
+        "hydrabackup_verify_damaged",
+        "Problems (damaged or missing objects) found.",
+    ),
+    (
+        "hydrabackup_repository_size_bytes",
+        "Bytes of the repository's pack files.",
+    ),
+    (
+        "hydrabackup_repository_packs",
+        "Pack files in the repository.",
+    ),
+    (
+        "hydrabackup_repository_snapshots",
+        "Snapshots in the repository.",
+    ),
+    ("hydrabackup_restore_files", "Files restored."),
+    ("hydrabackup_restore_bytes", "Bytes restored."),
+    ("hydrabackup_snapshots_copied", "Snapshots copied."),
+    ("hydrabackup_snapshots_kept", "Snapshots kept by forget."),
+    (
+        "hydrabackup_snapshots_removed",
+        "Snapshots removed by forget.",
+    ),
+    ("hydrabackup_prune_packs_deleted", "Packs deleted by prune."),
+    (
+        "hydrabackup_prune_packs_rewritten",
+        "Packs rewritten by prune.",
+    ),
+    ("hydrabackup_prune_bytes_deleted", "Bytes deleted by prune."),
+    (
+        "hydrabackup_prune_bytes_unused_left",
+        "Unused bytes left in packs after prune.",
+    ),
+];
+
 /// One metric: a name, its help text and its samples (extra labels, value).
 #[derive(Debug, Clone)]
 struct Family {
@@ -80,6 +169,15 @@ impl Metrics {
         self.sample(name, help, false, labels, value);
     }
 
+    /// Sets gauge `name`, one of those hydrabackup writes (its help text is the known one).
+    pub fn put(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let help = KNOWN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("A hydrabackup metric.", |(_, h)| h);
+        self.set(name, help, labels, value);
+    }
+
     /// Sets counter `name` (a running total since the process started; by convention its name
     /// ends in `_total`) to `value`.
     pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
@@ -125,43 +223,18 @@ impl Metrics {
     /// Records how the run ended: `hydrabackup_success` (1 or 0), its duration and exit code,
     /// and on success [`LAST_SUCCESS`] (now).
     pub fn record_result(&mut self, ok: bool, exit_code: i32, duration: Duration) {
-        self.set(
-            "hydrabackup_success",
-            "Whether the run succeeded (1) or failed (0).",
-            &[],
-            ok as u8 as f64,
-        );
-        self.set(
-            "hydrabackup_exit_code",
-            "The run's exit code.",
-            &[],
-            exit_code as f64,
-        );
-        self.set(
-            "hydrabackup_duration_seconds",
-            "Wall time of the run.",
-            &[],
-            duration.as_secs_f64(),
-        );
+        self.put("hydrabackup_success", &[], ok as u8 as f64);
+        self.put("hydrabackup_exit_code", &[], exit_code as f64);
+        self.put("hydrabackup_duration_seconds", &[], duration.as_secs_f64());
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
-        self.set(
-            "hydrabackup_last_run_timestamp_seconds",
-            "When the run ended (Unix time).",
-            &[],
-            now,
-        );
+        self.put("hydrabackup_last_run_timestamp_seconds", &[], now);
         if ok {
-            self.set(
-                LAST_SUCCESS,
-                "When a run of this command last succeeded (Unix time).",
-                &[],
-                now,
-            );
+            self.put(LAST_SUCCESS, &[], now);
         }
     }
 
-    /// Records a backup's counters: Swamps by decision, files and bytes read, bytes added and
-    /// stored, errors and read throughput.
+    /// Records a backup's counters: Swamps and files by decision, files and bytes read, bytes
+    /// added and stored, errors and read throughput.
     pub fn record_backup(&mut self, s: &SnapshotSummary) {
         let swamps = [
             ("new", s.swamps_new),
@@ -172,12 +245,7 @@ impl Metrics {
             ("quarantined", s.swamps_quarantined),
         ];
         for (d, n) in swamps {
-            self.set(
-                "hydrabackup_swamps",
-                "Swamps by backup decision.",
-                &[("decision", d)],
-                n as f64,
-            );
+            self.put("hydrabackup_swamps", &[("decision", d)], n as f64);
         }
         let files = [
             ("new", s.files_new),
@@ -186,58 +254,29 @@ impl Metrics {
             ("gone", s.files_gone),
         ];
         for (d, n) in files {
-            self.set(
-                "hydrabackup_files",
-                "Files by backup decision.",
-                &[("state", d)],
-                n as f64,
-            );
+            self.put("hydrabackup_files", &[("state", d)], n as f64);
         }
         let plain = [
-            ("hydrabackup_files_read", "Files read.", s.files_read),
-            (
-                "hydrabackup_bytes_read",
-                "Bytes read from the source.",
-                s.bytes_read,
-            ),
-            (
-                "hydrabackup_bytes_added",
-                "Plaintext bytes of the blobs added to the repository.",
-                s.bytes_added,
-            ),
-            (
-                "hydrabackup_bytes_stored",
-                "Bytes stored for the blobs added (compressed, sealed).",
-                s.bytes_stored,
-            ),
-            (
-                "hydrabackup_source_bytes",
-                "Total size of the files in the snapshot.",
-                s.total_bytes,
-            ),
-            (
-                "hydrabackup_errors",
-                "Items that could not be handled.",
-                s.errors,
-            ),
+            ("hydrabackup_files_read", s.files_read),
+            ("hydrabackup_bytes_read", s.bytes_read),
+            ("hydrabackup_bytes_added", s.bytes_added),
+            ("hydrabackup_bytes_stored", s.bytes_stored),
+            ("hydrabackup_source_bytes", s.total_bytes),
+            ("hydrabackup_errors", s.errors),
         ];
-        for (name, help, v) in plain {
-            self.set(name, help, &[], v as f64);
+        for (name, v) in plain {
+            self.put(name, &[], v as f64);
         }
         self.record_throughput(s.bytes_read, s.duration_secs);
     }
 
     /// Records `bytes` over `secs` as `hydrabackup_throughput_bytes_per_second`.
     pub fn record_throughput(&mut self, bytes: u64, secs: f64) {
-        self.set(
-            "hydrabackup_throughput_bytes_per_second",
-            "Bytes read (or copied) per second of the run.",
-            &[],
-            if secs > 0.0 { bytes as f64 / secs } else { 0.0 },
-        );
+        let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
+        self.put("hydrabackup_throughput_bytes_per_second", &[], rate);
     }
 
-    /// Records a verify's results.
+    /// Records a verify's results: packs checked and read, bytes read, problems found.
     pub fn record_verify(
         &mut self,
         packs_checked: u64,
@@ -245,54 +284,21 @@ impl Metrics {
         bytes_read: u64,
         problems: u64,
     ) {
-        self.set(
+        self.put(
             "hydrabackup_verify_packs_checked",
-            "Packs whose structure was checked.",
             &[],
             packs_checked as f64,
         );
-        self.set(
-            "hydrabackup_verify_packs_read",
-            "Packs read in full and re-hashed.",
-            &[],
-            packs_read as f64,
-        );
-        self.set(
-            "hydrabackup_verify_bytes_read",
-            "Bytes read for the data check.",
-            &[],
-            bytes_read as f64,
-        );
-        self.set(
-            "hydrabackup_verify_damaged",
-            "Problems (damaged or missing objects) found.",
-            &[],
-            problems as f64,
-        );
+        self.put("hydrabackup_verify_packs_read", &[], packs_read as f64);
+        self.put("hydrabackup_verify_bytes_read", &[], bytes_read as f64);
+        self.put("hydrabackup_verify_damaged", &[], problems as f64);
     }
 
     /// Records the repository's size: bytes and number of its pack files, and its snapshots.
     pub fn record_repository(&mut self, pack_bytes: u64, packs: u64, snapshots: u64) {
-        let values = [
-            (
-                "hydrabackup_repository_size_bytes",
-                "Bytes of the repository's pack files.",
-                pack_bytes,
-            ),
-            (
-                "hydrabackup_repository_packs",
-                "Pack files in the repository.",
-                packs,
-            ),
-            (
-                "hydrabackup_repository_snapshots",
-                "Snapshots in the repository.",
-                snapshots,
-            ),
-        ];
-        for (name, help, v) in values {
-            self.set(name, help, &[], v as f64);
-        }
+        self.put("hydrabackup_repository_size_bytes", &[], pack_bytes as f64);
+        self.put("hydrabackup_repository_packs", &[], packs as f64);
+        self.put("hydrabackup_repository_snapshots", &[], snapshots as f64);
     }
 
     /// The Prometheus text exposition format (version 0.0.4).

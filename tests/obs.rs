@@ -261,6 +261,43 @@ fn metrics_file_holds_the_runs_counters() {
     assert!(problems > 0.0);
     assert_eq!(value(&m, "hydrabackup_verify_damaged", &[]), problems);
     assert_eq!(value(&m, "hydrabackup_success", &[]), 0.0);
+    // The stream named each problem in an `error` line before the summary.
+    let errors = run
+        .messages()
+        .into_iter()
+        .filter(|l| l["message_type"] == "error")
+        .count() as f64;
+    assert_eq!(errors, problems, "{}", run.stdout);
+
+    // restore: files restored, and each file given up is an `error` line.
+    let out = t.path("out");
+    let rp = t.path("restore.prom");
+    let run = t.run(&[
+        "restore",
+        "latest",
+        "--json",
+        "--target",
+        out.to_str().unwrap(),
+        "--metrics-file",
+        rp.to_str().unwrap(),
+    ]);
+    run.expect_code(13);
+    let v = run.json();
+    let m = parse_prometheus(&fs::read_to_string(&rp).unwrap());
+    assert_labels(&m, "restore", &id);
+    assert_eq!(
+        value(&m, "hydrabackup_restore_files", &[]),
+        v["files"].as_f64().unwrap()
+    );
+    let damaged = v["damaged"].as_array().unwrap().len();
+    assert!(damaged > 0);
+    assert_eq!(value(&m, "hydrabackup_errors", &[]), damaged as f64);
+    let errors: Vec<Value> = run
+        .messages()
+        .into_iter()
+        .filter(|l| l["message_type"] == "error")
+        .collect();
+    assert_eq!(errors.len(), damaged, "{}", run.stdout);
 }
 
 #[test]

@@ -361,21 +361,10 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             summary(g, rep, &out);
             let s = &out.summary;
             let m = rep.metrics("restore", &repo);
-            m.set(
-                "hydrabackup_files",
-                "Files restored.",
-                &[("state", "restored")],
-                s.files as f64,
-            );
-            m.set(
-                "hydrabackup_bytes_restored",
-                "Bytes restored.",
-                &[],
-                s.bytes as f64,
-            );
-            m.set(
+            m.put("hydrabackup_restore_files", &[], s.files as f64);
+            m.put("hydrabackup_restore_bytes", &[], s.bytes as f64);
+            m.put(
                 "hydrabackup_errors",
-                "Items that could not be handled.",
                 &[],
                 (s.failed.len() + s.damaged.len()) as f64,
             );
@@ -444,30 +433,10 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             let s = &out.summary;
             let m = rep.metrics("copy", &dst);
             let copied = s.copied.len() as f64;
-            m.set(
-                "hydrabackup_snapshots_copied",
-                "Snapshots copied.",
-                &[],
-                copied,
-            );
-            m.set(
-                "hydrabackup_bytes_read",
-                "Bytes read from the source repository.",
-                &[],
-                s.bytes_read as f64,
-            );
-            m.set(
-                "hydrabackup_bytes_added",
-                "Plaintext bytes of the blobs added.",
-                &[],
-                s.bytes_added as f64,
-            );
-            m.set(
-                "hydrabackup_bytes_stored",
-                "Bytes stored for the blobs added.",
-                &[],
-                s.bytes_stored as f64,
-            );
+            m.put("hydrabackup_snapshots_copied", &[], copied);
+            m.put("hydrabackup_bytes_read", &[], s.bytes_read as f64);
+            m.put("hydrabackup_bytes_added", &[], s.bytes_added as f64);
+            m.put("hydrabackup_bytes_stored", &[], s.bytes_stored as f64);
             if metrics_wanted(g) {
                 rep.repository_size("copy", &dst)?;
             }
@@ -496,18 +465,8 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             summary(g, rep, &out);
             let m = rep.metrics("forget", &repo);
             let s = &out.summary;
-            m.set(
-                "hydrabackup_snapshots_kept",
-                "Snapshots kept.",
-                &[],
-                s.kept as f64,
-            );
-            m.set(
-                "hydrabackup_snapshots_removed",
-                "Snapshots removed.",
-                &[],
-                s.removed as f64,
-            );
+            m.put("hydrabackup_snapshots_kept", &[], s.kept as f64);
+            m.put("hydrabackup_snapshots_removed", &[], s.removed as f64);
             if let Some(p) = &out.prune {
                 prune_metrics(m, p);
             }
@@ -563,29 +522,13 @@ fn metrics_wanted(g: &Global) -> bool {
 /// A prune's counters as metrics.
 fn prune_metrics(m: &mut hydrabackup::metrics::Metrics, s: &PruneSummary) {
     let values = [
-        (
-            "hydrabackup_prune_packs_deleted",
-            "Packs deleted.",
-            s.packs_deleted,
-        ),
-        (
-            "hydrabackup_prune_packs_rewritten",
-            "Packs rewritten.",
-            s.packs_rewritten,
-        ),
-        (
-            "hydrabackup_prune_bytes_deleted",
-            "Bytes deleted.",
-            s.bytes_deleted,
-        ),
-        (
-            "hydrabackup_prune_bytes_unused_left",
-            "Unused bytes left in packs.",
-            s.bytes_unused_left,
-        ),
+        ("hydrabackup_prune_packs_deleted", s.packs_deleted),
+        ("hydrabackup_prune_packs_rewritten", s.packs_rewritten),
+        ("hydrabackup_prune_bytes_deleted", s.bytes_deleted),
+        ("hydrabackup_prune_bytes_unused_left", s.bytes_unused_left),
     ];
-    for (name, help, v) in values {
-        m.set(name, help, &[], v as f64);
+    for (name, v) in values {
+        m.put(name, &[], v as f64);
     }
 }
 
