@@ -3,7 +3,6 @@
 //! progress display (quiet without a terminal, a bar with ETA on one).
 
 mod common;
-mod hydcommon;
 #[path = "restcommon/mod.rs"]
 mod restcommon;
 
@@ -121,6 +120,13 @@ fn value(s: &Samples, name: &str, extra: &[(&str, &str)]) -> f64 {
     found[0]
 }
 
+/// Runs the HydrAIDE data-root generator `hydgen ARGS --root ROOT`.
+fn hydgen(args: &[&str], root: &std::path::Path) {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("hydgen"));
+    c.args(args).arg("--root").arg(root);
+    run_cmd(c).expect_code(0);
+}
+
 fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
@@ -153,14 +159,29 @@ fn metrics_file_holds_the_runs_counters() {
     let t = TestRepo::init();
     let id = repo_id(&t);
     let root = t.path("data");
-    hydcommon::gen_root(&root, 7, 40, "2M", 50, 10);
+    hydgen(
+        &[
+            "gen",
+            "--seed",
+            "7",
+            "--swamps",
+            "40",
+            "--size",
+            "2M",
+            "--v2-percent",
+            "50",
+            "--v1-percent",
+            "10",
+        ],
+        &root,
+    );
     let prom = t.path("textfile/hydrabackup.prom");
     fs::create_dir_all(prom.parent().unwrap()).unwrap();
     let p = prom.to_str().unwrap();
     let r = root.to_str().unwrap();
     t.run(&["backup", "--json", "--metrics-file", p, r])
         .expect_code(0);
-    hydcommon::churn_root(&root, 8, &[]);
+    hydgen(&["churn", "--seed", "8"], &root);
     let run = t.run(&["backup", "--json", "--metrics-file", p, r]);
     run.expect_code(0);
     let v = run.json();

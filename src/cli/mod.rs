@@ -84,7 +84,10 @@ fn run_command() -> i32 {
     let started = std::time::Instant::now();
     tracing::info!("started");
     let mut rep = Report::default();
-    let result = report::before(&observe, cmd).and_then(|()| dispatch(cli, &mut rep));
+    let before = report::before(&observe, cmd);
+    // A command its before-hook stopped has no after- or failure-hook.
+    let ran = before.is_ok();
+    let result = before.and_then(|()| dispatch(cli, &mut rep));
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         ok = result.is_ok(),
@@ -116,7 +119,7 @@ fn run_command() -> i32 {
         }
     };
     rep.write_metrics(&observe, cmd, code, started.elapsed());
-    if !matches!(error, Some(_) if code == Error::HookBefore(String::new()).exit_code()) {
+    if ran {
         report::after(
             &observe,
             cmd,
