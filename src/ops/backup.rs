@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, unbounded};
@@ -113,17 +113,32 @@ fn find_parent(
         .find(|(_, s)| s.host == host && s.paths == paths))
 }
 
+/// Whether `p` is one of HydrAIDE's temporaries, which the walk skips.
+fn hyd_temporary(p: &Path) -> bool {
+    let name = p.as_os_str().as_bytes();
+    [crate::hyd::COMPACT_SUFFIX, crate::hyd::FMTMIGRATE_SUFFIX]
+        .iter()
+        .any(|s| {
+            name.strip_suffix(s.as_bytes())
+                .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
+        })
+}
+
 /// Counts the regular files and their bytes under `paths` (not following symlinks, leaving out
 /// what `excludes` matches) into `progress`'s totals: a metadata walk, much faster than the
 /// backup's reads, so a display knows the totals early. An estimate: whatever changes meanwhile
-/// is counted by the backup itself.
-fn count_sources(paths: &[PathBuf], excludes: &[String], progress: &Progress) {
+/// is counted by the backup itself. Stops early once `walked` is set (the walk is through: its
+/// own counts are complete then).
+fn count_sources(paths: &[PathBuf], excludes: &[String], progress: &Progress, walked: &AtomicBool) {
     let Ok(excludes) = Excludes::new(excludes) else {
         return;
     };
     let (mut files, mut bytes) = (0u64, 0u64);
     let mut stack: Vec<PathBuf> = paths.to_vec();
     while let Some(p) = stack.pop() {
+        if walked.load(Ordering::Relaxed) {
+            return;
+        }
         if excludes.is_excluded(&p) {
             continue;
         }
@@ -134,12 +149,14 @@ fn count_sources(paths: &[PathBuf], excludes: &[String], progress: &Progress) {
             if let Ok(rd) = std::fs::read_dir(&p) {
                 stack.extend(rd.flatten().map(|e| e.path()));
             }
-        } else if md.is_file() {
+        } else if md.is_file() && !hyd_temporary(&p) {
             files += 1;
             bytes += md.len();
         }
     }
-    progress.total_at_least(files, bytes);
+    if !walked.load(Ordering::Relaxed) {
+        progress.total_at_least(files, bytes);
+    }
 }
 
 /// Runs a backup.
@@ -215,25 +232,30 @@ pub fn backup(
     let (events_tx, events_rx) = unbounded::<Event>();
     let files_read = AtomicU64::new(0);
 
-    // With the totals counted up front, the walk only marks files taken unread as done.
+    // With the totals counted up front, the walk only marks files taken unread as done; when it
+    // is through, its own counts (exact) replace the estimate.
+    let (walk_items, walk_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let tally_walk = |items, bytes| {
+        walk_items.fetch_add(items, Ordering::Relaxed);
+        walk_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if !progress.count_first {
+            progress.total(items, bytes)
+        }
+    };
     let (read, found, reused) = (
         |items, bytes| progress.done(items, bytes),
+        |items, bytes| tally_walk(items, bytes),
         |items, bytes| {
-            if !progress.count_first {
-                progress.total(items, bytes)
-            }
-        },
-        |items, bytes| {
-            if !progress.count_first {
-                progress.total(items, bytes)
-            }
+            tally_walk(items, bytes);
             progress.done(items, bytes)
         },
     );
+    let walked = AtomicBool::new(false);
     let (root, mut walker, queued) = std::thread::scope(|s| {
         if progress.count_first {
             let (paths, excludes) = (&paths, &opts.excludes);
-            s.spawn(move || count_sources(paths, excludes, progress));
+            let walked = &walked;
+            s.spawn(move || count_sources(paths, excludes, progress, walked));
         }
         for _ in 0..2 {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
@@ -332,6 +354,13 @@ pub fn backup(
             entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
             DirDraft { entries }
         };
+        walked.store(true, Ordering::Relaxed);
+        if progress.count_first {
+            progress.set_total(
+                walk_items.load(Ordering::Relaxed),
+                walk_bytes.load(Ordering::Relaxed),
+            );
+        }
         let res = walker.res;
         let queued = ctx.next_file.load(Ordering::Relaxed);
         // Dropping the context closes the file queue: readers, then workers, finish.

@@ -94,6 +94,12 @@ impl Progress {
         self.bytes_total.fetch_max(bytes, Ordering::Relaxed);
     }
 
+    /// Sets the known totals (once they are exact).
+    pub fn set_total(&self, items: u64, bytes: u64) {
+        self.items_total.store(items, Ordering::Relaxed);
+        self.bytes_total.store(bytes, Ordering::Relaxed);
+    }
+
     /// (items done, items total, bytes done, bytes total).
     pub fn get(&self) -> (u64, u64, u64, u64) {
         (
