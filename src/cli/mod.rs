@@ -83,7 +83,7 @@ fn run_command() -> i32 {
     let _span = tracing::info_span!("command", cmd).entered();
     let started = std::time::Instant::now();
     tracing::info!("started");
-    let mut rep = Report::default();
+    let mut rep = Report::new(cmd, &observe);
     let before = report::before(&observe, cmd);
     // A command its before-hook stopped has no after- or failure-hook.
     let ran = before.is_ok();
@@ -118,7 +118,7 @@ fn run_command() -> i32 {
             (code, Some(e.to_string()))
         }
     };
-    rep.write_metrics(&observe, cmd, code, started.elapsed());
+    rep.write_metrics(&observe, code, started.elapsed());
     if ran {
         report::after(
             &observe,
@@ -324,16 +324,12 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             a.check()?;
             let repo = open(g)?;
             rep.host = a.host.clone();
-            rep.metrics("backup", &repo);
+            rep.opened(&repo);
             let out = with_progress(g, "backup", a.show_names, |p| {
                 ops::backup::run(&repo, &a, p)
             })?;
             summary(g, rep, &out);
-            rep.snapshot_id = out.snapshot_id.map(|i| i.to_hex());
-            rep.metrics("backup", &repo).record_backup(&out.summary);
-            if metrics_wanted(g) {
-                rep.repository_size("backup", &repo)?;
-            }
+            rep.backup(&repo, &out);
             human::backup(&out, g.quiet, &say);
             finish(&[&repo], if out.source_errors.is_empty() { 0 } else { 3 })
         }
@@ -359,18 +355,10 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
         }
         Command::Restore(a) => {
             let repo = open(g)?;
-            rep.metrics("restore", &repo);
+            rep.opened(&repo);
             let out = with_progress(g, "restore", false, |p| ops::restore::run(&repo, &a, p))?;
             summary(g, rep, &out);
-            let s = &out.summary;
-            let m = rep.metrics("restore", &repo);
-            m.put("hydrabackup_restore_files", &[], s.files as f64);
-            m.put("hydrabackup_restore_bytes", &[], s.bytes as f64);
-            m.put(
-                "hydrabackup_errors",
-                &[],
-                (s.failed.len() + s.damaged.len()) as f64,
-            );
+            rep.restore(&repo, &out);
             human::restore(&out, g.quiet, g.json, &say);
             let s = &out.summary;
             // Damaged snapshots are named whatever else happened; damaged data decides first.
@@ -384,19 +372,10 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
         }
         Command::Verify(a) => {
             let repo = open(g)?;
-            rep.metrics("verify", &repo);
+            rep.opened(&repo);
             let out = with_progress(g, "verify", false, |p| ops::verify::run(&repo, &a, p))?;
             summary(g, rep, &out);
-            let r = &out.report;
-            rep.metrics("verify", &repo).record_verify(
-                r.packs,
-                r.packs_read,
-                r.bytes_read,
-                r.problems.len() as u64,
-            );
-            if metrics_wanted(g) {
-                rep.repository_size("verify", &repo)?;
-            }
+            rep.verify(&repo, &out);
             if !g.json {
                 human::verify(&out, &say);
             }
@@ -430,19 +409,10 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
         Command::Copy(a) => {
             let src = open_from(&a.from)?;
             let dst = open(g)?;
-            rep.metrics("copy", &dst);
+            rep.opened(&dst);
             let out = with_progress(g, "copy", false, |p| ops::copy::run(&dst, &src, &a.opts, p))?;
             summary(g, rep, &out);
-            let s = &out.summary;
-            let m = rep.metrics("copy", &dst);
-            let copied = s.copied.len() as f64;
-            m.put("hydrabackup_snapshots_copied", &[], copied);
-            m.put("hydrabackup_bytes_read", &[], s.bytes_read as f64);
-            m.put("hydrabackup_bytes_added", &[], s.bytes_added as f64);
-            m.put("hydrabackup_bytes_stored", &[], s.bytes_stored as f64);
-            if metrics_wanted(g) {
-                rep.repository_size("copy", &dst)?;
-            }
+            rep.copy(&dst, &out);
             if human {
                 human::copy(&out);
             }
@@ -461,21 +431,12 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
         Command::Forget(a) => {
             a.check()?;
             let repo = open(g)?;
-            rep.metrics("forget", &repo);
+            rep.opened(&repo);
             let r = with_progress(g, "prune", false, |p| ops::forget::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
             let out = r?;
             summary(g, rep, &out);
-            let m = rep.metrics("forget", &repo);
-            let s = &out.summary;
-            m.put("hydrabackup_snapshots_kept", &[], s.kept as f64);
-            m.put("hydrabackup_snapshots_removed", &[], s.removed as f64);
-            if let Some(p) = &out.prune {
-                prune_metrics(m, p);
-            }
-            if metrics_wanted(g) {
-                rep.repository_size("forget", &repo)?;
-            }
+            rep.forget(&repo, &out);
             if human {
                 human::forget(&out.summary);
                 if let Some(p) = &out.prune {
@@ -487,15 +448,12 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
         Command::Prune(a) => {
             a.check()?;
             let repo = open(g)?;
-            rep.metrics("prune", &repo);
+            rep.opened(&repo);
             let r = with_progress(g, "prune", false, |p| ops::prune::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| Some(&o.summary)));
             let out = r?;
             summary(g, rep, &out);
-            prune_metrics(rep.metrics("prune", &repo), &out.summary);
-            if metrics_wanted(g) {
-                rep.repository_size("prune", &repo)?;
-            }
+            rep.prune(&repo, &out.summary);
             if human {
                 human::prune(&out.summary);
             }
@@ -514,24 +472,6 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             ));
             Ok(0)
         }
-    }
-}
-
-/// Whether the run's metrics go anywhere (the repository's size is read only then).
-fn metrics_wanted(g: &Global) -> bool {
-    g.observe.metrics_file.is_some() || g.observe.metrics_push.is_some()
-}
-
-/// A prune's counters as metrics.
-fn prune_metrics(m: &mut hydrabackup::metrics::Metrics, s: &PruneSummary) {
-    let values = [
-        ("hydrabackup_prune_packs_deleted", s.packs_deleted),
-        ("hydrabackup_prune_packs_rewritten", s.packs_rewritten),
-        ("hydrabackup_prune_bytes_deleted", s.bytes_deleted),
-        ("hydrabackup_prune_bytes_unused_left", s.bytes_unused_left),
-    ];
-    for (name, v) in values {
-        m.put(name, &[], v as f64);
     }
 }
 

@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hydrabackup::metrics::Metrics;
+use hydrabackup::ops;
+use hydrabackup::ops::prune::PruneSummary;
 use hydrabackup::repo::Repository;
 use hydrabackup::{Error, Result};
 
@@ -17,8 +19,12 @@ pub const METRIC_COMMANDS: &[&str] = &["backup", "verify", "forget", "prune", "c
 /// What a command leaves for its metrics and hooks.
 #[derive(Default)]
 pub struct Report {
-    /// The metrics the command filled in (none until it has an outcome).
-    pub metrics: Option<Metrics>,
+    /// The command's name.
+    command: String,
+    /// Whether the metrics go anywhere (the repository's size is read only then).
+    wanted: bool,
+    /// The metrics the command filled in (none until it opened the repository).
+    metrics: Option<Metrics>,
     /// The repository's id, once it is open.
     pub repository_id: String,
     /// The host name the run is for (`backup --host`), if not this machine's.
@@ -30,36 +36,113 @@ pub struct Report {
 }
 
 impl Report {
-    /// Metrics labelled for this run of `command`, to fill in.
-    pub fn metrics(&mut self, command: &str, repo: &Repository) -> &mut Metrics {
-        self.repository_id = repo.config().id.to_hex();
-        let host = self.host.clone().unwrap_or_else(hydrabackup::sys::hostname);
-        self.metrics
-            .get_or_insert_with(|| Metrics::new(command, &host, &repo.config().id.to_hex()))
+    /// The report of a run of `command` with options `o`.
+    pub fn new(command: &str, o: &Observe) -> Report {
+        Report {
+            command: command.into(),
+            wanted: o.metrics_file.is_some() || o.metrics_push.is_some(),
+            ..Report::default()
+        }
     }
 
-    /// Adds the repository's stored size (from its index) to the metrics.
-    pub fn repository_size(&mut self, command: &str, repo: &Repository) -> Result<()> {
-        let stats = hydrabackup::ops::stats::run(repo, &Default::default(), &Default::default())?;
-        self.metrics(command, repo).record_repository(
-            stats.pack_bytes,
-            stats.packs,
-            stats.snapshots,
-        );
-        Ok(())
+    /// Notes the repository the command works on: the metrics' labels.
+    pub fn opened(&mut self, repo: &Repository) -> &mut Metrics {
+        self.repository_id = repo.config().id.to_hex();
+        let host = self.host.clone().unwrap_or_else(hydrabackup::sys::hostname);
+        let (command, id) = (&self.command, &self.repository_id);
+        self.metrics
+            .get_or_insert_with(|| Metrics::new(command, &host, id))
+    }
+
+    /// Adds the repository's size (its pack files, its snapshots) to the metrics, if they go
+    /// anywhere. A failure is a warning: the command's work is done.
+    fn repository_size(&mut self, repo: &Repository) {
+        if !self.wanted {
+            return;
+        }
+        match hydrabackup::ops::stats::run(repo, &Default::default(), &Default::default()) {
+            Ok(s) => self
+                .opened(repo)
+                .record_repository(s.pack_bytes, s.packs, s.snapshots),
+            Err(e) => eprintln!("hydrabackup: warning: repository size not measured: {e}"),
+        }
+    }
+
+    /// Records a backup's outcome.
+    pub fn backup(&mut self, repo: &Repository, out: &ops::backup::Outcome) {
+        self.snapshot_id = out.snapshot_id.map(|i| i.to_hex());
+        self.opened(repo).record_backup(&out.summary);
+        self.repository_size(repo);
+    }
+
+    /// Records a restore's outcome.
+    pub fn restore(&mut self, repo: &Repository, out: &ops::restore::Outcome) {
+        let s = &out.summary;
+        let m = self.opened(repo);
+        m.put("hydrabackup_restore_files", &[], s.files as f64);
+        m.put("hydrabackup_restore_bytes", &[], s.bytes as f64);
+        let errors = (s.failed.len() + s.damaged.len()) as f64;
+        m.put("hydrabackup_errors", &[], errors);
+    }
+
+    /// Records a verify's outcome.
+    pub fn verify(&mut self, repo: &Repository, out: &ops::verify::Outcome) {
+        let r = &out.report;
+        let problems = r.problems.len() as u64;
+        self.opened(repo)
+            .record_verify(r.packs, r.packs_read, r.bytes_read, problems);
+        self.repository_size(repo);
+    }
+
+    /// Records a copy's outcome (`repo` is the destination).
+    pub fn copy(&mut self, repo: &Repository, out: &ops::copy::Outcome) {
+        let s = &out.summary;
+        let m = self.opened(repo);
+        m.put("hydrabackup_snapshots_copied", &[], s.copied.len() as f64);
+        m.put("hydrabackup_bytes_read", &[], s.bytes_read as f64);
+        m.put("hydrabackup_bytes_added", &[], s.bytes_added as f64);
+        m.put("hydrabackup_bytes_stored", &[], s.bytes_stored as f64);
+        self.repository_size(repo);
+    }
+
+    /// Records a forget's outcome (and its prune's).
+    pub fn forget(&mut self, repo: &Repository, out: &ops::forget::Outcome) {
+        let s = &out.summary;
+        let m = self.opened(repo);
+        m.put("hydrabackup_snapshots_kept", &[], s.kept as f64);
+        m.put("hydrabackup_snapshots_removed", &[], s.removed as f64);
+        match &out.prune {
+            Some(p) => self.prune(repo, p),
+            None => self.repository_size(repo),
+        }
+    }
+
+    /// Records a prune's outcome.
+    pub fn prune(&mut self, repo: &Repository, s: &PruneSummary) {
+        let values = [
+            ("hydrabackup_prune_packs_deleted", s.packs_deleted),
+            ("hydrabackup_prune_packs_rewritten", s.packs_rewritten),
+            ("hydrabackup_prune_bytes_deleted", s.bytes_deleted),
+            ("hydrabackup_prune_bytes_unused_left", s.bytes_unused_left),
+        ];
+        let m = self.opened(repo);
+        for (name, v) in values {
+            m.put(name, &[], v as f64);
+        }
+        self.repository_size(repo);
     }
 
     /// Finishes the metrics with the run's result and writes / pushes them as `o` asks.
     /// Failures are warnings: the command's own exit code stands.
-    pub fn write_metrics(&mut self, o: &Observe, command: &str, code: i32, elapsed: Duration) {
-        if o.metrics_file.is_none() && o.metrics_push.is_none() {
+    pub fn write_metrics(&mut self, o: &Observe, code: i32, elapsed: Duration) {
+        if !self.wanted {
             return;
         }
         let host = self.host.clone().unwrap_or_else(hydrabackup::sys::hostname);
-        let id = self.repository_id.clone();
+        let (command, id) = (&self.command, &self.repository_id);
         let m = self
             .metrics
-            .get_or_insert_with(|| Metrics::new(command, &host, &id));
+            .get_or_insert_with(|| Metrics::new(command, &host, id));
         m.record_result(code == 0, code, elapsed);
         if let Some(path) = &o.metrics_file
             && let Err(e) = m.write_file(path)
