@@ -3,8 +3,9 @@
 //!
 //! The API takes plain values, so any caller (a command, a `watch` cycle, the REST server) can
 //! fill it: [`Metrics::new`] with the labels every sample carries (host, repository id,
-//! command), then [`Metrics::set`] per value, or the `record_*` helpers for the commands'
-//! outcomes. Every metric is a gauge: each run replaces the file, so a value is that run's.
+//! command), then [`Metrics::put`] per value, or the `record_*` helpers for the commands'
+//! outcomes. A run's metrics are gauges (each run replaces the file, so a value is that run's);
+//! the server's running totals are counters ([`Metrics::counter`]).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -492,5 +493,20 @@ mod tests {
             .unwrap();
         assert!(!std::fs::read_to_string(&p).unwrap().contains(LAST_SUCCESS));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn every_recorded_metric_has_its_own_help_text() {
+        let mut m = Metrics::new("backup", "h", "id");
+        m.record_result(true, 0, Duration::from_secs(1));
+        m.record_backup(&SnapshotSummary::default());
+        m.record_verify(1, 1, 1, 0);
+        m.record_repository(1, 1, 1);
+        let text = m.render();
+        assert!(!text.contains("A hydrabackup metric."), "{text}");
+        let mut names: Vec<&str> = KNOWN.iter().map(|(n, _)| *n).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), KNOWN.len());
     }
 }
