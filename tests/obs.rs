@@ -120,6 +120,21 @@ fn value(s: &Samples, name: &str, extra: &[(&str, &str)]) -> f64 {
     found[0]
 }
 
+/// Every file under `dir`, sorted.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Runs the HydrAIDE data-root generator `hydgen ARGS --root ROOT`.
 fn hydgen(args: &[&str], root: &std::path::Path) {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("hydgen"));
@@ -226,6 +241,46 @@ fn metrics_file_holds_the_runs_counters() {
     // Only the file is left: no temporary beside it.
     assert_eq!(fs::read_dir(prom.parent().unwrap()).unwrap().count(), 1);
 
+    // A Swamp that cannot be captured: quarantined (exit 3), counted, an `error` line.
+    let victim = walk_files(&root)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "hyd"))
+        .expect("a .hyd file");
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[..4].copy_from_slice(b"XYZW");
+    fs::write(&victim, &bytes).unwrap();
+    let run = t.run(&["backup", "--json", "--metrics-file", p, r]);
+    run.expect_code(3);
+    let v = run.json();
+    let m = parse_prometheus(&fs::read_to_string(&prom).unwrap());
+    assert_eq!(
+        value(&m, "hydrabackup_swamps", &[("decision", "quarantined")]),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "hydrabackup_errors", &[]),
+        v["errors"].as_f64().unwrap()
+    );
+    assert_eq!(value(&m, "hydrabackup_success", &[]), 0.0);
+    assert_eq!(value(&m, "hydrabackup_exit_code", &[]), 3.0);
+    assert_eq!(
+        value(&m, "hydrabackup_last_success_timestamp_seconds", &[]),
+        success
+    );
+    let errors: Vec<Value> = run
+        .messages()
+        .into_iter()
+        .filter(|l| l["message_type"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", run.stdout);
+    assert_eq!(errors[0]["item"], victim.to_str().unwrap());
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("quarantined")
+    );
+
     // A failed run says so and keeps the time of the last success.
     let mut c = t.command();
     c.env("HYDRABACKUP_PASSWORD", "wrong")
@@ -290,12 +345,20 @@ fn metrics_file_holds_the_runs_counters() {
         .count() as f64;
     assert_eq!(errors, problems, "{}", run.stdout);
 
-    // restore: files restored, and each file given up is an `error` line.
+    // restore of a snapshot the damage touches: files restored, and each file given up is an
+    // `error` line.
+    let affected = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| p["affected"].as_array()?.first()?["snapshot"].as_str())
+        .expect("a snapshot affected by the damage")
+        .to_string();
     let out = t.path("out");
     let rp = t.path("restore.prom");
     let run = t.run(&[
         "restore",
-        "latest",
+        &affected,
         "--json",
         "--target",
         out.to_str().unwrap(),

@@ -282,10 +282,14 @@ pub fn backup(
                     // A grown Swamp is read from where its last capture ended: the bytes
                     // before count as done too.
                     progress.done(1, done.size.saturating_sub(done.read));
-                    match &done.error {
-                        Some(e) if !done.gone => progress.error(display.display(), e),
-                        Some(_) => {}
-                        None => progress.verbose("read", display.display(), done.read),
+                    let quarantined = done.swamp.as_ref().and_then(|i| i.problem.as_ref());
+                    match (&done.error, quarantined) {
+                        (Some(e), _) if !done.gone => progress.error(display.display(), e),
+                        (Some(_), _) => {}
+                        (None, Some(p)) => {
+                            progress.error(display.display(), format_args!("quarantined: {p}"))
+                        }
+                        (None, None) => progress.verbose("read", display.display(), done.read),
                     }
                     let _ = ev.send(Event::FileDone {
                         file,
@@ -367,6 +371,11 @@ pub fn backup(
         drop(ctx);
         Ok((root, res, queued))
     })?;
+
+    // What the walk could not read (the readers' failures were reported as they happened).
+    for e in &walker.errors {
+        progress.error(&e.path, &e.error);
+    }
 
     // Collect chunk ids per file.
     let mut contents: HashMap<usize, Vec<(u32, Id)>> = HashMap::new();
