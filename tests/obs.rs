@@ -602,6 +602,8 @@ fn json_stream_reports_status_errors_and_summary() {
         // The totals are known from the start: all four files, unchanged ones included.
         assert_eq!(s["total_files"], 4, "{s}");
         assert!(s["seconds_remaining"].is_u64() || s["seconds_remaining"].is_null());
+        // No names without --show-names.
+        assert!(s.get("current_files").is_none(), "{s}");
     }
     // The last status line holds the final counts: every file done, every byte but those of
     // the file that could not be read (60,000 when the walk counted it).

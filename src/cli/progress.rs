@@ -85,7 +85,7 @@ fn estimate(p: &Progress, elapsed: Duration) -> (f64, Option<u64>) {
 fn status_line(p: &Progress, elapsed: Duration) -> String {
     let (i, it, b, bt) = p.get();
     let (f, left) = estimate(p, elapsed);
-    json!({
+    let mut line = json!({
         "message_type": "status",
         "seconds_elapsed": elapsed.as_secs(),
         "seconds_remaining": left,
@@ -95,8 +95,13 @@ fn status_line(p: &Progress, elapsed: Duration) -> String {
         "total_bytes": bt.max(b),
         "bytes_done": b,
         "error_count": p.errors.load(Ordering::Relaxed),
-    })
-    .to_string()
+    });
+    // Set only when the user asked for names (`backup --show-names`).
+    let current = p.current();
+    if !current.is_empty() {
+        line["current_files"] = json!([current]);
+    }
+    line.to_string()
 }
 
 /// Prints `lines` to stdout at once (the stream's lines never interleave).
