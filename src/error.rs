@@ -87,6 +87,9 @@ pub enum Error {
     /// was restored.
     #[error("{0} path(s) could not be written to the target; everything else was restored")]
     RestoreIncomplete(usize),
+    /// The `--hook-before` command failed, so the command did not run.
+    #[error("the --hook-before command failed ({0}); the command did not run")]
+    HookBefore(String),
 }
 
 impl Error {
@@ -94,6 +97,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::RestoreIncomplete(_) => 3,
+            Error::HookBefore(_) => 15,
             Error::RepoNotFound(_) => 10,
             Error::Locked(_) => 11,
             Error::WrongPassword => 12,

@@ -106,12 +106,36 @@ pub struct Global {
     #[arg(long, env = "HYDRABACKUP_LIMIT_DOWNLOAD", global = true, value_name = "KIB_S",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub limit_download: Option<u32>,
+    /// Metrics and hooks.
+    #[command(flatten)]
+    pub observe: Observe,
     /// Argon2id memory in KiB for keys created by this command (tests use small values).
     #[arg(long, env = "HYDRABACKUP_KDF_MEMORY", global = true, hide = true)]
     pub kdf_memory: Option<u32>,
     /// Argon2id iterations for keys created by this command.
     #[arg(long, env = "HYDRABACKUP_KDF_ITERATIONS", global = true, hide = true)]
     pub kdf_iterations: Option<u32>,
+}
+
+/// Metrics and notification hooks (README, "Monitoring"); plain fields, one profile key each.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Observe {
+    /// Write Prometheus metrics of the run to this file, atomically (node_exporter's textfile
+    /// collector); backup, verify, forget, prune, copy and restore.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Push the same metrics to this Prometheus Pushgateway (`http://HOST:9091`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub metrics_push: Option<String>,
+    /// Run this shell command before the command; if it fails, the command does not run (exit 15).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_before: Option<String>,
+    /// Run this shell command after the command succeeded (outcome in HYDRABACKUP_* variables).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_after: Option<String>,
+    /// Run this shell command after the command failed (outcome in HYDRABACKUP_* variables).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_failure: Option<String>,
 }
 
 /// The commands.
@@ -301,6 +325,14 @@ pub struct ServeArgs {
     /// connection waits for a free slot before it is answered 503.
     #[arg(long, default_value_t = 10)]
     pub request_timeout: u64,
+    /// Answer `GET /metrics` (Prometheus) on the main address, behind the same authentication
+    /// (a repository named `metrics` is then out of reach).
+    #[arg(long)]
+    pub metrics: bool,
+    /// Answer `GET /metrics` without authentication on this separate plain-HTTP address
+    /// (e.g. `127.0.0.1:9300`; port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `serve-user`.

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::args::{Cli, Command, ConfigCommand, Global, PolicyCommand, RepairCommand};
 use super::profile::{self, Profile, Setting};
-use super::{finish, human_bytes, open, print_json, print_outcome, with_progress};
+use super::report::Report;
+use super::{finish, human_bytes, open, print_json, print_outcome, summary, with_progress};
 
 /// The profile in use and what its keys became.
 pub(crate) type Loaded = (Profile, Vec<Setting>);
@@ -22,6 +23,7 @@ pub(crate) type Loaded = (Profile, Vec<Setting>);
 pub(crate) fn dispatch(
     g: &Global,
     cmd: Command,
+    rep: &mut Report,
     matches: &ArgMatches,
     loaded: Option<&Loaded>,
 ) -> Result<i32> {
@@ -59,10 +61,11 @@ pub(crate) fn dispatch(
                 )?;
             }
             let repo = open(g)?;
-            let out = with_progress(g, "prune", |p| policy::purge(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
+            rep.opened(&repo);
+            let out = with_progress(g, "prune", false, |p| policy::purge(&repo, &a, p))?;
+            summary(g, rep, &out);
+            rep.forget(&repo, &out);
+            if human {
                 super::human::forget(&out.summary);
                 if let Some(p) = &out.prune {
                     super::human::prune(p);
@@ -133,10 +136,9 @@ pub(crate) fn dispatch(
         }
         Command::Repair(RepairCommand::Index(a)) => {
             let repo = open(g)?;
-            let out = with_progress(g, "repair", |p| repair::index(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
+            let out = with_progress(g, "repair", false, |p| repair::index(&repo, &a, p))?;
+            summary(g, rep, &out);
+            if human {
                 for b in &out.damaged_packs {
                     println!("damaged pack {} left out: {}", b.id, b.error);
                 }
@@ -155,10 +157,9 @@ pub(crate) fn dispatch(
         }
         Command::Repair(RepairCommand::Snapshots(a)) => {
             let repo = open(g)?;
-            let out = with_progress(g, "repair", |p| repair::snapshots(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
+            let out = with_progress(g, "repair", false, |p| repair::snapshots(&repo, &a, p))?;
+            summary(g, rep, &out);
+            if human {
                 for r in &out.repaired {
                     let new = r
                         .new

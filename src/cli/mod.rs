@@ -8,6 +8,7 @@ mod human;
 mod password;
 mod profile;
 mod progress;
+mod report;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use args::{Cli, Command, Global, KeyCommand};
+use report::Report;
 
 /// Stack size of the thread that runs a command and of rayon's workers. Source folders and
 /// snapshot trees are walked recursively (a few KiB per level), and a deep chain of folders
@@ -76,18 +78,33 @@ fn run_command() -> i32 {
         .without_time()
         .init();
     let json = cli.global.json;
+    let observe = cli.global.observe.clone();
+    let cmd = matches.subcommand_name().unwrap_or_default();
+    if (observe.metrics_file.is_some() || observe.metrics_push.is_some())
+        && !report::METRIC_COMMANDS.contains(&cmd)
+    {
+        eprintln!(
+            "hydrabackup: error: --metrics-file and --metrics-push apply to {} only",
+            report::METRIC_COMMANDS.join(", ")
+        );
+        return 2;
+    }
     // `-v` shows each command's start and end, and every line logged meanwhile carries its name.
-    let _span = tracing::info_span!("command", cmd = matches.subcommand_name()).entered();
+    let _span = tracing::info_span!("command", cmd).entered();
     let started = std::time::Instant::now();
     tracing::info!("started");
-    let result = dispatch(cli, &matches, loaded.as_ref());
+    let mut rep = Report::new(cmd, &observe);
+    let before = report::before(&observe, cmd);
+    // A command its before-hook stopped has no after- or failure-hook.
+    let ran = before.is_ok();
+    let result = before.and_then(|()| dispatch(cli, &mut rep, &matches, loaded.as_ref()));
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         ok = result.is_ok(),
         "finished"
     );
-    match result {
-        Ok(code) => code,
+    let (code, error) = match result {
+        Ok(code) => (code, None),
         Err(e) => {
             let code = e.exit_code();
             // `verify` has already printed its report (with "ok": false) as the one JSON
@@ -101,13 +118,33 @@ fn run_command() -> i32 {
                         | Error::SnapshotsSkipped(_)
                 )
             {
-                println!("{}", json!({"error": e.to_string(), "exit_code": code}));
+                let mut doc = json!({"error": e.to_string(), "exit_code": code});
+                if STREAMS.contains(&cmd) {
+                    doc["message_type"] = "exit_error".into();
+                }
+                println!("{doc}");
             }
             eprintln!("hydrabackup: error: {e}");
-            code
+            (code, Some(e.to_string()))
         }
+    };
+    rep.write_metrics(&observe, code, started.elapsed());
+    if ran {
+        report::after(
+            &observe,
+            cmd,
+            &rep,
+            code,
+            error.as_deref(),
+            started.elapsed(),
+        );
     }
+    code
 }
+
+/// The long commands: with `--json` they print a stream of JSON lines (`status`, `error`,
+/// `verbose_status`, then the `summary`: the outcome document plus `"message_type"`).
+const STREAMS: &[&str] = &["backup", "restore", "verify", "copy", "forget", "prune"];
 
 fn kdf(g: &Global) -> KdfParams {
     let mut k = KdfParams::default();
@@ -217,17 +254,43 @@ pub(crate) fn print_outcome<T: Serialize>(out: &T) {
     print_json(&serde_json::to_value(out).expect("outcomes serialize"));
 }
 
-/// Runs `op` with a progress display labelled `label` (a terminal only, not with -q or --json).
+/// Runs `op` with progress shown as `g` asks: the `--json` stream, or a bar labelled `label`
+/// on a terminal (naming the current item with `names`), or nothing (-q, not a terminal).
 pub(crate) fn with_progress<T>(
     g: &Global,
     label: &'static str,
+    names: bool,
     op: impl FnOnce(&Progress) -> T,
 ) -> T {
-    let p = Arc::new(Progress::default());
-    let disp = progress::start(p.clone(), label, !g.quiet && !g.json);
+    use progress::Mode;
+    let mode = match (g.json, g.quiet) {
+        (true, _) => Mode::Json,
+        (_, true) => Mode::Off,
+        _ => Mode::Bar { names },
+    };
+    let p = match mode {
+        Mode::Json => Progress::with_messages(g.verbose > 0),
+        _ => Progress::default(),
+    };
+    let p = Arc::new(p.counting_first(mode.active()));
+    let disp = progress::start(p.clone(), label, mode);
     let r = op(&p);
     drop(disp);
     r
+}
+
+/// A long command's outcome: kept for the hooks and, with `--json`, printed as the stream's
+/// last line, the `summary` message (the outcome's fields plus `"message_type": "summary"`).
+pub(crate) fn summary<T: Serialize>(g: &Global, rep: &mut Report, out: &T) {
+    let mut v = serde_json::to_value(out).expect("outcomes serialize");
+    if let Some(m) = v.as_object_mut() {
+        m.insert("message_type".into(), "summary".into());
+    }
+    let line = v.to_string();
+    if g.json {
+        println!("{line}");
+    }
+    rep.summary = Some(line);
 }
 
 /// The warnings of a prune: forged copies (even with -q: a client with the password may be
@@ -245,7 +308,12 @@ fn warn_prune(repo: &Repository, r: Result<Option<&PruneSummary>, &Error>) {
     }
 }
 
-fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>) -> Result<i32> {
+fn dispatch(
+    cli: Cli,
+    rep: &mut Report,
+    matches: &clap::ArgMatches,
+    loaded: Option<&conf::Loaded>,
+) -> Result<i32> {
     let g = &cli.global;
     let say = |s: String| {
         if !g.quiet && !g.json {
@@ -280,10 +348,13 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>)
         Command::Backup(a) => {
             a.check()?;
             let repo = open(g)?;
-            let out = with_progress(g, "backup", |p| ops::backup::run(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            }
+            rep.host = a.host.clone();
+            rep.opened(&repo);
+            let out = with_progress(g, "backup", a.show_names, |p| {
+                ops::backup::run(&repo, &a, p)
+            })?;
+            summary(g, rep, &out);
+            rep.backup(&repo, &out);
             human::backup(&out, g.quiet, &say);
             finish(&[&repo], if out.source_errors.is_empty() { 0 } else { 3 })
         }
@@ -309,10 +380,10 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>)
         }
         Command::Restore(a) => {
             let repo = open(g)?;
-            let out = with_progress(g, "restore", |p| ops::restore::run(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            }
+            rep.opened(&repo);
+            let out = with_progress(g, "restore", false, |p| ops::restore::run(&repo, &a, p))?;
+            summary(g, rep, &out);
+            rep.restore(&repo, &out);
             human::restore(&out, g.quiet, g.json, &say);
             let s = &out.summary;
             // Damaged snapshots are named whatever else happened; damaged data decides first.
@@ -326,10 +397,11 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>)
         }
         Command::Verify(a) => {
             let repo = open(g)?;
-            let out = with_progress(g, "verify", |p| ops::verify::run(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else {
+            rep.opened(&repo);
+            let out = with_progress(g, "verify", false, |p| ops::verify::run(&repo, &a, p))?;
+            summary(g, rep, &out);
+            rep.verify(&repo, &out);
+            if !g.json {
                 human::verify(&out, &say);
             }
             if out.ok {
@@ -362,10 +434,11 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>)
         Command::Copy(a) => {
             let src = open_from(g, &a.from)?;
             let dst = open(g)?;
-            let out = with_progress(g, "copy", |p| ops::copy::run(&dst, &src, &a.opts, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else if !g.quiet {
+            rep.opened(&dst);
+            let out = with_progress(g, "copy", false, |p| ops::copy::run(&dst, &src, &a.opts, p))?;
+            summary(g, rep, &out);
+            rep.copy(&dst, &out);
+            if human {
                 human::copy(&out);
             }
             finish(&[&src, &dst], 0)
@@ -383,14 +456,15 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>)
         Command::Forget(a) => {
             a.check()?;
             let repo = open(g)?;
+            rep.opened(&repo);
             // Without snapshots or rules: the policy stored in the repository (`policy set`).
             let a = ops::policy::apply_stored(&repo, &a)?;
-            let r = with_progress(g, "prune", |p| ops::forget::run(&repo, &a, p));
+            let r = with_progress(g, "prune", false, |p| ops::forget::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
             let out = r?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
+            summary(g, rep, &out);
+            rep.forget(&repo, &out);
+            if human {
                 human::forget(&out.summary);
                 if let Some(p) = &out.prune {
                     human::prune(p);
@@ -401,12 +475,13 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>)
         Command::Prune(a) => {
             a.check()?;
             let repo = open(g)?;
-            let r = with_progress(g, "prune", |p| ops::prune::run(&repo, &a, p));
+            rep.opened(&repo);
+            let r = with_progress(g, "prune", false, |p| ops::prune::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| Some(&o.summary)));
             let out = r?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
+            summary(g, rep, &out);
+            rep.prune(&repo, &out.summary);
+            if human {
                 human::prune(&out.summary);
             }
             finish(&[&repo], 0)
@@ -433,7 +508,7 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches, loaded: Option<&conf::Loaded>)
         | Command::Tag(_)
         | Command::Repair(_)
         | Command::Completion { .. }
-        | Command::Man { .. }) => conf::dispatch(g, c, matches, loaded),
+        | Command::Man { .. }) => conf::dispatch(g, c, rep, matches, loaded),
     }
 }
 
@@ -512,14 +587,24 @@ fn serve_cmd(g: &Global, a: args::ServeArgs) -> Result<i32> {
         private_repos: a.private_repos,
         max_connections: a.max_connections.max(1),
         request_timeout: std::time::Duration::from_secs(a.request_timeout.max(1)),
+        metrics: a.metrics,
+        metrics_listen: a.metrics_listen,
     };
     let json = g.json;
-    hydrabackup::server::serve(opts, |addr| {
+    hydrabackup::server::serve(opts, |addr, metrics| {
         // Always printed (also with -q): scripts and tests read the address from it.
+        let metrics = metrics.map(|m| format!("http://{m}/metrics"));
         if json {
-            println!("{}", json!({"listening": format!("{scheme}://{addr}")}));
+            let mut doc = json!({"listening": format!("{scheme}://{addr}")});
+            if let Some(m) = &metrics {
+                doc["metrics"] = m.clone().into();
+            }
+            println!("{doc}");
         } else {
             println!("listening on {scheme}://{addr}");
+            if let Some(m) = &metrics {
+                println!("metrics on {m}");
+            }
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, unbounded};
@@ -113,6 +113,52 @@ fn find_parent(
         .find(|(_, s)| s.host == host && s.paths == paths))
 }
 
+/// Whether `p` is one of HydrAIDE's temporaries, which the walk skips.
+fn hyd_temporary(p: &Path) -> bool {
+    let name = p.as_os_str().as_bytes();
+    [crate::hyd::COMPACT_SUFFIX, crate::hyd::FMTMIGRATE_SUFFIX]
+        .iter()
+        .any(|s| {
+            name.strip_suffix(s.as_bytes())
+                .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
+        })
+}
+
+/// Counts the regular files and their bytes under `paths` (not following symlinks, leaving out
+/// what `excludes` matches) into `progress`'s totals: a metadata walk, much faster than the
+/// backup's reads, so a display knows the totals early. An estimate: whatever changes meanwhile
+/// is counted by the backup itself. Stops early once `walked` is set (the walk is through: its
+/// own counts are complete then).
+fn count_sources(paths: &[PathBuf], excludes: &[String], progress: &Progress, walked: &AtomicBool) {
+    let Ok(excludes) = Excludes::new(excludes) else {
+        return;
+    };
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        if walked.load(Ordering::Relaxed) {
+            return;
+        }
+        if excludes.is_excluded(&p) {
+            continue;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if md.is_file() && !hyd_temporary(&p) {
+            files += 1;
+            bytes += md.len();
+        }
+    }
+    if !walked.load(Ordering::Relaxed) {
+        progress.total_at_least(files, bytes);
+    }
+}
+
 /// Runs a backup.
 pub fn backup(
     repo: &Repository,
@@ -185,11 +231,31 @@ pub fn backup(
     let (events_tx, events_rx) = unbounded::<Event>();
     let files_read = AtomicU64::new(0);
 
-    let (read, found) = (
+    // With the totals counted up front, the walk only marks files taken unread as done; when it
+    // is through, its own counts (exact) replace the estimate.
+    let (walk_items, walk_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let tally_walk = |items, bytes| {
+        walk_items.fetch_add(items, Ordering::Relaxed);
+        walk_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if !progress.count_first {
+            progress.total(items, bytes)
+        }
+    };
+    let (read, found, reused) = (
         |items, bytes| progress.done(items, bytes),
-        |items, bytes| progress.total(items, bytes),
+        |items, bytes| tally_walk(items, bytes),
+        |items, bytes| {
+            tally_walk(items, bytes);
+            progress.done(items, bytes)
+        },
     );
+    let walked = AtomicBool::new(false);
     let (root, mut walker, queued) = std::thread::scope(|s| {
+        if progress.count_first {
+            let (paths, excludes) = (&paths, &opts.excludes);
+            let walked = &walked;
+            s.spawn(move || count_sources(paths, excludes, progress, walked));
+        }
         for _ in 0..cores.min(2) {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
             let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
@@ -206,9 +272,24 @@ pub fn backup(
                         break;
                     }
                     let file = job.idx;
+                    if opts.show_names {
+                        progress.set_current(job.display.display());
+                    }
+                    let display = job.display.clone();
                     let done = reader.read(job);
                     files_read.fetch_add(1, Ordering::Relaxed);
-                    progress.done(1, 0);
+                    // A grown Swamp is read from where its last capture ended: the bytes
+                    // before count as done too.
+                    progress.done(1, done.size.saturating_sub(done.read));
+                    let quarantined = done.swamp.as_ref().and_then(|i| i.problem.as_ref());
+                    match (&done.error, quarantined) {
+                        (Some(e), _) if !done.gone => progress.error(display.display(), e),
+                        (Some(_), _) => {}
+                        (None, Some(p)) => {
+                            progress.error(display.display(), format_args!("quarantined: {p}"))
+                        }
+                        (None, None) => progress.verbose("read", display.display(), done.read),
+                    }
                     let _ = ev.send(Event::FileDone {
                         file,
                         done: Box::new(done),
@@ -231,6 +312,7 @@ pub fn backup(
             files_tx,
             next_file: AtomicUsize::new(0),
             progress: &found,
+            reused: &reused,
         };
         let mut walker = Walker {
             ctx: &ctx,
@@ -275,12 +357,24 @@ pub fn backup(
             entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
             DirDraft { entries }
         };
+        walked.store(true, Ordering::Relaxed);
+        if progress.count_first {
+            progress.set_total(
+                walk_items.load(Ordering::Relaxed),
+                walk_bytes.load(Ordering::Relaxed),
+            );
+        }
         let res = walker.res;
         let queued = ctx.next_file.load(Ordering::Relaxed);
         // Dropping the context closes the file queue: readers, then workers, finish.
         drop(ctx);
         Ok((root, res, queued))
     })?;
+
+    // What the walk could not read (the readers' failures were reported as they happened).
+    for e in &walker.errors {
+        progress.error(&e.path, &e.error);
+    }
 
     // Collect chunk ids per file.
     let mut contents: HashMap<usize, Vec<(u32, Id)>> = HashMap::new();

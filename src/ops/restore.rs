@@ -151,6 +151,8 @@ fn temp_names(fi: usize) -> impl Iterator<Item = Vec<u8>> {
 /// What was not restored, and which files are given up (nothing more is written to them).
 struct Lost<'p> {
     plan: &'p Plan,
+    /// Told of each path as it is given up.
+    progress: &'p Progress,
     dead: Vec<AtomicBool>,
     /// (damaged data?, path, why)
     list: Mutex<Vec<(bool, PathBuf, String)>>,
@@ -158,6 +160,7 @@ struct Lost<'p> {
 
 impl Lost<'_> {
     fn note(&self, damaged: bool, path: PathBuf, why: String) {
+        self.progress.error(path.display(), &why);
         self.list
             .lock()
             .expect("lost list")
@@ -296,6 +299,7 @@ pub fn restore(
     let tgt = Target::open(target, &plan.folders).map_err(|e| Error::io(target, e))?;
     let lost = Lost {
         plan: &plan,
+        progress,
         dead: files.iter().map(|_| AtomicBool::new(false)).collect(),
         list: Mutex::new(Vec::new()),
     };

@@ -517,6 +517,10 @@ fn verify(
         &present,
     );
     report.problems.extend(found);
+    // The structure's problems are known now; those of the data as each pack is read.
+    for p in &report.problems {
+        progress.error(&p.object, &p.detail);
+    }
 
     // Read data.
     if read_data != ReadData::None {
@@ -591,6 +595,7 @@ fn verify(
                 c.2 += bytes.len() as u64;
                 out
             })
+            .inspect(|p| progress.error(&p.object, &p.detail))
             .collect();
         let c = counters.into_inner().expect("counters");
         (report.packs_read, report.blobs_read, report.bytes_read) = c;

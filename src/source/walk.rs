@@ -68,8 +68,10 @@ pub(crate) struct WalkCtx<'a> {
     pub(crate) since_ns: Option<i64>,
     pub(crate) files_tx: Sender<FileJob>,
     pub(crate) next_file: AtomicUsize,
-    /// Files and bytes found.
+    /// Files and bytes found to be read.
     pub(crate) progress: Tally<'a>,
+    /// Files and bytes taken unread from the parent.
+    pub(crate) reused: Tally<'a>,
 }
 
 /// What a walk found, without the shared parts.
@@ -323,6 +325,7 @@ impl Walker<'_> {
                         || (is_hyd && self.ctx.since_ns.is_some_and(|s| node.mtime_ns < s)))
                 {
                     self.res.summary.files_unchanged += 1;
+                    (self.ctx.reused)(1, o.size);
                     node.content = o.content.clone();
                     node.size = o.size;
                     // The Swamp facts stay those of the capture that stored these bytes, so the
@@ -530,6 +533,7 @@ impl Walker<'_> {
                 n.content = o.content.clone();
                 self.res.summary.files_unchanged += 1;
                 self.res.summary.total_bytes += n.size;
+                (self.ctx.reused)(1, n.size);
                 entries.push(Draft {
                     node: n,
                     pending: None,

@@ -63,14 +63,37 @@ impl Run {
         self
     }
 
-    /// Stdout parsed as one JSON document (panics with the output if it is not).
+    /// Stdout parsed as one JSON document, or for a long command's stream of JSON lines its
+    /// last line (the `summary`, or the `exit_error`); panics with the output otherwise.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON document: {e}\nstdout:\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
+        if let Ok(v) = serde_json::from_str(&self.stdout) {
+            return v;
+        }
+        let last = self.messages().pop().unwrap_or_default();
+        assert!(
+            matches!(
+                last["message_type"].as_str(),
+                Some("summary" | "exit_error")
+            ),
+            "the stream does not end with a summary: {last}\nstdout:\n{}",
+            self.stdout
+        );
+        last
+    }
+
+    /// Stdout parsed as JSON lines, one value each (panics with the output if a line is not).
+    pub fn messages(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!(
+                        "stdout is not JSON lines: {e} in {l:?}\nstdout:\n{}\nstderr:\n{}",
+                        self.stdout, self.stderr
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Asserts the error output is one clean line: no panic, no backtrace.

@@ -56,15 +56,19 @@ impl Out {
         self
     }
 
-    /// Stdout as one JSON document.
+    /// Stdout as one JSON document, or a long command's JSON-lines stream's last line (its
+    /// `summary`).
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON: {e}\nstdout:\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
+        let last = self.stdout.trim_end().lines().last().unwrap_or_default();
+        serde_json::from_str(&self.stdout)
+            .or_else(|_| serde_json::from_str(last))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "stdout is not JSON: {e}\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                )
+            })
     }
 }
 
