@@ -80,10 +80,14 @@ password-file = "{}"
 paths = ["{}"]
 exclude = ["*.tmp"]
 tag = ["nightly", "profile"]
+metrics-file = "{}"
+hook-after = "touch {}"
 "#,
             a.display(),
             pw.display(),
-            src.display()
+            src.display(),
+            t.path("backup.prom").display(),
+            t.path("hooked").display()
         ),
     );
     let p = ["-P", "prod", "--profile-file", f.as_str()];
@@ -99,6 +103,13 @@ tag = ["nightly", "profile"]
     let v = run(&[], &["backup", "--json"]).expect_code(0).json();
     let id = v["snapshot_id"].as_str().unwrap().to_string();
     assert_eq!(files_of(&t, &a, &id), vec!["/keep.txt".to_string()]);
+    // Metrics and hooks are keys like any other.
+    let prom = fs::read_to_string(t.path("backup.prom")).unwrap();
+    assert!(prom.contains("command=\"backup\""), "{prom}");
+    assert!(
+        t.path("hooked").exists(),
+        "the profile's hook-after did not run"
+    );
     let snaps = {
         let mut c = t.command();
         c.env("HYDRABACKUP_REPOSITORY", &a)
