@@ -13,6 +13,7 @@ pub mod failpoint;
 pub mod hyd;
 pub mod id;
 pub mod ops;
+pub mod pattern;
 pub mod repo;
 pub mod retention;
 pub mod server;

@@ -33,6 +33,9 @@ pub struct Outcome {
     pub decisions: Option<Vec<SwampDecision>>,
     /// Snapshots skipped because they are damaged (looking for the parent).
     pub damaged_snapshots: Vec<DamagedSnapshot>,
+    /// Exclude patterns that matched nothing (each is warned about).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_excludes: Vec<String>,
 }
 
 impl BackupOptions {
@@ -61,5 +64,6 @@ pub fn run(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Resu
         quarantine: out.quarantine,
         decisions: opts.dry_run.then_some(out.decisions),
         damaged_snapshots: repo.damaged_snapshots(),
+        unmatched_excludes: out.unmatched_excludes,
     })
 }
