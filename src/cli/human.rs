@@ -33,6 +33,9 @@ pub fn backup(out: &backup::Outcome, quiet: bool, say: &dyn Fn(String)) {
     for e in &out.source_errors {
         eprintln!("hydrabackup: warning: {}: {}", e.path, e.error);
     }
+    for p in &out.unmatched_excludes {
+        eprintln!("hydrabackup: warning: exclude pattern {p:?} matched nothing");
+    }
     if !quiet {
         for f in &out.special {
             eprintln!(
@@ -85,6 +88,36 @@ pub fn backup(out: &backup::Outcome, quiet: bool, say: &dyn Fn(String)) {
             s.duration_secs
         )),
         None => say("dry run: nothing was written".into()),
+    }
+}
+
+/// Notes on source paths that are not what a user may think: a symlink (such as `/dev/stdin`)
+/// is stored as a link, a FIFO or device is not read.
+pub fn source_notes(paths: &[std::path::PathBuf]) {
+    for p in paths {
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            let to = std::fs::read_link(p)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            eprintln!(
+                "hydrabackup: note: {} is a symbolic link{to}: the link is stored, not what it points to{}",
+                p.display(),
+                if p.starts_with("/dev") || p.starts_with("/proc") {
+                    "; use --stdin to back up standard input"
+                } else {
+                    ""
+                }
+            );
+        } else if !ft.is_file() && !ft.is_dir() {
+            eprintln!(
+                "hydrabackup: note: {} is not a regular file or folder: it is not read; use --stdin (or --stdin-from-command) to back up a stream",
+                p.display()
+            );
+        }
     }
 }
 

@@ -256,6 +256,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Backup(a) => {
             a.check()?;
             let repo = open(g)?;
+            if !g.quiet && !a.stdin_from_command {
+                human::source_notes(&a.paths);
+            }
             let out = with_progress(g, "backup", |p| ops::backup::run(&repo, &a, p))?;
             if g.json {
                 print_outcome(&out);

@@ -453,6 +453,10 @@ pub fn backup(
     let mut special = walker.special;
     special.sort_by(|a, b| a.path.cmp(&b.path));
     summary.errors = errors.len() as u64;
+    if opts.stdin || opts.stdin_from_command {
+        // The stream's size is known only once it is read.
+        summary.total_bytes = summary.bytes_read;
+    }
     summary.duration_secs = started.elapsed().as_secs_f64();
     catalogue.quarantined = summary.swamps_quarantined;
     let quarantine: Vec<SwampDecision> = decisions
