@@ -122,6 +122,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Add a user to a users file for `serve`, or change their password.
     ServeUser(ServeUserArgs),
+    /// Write a file of a snapshot to standard output (a folder as a tar archive).
+    Dump(hydrabackup::ops::dump::DumpOptions),
+    /// Print a repository object, decrypted (JSON; a data blob as raw bytes), for debugging.
+    Cat(hydrabackup::ops::cat::CatOptions),
 }
 
 /// `init`.

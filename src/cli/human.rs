@@ -145,15 +145,34 @@ pub fn snapshots(out: &SnapshotsOutcome) {
     println!("{} snapshot(s)", out.0.len());
 }
 
-/// `ls`: one line per entry.
-pub fn ls(out: &ls::LsOutcome) {
+/// `ls`: one line per entry; `ls -l` as `ls -l` prints it, with the time in UTC.
+pub fn ls(out: &ls::LsOutcome, long: bool) {
     for e in &out.0 {
         let kind = match e.kind {
             NodeKind::Dir => 'd',
             NodeKind::File => '-',
             NodeKind::Symlink => 'l',
         };
-        println!("{kind}{:04o} {:>12} /{}", e.mode, e.size, e.path);
+        if !long {
+            println!("{kind}{:04o} {:>12} /{}", e.mode, e.size, e.path);
+            continue;
+        }
+        let mut perms = String::new();
+        for (i, c) in "rwxrwxrwx".chars().enumerate() {
+            perms.push(if e.mode & (0o400 >> i) != 0 { c } else { '-' });
+        }
+        let t = jiff::Timestamp::from_nanosecond(i128::from(e.mtime_ns))
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|_| "?".into());
+        let to = e
+            .target
+            .as_deref()
+            .map(|t| format!(" -> {t}"))
+            .unwrap_or_default();
+        println!(
+            "{kind}{perms} {:>5} {:>5} {:>12} {t} /{}{to}",
+            e.uid, e.gid, e.size, e.path
+        );
     }
 }
 
