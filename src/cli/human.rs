@@ -199,6 +199,15 @@ pub fn restore(out: &restore::Outcome, quiet: bool, json: bool, say: &dyn Fn(Str
         human(s.bytes),
         s.packs_read
     ));
+    for p in &s.deleted {
+        say(format!("deleted {p}"));
+    }
+    if let Some(n) = s.verified {
+        say(format!("verified {n} files against the snapshot"));
+    }
+    for p in &s.unmatched_patterns {
+        eprintln!("hydrabackup: warning: pattern {p:?} matched nothing");
+    }
     for d in &s.damaged {
         eprintln!("damaged: {}: {}", d.path, d.error);
     }
