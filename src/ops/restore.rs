@@ -398,6 +398,7 @@ pub fn restore(
         }
     }
     if opts.verify {
+        crate::failpoint::hook("restore-verify", target);
         summary.verified = Some(verify_files(repo, index, &plan, &tgt, &lost, &folder_ok));
     }
     let mut list = lost.list.into_inner().expect("lost list");
