@@ -145,7 +145,8 @@ impl Plan {
     }
 
     /// Adds the nodes below `tree` (the content of folder `base`, at `prefix`) that `chosen`
-    /// picks, and everything below a picked folder, leaving out what `excluded` matches.
+    /// picks (`Some(true)`), and everything below a picked folder, leaving out what it
+    /// excludes (`None`) with everything below.
     fn add_tree(
         &mut self,
         repo: &Repository,
@@ -153,19 +154,18 @@ impl Plan {
         tree: &Id,
         base: usize,
         prefix: &Path,
-        chosen: &mut dyn FnMut(&Path, &Node) -> bool,
-        excluded: &dyn Fn(&Path) -> bool,
+        chosen: &mut dyn FnMut(&Path, &Node) -> Option<bool>,
     ) -> Result<()> {
         // The folder each depth's nodes go in.
         let mut chain = vec![base];
         walk(repo, index, tree, prefix, &mut |depth, rel, n| {
             chain.truncate(depth + 1);
             let parent = chain[depth];
-            if excluded(rel) {
+            let Some(chosen) = chosen(rel, n) else {
                 self.excluded.push((parent, n.name.clone()));
                 return Ok(false);
-            }
-            let pick = self.folders[parent].node.is_some() || chosen(rel, n);
+            };
+            let pick = self.folders[parent].node.is_some() || chosen;
             if n.kind == NodeKind::Dir {
                 chain.push(self.add_folder(parent, n, pick));
             } else if pick {
@@ -190,7 +190,7 @@ impl Plan {
         }
         let f = self.add_folder(at, n, true);
         match &n.subtree {
-            Some(sub) => self.add_tree(repo, index, sub, f, rel, &mut |_, _| true, &|_| false),
+            Some(sub) => self.add_tree(repo, index, sub, f, rel, &mut |_, _| Some(true)),
             None => Ok(()),
         }
     }
@@ -256,15 +256,11 @@ pub fn by_walk(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOption
     let abs = |rel: &Path| Path::new("/").join(rel);
     let mut plan = Plan::new();
     plan.whole = select_all;
-    plan.add_tree(
-        repo,
-        index,
-        root,
-        0,
-        Path::new(""),
-        &mut |rel, n| select_all || includes.is_match(&abs(rel)) || swamps.matches_node(n),
-        &|rel| excludes.is_match(&abs(rel)),
-    )?;
+    plan.add_tree(repo, index, root, 0, Path::new(""), &mut |rel, n| {
+        let rel = abs(rel);
+        (!excludes.is_match(&rel))
+            .then(|| select_all || includes.is_match(&rel) || swamps.matches_node(n))
+    })?;
     plan.unmatched = includes.unmatched();
     plan.unmatched.extend(excludes.unmatched());
     Ok(plan.keep_needed())
