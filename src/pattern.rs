@@ -99,14 +99,6 @@ impl PathPatterns {
         true
     }
 
-    /// Whether `path` or one of the folders above it matches (restic: a pattern matching a
-    /// folder covers everything below it).
-    pub fn matches_within(&self, path: &Path) -> bool {
-        path.ancestors()
-            .take_while(|a| !a.as_os_str().is_empty() && a != &Path::new("/"))
-            .any(|a| self.is_match(a))
-    }
-
     /// The patterns that have matched nothing so far, as given.
     pub fn unmatched(&self) -> Vec<String> {
         self.patterns
@@ -150,7 +142,6 @@ mod tests {
         let a = pats(&["/srv/*"]);
         assert!(a.is_match(Path::new("/srv/app")));
         assert!(!a.is_match(Path::new("/srv/app/x")));
-        assert!(a.matches_within(Path::new("/srv/app/x")));
         assert!(!a.is_match(Path::new("/other/srv/app")));
         assert!(pats(&["**/*.tmp"]).is_match(Path::new("/a/b/c.tmp")));
     }

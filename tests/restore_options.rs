@@ -109,7 +109,15 @@ fn delete_removes_what_the_snapshot_lacks_inside_the_target_only() {
     // A symlink where the snapshot has a folder: replaced by the folder, not followed.
     std::os::unix::fs::symlink(&outside, out.join("dir2")).unwrap();
 
+    // A dry run lists what would go and touches nothing.
+    let dry = t.restore(
+        "latest",
+        &out,
+        &["--delete", "--dry-run", "--exclude", "b.log"],
+    );
+    assert!(out.join("stray.txt").exists() && out.join("link-out").exists());
     let r = t.restore("latest", &out, &["--delete", "--exclude", "b.log"]);
+    assert_eq!(dry["deleted"], r["deleted"], "{dry:#}");
     let deleted: BTreeSet<String> = r["deleted"]
         .as_array()
         .unwrap()

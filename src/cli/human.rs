@@ -200,7 +200,14 @@ pub fn restore(out: &restore::Outcome, quiet: bool, json: bool, say: &dyn Fn(Str
         s.packs_read
     ));
     for p in &s.deleted {
-        say(format!("deleted {p}"));
+        say(format!(
+            "{} {p}",
+            if out.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            }
+        ));
     }
     if let Some(n) = s.verified {
         say(format!("verified {n} files against the snapshot"));

@@ -289,7 +289,26 @@ pub fn restore(
         }
     }
     summary.packs_read = reads.packs() as u64;
+    // The names this restore creates, per folder. Temporary names never equal a name this restore creates in the same folder: a file
+    // renamed into place would replace another's temporary file.
+    let taken: HashSet<(usize, &[u8])> = plan.folders[1..]
+        .iter()
+        .map(|f| (f.parent, f.name.as_slice()))
+        .chain(
+            files
+                .iter()
+                .chain(&plan.links)
+                .map(|e| (e.dir, e.node.name.as_slice())),
+        )
+        .collect();
     if opts.dry_run {
+        // What --delete would remove, where the target's folders already exist.
+        if opts.delete
+            && let Ok(tgt) = Target::open(&opts.target, &plan.folders)
+        {
+            let ok = vec![true; plan.folders.len()];
+            summary.deleted = delete_extra(&plan, &tgt, &ok, &taken, true).0;
+        }
         summary.damaged = unplanned
             .iter()
             .map(|(fi, why)| NotRestored {
@@ -339,18 +358,6 @@ pub fn restore(
             lost.failed(plan.folder_path(i), e)?;
         }
     }
-    // Temporary names never equal a name this restore creates in the same folder: a file
-    // renamed into place would replace another's temporary file.
-    let taken: HashSet<(usize, &[u8])> = plan.folders[1..]
-        .iter()
-        .map(|f| (f.parent, f.name.as_slice()))
-        .chain(
-            files
-                .iter()
-                .chain(&plan.links)
-                .map(|e| (e.dir, e.node.name.as_slice())),
-        )
-        .collect();
     let tmps: Vec<OnceLock<Vec<u8>>> = files.iter().map(|_| OnceLock::new()).collect();
     let result = write_files(
         repo, index, &plan, &tgt, &lost, &folder_ok, &taken, &tmps, &reads, progress,
@@ -381,7 +388,11 @@ pub fn restore(
         }
     }
     if opts.delete {
-        summary.deleted = delete_extra(&plan, &tgt, &folder_ok, &taken, &lost)?;
+        let (deleted, failed) = delete_extra(&plan, &tgt, &folder_ok, &taken, false);
+        summary.deleted = deleted;
+        for (path, e) in failed {
+            lost.failed(path, e)?;
+        }
     }
     // Folder metadata last, deepest first, so creating children does not disturb it.
     for (i, f) in plan.folders.iter().enumerate().rev() {
@@ -421,20 +432,21 @@ pub fn restore(
 }
 
 /// `--delete`: removes every entry of a restored folder that the snapshot does not have there
-/// (folders with all they hold, never following a symlink); returns their paths.
+/// (folders with all they hold, never following a symlink; with `dry`, nothing); returns
+/// their paths and the entries that could not be removed.
 fn delete_extra(
     plan: &Plan,
     tgt: &Target<'_>,
     folder_ok: &[bool],
     taken: &HashSet<(usize, &[u8])>,
-    lost: &Lost<'_>,
-) -> Result<Vec<String>> {
+    dry: bool,
+) -> (Vec<String>, Vec<(PathBuf, io::Error)>) {
     let kept: HashSet<(usize, &[u8])> = plan
         .excluded
         .iter()
         .map(|(d, n)| (*d, n.as_slice()))
         .collect();
-    let mut deleted = Vec::new();
+    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
     for (i, f) in plan.folders.iter().enumerate() {
         let complete = if i == 0 { plan.whole } else { f.node.is_some() };
         if !complete || !folder_ok[i] {
@@ -446,19 +458,26 @@ fn delete_extra(
                     continue;
                 }
                 let path = plan.folder_path(i).join(std::ffi::OsStr::from_bytes(&name));
-                match tgt.remove_all(&dir, &name) {
+                match if dry {
+                    Ok(())
+                } else {
+                    tgt.remove_all(&dir, &name)
+                } {
                     Ok(()) => deleted.push(path.display().to_string()),
-                    Err(e) => lost.failed(path, e).map_err(io::Error::other)?,
+                    Err(e) => failed.push((path, e)),
                 }
             }
             Ok(())
         });
-        if let Err(e) = r {
-            lost.failed(plan.folder_path(i), e)?;
+        // A folder of the plan missing from the target (dry runs) holds nothing to delete.
+        if let Err(e) = r
+            && !dry
+        {
+            failed.push((plan.folder_path(i), e));
         }
     }
     deleted.sort();
-    Ok(deleted)
+    (deleted, failed)
 }
 
 /// `--verify`: reads every restored file back (through its folder's handle, not following a
