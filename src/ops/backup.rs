@@ -198,10 +198,13 @@ pub fn backup(
     crate::source::dir::raise_open_file_limit();
     let patterns = sources::excludes(opts)?;
     let excludes = PathPatterns::new(&patterns, "exclude")?;
-    let mut stream = sources::stream(opts)?;
-    let (paths, missing) = match &stream {
-        Some(_) => (vec![Path::new("/").join(&opts.stdin_filename)], Vec::new()),
-        None => {
+    let streaming = opts.stdin || opts.stdin_from_command;
+    if streaming {
+        sources::check_stream(opts)?;
+    }
+    let (paths, missing) = match streaming {
+        true => (vec![Path::new("/").join(&opts.stdin_filename)], Vec::new()),
+        false => {
             let s = sources::resolve(opts)?;
             (s.paths, s.missing)
         }
@@ -252,6 +255,12 @@ pub fn backup(
         |items, bytes| progress.done(items, bytes),
         |items, bytes| progress.total(items, bytes),
     );
+    // Started only now, with the lock held and the parent found: a command that fails here
+    // has cost nothing.
+    let mut stream = match streaming {
+        true => Some(sources::stream(opts)?),
+        false => None,
+    };
     let (root, mut walker, queued, unmatched_excludes) = std::thread::scope(|s| {
         for _ in 0..2 {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());

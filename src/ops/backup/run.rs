@@ -39,11 +39,14 @@ pub struct Outcome {
 }
 
 impl BackupOptions {
-    /// Refuses options no backup can run with (an unreadable `since` or `time`); `run` checks
-    /// them too, a caller may check them before opening the repository.
+    /// Refuses options no backup can run with (an unreadable `since` or `time`, unusable stream
+    /// options); `run` checks them too, a caller may check them before opening the repository.
     pub fn check(&self) -> Result<()> {
         for t in self.since.iter().chain(&self.time) {
             crate::timespec::parse(t)?;
+        }
+        if self.stdin || self.stdin_from_command {
+            super::sources::check_stream(self)?;
         }
         Ok(())
     }

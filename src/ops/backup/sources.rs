@@ -105,11 +105,9 @@ pub(super) fn excludes(opts: &BackupOptions) -> Result<Vec<Pattern>> {
 /// output, with the running command, whose exit status decides whether a snapshot is written).
 pub(super) type Stream = (Box<dyn Read + Send>, Option<Child>);
 
-/// Opens the stream the options ask for, if any.
-pub(super) fn stream(opts: &BackupOptions) -> Result<Option<Stream>> {
-    if !opts.stdin && !opts.stdin_from_command {
-        return Ok(None);
-    }
+/// Refuses stream options that cannot work: a file name that is not one name, `--stdin`
+/// with paths, `--stdin-from-command` without a command.
+pub(crate) fn check_stream(opts: &BackupOptions) -> Result<()> {
     let name = opts.stdin_filename.as_bytes();
     if let Some(why) = crate::repo::tree::name_problem(name) {
         return Err(Error::InvalidInput(format!(
@@ -117,19 +115,27 @@ pub(super) fn stream(opts: &BackupOptions) -> Result<Option<Stream>> {
             opts.stdin_filename
         )));
     }
-    if opts.stdin {
-        if !opts.paths.is_empty() {
-            return Err(Error::InvalidInput(
-                "--stdin backs up standard input only: give no paths (or use --stdin-from-command)"
-                    .into(),
-            ));
-        }
-        return Ok(Some((Box::new(std::io::stdin()), None)));
+    if opts.stdin && !opts.paths.is_empty() {
+        return Err(Error::InvalidInput(
+            "--stdin backs up standard input only: give no paths (or use --stdin-from-command)"
+                .into(),
+        ));
     }
-    let (prog, args) = opts
-        .paths
-        .split_first()
-        .ok_or_else(|| Error::InvalidInput("--stdin-from-command needs a command".into()))?;
+    if opts.stdin_from_command && opts.paths.is_empty() {
+        return Err(Error::InvalidInput(
+            "--stdin-from-command needs a command".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the stream of `--stdin` or starts the command of `--stdin-from-command`.
+pub(super) fn stream(opts: &BackupOptions) -> Result<Stream> {
+    check_stream(opts)?;
+    if opts.stdin {
+        return Ok((Box::new(std::io::stdin()), None));
+    }
+    let (prog, args) = opts.paths.split_first().expect("checked above");
     let mut child = Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
@@ -137,7 +143,7 @@ pub(super) fn stream(opts: &BackupOptions) -> Result<Option<Stream>> {
         .spawn()
         .map_err(|e| Error::InvalidInput(format!("cannot run {}: {e}", prog.display())))?;
     let out = child.stdout.take().expect("stdout is piped");
-    Ok(Some((Box::new(out), Some(child))))
+    Ok((Box::new(out), Some(child)))
 }
 
 /// Waits for the command of `--stdin-from-command`: its failure is the backup's.
