@@ -8,9 +8,20 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::{Error, Result};
+
+/// Compiles one glob with the rules every pattern of hydrabackup follows (`*` and `?` within
+/// one path component or Swamp-name part, `**` across them); `what` and `given` name it in
+/// the error.
+pub fn glob(glob: &str, ignore_case: bool, what: &str, given: &str) -> Result<Glob> {
+    GlobBuilder::new(glob)
+        .literal_separator(true)
+        .case_insensitive(ignore_case)
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("bad {what} pattern {given:?}: {e}")))
+}
 
 /// One pattern as given, and whether it ignores case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,14 +74,7 @@ impl PathPatterns {
                 Some(anchored) => format!("/{anchored}"),
                 None => format!("**/{t}"),
             };
-            let g = GlobBuilder::new(&glob)
-                .literal_separator(true)
-                .case_insensitive(p.ignore_case)
-                .build()
-                .map_err(|e| {
-                    Error::InvalidInput(format!("bad {what} pattern {:?}: {e}", p.text))
-                })?;
-            b.add(g);
+            b.add(self::glob(&glob, p.ignore_case, what, &p.text)?);
         }
         let set = b
             .build()
