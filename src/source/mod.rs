@@ -1,4 +1,5 @@
-//! What is backed up: file-system metadata and exclusion rules (and the HydrAIDE-aware source).
+//! What is backed up: file-system metadata (and the HydrAIDE-aware source); exclude patterns are
+//! [`crate::pattern`]'s.
 
 pub(crate) mod build;
 pub mod dir;
