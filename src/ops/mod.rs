@@ -4,8 +4,10 @@
 //! the command line declares no option a second time.
 
 pub mod backup;
+pub mod cat;
 pub mod copies;
 pub mod copy;
+pub mod dump;
 pub mod forget;
 pub mod init;
 pub mod key;
