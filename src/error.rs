@@ -10,8 +10,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No repository at the given location.
-    #[error("repository {0} does not exist (run `hydrabackup init` first)")]
+    #[error(
+        "repository {0} does not exist: check the location (-r/--repo or HYDRABACKUP_REPOSITORY)"
+    )]
     RepoNotFound(String),
+    /// A repository location with a scheme hydrabackup does not know.
+    #[error(
+        "unknown location scheme {0:?}: use a path, local:PATH, sftp:, s3: or rest: (a local folder whose name has a colon needs local:)"
+    )]
+    UnknownScheme(String),
+    /// The command whose output was being backed up (`--stdin-from-command`) failed.
+    #[error("the command failed: {0}")]
+    CommandFailed(String),
     /// `init` over an existing repository.
     #[error("a repository already exists at {0}")]
     RepoExists(String),
@@ -99,6 +109,7 @@ impl Error {
             Error::RestoreIncomplete(_) => 3,
             Error::HookBefore(_) => 15,
             Error::RepoNotFound(_) => 10,
+            Error::UnknownScheme(_) => 2,
             Error::Locked(_) => 11,
             Error::WrongPassword => 12,
             Error::Damaged(_)

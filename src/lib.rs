@@ -14,6 +14,7 @@ pub mod hyd;
 pub mod id;
 pub mod metrics;
 pub mod ops;
+pub mod pattern;
 pub mod repo;
 pub mod retention;
 pub mod server;

@@ -334,6 +334,35 @@ fn every_command_human_and_json_output_is_pinned() {
         ],
     );
 
+    // Options restic users reach for (their behaviour: tests/restore_options.rs, listing.rs).
+    write(&r1.join("stray"), b"not in the snapshot");
+    let r1s = r1.to_str().unwrap();
+    p.pin(
+        "restic_options",
+        &[
+            (
+                &a,
+                &["restore", "latest", "--delete", "--verify", "-t", r1s],
+            ),
+            (
+                &a,
+                &[
+                    "restore",
+                    "latest:sub",
+                    "--json",
+                    "--verify",
+                    "-t",
+                    r3.to_str().unwrap(),
+                ],
+            ),
+            (&a, &["snapshots", "--latest", "1", "--tag", "first"]),
+            (
+                &a,
+                &["snapshots", "--json", "--latest", "1", "--host", "testhost"],
+            ),
+        ],
+    );
+
     // copy: into `c` (which has one backup of its own) with a second source of the same data.
     let mut c = c;
     c.env.push((

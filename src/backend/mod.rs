@@ -207,6 +207,18 @@ impl Scheme {
     }
 }
 
+/// The scheme of a location that looks like `NAME:...` with a scheme hydrabackup does not know
+/// (`b2:`, `gs:`, `https:`), unless a local path of that name exists.
+fn unknown_scheme(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once(':')?;
+    let looks = scheme.len() >= 2
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    (looks && scheme != "local" && !std::path::Path::new(location).exists()).then_some(scheme)
+}
+
 /// The settings of every backend that do not come from the location itself. The defaults use
 /// no credentials and read nothing from the environment.
 #[derive(Debug, Clone, Default)]
@@ -241,6 +253,9 @@ pub fn open_with(location: &str, opts: &BackendOptions) -> Result<Box<dyn Backen
         )),
         Scheme::Sftp => Box::new(Retry::new(SftpBackend::open(location, &opts.sftp)?, retry)),
         Scheme::Local => {
+            if let Some(scheme) = unknown_scheme(location) {
+                return Err(crate::Error::UnknownScheme(scheme.to_string()));
+            }
             let path = location.strip_prefix("local:").unwrap_or(location);
             Box::new(Retry::new(LocalBackend::new(path), retry))
         }

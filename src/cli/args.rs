@@ -25,7 +25,13 @@ use hydrabackup::ops::{
 
 /// Zero-downtime, deduplicating, encrypted backups of HydrAIDE data roots.
 #[derive(Parser, Debug)]
-#[command(name = "hydrabackup", version, about, propagate_version = true)]
+#[command(
+    name = "hydrabackup",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Environment: HYDRABACKUP_REPOSITORY, HYDRABACKUP_PASSWORD, HYDRABACKUP_PASSWORD_FILE, HYDRABACKUP_PASSWORD_COMMAND (and HYDRABACKUP_NEW_PASSWORD[_FILE] for new keys); see the README for the backends' variables."
+)]
 pub struct Cli {
     /// Global options.
     #[command(flatten)]
@@ -35,8 +41,9 @@ pub struct Cli {
     pub cmd: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes (listed after each command's own).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository location: a local or mounted path, `sftp:USER@HOST:PATH`,
     /// `s3:https://HOST/BUCKET[/PREFIX]` or `rest:https://[USER:PASS@]HOST:PORT/REPO`.
@@ -47,7 +54,8 @@ pub struct Global {
         global = true
     )]
     pub repo: Option<String>,
-    /// Read the password from this file (first line).
+    /// Read the password from this file (first line). Or give it in HYDRABACKUP_PASSWORD;
+    /// with none of these it is asked for on a terminal.
     #[arg(long, env = "HYDRABACKUP_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and use its first output line as the password.
@@ -175,6 +183,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Add a user to a users file for `serve`, or change their password.
     ServeUser(ServeUserArgs),
+    /// Write a file of a snapshot to standard output (a folder as a tar archive).
+    Dump(hydrabackup::ops::dump::DumpOptions),
+    /// Print a repository object, decrypted (JSON; a data blob as raw bytes), for debugging.
+    Cat(hydrabackup::ops::cat::CatOptions),
     // conf (issue 17): configuration and the commands restic users reach for.
     /// Show the settings in effect: profile, environment and command line merged.
     #[command(subcommand)]
@@ -286,7 +298,8 @@ pub enum KeyCommand {
 /// Where a new password comes from.
 #[derive(Args, Debug)]
 pub struct NewPassword {
-    /// Read the new password from this file.
+    /// Read the new password from this file (first line). Or give it in
+    /// HYDRABACKUP_NEW_PASSWORD; with neither it is asked for on a terminal.
     #[arg(long, env = "HYDRABACKUP_NEW_PASSWORD_FILE")]
     pub new_password_file: Option<PathBuf>,
 }

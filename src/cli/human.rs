@@ -33,6 +33,9 @@ pub fn backup(out: &backup::Outcome, quiet: bool, say: &dyn Fn(String)) {
     for e in &out.source_errors {
         eprintln!("hydrabackup: warning: {}: {}", e.path, e.error);
     }
+    for p in &out.unmatched_excludes {
+        eprintln!("hydrabackup: warning: exclude pattern {p:?} matched nothing");
+    }
     if !quiet {
         for f in &out.special {
             eprintln!(
@@ -88,6 +91,36 @@ pub fn backup(out: &backup::Outcome, quiet: bool, say: &dyn Fn(String)) {
     }
 }
 
+/// Notes on source paths that are not what a user may think: a symlink (such as `/dev/stdin`)
+/// is stored as a link, a FIFO or device is not read.
+pub fn source_notes(paths: &[std::path::PathBuf]) {
+    for p in paths {
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            let to = std::fs::read_link(p)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            eprintln!(
+                "hydrabackup: note: {} is a symbolic link{to}: the link is stored, not what it points to{}",
+                p.display(),
+                if p.starts_with("/dev") || p.starts_with("/proc") {
+                    "; use --stdin to back up standard input"
+                } else {
+                    ""
+                }
+            );
+        } else if !ft.is_file() && !ft.is_dir() {
+            eprintln!(
+                "hydrabackup: note: {} is not a regular file or folder: it is not read; use --stdin (or --stdin-from-command) to back up a stream",
+                p.display()
+            );
+        }
+    }
+}
+
 /// `snapshots`: a table.
 pub fn snapshots(out: &SnapshotsOutcome) {
     println!(
@@ -112,15 +145,34 @@ pub fn snapshots(out: &SnapshotsOutcome) {
     println!("{} snapshot(s)", out.0.len());
 }
 
-/// `ls`: one line per entry.
-pub fn ls(out: &ls::LsOutcome) {
+/// `ls`: one line per entry; `ls -l` as `ls -l` prints it, with the time in UTC.
+pub fn ls(out: &ls::LsOutcome, long: bool) {
     for e in &out.0 {
         let kind = match e.kind {
             NodeKind::Dir => 'd',
             NodeKind::File => '-',
             NodeKind::Symlink => 'l',
         };
-        println!("{kind}{:04o} {:>12} /{}", e.mode, e.size, e.path);
+        if !long {
+            println!("{kind}{:04o} {:>12} /{}", e.mode, e.size, e.path);
+            continue;
+        }
+        let mut perms = String::new();
+        for (i, c) in "rwxrwxrwx".chars().enumerate() {
+            perms.push(if e.mode & (0o400 >> i) != 0 { c } else { '-' });
+        }
+        let t = jiff::Timestamp::from_nanosecond(i128::from(e.mtime_ns))
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|_| "?".into());
+        let to = e
+            .target
+            .as_deref()
+            .map(|t| format!(" -> {t}"))
+            .unwrap_or_default();
+        println!(
+            "{kind}{perms} {:>5} {:>5} {:>12} {t} /{}{to}",
+            e.uid, e.gid, e.size, e.path
+        );
     }
 }
 
@@ -147,6 +199,22 @@ pub fn restore(out: &restore::Outcome, quiet: bool, json: bool, say: &dyn Fn(Str
         human(s.bytes),
         s.packs_read
     ));
+    for p in &s.deleted {
+        say(format!(
+            "{} {p}",
+            if out.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            }
+        ));
+    }
+    if let Some(n) = s.verified {
+        say(format!("verified {n} files against the snapshot"));
+    }
+    for p in &s.unmatched_patterns {
+        eprintln!("hydrabackup: warning: pattern {p:?} matched nothing");
+    }
     for d in &s.damaged {
         eprintln!("damaged: {}: {}", d.path, d.error);
     }

@@ -350,6 +350,9 @@ fn dispatch(
             let repo = open(g)?;
             rep.host = a.host.clone();
             rep.opened(&repo);
+            if !g.quiet && !a.stdin_from_command {
+                human::source_notes(&a.paths);
+            }
             let out = with_progress(g, "backup", a.show_names, |p| {
                 ops::backup::run(&repo, &a, p)
             })?;
@@ -374,7 +377,7 @@ fn dispatch(
             if g.json {
                 print_outcome(&out);
             } else if !g.quiet {
-                human::ls(&out);
+                human::ls(&out, a.long);
             }
             finish(&[&repo], 0)
         }
@@ -485,6 +488,31 @@ fn dispatch(
                 human::prune(&out.summary);
             }
             finish(&[&repo], 0)
+        }
+        Command::Dump(a) => {
+            let repo = open(g)?;
+            let out = ops::dump::run(&repo, &a, &none, &mut std::io::stdout().lock())?;
+            // Standard output holds the bytes: the summary goes to stderr.
+            if g.json {
+                eprintln!(
+                    "{}",
+                    serde_json::to_string(&out).expect("outcomes serialize")
+                );
+            }
+            finish(&[&repo], 0)
+        }
+        Command::Cat(a) => {
+            let repo = open(g)?;
+            match ops::cat::run(&repo, &a, &none)? {
+                ops::cat::CatOutcome::Json(v) => print_json(&v),
+                ops::cat::CatOutcome::Bytes(b) => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&b)
+                        .map_err(|e| Error::io("standard output", e))?;
+                }
+            }
+            Ok(0)
         }
         Command::Unlock(a) => {
             let repo = open(g)?;

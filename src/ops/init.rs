@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::crypto::KdfParams;
 use crate::repo::Repository;
-use crate::repo::config::Config;
+use crate::repo::config::{Compression, Config};
 use crate::{Error, Id, Result};
 
 /// Options of `init`.
@@ -16,9 +16,10 @@ pub struct InitOptions {
     /// Target pack size in MiB.
     #[arg(long, default_value_t = 16)]
     pub pack_size: u32,
-    /// zstd level for data blobs (0 disables compression).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub compression: i32,
+    /// Compression of data blobs: auto (zstd 1), off, fastest (1), better (9), max (19), or a
+    /// zstd level 0-19; `backup --compression` overrides it per run.
+    #[arg(long, default_value = "auto", value_parser = Compression::parse)]
+    pub compression: Compression,
     /// Average chunk size in KiB (a power of two).
     #[arg(long, default_value_t = 1024)]
     pub chunk_avg: u32,
@@ -34,7 +35,7 @@ impl InitOptions {
     pub fn config(&self, params_from: Option<&Config>) -> Result<Config> {
         let mut cfg = Config::new();
         cfg.pack_size = self.pack_size.saturating_mul(1024 * 1024);
-        cfg.compression = self.compression;
+        cfg.compression = self.compression.zstd_level();
         let avg = self.chunk_avg.saturating_mul(1024);
         if !avg.is_power_of_two() {
             return Err(Error::InvalidInput(

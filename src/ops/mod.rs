@@ -4,9 +4,11 @@
 //! the command line declares no option a second time.
 
 pub mod backup;
+pub mod cat;
 pub mod copies;
 pub mod copy;
 pub mod diff;
+pub mod dump;
 pub mod find;
 pub mod forget;
 pub mod init;

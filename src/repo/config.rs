@@ -130,3 +130,54 @@ impl HydChunking {
         h % u64::from(self.avg.max(1)) < block_len as u64
     }
 }
+
+/// A compression setting by restic's names (`--compression`), or a zstd level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// The default: zstd level 1 (HydrAIDE blocks are already Snappy-compressed, so higher
+    /// levels cost time for little); chunks that do not shrink are stored raw.
+    Auto,
+    /// No compression.
+    Off,
+    /// zstd level 1.
+    Fastest,
+    /// zstd level 9.
+    Better,
+    /// zstd level 19.
+    Max,
+    /// A zstd level from 0 (off) to 19.
+    Level(i32),
+}
+
+impl Compression {
+    /// The zstd level this setting means (0: store uncompressed): the one mapping of names to
+    /// levels.
+    pub fn zstd_level(self) -> i32 {
+        match self {
+            Compression::Off => 0,
+            Compression::Auto | Compression::Fastest => 1,
+            Compression::Better => 9,
+            Compression::Max => 19,
+            Compression::Level(l) => l,
+        }
+    }
+
+    /// Parses `auto`, `off`, `fastest`, `better`, `max` or a level from 0 to 19 (for clap).
+    pub fn parse(s: &str) -> Result<Compression, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => Compression::Auto,
+            "off" => Compression::Off,
+            "fastest" => Compression::Fastest,
+            "better" => Compression::Better,
+            "max" => Compression::Max,
+            n => match n.parse::<i32>() {
+                Ok(l) if (0..=19).contains(&l) => Compression::Level(l),
+                _ => {
+                    return Err(format!(
+                        "{s:?} is not auto, off, fastest, better, max or a zstd level from 0 to 19"
+                    ));
+                }
+            },
+        })
+    }
+}
