@@ -301,7 +301,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
         Command::Verify(a) => {
-            let repo = open(g)?;
+            // Verify checks the repository itself, never a cached copy.
+            let repo = open(g)?.with_cache_root(None);
             let out = with_progress(g, "verify", |p| ops::verify::run(&repo, &a, p))?;
             if g.json {
                 print_outcome(&out);

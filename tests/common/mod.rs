@@ -160,6 +160,7 @@ impl TestRepo {
             .env("HYDRABACKUP_KDF_ITERATIONS", "1")
             .env("HYDRABACKUP_REPOSITORY", &self.repo)
             .env("HYDRABACKUP_PASSWORD", &self.password)
+            .env("HYDRABACKUP_CACHE_DIR", self.path("cache"))
             // A panic would print a backtrace, which the error tests look for.
             .env("RUST_BACKTRACE", "1")
             .stdin(std::process::Stdio::null());
