@@ -1,15 +1,18 @@
 //! The local cache of what commands re-read from a repository (README "Local cache",
 //! repo-format.md §11), under [`crate::repo::Repository::cache_dir`]:
 //!
-//! - `snapshots/list`: every readable snapshot object as stored (sealed), in one file, so that
-//!   listing 10,000 snapshots reads one local file and only the snapshots that are new;
+//! - `snapshots/list`: every readable snapshot, opened, in one object sealed with the
+//!   repository's key, so that listing 10,000 snapshots reads one local file and only the
+//!   snapshots that are new;
 //! - `objects/index/<name>`: index files as stored (remote repositories only);
 //! - `trees/<2 hex>/<blob id>`: sealed tree blobs (remote repositories only), at most
 //!   [`TREE_CACHE_MAX`] bytes, the oldest removed first.
 //!
-//! Nothing here is trusted: a cached object is used only when its bytes hash to its name (a
-//! tree blob: when it opens and its plaintext hashes to its id, as from a pack) and the
-//! repository still lists it; anything else is dropped and read from the repository again.
+//! Nothing here is trusted over the repository: a cached index file is used only when its
+//! bytes hash to its name, a tree blob only when it opens and its plaintext hashes to its id
+//! (as from a pack), the snapshot list only when it authenticates with the repository's key,
+//! and each only while the repository lists the object (a tree: while the index does);
+//! anything else is dropped and read from the repository again.
 //! Files are written to a temporary name and renamed, so processes sharing a cache never see a
 //! partial file; failures to write are logged and otherwise ignored.
 
@@ -19,16 +22,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Id;
-use crate::crypto::Keys;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::crypto::{Keys, SealKey};
 use crate::repo::blob::{BlobType, open_blob};
 use crate::repo::index::Index;
+use crate::repo::object;
 use crate::repo::pack::PackEntry;
 
 /// Bytes of tree blobs kept at most; past it the least recently written are removed.
 pub const TREE_CACHE_MAX: u64 = 512 << 20;
 
-/// First bytes of `snapshots/list`.
-const LIST_MAGIC: &[u8; 8] = b"HBSNAPL1";
+/// `snapshots/list`: a sealed object (repo-format.md §11).
+#[derive(Serialize, Deserialize)]
+struct SnapshotList {
+    /// Each snapshot's name and the plaintext of its object (format byte and CBOR).
+    entries: Vec<(String, ByteBuf)>,
+}
 
 /// How often the cache answered, counted for the log.
 #[derive(Debug, Default)]
@@ -75,39 +86,47 @@ impl Cache {
         self.count(&self.stats.misses);
     }
 
-    /// The cached snapshot objects (name → sealed bytes), unchecked; empty when there is no
-    /// list or it does not parse (it is then rebuilt).
-    pub fn snapshot_list(&self) -> HashMap<String, Vec<u8>> {
+    /// The cached snapshots (name → the object's plaintext); empty when there is no list or
+    /// it does not open with `key` (it is then rebuilt).
+    pub fn snapshot_list(&self, key: &SealKey) -> HashMap<String, Vec<u8>> {
         let path = self.dir.join("snapshots").join("list");
         let Ok(bytes) = std::fs::read(&path) else {
             return HashMap::new();
         };
-        parse_list(&bytes).unwrap_or_else(|| {
-            tracing::warn!("the cached snapshot list does not parse; rebuilding it");
-            self.count(&self.stats.dropped);
-            HashMap::new()
-        })
-    }
-
-    /// Replaces the cached snapshot list with `entries` (name, sealed bytes).
-    pub fn save_snapshot_list<'a>(&self, entries: impl Iterator<Item = (&'a str, &'a [u8])>) {
-        let mut out = LIST_MAGIC.to_vec();
-        for (name, bytes) in entries {
-            out.push(name.len() as u8);
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            out.extend_from_slice(bytes);
+        match object::open::<SnapshotList>(key, &bytes, "cached snapshot list") {
+            Ok(l) => l
+                .entries
+                .into_iter()
+                .map(|(n, b)| (n, b.into_vec()))
+                .collect(),
+            Err(e) => {
+                tracing::warn!("{e}; rebuilding it");
+                self.count(&self.stats.dropped);
+                HashMap::new()
+            }
         }
-        self.write(&self.dir.join("snapshots").join("list"), &out);
     }
 
-    /// Counts a snapshot served from the list, or one dropped from it.
-    pub fn snapshot_used(&self, hit: bool) {
-        self.count(if hit {
-            &self.stats.hits
-        } else {
-            &self.stats.dropped
-        });
+    /// Replaces the cached snapshot list with `entries` (name, plaintext), sealed with `key`.
+    pub fn save_snapshot_list(&self, key: &SealKey, entries: Vec<(String, Vec<u8>)>) {
+        let list = SnapshotList {
+            entries: entries
+                .into_iter()
+                .map(|(n, b)| (n, ByteBuf::from(b)))
+                .collect(),
+        };
+        self.write(
+            &self.dir.join("snapshots").join("list"),
+            &object::seal(key, &list),
+        );
+    }
+
+    /// Counts snapshots served from the list and read from the repository.
+    pub fn snapshots_used(&self, hits: usize, misses: usize) {
+        self.stats.hits.fetch_add(hits as u64, Ordering::Relaxed);
+        self.stats
+            .misses
+            .fetch_add(misses as u64, Ordering::Relaxed);
     }
 
     fn object_path(&self, name: &str) -> PathBuf {
@@ -300,39 +319,26 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     r
 }
 
-/// Parses `snapshots/list`: the magic, then per entry a name length (u8), the name, a length
-/// (u64 LE) and the sealed object.
-fn parse_list(b: &[u8]) -> Option<HashMap<String, Vec<u8>>> {
-    let mut rest = b.strip_prefix(LIST_MAGIC)?;
-    let mut out = HashMap::new();
-    while let Some((&n, r)) = rest.split_first() {
-        let (name, r) = r.split_at_checked(n as usize)?;
-        let (len, r) = r.split_at_checked(8)?;
-        let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
-        let (obj, r) = r.split_at_checked(len)?;
-        out.insert(String::from_utf8(name.to_vec()).ok()?, obj.to_vec());
-        rest = r;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn snapshot_list_round_trips_and_refuses_truncation() {
+    fn snapshot_list_round_trips_and_a_damaged_one_is_empty() {
         let dir = tempfile::tempdir().unwrap();
         let c = Cache::new(dir.path().to_path_buf(), false);
+        let key = SealKey::new(&[7; 32]);
         let a = vec![1u8; 300];
-        c.save_snapshot_list([("aa", a.as_slice()), ("bb", &[][..])].into_iter());
-        let got = c.snapshot_list();
+        c.save_snapshot_list(&key, vec![("aa".into(), a.clone()), ("bb".into(), vec![])]);
+        let got = c.snapshot_list(&key);
         assert_eq!(got.len(), 2);
         assert_eq!(got["aa"], a);
         assert!(got["bb"].is_empty());
+        assert!(c.snapshot_list(&SealKey::new(&[8; 32])).is_empty());
         let path = dir.path().join("snapshots/list");
-        let bytes = std::fs::read(&path).unwrap();
-        assert!(parse_list(&bytes[..bytes.len() - 1]).is_none());
-        assert!(parse_list(b"garbage").is_none());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(c.snapshot_list(&key).is_empty());
     }
 }

@@ -342,36 +342,50 @@ impl Repository {
     /// any append-only client can store, must not stop every command.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let names = self.backend.list(FileKind::Snapshot)?;
-        let cached = self
+        let key = self.keys.seal_key();
+        let mut cached = self
             .cache
             .as_ref()
-            .map(|c| c.snapshot_list())
+            .map(|c| c.snapshot_list(key))
             .unwrap_or_default();
-        // A cached object counts only when its bytes hash to a name the repository lists.
-        let loaded: Vec<(String, Result<(Snapshot, Vec<u8>)>, bool)> = names
-            .par_iter()
-            .map(|(n, size)| {
-                let hit = cached
-                    .get(n)
-                    .filter(|b| Id::of_stored(b).to_hex() == *n)
-                    .and_then(|b| {
-                        Some((self.open_stored(FileKind::Snapshot, n, b).ok()?, b.clone()))
-                    });
-                if let Some(c) = self.cache.as_ref().filter(|_| cached.contains_key(n)) {
-                    c.snapshot_used(hit.is_some());
-                }
-                match hit {
-                    Some(h) => (n.clone(), Ok(h), true),
-                    None => {
-                        let r = self
-                            .fetch(FileKind::Snapshot, n, Some(*size))
-                            .and_then(|b| Ok((self.open_stored(FileKind::Snapshot, n, &b)?, b)));
-                        (n.clone(), r, false)
-                    }
+        let listed_before = cached.len();
+        // A cached snapshot counts only while the repository lists its name.
+        let (mut hits, mut misses) = (Vec::new(), Vec::new());
+        for (n, size) in names {
+            match cached.remove(&n) {
+                Some(plain) => hits.push((n, size, plain)),
+                None => misses.push((n, size)),
+            }
+        }
+        let decode = |n: &str, plain: &[u8]| -> Result<Snapshot> {
+            let what = format!("snapshot {n}");
+            object::decode_limited(plain, &what, object::max_size(FileKind::Snapshot))
+        };
+        let fetch = |n: &str, size: u64| -> Result<(Snapshot, Vec<u8>)> {
+            let bytes = self.fetch(FileKind::Snapshot, n, Some(size))?;
+            let plain = key
+                .open(&bytes)
+                .map_err(|e| Error::corrupt(format!("snapshot {n}"), e.to_string()))?;
+            Ok((decode(n, &plain)?, plain))
+        };
+        let from_cache: Vec<(String, Result<(Snapshot, Vec<u8>)>, bool)> = hits
+            .into_par_iter()
+            .map(|(n, size, plain)| match decode(&n, &plain) {
+                Ok(s) => (n, Ok((s, plain)), true),
+                Err(_) => {
+                    let r = fetch(&n, size);
+                    (n, r, false)
                 }
             })
             .collect();
+        let fetched_now: Vec<(String, Result<(Snapshot, Vec<u8>)>, bool)> = misses
+            .par_iter()
+            .map(|(n, size)| (n.clone(), fetch(n, *size), false))
+            .collect();
+        let mut loaded = from_cache;
+        loaded.extend(fetched_now);
         let fetched = loaded.iter().filter(|(_, _, hit)| !hit).count();
+        let loaded_hits = loaded.len() - fetched;
         let mut v = Vec::new();
         let mut keep = Vec::new();
         let mut damaged = self.damaged.lock().expect("damaged snapshots");
@@ -391,12 +405,13 @@ impl Repository {
                 (Err(e), _) => return Err(e),
             }
         }
-        if let Some(c) = &self.cache
-            && (fetched > 0 || keep.len() != cached.len())
-        {
-            c.save_snapshot_list(keep.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+        if let Some(c) = &self.cache {
+            c.snapshots_used(loaded_hits, fetched);
+            if fetched > 0 || keep.len() != listed_before {
+                c.save_snapshot_list(key, keep);
+            }
         }
-        v.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        v.sort_by_cached_key(|(id, s)| (s.timestamp(), *id));
         tracing::info!(
             snapshots = v.len(),
             fetched,
