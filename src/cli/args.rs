@@ -114,6 +114,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Add a user to a users file for `serve`, or change their password.
     ServeUser(ServeUserArgs),
+    /// Browse the snapshots as a read-only file system (FUSE) until Ctrl-C or unmount.
+    Mount(hydrabackup::ops::mount::MountOptions),
 }
 
 /// `init`.

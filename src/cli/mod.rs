@@ -386,6 +386,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             finish(&[&repo], 0)
         }
+        Command::Mount(a) => {
+            let repo = open(g)?;
+            let m = ops::mount::mount(&repo, &a)?;
+            if g.json {
+                print_outcome(m.outcome());
+            }
+            say(format!(
+                "mounted {} snapshot(s) on {}; Ctrl-C or umount to unmount",
+                m.outcome().snapshots,
+                a.mountpoint.display()
+            ));
+            let out = m.serve()?;
+            if g.json {
+                print_outcome(&out);
+            }
+            say("unmounted".into());
+            finish(&[&repo], 0)
+        }
         Command::Unlock(a) => {
             let repo = open(g)?;
             let out = ops::unlock::run(&repo, &a, &none)?;
