@@ -60,6 +60,16 @@ pub fn mount<'a>(repo: &'a Repository, opts: &MountOptions) -> Result<Mounted<'a
             opts.mountpoint.display()
         )));
     }
+    // Handlers first: a signal that comes once the mount is announced must unmount it.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; sigaction
+    // is given a valid, zero-initialised struct and no old-action pointer.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
     let lock = repo.lock(false, "mount")?;
     let snaps = repo.snapshots()?;
     let index = repo.load_index()?;
@@ -101,15 +111,6 @@ impl Mounted<'_> {
     /// Answers the kernel until SIGINT or SIGTERM (then unmounts) or until the file system is
     /// unmounted from outside (`umount`, `fusermount3 -u`).
     pub fn serve(mut self) -> Result<MountOutcome> {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; sigaction
-        // is given a valid, zero-initialised struct and no old-action pointer.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            for sig in [libc::SIGINT, libc::SIGTERM] {
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-        }
         let mut unmounter = self.session.unmount_callable();
         let session = &mut self.session;
         let served = std::thread::scope(|s| {
