@@ -3,7 +3,6 @@
 //! `--no-cache` writes nothing; 1,000 snapshots list and restore `--at` reading only new ones.
 
 mod common;
-mod hydcommon;
 mod restcommon;
 
 use std::io::{Read, Write};
@@ -18,16 +17,19 @@ use restcommon::*;
 use serde_json::Value;
 
 /// A loopback TCP proxy that keeps every byte clients send, to count HTTP requests.
+/// The bytes one client connection sent.
+type Sent = Arc<Mutex<Vec<u8>>>;
+
 struct CountProxy {
     port: u16,
-    sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
 }
 
 impl CountProxy {
     fn start(target: u16) -> CountProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
-        let sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
         let all = sent.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
@@ -35,7 +37,7 @@ impl CountProxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
-                let log: Arc<Mutex<Vec<u8>>> = Arc::default();
+                let log: Sent = Arc::default();
                 all.lock().unwrap().push(log.clone());
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 thread::spawn(move || pipe(c2, s2, Some(log)));
@@ -68,7 +70,7 @@ impl CountProxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, log: Option<Arc<Mutex<Vec<u8>>>>) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, log: Option<Sent>) {
     let mut buf = [0u8; 65536];
     loop {
         let n = match from.read(&mut buf) {
@@ -107,9 +109,24 @@ fn rest_repo(t: &TestRepo) -> (Server, CountProxy, String, PathBuf) {
     let loc = format!("rest:http://127.0.0.1:{}/r", proxy.port);
     hb(t, &loc, None, &["init"]).expect_code(0);
     let src = t.path("src");
-    hydcommon::gen_root(&src, 7, 60, "2M", 20, 10);
+    let root = src.to_str().unwrap();
+    hydgen(&[
+        "gen",
+        "--root",
+        root,
+        "--seed",
+        "7",
+        "--swamps",
+        "60",
+        "--size",
+        "2M",
+        "--v2-percent",
+        "20",
+        "--v1-percent",
+        "10",
+    ]);
     hb(t, &loc, None, &["backup", "-q", src.to_str().unwrap()]).expect_code(0);
-    hydcommon::churn_root(&src, 8, &[]);
+    hydgen(&["churn", "--root", src.to_str().unwrap(), "--seed", "8"]);
     hb(t, &loc, None, &["backup", "-q", src.to_str().unwrap()]).expect_code(0);
     (s, proxy, loc, src)
 }

@@ -2,7 +2,6 @@
 //! folder. Needs /dev/fuse and root (CI runs as root); elsewhere the test says why it skips.
 
 mod common;
-mod hydcommon;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -42,7 +41,22 @@ fn a_mounted_snapshot_reads_like_the_source() {
     }
     let t = TestRepo::init();
     let src = t.path("src");
-    hydcommon::gen_root(&src, 11, 40, "3M", 20, 10);
+    let root = src.to_str().unwrap();
+    hydgen(&[
+        "gen",
+        "--root",
+        root,
+        "--seed",
+        "11",
+        "--swamps",
+        "40",
+        "--size",
+        "3M",
+        "--v2-percent",
+        "20",
+        "--v1-percent",
+        "10",
+    ]);
     t.backup_args(&[&src], &["--time", "2026-03-01T10:00:00Z"]);
     let first = t.path("first");
     common::run_cmd({
@@ -51,7 +65,7 @@ fn a_mounted_snapshot_reads_like_the_source() {
         c
     })
     .expect_code(0);
-    hydcommon::churn_root(&src, 12, &[]);
+    hydgen(&["churn", "--root", src.to_str().unwrap(), "--seed", "12"]);
     t.backup_args(&[&src], &["--time", "2026-03-02T10:00:00Z"]);
     let snaps = t.snapshots();
     let (old, new) = (

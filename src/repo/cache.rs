@@ -1,5 +1,5 @@
 //! The local cache of what commands re-read from a repository (README "Local cache",
-//! repo-format.md §11), under [`crate::repo::Repository::cache_dir`]:
+//! repo-format.md §12), under [`crate::repo::Repository::cache_dir`]:
 //!
 //! - `snapshots/list`: every readable snapshot, opened, in one object sealed with the
 //!   repository's key, so that listing 10,000 snapshots reads one local file and only the
@@ -34,7 +34,7 @@ use crate::repo::pack::PackEntry;
 /// Bytes of tree blobs kept at most; past it the least recently written are removed.
 pub const TREE_CACHE_MAX: u64 = 512 << 20;
 
-/// `snapshots/list`: a sealed object (repo-format.md §11).
+/// `snapshots/list`: a sealed object (repo-format.md §12).
 #[derive(Serialize, Deserialize)]
 struct SnapshotList {
     /// Each snapshot's name and the plaintext of its object (format byte and CBOR).

@@ -49,6 +49,10 @@ pub struct Repository {
     cache: Option<cache::Cache>,
 }
 
+/// A snapshot read by [`Repository::snapshots`]: its name, the snapshot and its object's
+/// plaintext (or why not), and whether it came from the local cache.
+type LoadedSnapshot = (String, Result<(Snapshot, Vec<u8>)>, bool);
+
 /// A snapshot file that was skipped because it does not open or decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DamagedSnapshot {
@@ -368,7 +372,7 @@ impl Repository {
                 .map_err(|e| Error::corrupt(format!("snapshot {n}"), e.to_string()))?;
             Ok((decode(n, &plain)?, plain))
         };
-        let from_cache: Vec<(String, Result<(Snapshot, Vec<u8>)>, bool)> = hits
+        let loaded: Vec<LoadedSnapshot> = hits
             .into_par_iter()
             .map(|(n, size, plain)| match decode(&n, &plain) {
                 Ok(s) => (n, Ok((s, plain)), true),
@@ -377,13 +381,11 @@ impl Repository {
                     (n, r, false)
                 }
             })
+            .chain(misses.into_par_iter().map(|(n, size)| {
+                let r = fetch(&n, size);
+                (n, r, false)
+            }))
             .collect();
-        let fetched_now: Vec<(String, Result<(Snapshot, Vec<u8>)>, bool)> = misses
-            .par_iter()
-            .map(|(n, size)| (n.clone(), fetch(n, *size), false))
-            .collect();
-        let mut loaded = from_cache;
-        loaded.extend(fetched_now);
         let fetched = loaded.iter().filter(|(_, _, hit)| !hit).count();
         let loaded_hits = loaded.len() - fetched;
         let mut v = Vec::new();
