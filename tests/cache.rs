@@ -431,3 +431,63 @@ fn a_thousand_snapshots_list_and_restore_at_reading_only_the_new_ones() {
     );
     assert_same_dir(&src, &t.path("out"));
 }
+
+#[test]
+fn the_cache_follows_prune_and_verify_reads_the_repository_itself() {
+    let t = TestRepo::new();
+    let (_s, _proxy, loc, _src) = rest_repo(&t);
+    let target = t.path("out");
+    read_commands(&t, &loc, &target);
+    // Several processes fill one cold cache at once; all agree.
+    std::fs::remove_dir_all(t.path("cache")).unwrap();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = t.command();
+            c.env("HYDRABACKUP_REPOSITORY", &loc)
+                .args(["ls", "latest", "--json"])
+                .stdout(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    assert!(outs.iter().all(|o| o.status.success()));
+    assert!(outs.windows(2).all(|w| w[0].stdout == w[1].stdout));
+
+    // Forget the first snapshot and prune elsewhere: the cache keeps only what the repository
+    // still lists.
+    let old = json(&t, &loc, &["snapshots"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut c = t.command();
+    c.env("HYDRABACKUP_REPOSITORY", &loc)
+        .env("HYDRABACKUP_CACHE_DIR", t.path("other-cache"))
+        .args(["--yes", "forget", &old, "--prune"]);
+    run_cmd(c).expect_code(0);
+    let ls = json(&t, &loc, &["ls", "latest"]);
+    assert!(!ls.as_array().unwrap().is_empty());
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = files_under(dir)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let cache = only_repo_cache(&t);
+    let server = t.path("srv/r");
+    assert_eq!(
+        names(&cache.join("objects/index")),
+        names(&server.join("index"))
+    );
+    assert_eq!(json(&t, &loc, &["snapshots"]).as_array().unwrap().len(), 1);
+
+    // Damage in the repository that the cache hides from `ls` is found by verify.
+    let index = files_under(&server.join("index"));
+    flip_bit(&index[0], 40);
+    hb(&t, &loc, None, &["ls", "latest"]).expect_code(0);
+    hb(&t, &loc, None, &["verify"]).expect_code(13);
+}
