@@ -207,6 +207,12 @@ fn a_second_command_against_a_rest_repository_reads_only_listings() {
     for sub in ["snapshots/list", "objects/index", "trees"] {
         assert!(cache.join(sub).exists(), "{sub} missing in the cache");
     }
+    // Private, and tagged so that backup tools skip it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = cache.join("trees").metadata().unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let tag = std::fs::read_to_string(t.path("cache/CACHEDIR.TAG")).unwrap();
+    assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
 }
 
 /// The one repository folder in the test's cache root.
@@ -214,6 +220,7 @@ fn only_repo_cache(t: &TestRepo) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(t.path("cache"))
         .expect("a cache root")
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs.pop().unwrap()

@@ -34,6 +34,11 @@ use crate::repo::pack::PackEntry;
 /// Bytes of tree blobs kept at most; past it the least recently written are removed.
 pub const TREE_CACHE_MAX: u64 = 512 << 20;
 
+/// The Cache Directory Tagging Specification's marker (https://bford.info/cachedir/).
+const CACHEDIR_TAG: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by hydrabackup.\n\
+# For information about cache directory tags see https://bford.info/cachedir/\n";
+
 /// `snapshots/list`: a sealed object (repo-format.md §12).
 #[derive(Serialize, Deserialize)]
 struct SnapshotList {
@@ -57,6 +62,8 @@ pub struct CacheStats {
 pub struct Cache {
     dir: PathBuf,
     remote: bool,
+    /// Whether the root's `CACHEDIR.TAG` was checked.
+    tagged: std::sync::atomic::AtomicBool,
     /// Counters since the repository was opened.
     pub stats: CacheStats,
 }
@@ -68,6 +75,7 @@ impl Cache {
         Cache {
             dir,
             remote,
+            tagged: Default::default(),
             stats: CacheStats::default(),
         }
     }
@@ -272,8 +280,16 @@ impl Cache {
         }
     }
 
-    /// Writes `bytes` to `path` through a temporary file and a rename.
+    /// Writes `bytes` to `path` through a temporary file and a rename; the first write also
+    /// marks the cache root with a `CACHEDIR.TAG`, so backup tools (ours with
+    /// `--exclude-caches`, restic, borg, tar) skip it.
     fn write(&self, path: &Path, bytes: &[u8]) {
+        if let Some(root) = self.dir.parent()
+            && !self.tagged.swap(true, Ordering::Relaxed)
+            && !root.join("CACHEDIR.TAG").exists()
+        {
+            let _ = write_atomic(&root.join("CACHEDIR.TAG"), CACHEDIR_TAG);
+        }
         if let Err(e) = write_atomic(path, bytes) {
             tracing::debug!("cache write {} failed: {e}", path.display());
         }
@@ -306,7 +322,9 @@ impl Drop for Cache {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("cache paths have a parent");
-    std::fs::create_dir_all(dir)?;
+    // Private, as restic's: the files are sealed, but their names and sizes are nobody's business.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)?;
     // A name no other process picks: a random suffix; a file left by a killed writer is
     // harmless (only whole names are ever read) and small.
     let tmp = dir.join(format!(".tmp-{}", Id::random().to_hex()));
