@@ -80,11 +80,6 @@ impl Cache {
         }
     }
 
-    /// Whether index files and tree blobs are cached (the repository is remote).
-    pub fn holds_objects(&self) -> bool {
-        self.remote
-    }
-
     fn count(&self, c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
