@@ -122,6 +122,11 @@ pub trait Backend: Send + Sync {
     fn remove_stale_temporaries(&self) -> Result<u64> {
         Ok(0)
     }
+    /// Whether reads are local (a path on this machine, or memory): local caches then hold
+    /// only what saves more than a read (README "Local cache"). Remote backends keep the default.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Checks that an object name is a plain token (letters, digits, `-`, `_`; 1 to 128 bytes),

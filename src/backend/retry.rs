@@ -112,6 +112,10 @@ impl<B: Backend> Backend for Retry<B> {
     fn remove_stale_temporaries(&self) -> Result<u64> {
         self.run(|_| self.inner.remove_stale_temporaries())
     }
+
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
 }
 
 #[cfg(test)]

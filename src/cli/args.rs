@@ -183,6 +183,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Add a user to a users file for `serve`, or change their password.
     ServeUser(ServeUserArgs),
+    /// Browse the snapshots as a read-only file system (FUSE) until Ctrl-C or unmount.
+    Mount(hydrabackup::ops::mount::MountOptions),
     /// Write a file of a snapshot to standard output (a folder as a tar archive).
     Dump(hydrabackup::ops::dump::DumpOptions),
     /// Print a repository object, decrypted (JSON; a data blob as raw bytes), for debugging.

@@ -399,7 +399,8 @@ fn dispatch(
             }
         }
         Command::Verify(a) => {
-            let repo = open(g)?;
+            // Verify checks the repository itself, never a cached copy.
+            let repo = open(g)?.with_cache_root(None);
             rep.opened(&repo);
             let out = with_progress(g, "verify", false, |p| ops::verify::run(&repo, &a, p))?;
             summary(g, rep, &out);
@@ -513,6 +514,24 @@ fn dispatch(
                 }
             }
             Ok(0)
+        }
+        Command::Mount(a) => {
+            let repo = open(g)?;
+            let m = ops::mount::mount(&repo, &a)?;
+            if g.json {
+                print_outcome(m.outcome());
+            }
+            say(format!(
+                "mounted {} snapshot(s) on {}; Ctrl-C or umount to unmount",
+                m.outcome().snapshots,
+                a.mountpoint.display()
+            ));
+            let out = m.serve()?;
+            if g.json {
+                print_outcome(&out);
+            }
+            say("unmounted".into());
+            finish(&[&repo], 0)
         }
         Command::Unlock(a) => {
             let repo = open(g)?;

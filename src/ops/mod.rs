@@ -14,6 +14,8 @@ pub mod forget;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod mount;
+pub mod mountfs;
 pub mod packread;
 pub mod policy;
 pub mod progress;

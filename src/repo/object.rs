@@ -112,7 +112,8 @@ pub fn decode_plain<T: DeserializeOwned>(plain: &[u8], what: &str) -> Result<T> 
     decode_limited(plain, what, MAX_OBJECT)
 }
 
-fn decode_limited<T: DeserializeOwned>(plain: &[u8], what: &str, limit: usize) -> Result<T> {
+/// Decodes the plaintext of a sealed object, refusing decompression beyond `limit` bytes.
+pub fn decode_limited<T: DeserializeOwned>(plain: &[u8], what: &str, limit: usize) -> Result<T> {
     match plain.split_first() {
         Some((&RAW, body)) => from_cbor(body, what),
         Some((&ZSTD, body)) => {
