@@ -87,6 +87,11 @@ pub enum Error {
     /// was restored.
     #[error("{0} path(s) could not be written to the target; everything else was restored")]
     RestoreIncomplete(usize),
+    /// `verify` found objects whose object lock ends sooner than the configured period.
+    #[error(
+        "{0} object(s) are locked for less than the configured retention (named above); `hydrabackup prune` extends them"
+    )]
+    RetentionShort(usize),
 }
 
 impl Error {
@@ -107,6 +112,7 @@ impl Error {
             {
                 14
             }
+            Error::RetentionShort(_) => 15,
             _ => 1,
         }
     }

@@ -150,7 +150,17 @@ mod tests {
         assert_eq!(parse_retention("90s").unwrap().as_secs(), 90);
         assert_eq!(parse_retention("2min").unwrap().as_secs(), 120);
         assert_eq!(parse_retention("1y").unwrap().as_secs(), 365 * 86_400);
-        for bad in ["", "30", "d", "0d", "3m", "1x", "-1d", "101y", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "30",
+            "d",
+            "0d",
+            "3m",
+            "1x",
+            "-1d",
+            "101y",
+            "99999999999999999999s",
+        ] {
             assert!(parse_retention(bad).is_err(), "{bad}");
         }
     }

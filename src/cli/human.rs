@@ -188,6 +188,15 @@ pub fn verify(out: &verify::Outcome, say: &dyn Fn(String)) {
             r.unreferenced_packs.len()
         ));
     }
+    for o in r.short_retention.iter().take(20) {
+        let until = o
+            .until
+            .map_or("not locked".to_string(), |t| format!("locked until {t}"));
+        eprintln!("short retention: {} {}: {until}", o.kind, o.name);
+    }
+    if r.short_retention.len() > 20 {
+        eprintln!("  ... and {} more objects", r.short_retention.len() - 20);
+    }
     if out.ok {
         say("no errors were found".into());
     }
@@ -315,6 +324,11 @@ pub fn forget(s: &ForgetSummary) {
         }
     }
     println!("{verb} {} snapshot(s), kept {}", s.removed, s.kept);
+    if let Some(t) = s.locked_until {
+        println!(
+            "object lock: the removed snapshot files stay stored (hidden) until {t}; a prune after that frees them"
+        );
+    }
 }
 
 /// `prune`: used and unused space, then what was (or would be) deleted and rewritten.
@@ -343,4 +357,19 @@ pub fn prune(s: &PruneSummary) {
         human(s.pack_bytes_after),
         human(s.bytes_unused_left)
     );
+    if let Some(l) = &s.object_lock {
+        let h = &l.hidden;
+        println!(
+            "object lock: {} of {} object(s) extended; removed objects: {} version(s) freed ({}), {} still locked ({})",
+            l.extended,
+            l.objects,
+            h.versions_removed,
+            human(h.bytes_freed),
+            h.versions_locked,
+            human(h.bytes_locked)
+        );
+        if let Some(t) = h.locked_until {
+            println!("object lock: that space comes back with the first prune after {t}");
+        }
+    }
 }

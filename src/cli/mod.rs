@@ -308,10 +308,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             } else {
                 human::verify(&out, &say);
             }
-            if out.ok {
-                Ok(0)
-            } else {
-                Err(Error::Damaged(out.report.problems.len()))
+            match out.report.short_retention.len() {
+                _ if !out.ok => Err(Error::Damaged(out.report.problems.len())),
+                0 => Ok(0),
+                n => Err(Error::RetentionShort(n)),
             }
         }
         Command::Show(a) => {

@@ -10,6 +10,7 @@ pub mod forget;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod objlock;
 pub mod packread;
 pub mod progress;
 pub mod prune;

@@ -500,10 +500,16 @@ impl Client {
 
     /// `PUT` of an object that must not replace an existing one where the server can tell;
     /// with `lock` (S3 mode name, retain-until date) the object is locked.
-    pub(super) fn put(&self, key: &str, data: &[u8], lock: Option<(&str, &str)>) -> Result<(), Failure> {
+    pub(super) fn put(
+        &self,
+        key: &str,
+        data: &[u8],
+        lock: Option<(&str, &str)>,
+    ) -> Result<(), Failure> {
         let conditional = self.conditional_put.load(Ordering::Relaxed);
         let send_put = |if_none_match: bool| {
-            let mut headers = lock.map_or_else(Vec::new, |(mode, until)| lock_headers(data, mode, until));
+            let mut headers =
+                lock.map_or_else(Vec::new, |(mode, until)| lock_headers(data, mode, until));
             if if_none_match {
                 headers.push(("if-none-match", "*".to_string()));
             }
@@ -549,22 +555,26 @@ impl Client {
                 let text = String::from_utf8_lossy(&reply.body);
                 Ok(xml_field(&text, "ObjectLockEnabled") == "Enabled")
             }
-            Err(Failure::Status { status: 404, code, .. })
-                if code == "ObjectLockConfigurationNotFoundError" =>
-            {
-                Ok(false)
-            }
+            Err(Failure::Status {
+                status: 404, code, ..
+            }) if code == "ObjectLockConfigurationNotFoundError" => Ok(false),
             Err(f) => Err(f),
         }
     }
 
     /// The retain-until date of an object's current version, or of `version` (`HEAD`).
-    pub(super) fn retain_until(&self, key: &str, version: Option<&str>) -> Result<Option<String>, Failure> {
+    pub(super) fn retain_until(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<String>, Failure> {
         let mut a = HeadObject::new(&self.bucket, Some(&self.credentials), key);
         if let Some(v) = version {
             a.query_mut().insert("versionId", v);
         }
-        Ok(self.send(Call::Head, a.sign(SIGNATURE_VALIDITY))?.retain_until)
+        Ok(self
+            .send(Call::Head, a.sign(SIGNATURE_VALIDITY))?
+            .retain_until)
     }
 
     /// Sets the retention of an object's current version (`PUT ?retention`).
@@ -575,7 +585,8 @@ impl Client {
             "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
              <RetainUntilDate>{until}</RetainUntilDate></Retention>"
         );
-        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
+        let md5 =
+            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
         let headers = [("content-md5", md5)];
         let mut a = PutObject::new(&self.bucket, Some(&self.credentials), key);
         a.query_mut().insert("retention", "");
@@ -591,7 +602,8 @@ impl Client {
     pub(super) fn delete_version(&self, key: &str, version: &str) -> Result<(), Failure> {
         let mut a = DeleteObject::new(&self.bucket, Some(&self.credentials), key);
         a.query_mut().insert("versionId", version);
-        self.send(Call::Delete, a.sign(SIGNATURE_VALIDITY)).map(|_| ())
+        self.send(Call::Delete, a.sign(SIGNATURE_VALIDITY))
+            .map(|_| ())
     }
 
     /// Every version and delete marker below `prefix` (`GET ?versions`), over all pages.
