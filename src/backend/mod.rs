@@ -20,7 +20,7 @@ pub use memory::MemoryBackend;
 pub use objlock::{LockMode, ObjectLock, Purged, parse_retention};
 pub use rest::{RestBackend, RestOptions};
 pub use retry::{Retry, RetryOptions};
-pub use s3::{S3Backend, S3Options};
+pub use s3::{ObjectVersion, S3Backend, S3Options};
 pub use sftp::{SftpBackend, SftpOptions};
 
 use crate::{Error, Result};

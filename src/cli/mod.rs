@@ -89,6 +89,7 @@ fn run_command() -> i32 {
                         | Error::RestoreDamaged(_)
                         | Error::RestoreIncomplete(_)
                         | Error::SnapshotsSkipped(_)
+                        | Error::RetentionShort(_)
                 )
             {
                 println!("{}", json!({"error": e.to_string(), "exit_code": code}));

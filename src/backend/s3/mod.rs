@@ -60,6 +60,19 @@ impl Default for S3Options {
     }
 }
 
+/// One version of an object in a versioned bucket ([`S3Backend::versions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// The version id the server gave it.
+    pub id: String,
+    /// Whether it is the current version (what a read gets, unless a delete marker).
+    pub latest: bool,
+    /// Its size in bytes (0 for a delete marker).
+    pub size: u64,
+    /// Whether it is a delete marker (what a removal writes over a locked object).
+    pub delete_marker: bool,
+}
+
 /// A repository in an S3 bucket.
 pub struct S3Backend {
     location: String,
@@ -95,6 +108,37 @@ impl S3Backend {
 
     fn object_lock(&self) -> Option<ObjectLock> {
         *self.lock.read().expect("object lock setting")
+    }
+
+    /// The stored versions of an object and the delete markers over them (a bucket with
+    /// versioning, as Object Lock requires), newest first where the server says which is
+    /// current; for inspection and recovery.
+    pub fn versions(&self, kind: FileKind, name: &str) -> Result<Vec<ObjectVersion>> {
+        let key = self.key(kind, name)?;
+        let mut out: Vec<ObjectVersion> = self
+            .client
+            .list_versions(&key)
+            .map_err(|f| self.err("list", &key, f))?
+            .into_iter()
+            .filter(|v| v.key == key)
+            .map(|v| ObjectVersion {
+                id: v.version_id,
+                latest: v.is_latest,
+                size: v.size,
+                delete_marker: v.delete_marker,
+            })
+            .collect();
+        out.sort_by(|a, b| b.latest.cmp(&a.latest));
+        Ok(out)
+    }
+
+    /// Removes one version of an object (or a delete marker) for good; S3 refuses while the
+    /// version is locked.
+    pub fn remove_version(&self, kind: FileKind, name: &str, version: &str) -> Result<()> {
+        let key = self.key(kind, name)?;
+        self.client
+            .delete_version(&key, version)
+            .map_err(|f| self.err("remove", &key, f))
     }
 
     /// The object key of a file.
