@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/system-deps.sh test
-# tests/s3.rs runs a real S3-compatible server (s3s-fs, built once with cargo install).
+# tests/s3.rs runs a real S3-compatible server (s3s-fs, built once with cargo install),
+# tests/objlock.rs one with S3 Object Lock (moto, installed once with pip into a venv).
 bash scripts/install-s3-server.sh
 
 # Includes tests/backend_conformance.rs: the backend conformance suite on local, memory, REST,
