@@ -216,13 +216,30 @@ fn locked_objects_cannot_be_deleted_or_replaced_and_removal_only_hides_them() {
     }
     // The hidden lock versions are gone for good (unlocked), but for this prune's own lock.
     assert!(lock_versions(&s, "lockbkt", "db").len() <= 1);
+    // Said the same way to a person.
+    let again = t.run(&["--yes", "prune"]);
+    again.expect_code(0);
+    assert!(
+        again
+            .stdout
+            .contains("object lock: that space comes back with the first prune after"),
+        "{}",
+        again.stdout
+    );
 }
 
 #[test]
 fn prune_extends_locks_in_use_and_frees_removed_objects_once_unlocked() {
     let s = MotoServer::start();
     let t = s.repo("shortlock/r");
-    t.json(&["init", "--object-lock", "compliance", "--retention", "10s"]);
+    let init = t.run(&["init", "--object-lock", "compliance", "--retention", "10s"]);
+    init.expect_code(0);
+    assert!(
+        init.stdout
+            .contains("object lock: compliance for 10s; run `prune` at least every 2.5s"),
+        "{}",
+        init.stdout
+    );
     let b = s.backend("shortlock/r");
 
     let old = t.path("old");

@@ -331,6 +331,18 @@ pub fn forget(s: &ForgetSummary) {
     }
 }
 
+/// A period in its largest whole unit (`30d`, `180h`, `90s`, `2.5s`).
+pub fn period(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if d.subsec_nanos() != 0 => format!("{:.1}s", d.as_secs_f64()),
+        _ if s > 0 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s > 0 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s > 0 && s.is_multiple_of(60) => format!("{}min", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
 /// `prune`: used and unused space, then what was (or would be) deleted and rewritten.
 pub fn prune(s: &PruneSummary) {
     let (would, verb) = if s.dry_run {

@@ -251,6 +251,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 out.id.short(),
                 out.repository
             ));
+            if let Some(l) = out.object_lock {
+                let lock = l.lock();
+                say(format!(
+                    "object lock: {} for {}; run `prune` at least every {} to keep it whole",
+                    l.mode.s3_name().to_lowercase(),
+                    human::period(lock.retention),
+                    human::period(lock.renewal())
+                ));
+            }
             say("keep the password safe: without it the data cannot be recovered".into());
             Ok(0)
         }
