@@ -204,7 +204,7 @@ fn locked_objects_cannot_be_deleted_or_replaced_and_removal_only_hides_them() {
     let p = t.json(&["--yes", "prune"]);
     let lock = &p["object_lock"]["hidden"];
     assert!(
-        lock["versions_locked"].as_u64().unwrap() >= 1 + packs.len() as u64,
+        lock["versions_locked"].as_u64().unwrap() > packs.len() as u64, // and the snapshot
         "{p:#}"
     );
     assert!(lock["bytes_locked"].as_u64().unwrap() >= 600_000, "{p:#}");
@@ -286,7 +286,7 @@ fn prune_extends_locks_in_use_and_frees_removed_objects_once_unlocked() {
     );
     let hidden = &lock["hidden"];
     assert!(
-        hidden["versions_locked"].as_u64().unwrap() >= 1 + old_packs.len() as u64,
+        hidden["versions_locked"].as_u64().unwrap() > old_packs.len() as u64, // and the snapshot
         "{p:#}"
     );
     assert!(hidden["bytes_locked"].as_u64().unwrap() >= 600_000, "{p:#}");

@@ -194,7 +194,13 @@ impl Repository {
         if !hyd_chunking_is_valid(&config) {
             return Err(Error::corrupt("config", "invalid hyd_chunker parameters"));
         }
-        backend.set_object_lock(config.object_lock.map(|l| l.lock()))?;
+        if let Some(l) = &config.object_lock
+            && let Err(e) = backend.set_object_lock(Some(l.lock()))
+        {
+            // A copy of the bucket on other storage stays readable; what is written there is
+            // not locked (and `verify` lists it).
+            tracing::warn!("{e}: objects written here are not locked");
+        }
         Ok(Repository {
             keys: Keys::new(seal, config.id_key.0),
             backend,

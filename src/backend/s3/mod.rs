@@ -128,7 +128,7 @@ impl S3Backend {
                 delete_marker: v.delete_marker,
             })
             .collect();
-        out.sort_by(|a, b| b.latest.cmp(&a.latest));
+        out.sort_by_key(|v| std::cmp::Reverse(v.latest));
         Ok(out)
     }
 
