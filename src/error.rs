@@ -112,7 +112,7 @@ impl Error {
             {
                 14
             }
-            Error::RetentionShort(_) => 15,
+            Error::RetentionShort(_) => 16,
             _ => 1,
         }
     }
