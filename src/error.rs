@@ -112,7 +112,7 @@ impl Error {
             {
                 14
             }
-            Error::RetentionShort(_) => 16,
+            Error::RetentionShort(_) => 18,
             _ => 1,
         }
     }

@@ -265,7 +265,7 @@ fn prune_extends_locks_in_use_and_frees_removed_objects_once_unlocked() {
     }
     wait_until(latest - secs(10));
     let (code, report) = t.verify(&[]);
-    assert_eq!(code, 16, "{report:#}");
+    assert_eq!(code, 18, "{report:#}");
     assert_eq!(report["ok"], true, "{report:#}");
     let short = report["short_retention"].as_array().unwrap();
     let objects: usize = LOCKED.iter().map(|k| b.list(*k).unwrap().len()).sum();
