@@ -92,6 +92,7 @@ fn locked_objects_cannot_be_deleted_or_replaced_and_removal_only_hides_them() {
 
     // init creates the bucket with Object Lock.
     let t = s.repo("lockbkt/db");
+    let before = Timestamp::now();
     let v = t.json(&["init", "--object-lock", "governance", "--retention", "1d"]);
     assert_eq!(v["object_lock"]["mode"], "governance", "{v:#}");
     assert_eq!(v["object_lock"]["retention_secs"], 86_400, "{v:#}");
@@ -105,7 +106,6 @@ fn locked_objects_cannot_be_deleted_or_replaced_and_removal_only_hides_them() {
 
     let src = t.path("src");
     random_files(&src, 1, 3, 200_000);
-    let before = Timestamp::now();
     t.backup(&[&src]);
     let after = Timestamp::now();
 
