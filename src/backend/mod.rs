@@ -10,6 +10,7 @@ mod http;
 mod limit;
 mod local;
 mod memory;
+mod objlock;
 mod rest;
 mod retry;
 pub mod s3;
@@ -18,9 +19,10 @@ pub mod sftp;
 pub use limit::{Bucket, Limited, Limits};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use objlock::{LockMode, ObjectLock, Purged, parse_retention};
 pub use rest::{RestBackend, RestOptions};
 pub use retry::{Retry, RetryOptions};
-pub use s3::{S3Backend, S3Options};
+pub use s3::{ObjectVersion, S3Backend, S3Options};
 pub use sftp::{SftpBackend, SftpOptions};
 
 use crate::{Error, Result};
@@ -127,6 +129,37 @@ pub trait Backend: Send + Sync {
     fn is_local(&self) -> bool {
         false
     }
+    /// Sets the object lock (WORM) that every later write of an object but a lock carries
+    /// (`None`: unlocked). Only the S3 backend has object lock; the others refuse a lock.
+    fn set_object_lock(&self, lock: Option<ObjectLock>) -> Result<()> {
+        match lock {
+            None => Ok(()),
+            Some(_) => Err(no_object_lock(&self.location())),
+        }
+    }
+    /// When the object lock of an object ends (`None`: not locked, or no object lock here).
+    fn retention(&self, kind: FileKind, name: &str) -> Result<Option<jiff::Timestamp>> {
+        let _ = (kind, name);
+        Ok(None)
+    }
+    /// Locks an object until `until` (a lock is never shortened by the storage: S3 refuses).
+    fn extend_retention(&self, kind: FileKind, name: &str, until: jiff::Timestamp) -> Result<()> {
+        let _ = (kind, name, until);
+        Err(no_object_lock(&self.location()))
+    }
+    /// With object lock, removing an object only hides it (the storage keeps the locked
+    /// version); this removes for good the hidden versions whose lock has ended and says what
+    /// stays. Backends without versions have nothing hidden.
+    fn purge_hidden(&self) -> Result<Purged> {
+        Ok(Purged::default())
+    }
+}
+
+/// The refusal of object lock by a backend without it.
+fn no_object_lock(location: &str) -> Error {
+    Error::InvalidInput(format!(
+        "{location}: object lock needs an S3 repository (s3:...) on a bucket with Object Lock"
+    ))
 }
 
 /// Checks that an object name is a plain token (letters, digits, `-`, `_`; 1 to 128 bytes),

@@ -116,6 +116,7 @@ fn run_command() -> i32 {
                         | Error::RestoreDamaged(_)
                         | Error::RestoreIncomplete(_)
                         | Error::SnapshotsSkipped(_)
+                        | Error::RetentionShort(_)
                 )
             {
                 let mut doc = json!({"error": e.to_string(), "exit_code": code});
@@ -342,6 +343,15 @@ fn dispatch(
                 out.id.short(),
                 out.repository
             ));
+            if let Some(l) = out.object_lock {
+                let lock = l.lock();
+                say(format!(
+                    "object lock: {} for {}; run `prune` at least every {} to keep it whole",
+                    l.mode.s3_name().to_lowercase(),
+                    human::period(lock.retention),
+                    human::period(lock.renewal())
+                ));
+            }
             say("keep the password safe: without it the data cannot be recovered".into());
             Ok(0)
         }
@@ -408,10 +418,10 @@ fn dispatch(
             if !g.json {
                 human::verify(&out, &say);
             }
-            if out.ok {
-                Ok(0)
-            } else {
-                Err(Error::Damaged(out.report.problems.len()))
+            match out.report.short_retention.len() {
+                _ if !out.ok => Err(Error::Damaged(out.report.problems.len())),
+                0 => Ok(0),
+                n => Err(Error::RetentionShort(n)),
             }
         }
         Command::Show(a) => {

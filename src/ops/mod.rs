@@ -16,6 +16,7 @@ pub mod key;
 pub mod ls;
 pub mod mount;
 pub mod mountfs;
+pub mod objlock;
 pub mod packread;
 pub mod policy;
 pub mod progress;

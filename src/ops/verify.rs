@@ -176,6 +176,10 @@ pub struct VerifyReport {
     pub unreferenced_packs: Vec<String>,
     /// Problems found.
     pub problems: Vec<Problem>,
+    /// With object lock: stored objects whose lock ends sooner than the configured period
+    /// (not damage; `prune` extends them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub short_retention: Vec<super::objlock::ShortRetention>,
 }
 
 impl VerifyReport {
@@ -209,7 +213,8 @@ pub struct Outcome {
 pub fn run(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> Result<Outcome> {
     let read_data = opts.read_data()?;
     let only = SwampFilter::new(&opts.swamps)?;
-    let report = verify(repo, read_data, &only, progress)?;
+    let mut report = verify(repo, read_data, &only, progress)?;
+    report.short_retention = super::objlock::short_retention(repo)?;
     Ok(Outcome {
         ok: report.ok(),
         report,

@@ -95,6 +95,13 @@ impl Repository {
             ));
         }
         kdf.check().map_err(Error::InvalidInput)?;
+        if let Some(l) = &config.object_lock {
+            if l.retention_secs == 0 {
+                return Err(Error::InvalidInput("the retention must be positive".into()));
+            }
+            // Before anything is written: `create` makes the bucket with Object Lock.
+            backend.set_object_lock(Some(l.lock()))?;
+        }
         backend.create()?;
         let mut master = Zeroizing::new([0u8; 32]);
         fill_random(master.as_mut());
@@ -194,6 +201,13 @@ impl Repository {
         }
         if !hyd_chunking_is_valid(&config) {
             return Err(Error::corrupt("config", "invalid hyd_chunker parameters"));
+        }
+        if let Some(l) = &config.object_lock
+            && let Err(e) = backend.set_object_lock(Some(l.lock()))
+        {
+            // A copy of the bucket on other storage stays readable; what is written there is
+            // not locked (and `verify` lists it).
+            tracing::warn!("{e}: objects written here are not locked");
         }
         Ok(Repository {
             keys: Keys::new(seal, config.id_key.0),
