@@ -151,6 +151,8 @@ fn foreign_lock(t: &TestRepo, exclusive: bool, age: i64) -> (String, i64) {
         user: "operator".into(),
         time,
         purpose: "prune".into(),
+        deleting: false,
+        created: time,
     };
     let bytes = object::seal(repo.keys().seal_key(), &info);
     let name = Id::of_stored(&bytes).to_hex();
