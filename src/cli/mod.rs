@@ -2,6 +2,7 @@
 //! prints its result (human text, or JSON with --json). Errors become one line and an exit code.
 
 mod args;
+mod confirm;
 mod env;
 mod human;
 mod password;
@@ -86,6 +87,7 @@ fn run_command() -> i32 {
                 && !matches!(
                     e,
                     Error::Damaged(_)
+                        | Error::NotConfirmed
                         | Error::RestoreDamaged(_)
                         | Error::RestoreIncomplete(_)
                         | Error::SnapshotsSkipped(_)
@@ -228,7 +230,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
             println!("{s}");
         }
     };
-    let human = !g.quiet && !g.json;
     let none = Progress::default();
     match cli.cmd {
         Command::Init(a) => {
@@ -359,31 +360,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Forget(a) => {
             a.check()?;
             let repo = open(g)?;
-            let r = with_progress(g, "prune", |p| ops::forget::run(&repo, &a, p));
-            warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
-            let out = r?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
-                human::forget(&out.summary);
-                if let Some(p) = &out.prune {
-                    human::prune(p);
-                }
+            if !g.yes && !a.prune_options.dry_run {
+                let mut dry = a.clone();
+                dry.prune_options.dry_run = true;
+                forget_cmd(g, &repo, &dry)?;
+                confirm::ask("forget (and prune) as shown?")?;
             }
-            finish(&[&repo], 0)
+            forget_cmd(g, &repo, &a)
         }
         Command::Prune(a) => {
             a.check()?;
             let repo = open(g)?;
-            let r = with_progress(g, "prune", |p| ops::prune::run(&repo, &a, p));
-            warn_prune(&repo, r.as_ref().map(|o| Some(&o.summary)));
-            let out = r?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
-                human::prune(&out.summary);
+            if !g.yes && !a.dry_run {
+                let mut dry = a.clone();
+                dry.dry_run = true;
+                prune_cmd(g, &repo, &dry)?;
+                confirm::ask("prune as shown?")?;
             }
-            finish(&[&repo], 0)
+            prune_cmd(g, &repo, &a)
         }
         Command::Unlock(a) => {
             let repo = open(g)?;
@@ -399,6 +393,35 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `forget` (a dry run shows what a confirmed one would do).
+fn forget_cmd(g: &Global, repo: &Repository, a: &ops::forget::ForgetOptions) -> Result<i32> {
+    let r = with_progress(g, "prune", |p| ops::forget::run(repo, a, p));
+    warn_prune(repo, r.as_ref().map(|o| o.prune.as_ref()));
+    let out = r?;
+    if g.json {
+        print_outcome(&out);
+    } else if !g.quiet {
+        human::forget(&out.summary);
+        if let Some(p) = &out.prune {
+            human::prune(p);
+        }
+    }
+    finish(&[repo], 0)
+}
+
+/// `prune` (a dry run shows what a confirmed one would do).
+fn prune_cmd(g: &Global, repo: &Repository, a: &ops::prune::PruneOptions) -> Result<i32> {
+    let r = with_progress(g, "prune", |p| ops::prune::run(repo, a, p));
+    warn_prune(repo, r.as_ref().map(|o| Some(&o.summary)));
+    let out = r?;
+    if g.json {
+        print_outcome(&out);
+    } else if !g.quiet {
+        human::prune(&out.summary);
+    }
+    finish(&[repo], 0)
 }
 
 fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
@@ -435,6 +458,14 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             out
         }
         KeyCommand::Remove { id } => {
+            if !g.yes {
+                let name = key::resolve(&repo, &id)?;
+                if g.json {
+                    print_json(&json!({ "would_remove": name }));
+                }
+                say(format!("would remove key {}", &name[..name.len().min(12)]));
+                confirm::ask("remove this key?")?;
+            }
             let out = key::remove(&repo, &id)?;
             say(format!("removed key {}", short(&out.removed)));
             out

@@ -33,6 +33,13 @@ pub struct Outcome {
     pub decisions: Option<Vec<SwampDecision>>,
     /// Snapshots skipped because they are damaged (looking for the parent).
     pub damaged_snapshots: Vec<DamagedSnapshot>,
+    /// Packs a prune marked meanwhile that the snapshot uses, taken back into the index.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub packs_recovered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl BackupOptions {
@@ -61,5 +68,6 @@ pub fn run(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Resu
         quarantine: out.quarantine,
         decisions: opts.dry_run.then_some(out.decisions),
         damaged_snapshots: repo.damaged_snapshots(),
+        packs_recovered: out.packs_recovered,
     })
 }
