@@ -216,12 +216,12 @@ fn prune_never_deletes_the_only_intact_copy() {
         let a = attacked(how);
         let r = if forget {
             // `forget --prune -q`, as the README's schedule runs it on the server.
-            a.t.run(&["forget", &a.snapshots[0], "--prune", "-q", "--json"])
+            a.t.run(&["forget", "--yes", "--instant-delete", &a.snapshots[0], "--prune", "-q", "--json"])
         } else {
-            a.t.run(&["prune", "--max-unused", "0", "--json"])
+            a.t.run(&["prune", "--yes", "--instant-delete", "--max-unused", "0", "--json"])
         };
         let v = r.expect_code(0).json();
-        let p = if forget { v["prune"].clone() } else { v };
+        let p = if forget { v["prune", "--yes", "--instant-delete"].clone() } else { v };
         // The operator is told, even with -q.
         assert!(r.stderr.contains("forged"), "{how:?}: {}", r.stderr);
         // The snapshots left restore exactly and every byte verifies.
@@ -259,12 +259,12 @@ fn an_honest_prune_checks_nothing_extra() {
         .to_string();
     random_files(&src, 4, 2, 250_000);
     t.backup(&[&src]);
-    let v = t.json(&["forget", &first, "--prune", "--max-unused", "0"]);
-    let p = &v["prune"];
+    let v = t.json(&["forget", "--yes", "--instant-delete", &first, "--prune", "--max-unused", "0"]);
+    let p = &v["prune", "--yes", "--instant-delete"];
     let dropped = p["packs_deleted"].as_u64().unwrap() + p["packs_rewritten"].as_u64().unwrap();
     assert!(dropped > 0, "{v:#}");
-    assert_eq!(v["prune"]["copies_checked"], 0, "{v:#}");
-    assert_eq!(v["prune"]["copies_damaged"], 0, "{v:#}");
+    assert_eq!(v["prune", "--yes", "--instant-delete"]["copies_checked"], 0, "{v:#}");
+    assert_eq!(v["prune", "--yes", "--instant-delete"]["copies_damaged"], 0, "{v:#}");
 }
 
 /// A forged record of a true pack that lists other blobs than its header.
@@ -297,7 +297,7 @@ fn a_pack_whose_header_disagrees_with_the_index_is_damage() {
     let forged_index = store_index(&repo, &file, true);
 
     let before = repo_files(&t.repo, "");
-    let r = t.run(&["prune", "--max-unused", "0"]);
+    let r = t.run(&["prune", "--yes", "--instant-delete", "--max-unused", "0"]);
     r.expect_code(13).expect_clean_error();
     assert!(
         r.stderr.contains(&pack) && r.stderr.contains("nothing was pruned"),
@@ -352,7 +352,7 @@ fn supersedes_is_honoured_only_when_covered() {
         .collect();
     assert_eq!(stranded.len(), packs(&t.repo).len(), "{v:#}");
 
-    let p = t.json(&["prune", "--max-unused", "0"]);
+    let p = t.json(&["prune", "--yes", "--instant-delete", "--max-unused", "0"]);
     assert_eq!(p["packs_deleted"], 0, "{p:#}");
     t.assert_verify_ok(&["--read-data"]);
     let out = t.path("out");
@@ -403,7 +403,7 @@ fn undecodable_index_files_are_skipped_and_stop_prune() {
     }
 
     let before = repo_files(&t.repo, "");
-    let r = t.run(&["prune"]);
+    let r = t.run(&["prune", "--yes", "--instant-delete"]);
     r.expect_code(13).expect_clean_error();
     assert!(r.stderr.contains(&garbage_name), "{}", r.stderr);
     assert_eq!(repo_files(&t.repo, ""), before);

@@ -42,7 +42,7 @@ hydrabackup_restore_one() {
   fi
 }
 hydrabackup_verify() { hydrabackup_env; "$HB" verify --read-data --json; }
-hydrabackup_forget_prune() { hydrabackup_env; "$HB" forget --keep-last 1 --prune --json; }
+hydrabackup_forget_prune() { hydrabackup_env; "$HB" forget --keep-last 1 --prune --instant-delete --yes --json; }
 hydrabackup_version() { "$HB" --version; }
 hydrabackup_before_restore() {
   hydrabackup_env

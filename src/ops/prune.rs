@@ -660,12 +660,12 @@ pub(crate) fn prune(
         .chain(unindexed.into_iter().map(empty))
         .collect();
 
-    // Which old index files go now: all of them when instant; otherwise those an earlier
-    // prune superseded whose time has come.
+    // Which old index files go now: those an earlier prune superseded whose time has come
+    // (when instant, every old file once this run has superseded them: see below).
     let since = superseded_since(&files);
-    let files_going: HashSet<&str> = files
+    let mut files_going: HashSet<&str> = files
         .iter()
-        .filter(|(n, _)| opts.instant_delete || since.get(n).is_some_and(|&t| grace.due(t)))
+        .filter(|(n, _)| since.get(n).is_some_and(|&t| grace.due(t)))
         .map(|(n, _)| n.as_str())
         .collect();
     // Where each pack is listed as live: a pack goes only with every file that lists it.
@@ -719,6 +719,9 @@ pub(crate) fn prune(
         || live_before != live_after
         || marks_changed
         || (opts.instant_delete && superseded > 0);
+    if opts.instant_delete && write {
+        files_going = files.iter().map(|(n, _)| n.as_str()).collect();
+    }
     let waiting_files = files
         .iter()
         .filter(|(n, _)| !files_going.contains(n.as_str()))
