@@ -395,6 +395,7 @@ mod tests {
                 Id([1; 32]),
                 &[pe(BlobType::Data, 5, 0), pe(BlobType::Tree, 6, 100)],
             )],
+            ..Default::default()
         };
         let f2 = IndexFile {
             version: 1,
@@ -403,6 +404,7 @@ mod tests {
                 Id([2; 32]),
                 &[pe(BlobType::Data, 5, 0), pe(BlobType::Data, 7, 100)],
             )],
+            ..Default::default()
         };
         let ix = Index::from_files([&f1, &f2, &f1]);
         assert_eq!(ix.len(), 3);
@@ -441,6 +443,7 @@ mod tests {
                         Id([n; 32]),
                         &[pe(BlobType::Data, 5, 0)],
                     )],
+                    ..Default::default()
                 },
             )
         };
@@ -457,6 +460,7 @@ mod tests {
                 version: 1,
                 supersedes: vec![Id([9; 32])],
                 packs: vec![IndexPack { id: Id([3; 32]), blobs: blobs.into_iter().map(|(f, i, o, l, r)| (f, Id(i), o, l, r)).collect() }],
+                ..Default::default()
             };
             let back: IndexFile = from_cbor(&to_cbor(&f), "index").unwrap();
             prop_assert_eq!(back, f);
