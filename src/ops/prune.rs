@@ -803,6 +803,7 @@ pub(crate) fn prune(
         }
     }
 
+    crate::failpoint::hook("prune-deleting", std::path::Path::new(""));
     // 3. Old index files whose time has come, then 4. the packs whose time has come.
     for (name, _) in files.iter().filter(|(n, _)| files_going.contains(n.as_str())) {
         match repo.backend().remove(FileKind::Index, name) {
