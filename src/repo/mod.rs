@@ -270,6 +270,12 @@ impl Repository {
         Ok(index::reader_index(&self.load_readable_index_files()?))
     }
 
+    /// The index a writer deduplicates against: only live packs (nothing a prune marked,
+    /// repo-format.md §9a), so that no new snapshot comes to depend on a pack on its way out.
+    pub fn load_live_index(&self) -> Result<Index> {
+        Ok(index::live_index(&self.load_readable_index_files()?))
+    }
+
     /// Every index file that loads, with its name: damaged ones are skipped with a warning,
     /// and files a prune deleted since the listing are passed over (only superseded files are
     /// deleted, and only once no reader that listed them before can still be running).
