@@ -86,9 +86,7 @@ pub enum Error {
     BackupLost(String),
     /// A destructive command was neither confirmed on a terminal nor given `--yes`; it did
     /// nothing but show what it would do.
-    #[error(
-        "nothing was changed: confirm on a terminal or give --yes (above: what would be done)"
-    )]
+    #[error("nothing was changed: confirm on a terminal or give --yes (above: what would be done)")]
     NotConfirmed,
     /// `restore` left out files whose data is damaged or missing; the rest was restored.
     #[error(

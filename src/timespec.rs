@@ -88,7 +88,10 @@ mod duration_tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("23h").unwrap(), 23 * 3600);
-        assert_eq!(parse_duration("1d12h30m5s").unwrap(), 86_400 + 12 * 3600 + 1800 + 5);
+        assert_eq!(
+            parse_duration("1d12h30m5s").unwrap(),
+            86_400 + 12 * 3600 + 1800 + 5
+        );
         assert_eq!(parse_duration("0s").unwrap(), 0);
         for bad in ["", "5", "h", "3x", "-1h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");

@@ -154,7 +154,11 @@ fn ambiguous_key_prefix_is_refused() {
         t.json(&["key", "add", "--new-password-file", f.to_str().unwrap()]);
     };
     let before = keys(&t, PASSWORD).len();
-    let r = with_password(&t, "same for all", &["key", "remove", "--yes", &shared.to_string()]);
+    let r = with_password(
+        &t,
+        "same for all",
+        &["key", "remove", "--yes", &shared.to_string()],
+    );
     r.expect_code(1).expect_clean_error();
     assert!(r.stderr.contains("ambiguous"), "{}", r.stderr);
     assert_eq!(keys(&t, PASSWORD).len(), before);
@@ -293,7 +297,8 @@ fn key_files_out_of_bounds_are_skipped_and_cannot_lock_out_the_real_key() {
     with_password(&t, "wrong", &["snapshots"]).expect_code(12);
     // `key list` shows the usable key; `key remove` removes a forged one by name.
     assert_eq!(keys(&t, PASSWORD), vec![(real.clone(), true)]);
-    t.run(&["key", "remove", "--yes", &huge[..16]]).expect_code(0);
+    t.run(&["key", "remove", "--yes", &huge[..16]])
+        .expect_code(0);
     t.run(&["key", "remove", "--yes", &no_lanes]).expect_code(0);
     let r = t.run(&["snapshots"]);
     r.expect_code(0);

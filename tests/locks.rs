@@ -101,7 +101,8 @@ fn live_shared_lock_blocks_only_exclusive_commands() {
     t.run(&["prune", "--yes"]).expect_code(0);
     t.run(&["key", "remove", "--yes", &key]).expect_code(0);
     drop(guard);
-    t.run(&["prune", "--yes", "--instant-delete"]).expect_code(0);
+    t.run(&["prune", "--yes", "--instant-delete"])
+        .expect_code(0);
 }
 
 #[test]

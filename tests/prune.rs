@@ -232,8 +232,14 @@ fn forget_applies_a_retention_policy_per_group() {
         .to_string();
 
     let mut c = t.command();
-    c.env("TZ", "UTC")
-        .args(["forget", "--yes", "--policy", "2d,2w,3m", "--dry-run", "--json"]);
+    c.env("TZ", "UTC").args([
+        "forget",
+        "--yes",
+        "--policy",
+        "2d,2w,3m",
+        "--dry-run",
+        "--json",
+    ]);
     let dry = run_cmd(c).expect_code(0).json();
     assert_eq!(dry["groups"].as_array().unwrap().len(), 2, "{dry:#}");
     assert_eq!(ids(&t).len(), 9, "a dry run removed snapshots");
@@ -281,14 +287,27 @@ fn forget_refuses_unclear_requests() {
     t.backup(&[&src]);
     for (args, needle) in [
         (vec!["forget", "--yes"], "no policy"),
-        (vec!["forget", "--yes", "--policy", "7x"], "retention policy"),
+        (
+            vec!["forget", "--yes", "--policy", "7x"],
+            "retention policy",
+        ),
         (vec!["forget", "--yes", "--keep-within", "soon"], "span"),
         (
-            vec!["forget", "--yes", "--keep-last", "1", "--group-by", "colour"],
+            vec![
+                "forget",
+                "--yes",
+                "--keep-last",
+                "1",
+                "--group-by",
+                "colour",
+            ],
             "group by",
         ),
         (vec!["forget", "--yes", "deadbeef"], "not found"),
-        (vec!["prune", "--yes", "--instant-delete", "--max-unused", "150"], "percentage"),
+        (
+            vec!["prune", "--yes", "--instant-delete", "--max-unused", "150"],
+            "percentage",
+        ),
     ] {
         let r = t.run(&args);
         r.expect_clean_error();

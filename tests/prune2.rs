@@ -50,14 +50,24 @@ fn source(t: &TestRepo, seed: u64, k: u64, rng: &mut Rng) -> PathBuf {
             &random_bytes(seed * 100 + pick, 120_000),
         );
     }
-    write(&dir.join("own"), &random_bytes(seed * 1000 + k + 500, 40_000));
+    write(
+        &dir.join("own"),
+        &random_bytes(seed * 1000 + k + 500, 40_000),
+    );
     dir
 }
 
 /// The prune commands a schedule runs.
 fn prune_args(rng: &mut Rng) -> Vec<&'static str> {
     let mut a = match rng.below(3) {
-        0 => vec!["forget", "--keep-last", "2", "--group-by", "host", "--prune"],
+        0 => vec![
+            "forget",
+            "--keep-last",
+            "2",
+            "--group-by",
+            "host",
+            "--prune",
+        ],
         _ => vec!["prune"],
     };
     a.extend(["--yes", "-q", "--keep-delete", "0s", "--max-unused", "0"]);
@@ -228,7 +238,12 @@ fn interleaved_backups_and_prunes_sftp() {
 #[test]
 fn interleaved_backups_and_prunes_s3() {
     let s3 = s3common::S3Server::start();
-    let repo = |seed: u64| s3.init(&format!("b{seed}"), &["--pack-size", "1", "--chunk-avg", "64"]);
+    let repo = |seed: u64| {
+        s3.init(
+            &format!("b{seed}"),
+            &["--pack-size", "1", "--chunk-avg", "64"],
+        )
+    };
     run_schedules(&repo, 6001, schedules(3), false);
     run_schedules(&repo, 7001, schedules(2), true);
 }
@@ -237,7 +252,10 @@ fn interleaved_backups_and_prunes_s3() {
 fn forgotten(t: &TestRepo) -> PathBuf {
     let src = t.path("src");
     random_files(&src, 5, 6, 200_000);
-    let id = t.backup(&[&src])["snapshot_id"].as_str().unwrap().to_string();
+    let id = t.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     t.json(&["forget", "--yes", &id]);
     src
 }
@@ -318,7 +336,10 @@ fn a_backup_past_the_timing_assumption_writes_no_snapshot() {
     let r = run_cmd(c);
     r.expect_code(1).expect_clean_error();
     assert!(r.stderr.contains("no snapshot was written"), "{}", r.stderr);
-    assert!(t.snapshots().is_empty(), "a snapshot with dangling references was written");
+    assert!(
+        t.snapshots().is_empty(),
+        "a snapshot with dangling references was written"
+    );
     t.assert_verify_ok(&["--read-data"]);
     // Run again, it stores the data anew.
     t.backup(&[&src]);
@@ -382,7 +403,10 @@ fn eight_backups_at_once_each_restore() {
     t.assert_verify_ok(&["--read-data"]);
     for s in snaps {
         let path = PathBuf::from(s["paths"][0].as_str().unwrap());
-        let out = t.path(&format!("out-{}", path.file_name().unwrap().to_str().unwrap()));
+        let out = t.path(&format!(
+            "out-{}",
+            path.file_name().unwrap().to_str().unwrap()
+        ));
         t.restore(s["id"].as_str().unwrap(), &out, &[]);
         assert_same_dir(&path, &out);
     }
@@ -393,7 +417,10 @@ fn forget_runs_beside_a_backup_and_another_forget() {
     let t = TestRepo::init();
     let src = t.path("src");
     random_files(&src, 9, 3, 20_000);
-    let first = t.backup(&[&src])["snapshot_id"].as_str().unwrap().to_string();
+    let first = t.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     write(&src.join("new"), b"new");
     // While a backup holds its lock, a forget removes the first snapshot, and two forgets by
     // policy run at once.
@@ -433,14 +460,25 @@ fn destructive_commands_without_a_terminal_need_yes() {
         vec!["prune", "--instant-delete"],
         vec!["prune"],
         vec!["forget", id.as_str()],
-        vec!["forget", "--keep-last", "0", "--keep-within", "1h", "--prune"],
+        vec![
+            "forget",
+            "--keep-last",
+            "0",
+            "--keep-within",
+            "1h",
+            "--prune",
+        ],
         vec!["key", "remove", &key[..12]],
     ] {
         let r = t.run(&args);
         r.expect_code(15).expect_clean_error();
         assert!(r.stderr.contains("--yes"), "{args:?}: {}", r.stderr);
         assert!(r.stdout.contains("would"), "{args:?}: {}", r.stdout);
-        assert_eq!(repo_files(&t.repo, ""), with_key, "{args:?} changed the repository");
+        assert_eq!(
+            repo_files(&t.repo, ""),
+            with_key,
+            "{args:?} changed the repository"
+        );
         // With --json the one document on stdout is what would be done.
         let mut json = args.clone();
         json.push("--json");
@@ -449,6 +487,7 @@ fn destructive_commands_without_a_terminal_need_yes() {
         let _: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
     }
     assert_ne!(before, with_key);
-    t.run(&["key", "remove", "--yes", &key[..12]]).expect_code(0);
+    t.run(&["key", "remove", "--yes", &key[..12]])
+        .expect_code(0);
     assert_eq!(repo_files(&t.repo, ""), before);
 }

@@ -217,9 +217,24 @@ fn prune_never_deletes_the_only_intact_copy() {
         let a = attacked(how);
         let r = if forget {
             // `forget --prune -q`, as the README's schedule runs it on the server.
-            a.t.run(&["forget", "--yes", "--instant-delete", &a.snapshots[0], "--prune", "-q", "--json"])
+            a.t.run(&[
+                "forget",
+                "--yes",
+                "--instant-delete",
+                &a.snapshots[0],
+                "--prune",
+                "-q",
+                "--json",
+            ])
         } else {
-            a.t.run(&["prune", "--yes", "--instant-delete", "--max-unused", "0", "--json"])
+            a.t.run(&[
+                "prune",
+                "--yes",
+                "--instant-delete",
+                "--max-unused",
+                "0",
+                "--json",
+            ])
         };
         let v = r.expect_code(0).json();
         let p = if forget { v["prune"].clone() } else { v };
@@ -260,7 +275,15 @@ fn an_honest_prune_checks_nothing_extra() {
         .to_string();
     random_files(&src, 4, 2, 250_000);
     t.backup(&[&src]);
-    let v = t.json(&["forget", "--yes", "--instant-delete", &first, "--prune", "--max-unused", "0"]);
+    let v = t.json(&[
+        "forget",
+        "--yes",
+        "--instant-delete",
+        &first,
+        "--prune",
+        "--max-unused",
+        "0",
+    ]);
     let p = &v["prune"];
     let dropped = p["packs_deleted"].as_u64().unwrap() + p["packs_rewritten"].as_u64().unwrap();
     assert!(dropped > 0, "{v:#}");

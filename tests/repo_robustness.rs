@@ -159,7 +159,14 @@ fn prune_refuses_while_snapshots_are_damaged_unless_told() {
     for args in [
         &["prune", "--yes", "--instant-delete"][..],
         &["prune", "--yes", "--instant-delete", "--dry-run"],
-        &["forget", "--yes", "--instant-delete", "--keep-last", "1", "--prune"],
+        &[
+            "forget",
+            "--yes",
+            "--instant-delete",
+            "--keep-last",
+            "1",
+            "--prune",
+        ],
     ] {
         let r = t.run(args);
         r.expect_code(13);
@@ -184,7 +191,13 @@ fn prune_refuses_while_snapshots_are_damaged_unless_told() {
     );
 
     // Told explicitly, prune frees the forgotten snapshot's data and keeps the live one's.
-    let r = t.run(&["prune", "--yes", "--instant-delete", "--ignore-damaged-snapshots", "--json"]);
+    let r = t.run(&[
+        "prune",
+        "--yes",
+        "--instant-delete",
+        "--ignore-damaged-snapshots",
+        "--json",
+    ]);
     expect_skipped(&r, &bad);
     let v = r.json();
     assert!(v["bytes_unused"].as_u64().unwrap() >= 30_000, "{v}");

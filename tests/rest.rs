@@ -194,7 +194,19 @@ fn an_append_only_server_keeps_every_backup() {
     let r = hb(&t, &loc, None, &["forget", "--yes", id]);
     r.expect_clean_error();
     assert!(r.stderr.contains("append-only"), "{}", r.stderr);
-    let r = hb(&t, &loc, None, &["forget", "--yes", "--instant-delete", "--keep-last", "1", "--prune"]);
+    let r = hb(
+        &t,
+        &loc,
+        None,
+        &[
+            "forget",
+            "--yes",
+            "--instant-delete",
+            "--keep-last",
+            "1",
+            "--prune",
+        ],
+    );
     r.expect_clean_error();
     let snaps = hb(&t, &loc, None, &["snapshots", "--json"])
         .expect_code(0)

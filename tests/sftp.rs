@@ -75,7 +75,10 @@ fn full_cycle_over_sftp() {
     let third = snapshot_id(&sshd.json(&t, &["backup", src.to_str().unwrap()]));
     assert!(packs(&t.repo).len() > packs_before);
     sshd.json(&t, &["forget", "--yes", &third]);
-    sshd.json(&t, &["prune", "--yes", "--instant-delete", "--max-unused", "0"]);
+    sshd.json(
+        &t,
+        &["prune", "--yes", "--instant-delete", "--max-unused", "0"],
+    );
     assert_eq!(packs(&t.repo).len(), packs_before);
     let ids: Vec<String> = sshd
         .json(&t, &["snapshots"])

@@ -169,7 +169,9 @@ pub fn backup(
     let (index, parent_root) = {
         let files = repo.load_readable_index_files()?;
         let parent_root = match &parent {
-            Some((_, s)) => Some(repo.load_tree(&crate::repo::index::reader_index(&files), &s.tree)?),
+            Some((_, s)) => {
+                Some(repo.load_tree(&crate::repo::index::reader_index(&files), &s.tree)?)
+            }
             None => None,
         };
         (crate::repo::index::live_index(&files), parent_root)

@@ -52,6 +52,9 @@ use crate::repo::writer::PackWriter;
 use crate::repo::{DamagedSnapshot, Repository};
 use crate::{Error, Id, Result};
 
+/// The time of a mark made by this run, until the file carrying it is written.
+const NEW_MARK: i64 = i64::MIN;
+
 /// Blobs per index file written by prune.
 const INDEX_FILE_BLOBS: usize = 50_000;
 
@@ -507,7 +510,6 @@ pub fn run(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resul
     })
 }
 
-
 /// When the things a prune leaves the index may be deleted (repo-format.md §9a).
 struct Grace {
     now: i64,
@@ -700,9 +702,10 @@ pub(crate) fn prune(
         }
         s.packs_waiting += 1;
         s.bytes_waiting += size;
+        // A new mark gets its time when the file that carries it is written (below).
         new_marks.push(MarkedPack {
             pack: r,
-            time: mark.unwrap_or(grace.now),
+            time: mark.unwrap_or(NEW_MARK),
         });
     }
     let live_before: HashSet<Id> = index::live_packs(&files);
@@ -734,7 +737,13 @@ pub(crate) fn prune(
     };
     let latest = new_marks
         .iter()
-        .map(|m| m.time)
+        .map(|m| {
+            if m.time == NEW_MARK {
+                grace.now
+            } else {
+                m.time
+            }
+        })
         .chain(
             files
                 .iter()
@@ -758,7 +767,8 @@ pub(crate) fn prune(
     if write {
         // 1. Rewrite: used blobs of the packs to rewrite go to new packs.
         let rewrite: Vec<&PackPlan> = plans.iter().filter(|p| p.fate == Fate::Rewrite).collect();
-        let (packs, index_files) = rewrite_packs(repo, &rewrite, &kept, s.bytes_rewritten, progress)?;
+        let (packs, index_files) =
+            rewrite_packs(repo, &rewrite, &kept, s.bytes_rewritten, progress)?;
         s.packs_written = packs;
         s.index_files_written = index_files;
         crate::failpoint::hit("prune-after-rewrite");
@@ -782,6 +792,14 @@ pub(crate) fn prune(
         }
         let old: Vec<Id> = files.iter().filter_map(|(n, _)| Id::from_hex(n)).collect();
         let last = batches.len() - 1;
+        // Marks are timed when they are about to become visible: a backup that reads the
+        // index before this file exists took its lock before this time (§9a (b)).
+        let stamp = jiff::Timestamp::now().as_second();
+        for m in &mut new_marks {
+            if m.time == NEW_MARK {
+                m.time = stamp;
+            }
+        }
         for (i, packs) in batches.into_iter().enumerate() {
             if packs.is_empty() && i != last {
                 continue;
@@ -795,7 +813,7 @@ pub(crate) fn prune(
                 } else {
                     Vec::new()
                 },
-                time: if opts.instant_delete { 0 } else { grace.now },
+                time: if opts.instant_delete { 0 } else { stamp },
             };
             repo.save_object(FileKind::Index, &f)?;
             s.index_files_written += 1;
@@ -805,7 +823,10 @@ pub(crate) fn prune(
 
     crate::failpoint::hook("prune-deleting", std::path::Path::new(""));
     // 3. Old index files whose time has come, then 4. the packs whose time has come.
-    for (name, _) in files.iter().filter(|(n, _)| files_going.contains(n.as_str())) {
+    for (name, _) in files
+        .iter()
+        .filter(|(n, _)| files_going.contains(n.as_str()))
+    {
         match repo.backend().remove(FileKind::Index, name) {
             Err(e) if !crate::repo::is_not_found(&e) => return Err(e),
             _ => s.index_files_deleted += 1,
@@ -880,4 +901,51 @@ fn rewrite_packs(
     copied?;
     let stats = stats?;
     Ok((stats.packs, stats.index_files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_is_due_after_the_grace_period_and_the_older_locks() {
+        let g = |keep_delete, oldest_lock| Grace {
+            now: 10_000,
+            keep_delete,
+            instant: false,
+            oldest_lock,
+        };
+        // Waited long enough, no other lock.
+        assert!(g(100, None).due(9_900));
+        assert!(!g(100, None).due(9_901));
+        // A lock taken before the mark (or within the margin after it) holds it back.
+        assert!(!g(0, Some(9_000)).due(9_000));
+        assert!(!g(0, Some(9_000 + MARK_MARGIN_SECS)).due(9_000));
+        assert!(g(0, Some(9_001 + MARK_MARGIN_SECS)).due(9_000));
+        // A lock of unknown age (0) holds everything back; instant ignores all of it.
+        assert!(!g(0, Some(0)).due(1));
+        let instant = Grace {
+            instant: true,
+            ..g(1_000_000, Some(0))
+        };
+        assert!(instant.due(10_000));
+    }
+
+    #[test]
+    fn superseded_files_count_from_the_earliest_present_superseding_file() {
+        let f = |time, sup: &[u8]| IndexFile {
+            supersedes: sup.iter().map(|&n| Id([n; 32])).collect(),
+            time,
+            ..IndexFile::default()
+        };
+        let files = vec![
+            (Id([1; 32]).to_hex(), f(0, &[])),
+            (Id([2; 32]).to_hex(), f(500, &[1])),
+            (Id([3; 32]).to_hex(), f(900, &[1, 2])),
+        ];
+        let since = superseded_since(&files);
+        assert_eq!(since[&Id([1; 32]).to_hex()], 500);
+        assert_eq!(since[&Id([2; 32]).to_hex()], 900);
+        assert!(!since.contains_key(&Id([3; 32]).to_hex()));
+    }
 }

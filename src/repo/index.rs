@@ -194,11 +194,7 @@ pub fn reader_index(files: &[(String, IndexFile)]) -> Index {
         .iter()
         .flat_map(|(_, f)| f.marked.iter().map(|m| &m.pack))
         .collect();
-    Index::from_records(
-        by_priority(files)
-            .flat_map(|(_, f)| &f.packs)
-            .chain(marked),
-    )
+    Index::from_records(by_priority(files).flat_map(|(_, f)| &f.packs).chain(marked))
 }
 
 /// The index a backup deduplicates against: only packs effective files list as live, so that

@@ -283,3 +283,34 @@ pub fn unlock(backend: &dyn Backend, key: &SealKey, all: bool) -> Result<Vec<Str
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleters_exclude_each_other_and_nothing_else() {
+        let held = |exclusive, deleting| LockInfo {
+            exclusive,
+            host: "h".into(),
+            pid: 1,
+            user: "u".into(),
+            time: 0,
+            purpose: "p".into(),
+            deleting,
+            created: 0,
+        };
+        let shared = held(false, false);
+        let deleting = held(false, true);
+        let exclusive = held(true, false);
+        assert!(!shared.conflicts(LockKind::Shared));
+        assert!(!shared.conflicts(LockKind::Deleting));
+        assert!(shared.conflicts(LockKind::Exclusive));
+        assert!(!deleting.conflicts(LockKind::Shared));
+        assert!(deleting.conflicts(LockKind::Deleting));
+        assert!(deleting.conflicts(LockKind::Exclusive));
+        for k in [LockKind::Shared, LockKind::Deleting, LockKind::Exclusive] {
+            assert!(exclusive.conflicts(k));
+        }
+    }
+}

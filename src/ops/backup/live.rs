@@ -114,6 +114,9 @@ pub(super) fn ensure_live(
             ..IndexFile::default()
         },
     )?;
-    tracing::info!(packs = n, "packs a prune had marked were taken back into the index");
+    tracing::info!(
+        packs = n,
+        "packs a prune had marked were taken back into the index"
+    );
     Ok(n)
 }
