@@ -566,8 +566,11 @@ pub(crate) fn prune(
             lock::oldest_other(repo.backend().as_ref(), repo.keys().seal_key())?
         },
     };
-    let files = repo.load_index_files()?;
+    // Locks (above), then snapshots, then the index: a snapshot is written after the index
+    // files that cover it, so backups that finish meanwhile cannot leave a listed snapshot
+    // uncovered; one that finishes later still holds its lock (§9a (b)).
     let snapshots = repo.snapshots()?;
+    let files = repo.load_index_files()?;
     // A damaged snapshot may be real: treating its data as unused would lose it for good.
     let damaged = repo.damaged_snapshots().len();
     if damaged > 0 && !opts.ignore_damaged_snapshots {
