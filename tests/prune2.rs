@@ -175,7 +175,7 @@ fn schedules(default: u64) -> u64 {
 }
 
 /// Runs `n` schedules from `first_seed`, each in a fresh repository from `repo`.
-fn run_schedules(repo: impl Fn(u64) -> TestRepo, first_seed: u64, n: u64, kill: bool) {
+fn run_schedules(repo: &dyn Fn(u64) -> TestRepo, first_seed: u64, n: u64, kill: bool) {
     for seed in first_seed..first_seed + n {
         let t = repo(seed);
         schedule(&t, seed, 3, 2, kill);
@@ -188,12 +188,12 @@ fn local_repo(_: u64) -> TestRepo {
 
 #[test]
 fn interleaved_backups_and_prunes_local() {
-    run_schedules(local_repo, 1, schedules(100), false);
+    run_schedules(&local_repo, 1, schedules(100), false);
 }
 
 #[test]
 fn interleaved_backups_and_killed_prunes_local() {
-    run_schedules(local_repo, 1001, schedules(100), true);
+    run_schedules(&local_repo, 1001, schedules(100), true);
 }
 
 #[test]

@@ -300,8 +300,8 @@ fn pack_records(
     // A marked pack only the mark lists (its old index files are gone) keeps its marked record.
     let mark_name = String::from("(marked)");
     for m in marked {
-        if !by_pack.contains_key(&m.pack.id) {
-            by_pack.insert(m.pack.id, vec![(&mark_name, &m.pack)]);
+        if let std::collections::hash_map::Entry::Vacant(v) = by_pack.entry(m.pack.id) {
+            v.insert(vec![(&mark_name, &m.pack)]);
             order.push(m.pack.id);
         }
     }
