@@ -166,15 +166,16 @@ pub fn backup(
     let parent = find_parent(repo, opts, &host, &path_strings)?;
     // Deduplicate only against live packs (nothing a prune marked); the parent's root may be
     // read from any copy.
-    let (index, parent_root) = {
+    let (index, parent_root, start_files) = {
         let files = repo.load_readable_index_files()?;
+        let names: HashSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
         let parent_root = match &parent {
             Some((_, s)) => {
                 Some(repo.load_tree(&crate::repo::index::reader_index(&files), &s.tree)?)
             }
             None => None,
         };
-        (crate::repo::index::live_index(&files), parent_root)
+        (crate::repo::index::live_index(&files), parent_root, names)
     };
     crate::failpoint::hook("backup-after-index", Path::new(""));
 
@@ -404,7 +405,14 @@ pub fn backup(
     let packs_recovered = if opts.dry_run {
         0
     } else {
-        live::ensure_live(repo, &index, &stats.index_ids, root_id, names_id)?
+        live::ensure_live(
+            repo,
+            &index,
+            &start_files,
+            &stats.index_ids,
+            root_id,
+            names_id,
+        )?
     };
     let snapshot_id = if opts.dry_run {
         None

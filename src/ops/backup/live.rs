@@ -17,16 +17,20 @@ use crate::repo::index::{self, INDEX_VERSION, Index, IndexFile, IndexPack};
 use crate::{Error, Id, Result};
 
 /// Makes sure what the snapshot of `root` (and name index `names`) references is live; `start`
-/// is the live index the backup read, `own` the index files it wrote. Returns the packs taken
-/// back into the index.
+/// is the live index the backup read (from the index files named `start_files`), `own` the
+/// index files it wrote. Returns the packs taken back into the index.
 pub(super) fn ensure_live(
     repo: &Repository,
     start: &Index,
+    start_files: &HashSet<String>,
     own: &[Id],
     root: Id,
     names: Option<Id>,
 ) -> Result<u64> {
     crate::failpoint::hook("backup-before-check", Path::new(""));
+    if nothing_left_the_index(repo, start_files, own)? {
+        return Ok(0);
+    }
     let files = repo.load_readable_index_files()?;
     let live = index::live_packs(&files);
     let superseded = index::superseded(&files);
@@ -119,4 +123,30 @@ pub(super) fn ensure_live(
         "packs a prune had marked were taken back into the index"
     );
     Ok(n)
+}
+
+/// The common case, cheaply: every index file the backup started from is still there, and no
+/// file written since (but its own) supersedes or marks anything (only a prune writes such
+/// files), so nothing it may reference left the index. Reads only the new files.
+fn nothing_left_the_index(
+    repo: &Repository,
+    start_files: &HashSet<String>,
+    own: &[Id],
+) -> Result<bool> {
+    let listed = repo.backend().list(FileKind::Index)?;
+    let now: HashSet<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    if !start_files.iter().all(|n| now.contains(n.as_str())) {
+        return Ok(false);
+    }
+    let own: HashSet<String> = own.iter().map(Id::to_hex).collect();
+    for (name, _) in listed {
+        if start_files.contains(&name) || own.contains(&name) {
+            continue;
+        }
+        match repo.load_object::<IndexFile>(FileKind::Index, &name) {
+            Ok(f) if f.supersedes.is_empty() && f.marked.is_empty() => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
