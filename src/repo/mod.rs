@@ -70,7 +70,7 @@ fn hyd_chunking_is_valid(c: &Config) -> bool {
 }
 
 /// Whether `e` says the object is not there (removed between a listing and a read).
-fn is_not_found(e: &Error) -> bool {
+pub(crate) fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
@@ -313,46 +313,66 @@ impl Repository {
     /// Loads every index file (in parallel) into the shared in-memory index, superseded files
     /// as fallback copies. A damaged index file (or one forged by a client with append-only
     /// access) is skipped with a warning: `verify` reports it, and prune stops at it.
+    /// Marked packs (repo-format.md §9a) come last, as a fallback.
     pub fn load_index(&self) -> Result<Index> {
-        let names = self.backend.list(FileKind::Index)?;
-        if let Some(c) = &self.cache {
-            c.retain_index_files(&names);
-        }
-        let loaded: Vec<Option<(String, IndexFile)>> = names
-            .par_iter()
-            .map(|(n, _)| match self.load_object(FileKind::Index, n) {
-                Ok(f) => Ok(Some((n.clone(), f))),
-                Err(e @ Error::Corrupt { .. }) => {
-                    tracing::warn!("{e}; skipped");
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            })
-            .collect::<Result<_>>()?;
-        let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
-        tracing::info!(files = files.len(), "index loaded");
-        let index = Index::from_files(index::by_priority(&files).map(|(_, f)| f));
+        let index = index::reader_index(&self.load_readable_index_files()?);
         if let Some(c) = &self.cache {
             c.trim_trees(&index);
         }
         Ok(index)
     }
 
-    /// Loads every index file with its name.
+    /// The index a writer deduplicates against: only live packs (nothing a prune marked,
+    /// repo-format.md §9a), so that no new snapshot comes to depend on a pack on its way out.
+    pub fn load_live_index(&self) -> Result<Index> {
+        Ok(index::live_index(&self.load_readable_index_files()?))
+    }
+
+    /// Every index file that loads, with its name: damaged ones are skipped with a warning,
+    /// and files a prune deleted since the listing are passed over (only superseded files are
+    /// deleted, and only once no reader that listed them before can still be running).
+    pub fn load_readable_index_files(&self) -> Result<Vec<(String, IndexFile)>> {
+        let names = self.backend.list(FileKind::Index)?;
+        if let Some(c) = &self.cache {
+            c.retain_index_files(&names);
+        }
+        let loaded: Vec<Option<(String, IndexFile)>> = names
+            .par_iter()
+            .map(
+                |(n, size)| match self.load_sized(FileKind::Index, n, Some(*size)) {
+                    Ok(f) => Ok(Some((n.clone(), f))),
+                    Err(e @ Error::Corrupt { .. }) => {
+                        tracing::warn!("{e}; skipped");
+                        Ok(None)
+                    }
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )
+            .collect::<Result<_>>()?;
+        let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
+        tracing::info!(files = files.len(), "index loaded");
+        Ok(files)
+    }
+
+    /// Loads every index file with its name; a damaged one is an error (prune stops at it).
+    /// A file deleted since the listing is passed over.
     pub fn load_index_files(&self) -> Result<Vec<(String, IndexFile)>> {
         let names = self.backend.list(FileKind::Index)?;
         if let Some(c) = &self.cache {
             c.retain_index_files(&names);
         }
-        names
+        let loaded: Vec<Option<(String, IndexFile)>> = names
             .par_iter()
-            .map(|(n, size)| {
-                Ok((
-                    n.clone(),
-                    self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size))?,
-                ))
-            })
-            .collect()
+            .map(
+                |(n, size)| match self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size)) {
+                    Ok(f) => Ok(Some((n.clone(), f))),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )
+            .collect::<Result<_>>()?;
+        Ok(loaded.into_iter().flatten().collect())
     }
 
     /// All readable snapshots, oldest first. A snapshot file that does not open or decode is
@@ -501,12 +521,17 @@ impl Repository {
 
     /// Takes a shared or exclusive lock for the duration of an operation.
     pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<lock::LockGuard> {
-        lock::acquire(
-            self.backend.clone(),
-            self.keys.seal_key(),
-            exclusive,
-            purpose,
-        )
+        let kind = if exclusive {
+            lock::LockKind::Exclusive
+        } else {
+            lock::LockKind::Shared
+        };
+        self.lock_kind(kind, purpose)
+    }
+
+    /// Takes a lock of any [`lock::LockKind`] for the duration of an operation.
+    pub fn lock_kind(&self, kind: lock::LockKind, purpose: &str) -> Result<lock::LockGuard> {
+        lock::acquire(self.backend.clone(), self.keys.seal_key(), kind, purpose)
     }
 
     /// Reads one blob through the index, checking its id; a copy that fails its check is
