@@ -360,9 +360,16 @@ fn sigterm_finishes_the_cycle_in_progress_then_exits_0() {
     gen_root(&src, 47, 10, "300K", 0, 0);
     let mut c = hb.command();
     c.env("HYDRABACKUP_TEST_HOOK", "watch-cycle:kill -TERM $PPID");
+    let metrics = hb.path("watch.prom");
     let mut w = Watch::start(
         c,
-        &[os("--interval"), os("1s"), src.as_os_str()],
+        &[
+            os("--interval"),
+            os("1s"),
+            os("--metrics-file"),
+            metrics.as_os_str(),
+            src.as_os_str(),
+        ],
         hb.path("watch.err"),
     );
     let first = w.cycle("during which SIGTERM came", |_| true);
@@ -373,6 +380,28 @@ fn sigterm_finishes_the_cycle_in_progress_then_exits_0() {
     assert_eq!(st.code(), Some(0), "{st}");
     assert_eq!(rest.len(), 1, "one more line, the summary: {rest:#?}");
     assert_eq!(num(&rest[0], "snapshots"), 1);
+    // The metrics file shows the cycle (written after each cycle, and at exit).
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let sample = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        assert!(line.contains("command=\"watch\""), "{line}");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(sample("hydrabackup_watch_cycles_total"), 1.0);
+    assert_eq!(sample("hydrabackup_watch_snapshots_total"), 1.0);
+    assert_eq!(
+        sample("hydrabackup_watch_swamps_captured"),
+        num(&first, "swamps_captured") as f64
+    );
+    assert_eq!(
+        sample("hydrabackup_watch_bytes_stored"),
+        num(&first, "bytes_stored") as f64
+    );
+    assert_eq!(sample("hydrabackup_watch_pending_paths"), 0.0);
+    assert_eq!(sample("hydrabackup_success"), 1.0);
     let listed = hb.json(&["snapshots"]);
     assert_eq!(listed[0]["id"], id);
     assert_restores_to(|| hb.command(), id, &src, &hb.path("r"));
