@@ -167,11 +167,14 @@ fn find_parent(
     host: &str,
     paths: &[String],
 ) -> Result<Option<(Id, Snapshot)>> {
+    if opts.force && opts.parent.is_none() {
+        return Ok(None);
+    }
+    if repo.is_write_only() {
+        return repo.write_only_parent(opts.parent.as_deref(), host, paths);
+    }
     if let Some(p) = &opts.parent {
         return repo.find_snapshot(p).map(Some);
-    }
-    if opts.force {
-        return Ok(None);
     }
     Ok(repo
         .snapshots()?
@@ -592,7 +595,9 @@ pub fn backup(
         None
     } else {
         crate::failpoint::hit("before-snapshot");
-        Some(repo.save_object(FileKind::Snapshot, &snap)?)
+        let id = repo.save_object(FileKind::Snapshot, &snap)?;
+        repo.record_write_only_snapshot(&id, &snap)?;
+        Some(id)
     };
     Ok(BackupOutcome {
         snapshot_id,

@@ -232,6 +232,7 @@ impl TreeBuilder<'_> {
     /// Stores a tree blob unless the repository (or this run) has it already.
     pub(crate) fn store_blob(&mut self, bytes: Vec<u8>) -> Result<Id> {
         let id = self.repo.keys().blob_id(&bytes);
+        self.repo.note_tree(&id, &bytes);
         if !self.index.contains(BlobType::Tree, &id) && self.seen.insert(id) {
             self.added += 1;
             let b = seal_blob(
