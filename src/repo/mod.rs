@@ -241,7 +241,8 @@ impl Repository {
     }
 
     /// The parent of a write-only backup: the snapshot `spec` names (an id prefix) or the newest
-    /// one of `host` and `paths`, among those the send log recorded and the repository lists.
+    /// one of `host` and `paths`, among those the send log recorded (with their root trees) and
+    /// the repository lists.
     pub fn write_only_parent(
         &self,
         spec: Option<&str>,
@@ -261,6 +262,8 @@ impl Repository {
             .map(|(n, _)| n)
             .collect();
         let mut snaps = log.snapshots(&listed);
+        // A parent is only useful with its root tree at hand.
+        snaps.retain(|(_, s)| log.tree(&self.keys, &s.tree).is_ok());
         match spec {
             Some(p) => {
                 let p = p.to_ascii_lowercase();
