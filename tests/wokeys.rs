@@ -61,8 +61,11 @@ fn library(t: &TestRepo, password: &str) -> Repository {
 fn write_only_backups_are_incremental_and_full_keys_restore_copy_and_prune_them() {
     let t = TestRepo::init();
     let src = source(&t);
-    // History written with the full key before the host got its write-only key.
-    t.backup(&[&src]);
+    // History written with the full key before the host got its write-only key (other data:
+    // the host's blobs are then the only copies, so what prune does with them is certain).
+    let old = t.path("old");
+    random_files(&old, 3, 5, 100_000);
+    t.backup(&[&old]);
     let key = add_write_only(&t);
     let keys = t.json(&["key", "list"]);
     let wo: Vec<&Value> = keys
@@ -135,7 +138,22 @@ fn write_only_backups_are_incremental_and_full_keys_restore_copy_and_prune_them(
     // The host's next backup still works: blobs whose packs were rewritten are stored again
     // (the send log drops records of packs the repository no longer lists).
     write(&src.join("later"), &random_bytes(11, 50_000));
-    let third = host_backup(&t, &src);
+    let metrics = t.path("backup.prom");
+    let r = host(
+        &t,
+        &[
+            "backup",
+            "--json",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
+    r.expect_code(0);
+    assert_eq!(r.stderr, "", "a write-only backup warned");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("hydrabackup_success{"), "{prom}");
+    let third = r.json();
     assert_eq!(
         third["parent"].as_str(),
         second["snapshot_id"].as_str(),
