@@ -151,3 +151,45 @@ impl KeyFile {
         Ok(k)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> KdfParams {
+        KdfParams {
+            mem_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn a_write_only_key_file_round_trips_and_holds_no_master_key() {
+        let secrets = WriteOnlySecrets {
+            config: Config::new(),
+            public_key: Id([1; 32]),
+            lock_key: Id([2; 32]),
+        };
+        let kf = KeyFile::create_write_only(&secrets, b"pw", cheap()).unwrap();
+        let back = KeyFile::decode(&kf.encode()).unwrap();
+        assert!(back.is_write_only() && back.sealed_master.is_empty());
+        match back.open(b"pw").unwrap() {
+            KeySecrets::WriteOnly(w) => {
+                assert_eq!((w.public_key, w.lock_key), (Id([1; 32]), Id([2; 32])));
+                assert_eq!(w.config.id_key, secrets.config.id_key);
+            }
+            KeySecrets::Full(_) => panic!("opened as a full key"),
+        }
+        assert!(matches!(back.open(b"other"), Err(Error::WrongPassword)));
+        // A version that does not match what the file holds is refused before any Argon2 run.
+        let mut mixed = back.clone();
+        mixed.version = FULL_KEY;
+        assert!(KeyFile::decode(&mixed.encode()).is_err());
+        let mut full = KeyFile::create(&[3; 32], b"pw", cheap()).unwrap();
+        assert!(!full.is_write_only());
+        assert!(matches!(full.open(b"pw").unwrap(), KeySecrets::Full(m) if *m == [3; 32]));
+        full.version = WRITE_ONLY_KEY;
+        assert!(KeyFile::decode(&full.encode()).is_err());
+    }
+}
