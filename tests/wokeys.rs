@@ -4,6 +4,7 @@
 
 mod common;
 mod restcommon;
+mod s3common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -428,5 +429,27 @@ fn write_only_backups_to_an_append_only_server() {
         &["restore", "latest", "--target", out.to_str().unwrap()],
     )
     .expect_code(0);
+    assert_same_dir(&src, &out);
+}
+
+/// The same on S3 (a real S3 server): small packs, two incremental host backups, and the full
+/// key's forget, prune, verify and restore.
+#[test]
+fn write_only_backups_to_s3() {
+    let s = s3common::S3Server::start();
+    let t = s.init("write-only/db1", &["--pack-size", "1", "--chunk-avg", "64"]);
+    add_write_only(&t);
+    let src = source(&t);
+    let first = host_backup(&t, &src);
+    write(&src.join("new"), &random_bytes(78, 200_000));
+    let second = host_backup(&t, &src);
+    assert_eq!(second["parent"], first["snapshot_id"], "{second:#}");
+    assert_eq!(second["files_read"], 1, "{second:#}");
+    host(&t, &["ls", "latest"]).expect_code(16);
+    t.json(&["forget", "--yes", first["snapshot_id"].as_str().unwrap()]);
+    t.json(&["prune", "--yes"]);
+    t.assert_verify_ok(&["--read-data"]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
     assert_same_dir(&src, &out);
 }
