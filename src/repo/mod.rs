@@ -597,7 +597,7 @@ impl Repository {
             Some(Some(keys)) => blob::open_checked(&keys, e, sealed),
             Some(None) => blob::open_checked(&self.keys, e, sealed),
             None => match blob::open_checked(&self.keys, e, sealed) {
-                Err(err @ Error::Corrupt { .. }) => match self.session_keys(pack)? {
+                Err(err @ Error::Corrupt { .. }) => match self.session_keys(pack) {
                     Some(keys) => blob::open_checked(&keys, e, sealed),
                     None => Err(err),
                 },
@@ -607,29 +607,30 @@ impl Repository {
     }
 
     /// The keys of a pack a write-only session wrote, from its sealed header (`None`: another
-    /// pack, or a header that does not open, whose blobs then fail their own checks).
-    fn session_keys(&self, pack: &Id) -> Result<Option<Keys>> {
+    /// pack, or a header that does not open, whose blobs then fail their own checks). What the
+    /// header says is remembered; a read that failed is not (it may succeed later).
+    fn session_keys(&self, pack: &Id) -> Option<Keys> {
         let name = pack.to_hex();
-        let size = self.backend.size(FileKind::Pack, &name)?;
-        let found = (|| {
-            let tail = self
-                .backend
-                .read_range(FileKind::Pack, &name, size.checked_sub(4)?, 4)
-                .ok()?;
-            let hl = u32::from_le_bytes(tail[..4].try_into().ok()?) as u64;
-            let start = size.checked_sub(4 + hl)?;
-            let sealed = self
+        let size = self.backend.size(FileKind::Pack, &name).ok()?;
+        let tail = self
+            .backend
+            .read_range(FileKind::Pack, &name, size.checked_sub(4)?, 4)
+            .ok()?;
+        let hl = u32::from_le_bytes(tail[..4].try_into().ok()?) as u64;
+        let sealed = match size.checked_sub(4 + hl) {
+            Some(start) => self
                 .backend
                 .read_range(FileKind::Pack, &name, start, hl)
-                .ok()?;
-            crypto::envelope::envelope_of(&sealed)?;
-            pack::open_header(&self.keys, &sealed).ok()?.1
-        })();
+                .ok()?,
+            None => Vec::new(),
+        };
+        let found = crypto::envelope::envelope_of(&sealed)
+            .and_then(|_| pack::open_header(&self.keys, &sealed).ok()?.1);
         self.pack_keys
             .lock()
             .expect("pack keys")
             .insert(*pack, found.clone());
-        Ok(found)
+        found
     }
 
     /// Loads a tree blob (with a write-only key: from the send log, the only trees it can read).
