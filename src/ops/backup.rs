@@ -503,6 +503,7 @@ pub fn backup(
         decisions: Vec::new(),
         names: Vec::new(),
         show_names: opts.show_names,
+        note_trees: !opts.dry_run,
         base: if paths.len() == 1 {
             paths[0].clone()
         } else {
