@@ -11,8 +11,9 @@ phase() { echo "== [$((SECONDS - start)) s] $*" >&2; }
 
 phase "system packages"
 bash scripts/system-deps.sh test
-# tests/s3.rs runs a real S3-compatible server (s3s-fs, built once with cargo install).
-phase "S3 test server"
+# tests/s3.rs runs a real S3-compatible server (s3s-fs, built once with cargo install),
+# tests/objlock.rs one with S3 Object Lock (moto, installed once with pip into a venv).
+phase "S3 test servers"
 bash scripts/install-s3-server.sh
 
 # Includes tests/backend_conformance.rs: the backend conformance suite on local, memory, REST,

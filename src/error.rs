@@ -105,6 +105,11 @@ pub enum Error {
     /// The `--hook-before` command failed, so the command did not run.
     #[error("the --hook-before command failed ({0}); the command did not run")]
     HookBefore(String),
+    /// `verify` found objects whose object lock ends sooner than the configured period.
+    #[error(
+        "{0} object(s) are locked for less than the configured retention (named above); `hydrabackup prune` extends them"
+    )]
+    RetentionShort(usize),
 }
 
 impl Error {
@@ -128,6 +133,7 @@ impl Error {
             {
                 14
             }
+            Error::RetentionShort(_) => 18,
             _ => 1,
         }
     }

@@ -280,6 +280,24 @@ fn every_command_human_and_json_output_is_pinned() {
         p.pin(name, &[(&a, args), (&a, &json)]);
     }
 
+    // conf (issue 17): diff, find, the stored policy, config show.
+    let ids: Vec<String> = a
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let (s1, s2) = (&ids[0][..8], &ids[1][..8]);
+    for (name, args) in [
+        ("diff", &["diff", s1, s2][..]),
+        ("find", &["find", "b"]),
+        ("policy_set", &["policy", "set", "--retention", "7d,4w"]),
+        ("policy_show", &["policy", "show"]),
+        ("config_show", &["config", "show"]),
+    ] {
+        let json: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+        p.pin(name, &[(&a, args), (&a, &json)]);
+    }
+
     let r1 = a.path("r1");
     let r2 = a.path("r2");
     let r3 = a.path("r3");
@@ -434,6 +452,15 @@ fn every_command_human_and_json_output_is_pinned() {
             (&a, &["ls", "--json", "deadbeef"]),
             (&a, &["prune", "--max-unused", "101"]),
             (&a, &["prune", "--json", "--max-unused", "101"]),
+        ],
+    );
+    p.pin(
+        "tag_repair",
+        &[
+            (&a, &["tag", "latest", "--add", "pinned"]),
+            (&a, &["tag", "--json", "latest", "--remove", "pinned"]),
+            (&a, &["repair", "index", "--dry-run"]),
+            (&a, &["repair", "snapshots", "--json"]),
         ],
     );
 }

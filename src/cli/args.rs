@@ -15,6 +15,13 @@ use hydrabackup::ops::snapshots::SnapshotsOptions;
 use hydrabackup::ops::stats::StatsOptions;
 use hydrabackup::ops::unlock::UnlockOptions;
 use hydrabackup::ops::verify::VerifyOptions;
+use hydrabackup::ops::{
+    diff::DiffOptions,
+    find::FindOptions,
+    policy::PolicySetOptions,
+    repair::{RepairIndexOptions, RepairSnapshotsOptions},
+    tag::TagOptions,
+};
 
 /// Zero-downtime, deduplicating, encrypted backups of HydrAIDE data roots.
 #[derive(Parser, Debug)]
@@ -77,6 +84,36 @@ pub struct Global {
     /// `~/.cache/hydrabackup`).
     #[arg(long, env = "HYDRABACKUP_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Use the options of this profile (README, "Profiles").
+    #[arg(
+        short = 'P',
+        long,
+        env = "HYDRABACKUP_PROFILE",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub profile: Option<String>,
+    /// The profile file (default `~/.config/hydrabackup/profiles.toml`, then
+    /// `/etc/hydrabackup/profiles.toml`).
+    #[arg(
+        long,
+        env = "HYDRABACKUP_PROFILE_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub profile_file: Option<PathBuf>,
+    /// Worker threads for hashing, compression and parallel reads (default: one per core).
+    #[arg(long, env = "HYDRABACKUP_THREADS", global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Limit writes to the repository to this many KiB/s.
+    #[arg(long, env = "HYDRABACKUP_LIMIT_UPLOAD", global = true, value_name = "KIB_S",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit_upload: Option<u32>,
+    /// Limit reads from the repository to this many KiB/s.
+    #[arg(long, env = "HYDRABACKUP_LIMIT_DOWNLOAD", global = true, value_name = "KIB_S",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit_download: Option<u32>,
     /// Metrics and hooks.
     #[command(flatten)]
     pub observe: Observe,
@@ -146,10 +183,66 @@ pub enum Command {
     Serve(ServeArgs),
     /// Add a user to a users file for `serve`, or change their password.
     ServeUser(ServeUserArgs),
+    /// Browse the snapshots as a read-only file system (FUSE) until Ctrl-C or unmount.
+    Mount(hydrabackup::ops::mount::MountOptions),
     /// Write a file of a snapshot to standard output (a folder as a tar archive).
     Dump(hydrabackup::ops::dump::DumpOptions),
     /// Print a repository object, decrypted (JSON; a data blob as raw bytes), for debugging.
     Cat(hydrabackup::ops::cat::CatOptions),
+    // conf (issue 17): configuration and the commands restic users reach for.
+    /// Show the settings in effect: profile, environment and command line merged.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The retention policy stored in the repository (`forget` without arguments applies it).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Forget snapshots by the stored retention policy, then prune (HydrAIDE plan's name).
+    Purge(PruneOptions),
+    /// What changed between two snapshots: files and Swamps added, removed, changed.
+    Diff(DiffOptions),
+    /// Which snapshots hold a path or Swamp name matching a pattern, newest first.
+    Find(FindOptions),
+    /// Add, remove or set tags of snapshots (each is rewritten as a new snapshot).
+    Tag(TagOptions),
+    /// Rebuild index files from pack headers, or snapshots without their missing data.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (one per command) into a folder.
+    #[command(hide = true)]
+    Man {
+        /// The folder (created when missing).
+        dir: PathBuf,
+    },
+}
+
+/// `config` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the merged settings and where each comes from (secrets redacted).
+    Show,
+}
+
+/// `policy` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Store a retention policy in the repository.
+    Set(PolicySetOptions),
+    /// Print the stored retention policy.
+    Show,
+}
+
+/// `repair` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Write index files for every pack, read from the pack headers.
+    Index(RepairIndexOptions),
+    /// Write new snapshots without references to missing or damaged data.
+    Snapshots(RepairSnapshotsOptions),
 }
 
 /// `init`.

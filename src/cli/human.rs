@@ -256,6 +256,15 @@ pub fn verify(out: &verify::Outcome, say: &dyn Fn(String)) {
             r.unreferenced_packs.len()
         ));
     }
+    for o in r.short_retention.iter().take(20) {
+        let until = o
+            .until
+            .map_or("not locked".to_string(), |t| format!("locked until {t}"));
+        eprintln!("short retention: {} {}: {until}", o.kind, o.name);
+    }
+    if r.short_retention.len() > 20 {
+        eprintln!("  ... and {} more objects", r.short_retention.len() - 20);
+    }
     if out.ok {
         say("no errors were found".into());
     }
@@ -383,6 +392,23 @@ pub fn forget(s: &ForgetSummary) {
         }
     }
     println!("{verb} {} snapshot(s), kept {}", s.removed, s.kept);
+    if let Some(t) = s.locked_until {
+        println!(
+            "object lock: the removed snapshot files stay stored (hidden) until {t}; a prune after that frees them"
+        );
+    }
+}
+
+/// A period in its largest whole unit (`30d`, `180h`, `90s`, `2.5s`).
+pub fn period(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if d.subsec_nanos() != 0 => format!("{:.1}s", d.as_secs_f64()),
+        _ if s > 0 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s > 0 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s > 0 && s.is_multiple_of(60) => format!("{}min", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 /// `prune`: used and unused space, then what was (or would be) deleted and rewritten.
@@ -411,4 +437,19 @@ pub fn prune(s: &PruneSummary) {
         human(s.pack_bytes_after),
         human(s.bytes_unused_left)
     );
+    if let Some(l) = &s.object_lock {
+        let h = &l.hidden;
+        println!(
+            "object lock: {} of {} object(s) extended; removed objects: {} version(s) freed ({}), {} still locked ({})",
+            l.extended,
+            l.objects,
+            h.versions_removed,
+            human(h.bytes_freed),
+            h.versions_locked,
+            human(h.bytes_locked)
+        );
+        if let Some(t) = h.locked_until {
+            println!("object lock: that space comes back with the first prune after {t}");
+        }
+    }
 }

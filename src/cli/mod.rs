@@ -2,15 +2,17 @@
 //! prints its result (human text, or JSON with --json). Errors become one line and an exit code.
 
 mod args;
+mod conf;
 mod env;
 mod human;
 mod password;
+mod profile;
 mod progress;
 mod report;
 
 use std::sync::Arc;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use hydrabackup::backend;
 use hydrabackup::crypto::KdfParams;
 use hydrabackup::ops::progress::Progress;
@@ -32,10 +34,6 @@ const STACK: usize = 256 << 20;
 
 /// Runs the command line; returns the exit code.
 pub fn run() -> i32 {
-    // Fails only if the pool already exists, which it cannot before this point.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .stack_size(STACK)
-        .build_global();
     match std::thread::Builder::new()
         .name("hydrabackup".into())
         .stack_size(STACK)
@@ -50,8 +48,20 @@ pub fn run() -> i32 {
 }
 
 fn run_command() -> i32 {
-    let matches = Cli::command().get_matches();
+    let (matches, loaded) = match conf::parse(std::env::args_os().collect()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("hydrabackup: error: {e}");
+            return 2;
+        }
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Fails only if the pool already exists, which it cannot before this point.
+    let mut pool = rayon::ThreadPoolBuilder::new().stack_size(STACK);
+    if let Some(n) = cli.global.threads {
+        pool = pool.num_threads(n.into());
+    }
+    let _ = pool.build_global();
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -87,7 +97,7 @@ fn run_command() -> i32 {
     let before = report::before(&observe, cmd);
     // A command its before-hook stopped has no after- or failure-hook.
     let ran = before.is_ok();
-    let result = before.and_then(|()| dispatch(cli, &mut rep));
+    let result = before.and_then(|()| dispatch(cli, &mut rep, &matches, loaded.as_ref()));
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         ok = result.is_ok(),
@@ -106,6 +116,7 @@ fn run_command() -> i32 {
                         | Error::RestoreDamaged(_)
                         | Error::RestoreIncomplete(_)
                         | Error::SnapshotsSkipped(_)
+                        | Error::RetentionShort(_)
                 )
             {
                 let mut doc = json!({"error": e.to_string(), "exit_code": code});
@@ -147,13 +158,23 @@ fn kdf(g: &Global) -> KdfParams {
     k
 }
 
+/// The backend options for `loc`: the environment's, with the command line's bandwidth limits.
+fn backend_options(g: &Global, loc: &str) -> Result<backend::BackendOptions> {
+    let mut o = env::backend_options(loc)?;
+    o.limits = backend::Limits {
+        upload: g.limit_upload.map(|k| u64::from(k) * 1024),
+        download: g.limit_download.map(|k| u64::from(k) * 1024),
+    };
+    Ok(o)
+}
+
 pub(crate) fn backend_of(g: &Global) -> Result<Arc<dyn backend::Backend>> {
     let loc = g.repo.as_deref().ok_or_else(|| {
         Error::InvalidInput("no repository given: use -r/--repo or HYDRABACKUP_REPOSITORY".into())
     })?;
     Ok(Arc::from(backend::open_with(
         loc,
-        &env::backend_options(loc)?,
+        &backend_options(g, loc)?,
     )?))
 }
 
@@ -200,14 +221,14 @@ pub(crate) fn finish(repos: &[&Repository], code: i32) -> Result<i32> {
 }
 
 /// Opens the other repository of `copy` / `init --copy-params`.
-pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
+pub(crate) fn open_from(g: &Global, f: &args::FromRepo) -> Result<Repository> {
     let loc = f.from_repo.as_deref().ok_or_else(|| {
         Error::InvalidInput(
             "no source repository given: use --from-repo or HYDRABACKUP_FROM_REPOSITORY".into(),
         )
     })?;
     let b: Arc<dyn backend::Backend> =
-        Arc::from(backend::open_with(loc, &env::backend_options(loc)?)?);
+        Arc::from(backend::open_with(loc, &backend_options(g, loc)?)?);
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
     }
@@ -241,13 +262,13 @@ pub(crate) fn print_json(v: &serde_json::Value) {
 }
 
 /// Prints an outcome as the `--json` document (keys sorted, as a `serde_json::Value` has them).
-fn print_outcome<T: Serialize>(out: &T) {
+pub(crate) fn print_outcome<T: Serialize>(out: &T) {
     print_json(&serde_json::to_value(out).expect("outcomes serialize"));
 }
 
 /// Runs `op` with progress shown as `g` asks: the `--json` stream, or a bar labelled `label`
 /// on a terminal (naming the current item with `names`), or nothing (-q, not a terminal).
-fn with_progress<T>(
+pub(crate) fn with_progress<T>(
     g: &Global,
     label: &'static str,
     names: bool,
@@ -272,7 +293,7 @@ fn with_progress<T>(
 
 /// A long command's outcome: kept for the hooks and, with `--json`, printed as the stream's
 /// last line, the `summary` message (the outcome's fields plus `"message_type": "summary"`).
-fn summary<T: Serialize>(g: &Global, rep: &mut Report, out: &T) {
+pub(crate) fn summary<T: Serialize>(g: &Global, rep: &mut Report, out: &T) {
     let mut v = serde_json::to_value(out).expect("outcomes serialize");
     if let Some(m) = v.as_object_mut() {
         m.insert("message_type".into(), "summary".into());
@@ -299,7 +320,12 @@ fn warn_prune(repo: &Repository, r: Result<Option<&PruneSummary>, &Error>) {
     }
 }
 
-fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
+fn dispatch(
+    cli: Cli,
+    rep: &mut Report,
+    matches: &clap::ArgMatches,
+    loaded: Option<&conf::Loaded>,
+) -> Result<i32> {
     let g = &cli.global;
     let say = |s: String| {
         if !g.quiet && !g.json {
@@ -316,7 +342,7 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             }
             let mut cfg = a.opts.config(None)?;
             if a.opts.copy_params {
-                cfg = a.opts.config(Some(open_from(&a.from)?.config()))?;
+                cfg = a.opts.config(Some(open_from(g, &a.from)?.config()))?;
             }
             let pw = password::password(g, true)?;
             let out = ops::init::run(b, &pw, kdf(g), cfg)?;
@@ -328,6 +354,15 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
                 out.id.short(),
                 out.repository
             ));
+            if let Some(l) = out.object_lock {
+                let lock = l.lock();
+                say(format!(
+                    "object lock: {} for {}; run `prune` at least every {} to keep it whole",
+                    l.mode.s3_name().to_lowercase(),
+                    human::period(lock.retention),
+                    human::period(lock.renewal())
+                ));
+            }
             say("keep the password safe: without it the data cannot be recovered".into());
             Ok(0)
         }
@@ -385,7 +420,8 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             }
         }
         Command::Verify(a) => {
-            let repo = open(g)?;
+            // Verify checks the repository itself, never a cached copy.
+            let repo = open(g)?.with_cache_root(None);
             rep.opened(&repo);
             let out = with_progress(g, "verify", false, |p| ops::verify::run(&repo, &a, p))?;
             summary(g, rep, &out);
@@ -393,10 +429,10 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             if !g.json {
                 human::verify(&out, &say);
             }
-            if out.ok {
-                Ok(0)
-            } else {
-                Err(Error::Damaged(out.report.problems.len()))
+            match out.report.short_retention.len() {
+                _ if !out.ok => Err(Error::Damaged(out.report.problems.len())),
+                0 => Ok(0),
+                n => Err(Error::RetentionShort(n)),
             }
         }
         Command::Show(a) => {
@@ -421,7 +457,7 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             finish(&[&repo], 0)
         }
         Command::Copy(a) => {
-            let src = open_from(&a.from)?;
+            let src = open_from(g, &a.from)?;
             let dst = open(g)?;
             rep.opened(&dst);
             let out = with_progress(g, "copy", false, |p| ops::copy::run(&dst, &src, &a.opts, p))?;
@@ -446,6 +482,8 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             a.check()?;
             let repo = open(g)?;
             rep.opened(&repo);
+            // Without snapshots or rules: the policy stored in the repository (`policy set`).
+            let a = ops::policy::apply_stored(&repo, &a)?;
             let r = with_progress(g, "prune", false, |p| ops::forget::run(&repo, &a, p));
             warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
             let out = r?;
@@ -498,6 +536,24 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Mount(a) => {
+            let repo = open(g)?;
+            let m = ops::mount::mount(&repo, &a)?;
+            if g.json {
+                print_outcome(m.outcome());
+            }
+            say(format!(
+                "mounted {} snapshot(s) on {}; Ctrl-C or umount to unmount",
+                m.outcome().snapshots,
+                a.mountpoint.display()
+            ));
+            let out = m.serve()?;
+            if g.json {
+                print_outcome(&out);
+            }
+            say("unmounted".into());
+            finish(&[&repo], 0)
+        }
         Command::Unlock(a) => {
             let repo = open(g)?;
             let out = ops::unlock::run(&repo, &a, &none)?;
@@ -511,6 +567,16 @@ fn dispatch(cli: Cli, rep: &mut Report) -> Result<i32> {
             ));
             Ok(0)
         }
+        // conf (issue 17): configuration and the commands restic users reach for.
+        c @ (Command::Config(_)
+        | Command::Policy(_)
+        | Command::Purge(_)
+        | Command::Diff(_)
+        | Command::Find(_)
+        | Command::Tag(_)
+        | Command::Repair(_)
+        | Command::Completion { .. }
+        | Command::Man { .. }) => conf::dispatch(g, c, rep, matches, loaded),
     }
 }
 

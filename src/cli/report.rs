@@ -14,7 +14,9 @@ use hydrabackup::{Error, Result};
 use super::args::Observe;
 
 /// The commands that write metrics.
-pub const METRIC_COMMANDS: &[&str] = &["backup", "verify", "forget", "prune", "copy", "restore"];
+pub const METRIC_COMMANDS: &[&str] = &[
+    "backup", "verify", "forget", "prune", "copy", "restore", "purge",
+];
 
 /// What a command leaves for its metrics and hooks.
 #[derive(Default)]

@@ -285,9 +285,8 @@ pub fn backup(
 
     let chunker = Chunker::new(&repo.config().chunker);
     let hyd = repo.config().hyd_chunker;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    // The worker pool's size: one per core, or `--threads`.
+    let cores = rayon::current_num_threads();
     let writer = PackWriter::new(repo, 2, opts.dry_run);
     let workers = Workers {
         repo,
@@ -336,7 +335,7 @@ pub fn backup(
             let walked = &walked;
             s.spawn(move || count_sources(paths, patterns, progress, walked));
         }
-        for _ in 0..2 {
+        for _ in 0..cores.min(2) {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
             let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
             s.spawn(move || {

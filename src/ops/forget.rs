@@ -162,6 +162,10 @@ pub struct ForgetSummary {
     pub removed: u64,
     /// Whether nothing was deleted.
     pub dry_run: bool,
+    /// With object lock: the removed snapshot files are hidden at once but stay stored until
+    /// their lock ends, the latest at this time (a `prune` after it frees them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<jiff::Timestamp>,
 }
 
 const GROUP_KEYS: [&str; 3] = ["host", "paths", "tags"];
@@ -283,6 +287,8 @@ fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<Forg
             summary.groups.push(g);
         }
     }
+    let names: Vec<String> = remove.iter().map(Id::to_hex).collect();
+    summary.locked_until = super::objlock::locked_until(repo, FileKind::Snapshot, &names)?;
     if !dry_run {
         for id in &remove {
             repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;

@@ -1,13 +1,14 @@
 //! `init`: creates a repository.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, LockMode, parse_retention};
 use crate::crypto::KdfParams;
 use crate::repo::Repository;
-use crate::repo::config::{Compression, Config};
+use crate::repo::config::{Compression, Config, ObjectLockConfig};
 use crate::{Error, Id, Result};
 
 /// Options of `init`.
@@ -27,6 +28,15 @@ pub struct InitOptions {
     /// between the two moves only missing blobs and backups into either deduplicate alike.
     #[arg(long, requires = "from_repo")]
     pub copy_params: bool,
+    /// S3 Object Lock (WORM): write every object but the locks locked in this mode (needs an
+    /// `s3:` repository; a new bucket is created with Object Lock).
+    #[arg(long, value_enum, requires = "retention")]
+    pub object_lock: Option<LockMode>,
+    /// With --object-lock: the protected period (e.g. 30d, 2w, 12h, 90s; units s, min, h, d, w,
+    /// y). Objects still in use stay locked at least this long while `prune` runs at least
+    /// every quarter of it.
+    #[arg(long, requires = "object_lock", value_parser = parse_retention)]
+    pub retention: Option<Duration>,
 }
 
 impl InitOptions {
@@ -45,6 +55,12 @@ impl InitOptions {
         cfg.chunker.avg = avg;
         cfg.chunker.min = (avg / 4).max(64);
         cfg.chunker.max = avg.saturating_mul(4);
+        if let (Some(mode), Some(retention)) = (self.object_lock, self.retention) {
+            cfg.object_lock = Some(ObjectLockConfig {
+                mode,
+                retention_secs: retention.as_secs(),
+            });
+        }
         if let Some(c) = params_from {
             cfg.id_key = c.id_key;
             cfg.chunker = c.chunker;
@@ -63,6 +79,9 @@ pub struct InitOutcome {
     pub id: Id,
     /// The id of its first key.
     pub key: String,
+    /// Its object lock, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockConfig>,
 }
 
 /// Creates a repository with `config` and one key for `password`.
@@ -77,5 +96,6 @@ pub fn run(
         repository: repo.backend().location(),
         id: repo.config().id,
         key: repo.key_name().to_string(),
+        object_lock: repo.config().object_lock,
     })
 }

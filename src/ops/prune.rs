@@ -114,6 +114,10 @@ pub struct PruneSummary {
     pub copies_damaged: u64,
     /// Whether nothing was changed.
     pub dry_run: bool,
+    /// Object lock maintenance (repositories with object lock; not in a dry run): locks
+    /// extended, and what removed objects still hold until their lock ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<super::objlock::LockMaintenance>,
 }
 
 /// The blobs some snapshot uses.
@@ -430,8 +434,22 @@ pub fn run(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resul
     })
 }
 
-/// Prunes the repository. The caller holds an exclusive lock.
+/// Prunes the repository, then (unless a dry run) maintains its object lock
+/// ([`super::objlock::maintain`]). The caller holds an exclusive lock.
 pub(crate) fn prune(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &Progress,
+) -> Result<PruneSummary> {
+    let mut s = prune_packs(repo, opts, progress)?;
+    if !opts.dry_run {
+        s.object_lock = super::objlock::maintain(repo)?;
+    }
+    Ok(s)
+}
+
+/// Deletes and rewrites packs and index files.
+fn prune_packs(
     repo: &Repository,
     opts: &PruneOptions,
     progress: &Progress,

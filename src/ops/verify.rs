@@ -136,6 +136,8 @@ pub enum ProblemKind {
     MissingBlob,
     /// A captured Swamp does not load.
     Swamp,
+    /// The stored retention policy is damaged, or there are several.
+    Policy,
 }
 
 /// One problem found.
@@ -174,6 +176,10 @@ pub struct VerifyReport {
     pub unreferenced_packs: Vec<String>,
     /// Problems found.
     pub problems: Vec<Problem>,
+    /// With object lock: stored objects whose lock ends sooner than the configured period
+    /// (not damage; `prune` extends them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub short_retention: Vec<super::objlock::ShortRetention>,
 }
 
 impl VerifyReport {
@@ -207,7 +213,8 @@ pub struct Outcome {
 pub fn run(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> Result<Outcome> {
     let read_data = opts.read_data()?;
     let only = SwampFilter::new(&opts.swamps)?;
-    let report = verify(repo, read_data, &only, progress)?;
+    let mut report = verify(repo, read_data, &only, progress)?;
+    report.short_retention = super::objlock::short_retention(repo)?;
     Ok(Outcome {
         ok: report.ok(),
         report,
@@ -257,6 +264,27 @@ fn verify(
         }
     }
     report.snapshots = snapshots.len() as u64;
+
+    // The stored retention policy (repo-format.md §7c): each object whole, and only one.
+    let policies = backend.list(FileKind::Policy)?;
+    for (name, _) in &policies {
+        if let Err(e) = repo.load_object::<crate::ops::policy::StoredPolicy>(FileKind::Policy, name)
+        {
+            let what = format!("policy {name}");
+            report
+                .problems
+                .push(problem(ProblemKind::Policy, what, e.to_string(), &[]));
+        }
+    }
+    if policies.len() > 1 {
+        let detail = format!(
+            "{} policies stored: run `policy set` to keep one",
+            policies.len()
+        );
+        report
+            .problems
+            .push(problem(ProblemKind::Policy, "policy".into(), detail, &[]));
+    }
 
     // Index files.
     let mut files: Vec<(String, IndexFile)> = Vec::new();

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
+use crate::backend::{LockMode, ObjectLock};
 
 /// Current repository format version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -64,6 +65,28 @@ pub struct Config {
     pub compression: i32,
     /// Block-aligned chunking of HydrAIDE `.hyd` data.
     pub hyd_chunker: HydChunking,
+    /// S3 Object Lock of every object but the locks (absent: none; repo-format.md §1a).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockConfig>,
+}
+
+/// The object lock a repository's objects are written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLockConfig {
+    /// `governance` or `compliance`.
+    pub mode: LockMode,
+    /// The protected period in seconds.
+    pub retention_secs: u64,
+}
+
+impl ObjectLockConfig {
+    /// The lock the backend writes with.
+    pub fn lock(&self) -> ObjectLock {
+        ObjectLock {
+            mode: self.mode,
+            retention: std::time::Duration::from_secs(self.retention_secs),
+        }
+    }
 }
 
 impl Config {
@@ -79,6 +102,7 @@ impl Config {
             hyd_chunker: HydChunking::with_seed(u64::from_le_bytes(
                 Id::random().0[..8].try_into().expect("8 bytes"),
             )),
+            object_lock: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! a [`Backend`]. Only this layer knows byte layouts (see `repo-format.md`).
 
 pub mod blob;
+pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod filter;
@@ -50,7 +51,13 @@ pub struct Repository {
     damaged: Mutex<BTreeMap<String, String>>,
     /// Root of the local caches (see [`Repository::with_cache_root`]); `None`: no cache.
     cache_root: Option<PathBuf>,
+    /// The cache of snapshots, index files and trees in [`Repository::cache_dir`].
+    cache: Option<cache::Cache>,
 }
+
+/// A snapshot read by [`Repository::snapshots`]: its name, the snapshot and its object's
+/// plaintext (or why not), and whether it came from the local cache.
+type LoadedSnapshot = (String, Result<(Snapshot, Vec<u8>)>, bool);
 
 /// A snapshot file that was skipped because it does not open or decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,6 +101,13 @@ impl Repository {
             ));
         }
         kdf.check().map_err(Error::InvalidInput)?;
+        if let Some(l) = &config.object_lock {
+            if l.retention_secs == 0 {
+                return Err(Error::InvalidInput("the retention must be positive".into()));
+            }
+            // Before anything is written: `create` makes the bucket with Object Lock.
+            backend.set_object_lock(Some(l.lock()))?;
+        }
         backend.create()?;
         let mut master = Zeroizing::new([0u8; 32]);
         fill_random(master.as_mut());
@@ -110,6 +124,7 @@ impl Repository {
             pack_keys: Mutex::default(),
             damaged: Mutex::default(),
             cache_root: None,
+            cache: None,
         })
     }
 
@@ -205,6 +220,13 @@ impl Repository {
         if !hyd_chunking_is_valid(&config) {
             return Err(Error::corrupt("config", "invalid hyd_chunker parameters"));
         }
+        if let Some(l) = &config.object_lock
+            && let Err(e) = backend.set_object_lock(Some(l.lock()))
+        {
+            // A copy of the bucket on other storage stays readable; what is written there is
+            // not locked (and `verify` lists it).
+            tracing::warn!("{e}: objects written here are not locked");
+        }
         Ok(Repository {
             keys,
             backend,
@@ -214,6 +236,7 @@ impl Repository {
             pack_keys: Mutex::default(),
             damaged: Mutex::default(),
             cache_root: None,
+            cache: None,
         })
     }
 
@@ -323,6 +346,8 @@ impl Repository {
     /// only: what is read from it is checked against the repository, never trusted over it.
     pub fn with_cache_root(mut self, root: Option<PathBuf>) -> Self {
         self.cache_root = root;
+        let remote = !self.backend.is_local();
+        self.cache = self.cache_dir().map(|d| cache::Cache::new(d, remote));
         self
     }
 
@@ -360,12 +385,35 @@ impl Repository {
         listed: Option<u64>,
     ) -> Result<T> {
         self.require_full_key()?;
-        let bytes = object::read_capped(self.backend.as_ref(), kind, name, listed)?;
-        let what = format!("{} {name}", kind.label());
-        if Id::of_stored(&bytes).to_hex() != name {
-            return Err(Error::corrupt(what, "content does not match its name"));
+        let cache = self.cache.as_ref().filter(|_| kind == FileKind::Index);
+        if let Some(bytes) = cache.and_then(|c| c.index_file(name)) {
+            return self.open_stored(kind, name, &bytes);
         }
-        object::open_limited(&self.keys, &bytes, &what, object::max_size(kind))
+        let bytes = self.fetch(kind, name, listed)?;
+        let value = self.open_stored(kind, name, &bytes)?;
+        if let Some(c) = cache {
+            c.missed();
+            c.save_index_file(name, &bytes);
+        }
+        Ok(value)
+    }
+
+    /// Reads an object from the repository and checks it against its name (size cap first).
+    fn fetch(&self, kind: FileKind, name: &str, listed: Option<u64>) -> Result<Vec<u8>> {
+        let bytes = object::read_capped(self.backend.as_ref(), kind, name, listed)?;
+        if Id::of_stored(&bytes).to_hex() != name {
+            return Err(Error::corrupt(
+                format!("{} {name}", kind.label()),
+                "content does not match its name",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Opens the stored bytes of an object (already checked against its name).
+    fn open_stored<T: DeserializeOwned>(&self, kind: FileKind, name: &str, b: &[u8]) -> Result<T> {
+        let what = format!("{} {name}", kind.label());
+        object::open_limited(&self.keys, b, &what, object::max_size(kind))
     }
 
     /// Loads every index file (in parallel) into the shared in-memory index, superseded files
@@ -388,6 +436,9 @@ impl Repository {
             return Ok(log.index(&packs));
         }
         let names = self.backend.list(FileKind::Index)?;
+        if let Some(c) = &self.cache {
+            c.retain_index_files(&names);
+        }
         let loaded: Vec<Option<(String, IndexFile)>> = names
             .par_iter()
             .map(|(n, _)| match self.load_object(FileKind::Index, n) {
@@ -401,14 +452,19 @@ impl Repository {
             .collect::<Result<_>>()?;
         let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
         tracing::info!(files = files.len(), "index loaded");
-        Ok(Index::from_files(
-            index::by_priority(&files).map(|(_, f)| f),
-        ))
+        let index = Index::from_files(index::by_priority(&files).map(|(_, f)| f));
+        if let Some(c) = &self.cache {
+            c.trim_trees(&index);
+        }
+        Ok(index)
     }
 
     /// Loads every index file with its name.
     pub fn load_index_files(&self) -> Result<Vec<(String, IndexFile)>> {
         let names = self.backend.list(FileKind::Index)?;
+        if let Some(c) = &self.cache {
+            c.retain_index_files(&names);
+        }
         names
             .par_iter()
             .map(|(n, size)| {
@@ -426,18 +482,58 @@ impl Repository {
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         self.require_full_key()?;
         let names = self.backend.list(FileKind::Snapshot)?;
-        let loaded: Vec<(String, Result<Snapshot>)> = names
-            .par_iter()
-            .map(|(n, size)| {
-                let s = self.load_sized::<Snapshot>(FileKind::Snapshot, n, Some(*size));
-                (n.clone(), s)
+        let key = self.keys.seal_key();
+        let mut cached = self
+            .cache
+            .as_ref()
+            .map(|c| c.snapshot_list(key))
+            .unwrap_or_default();
+        let listed_before = cached.len();
+        // A cached snapshot counts only while the repository lists its name.
+        let (mut hits, mut misses) = (Vec::new(), Vec::new());
+        for (n, size) in names {
+            match cached.remove(&n) {
+                Some(plain) => hits.push((n, size, plain)),
+                None => misses.push((n, size)),
+            }
+        }
+        let decode = |n: &str, plain: &[u8]| -> Result<Snapshot> {
+            let what = format!("snapshot {n}");
+            object::decode_limited(plain, &what, object::max_size(FileKind::Snapshot))
+        };
+        let fetch = |n: &str, size: u64| -> Result<(Snapshot, Vec<u8>)> {
+            let bytes = self.fetch(FileKind::Snapshot, n, Some(size))?;
+            let plain = self
+                .keys
+                .open(&bytes)
+                .map_err(|e| Error::corrupt(format!("snapshot {n}"), e.to_string()))?;
+            Ok((decode(n, &plain)?, plain))
+        };
+        let loaded: Vec<LoadedSnapshot> = hits
+            .into_par_iter()
+            .map(|(n, size, plain)| match decode(&n, &plain) {
+                Ok(s) => (n, Ok((s, plain)), true),
+                Err(_) => {
+                    let r = fetch(&n, size);
+                    (n, r, false)
+                }
             })
+            .chain(misses.into_par_iter().map(|(n, size)| {
+                let r = fetch(&n, size);
+                (n, r, false)
+            }))
             .collect();
+        let fetched = loaded.iter().filter(|(_, _, hit)| !hit).count();
+        let loaded_hits = loaded.len() - fetched;
         let mut v = Vec::new();
+        let mut keep = Vec::new();
         let mut damaged = self.damaged.lock().expect("damaged snapshots");
-        for (n, r) in loaded {
+        for (n, r, _) in loaded {
             match (r, Id::from_hex(&n)) {
-                (Ok(s), Some(id)) => v.push((id, s)),
+                (Ok((s, b)), Some(id)) => {
+                    keep.push((n, b));
+                    v.push((id, s));
+                }
                 (Ok(_), None) => {
                     damaged.insert(n, "bad name".into());
                 }
@@ -448,9 +544,16 @@ impl Repository {
                 (Err(e), _) => return Err(e),
             }
         }
-        v.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        if let Some(c) = &self.cache {
+            c.snapshots_used(loaded_hits, fetched);
+            if fetched > 0 || keep.len() != listed_before {
+                c.save_snapshot_list(key, keep);
+            }
+        }
+        v.sort_by_cached_key(|(id, s)| (s.timestamp(), *id));
         tracing::info!(
             snapshots = v.len(),
+            fetched,
             damaged = damaged.len(),
             "snapshots read"
         );
@@ -538,10 +641,35 @@ impl Repository {
         id: &Id,
         skip: Option<&Id>,
     ) -> Result<Vec<u8>> {
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| kind == BlobType::Tree && skip.is_none());
         let mut first_error = None;
         for loc in index.copies(kind, id).filter(|l| Some(&l.pack) != skip) {
-            match self.read_blob_at(&loc) {
-                Ok(plain) => return Ok(plain),
+            if let Some(plain) = cache.and_then(|c| c.tree(&self.keys, id)) {
+                return Ok(plain);
+            }
+            match self
+                .read_sealed(&loc)
+                .and_then(|s| Ok((self.open_blob_in(&loc.pack, &loc.entry, &s)?, s)))
+            {
+                Ok(((payload, plain), sealed)) => {
+                    if let Some(c) = cache {
+                        c.missed();
+                        // The cache opens trees with the master key: one a write-only
+                        // session sealed is sealed again for it.
+                        let session = matches!(
+                            self.pack_keys.lock().expect("pack keys").get(&loc.pack),
+                            Some(Some(_))
+                        );
+                        match session {
+                            true => c.save_tree(&loc.entry, &self.keys.seal_key().seal(&payload)),
+                            false => c.save_tree(&loc.entry, &sealed),
+                        }
+                    }
+                    return Ok(plain.unwrap_or(payload));
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -558,10 +686,15 @@ impl Repository {
 
     /// Reads and checks the copy of a blob at `loc`.
     pub fn read_blob_at(&self, loc: &index::BlobLocation) -> Result<Vec<u8>> {
+        let (payload, plain) = self.open_blob_in(&loc.pack, &loc.entry, &self.read_sealed(loc)?)?;
+        Ok(plain.unwrap_or(payload))
+    }
+
+    /// Reads the sealed bytes of the copy of a blob at `loc` (refused with a write-only key).
+    fn read_sealed(&self, loc: &index::BlobLocation) -> Result<Vec<u8>> {
         self.require_full_key()?;
         let e = loc.entry;
-        let sealed = self
-            .backend
+        self.backend
             .read_range(
                 FileKind::Pack,
                 &loc.pack.to_hex(),
@@ -578,9 +711,7 @@ impl Repository {
                     )
                 }
                 other => other,
-            })?;
-        let (payload, plain) = self.open_blob_in(&loc.pack, &e, &sealed)?;
-        Ok(plain.unwrap_or(payload))
+            })
     }
 
     /// Opens and checks a blob read from `pack` (see [`blob::open_checked`]): with the master

@@ -384,6 +384,12 @@ impl Ctx {
                 Err(e) => (error_response(&e), no_body),
             },
             "GET" => (get(&repo_dir, kind, name, req), no_body),
+            // The stored retention policy decides what a server-side `forget` deletes: a
+            // client that may not delete must not be able to change it either.
+            "POST" if self.opts.append_only && kind == FileKind::Policy => (
+                Response::text(403, "append-only repository: the policy cannot be changed"),
+                no_body,
+            ),
             "POST" => match self.symlink_refusal(repo, crate::backend::TMP_DIR) {
                 // Uploads pass through `tmp/`.
                 Some(r) => (r, no_body),

@@ -17,6 +17,19 @@ use tempfile::TempDir;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_hydrabackup");
+
+/// Runs the `hydgen` test-data generator with `args`, expecting success.
+pub fn hydgen(args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hydgen"))
+        .args(args)
+        .output()
+        .expect("hydgen runs");
+    assert!(
+        out.status.success(),
+        "hydgen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 /// The password every test repository is created with.
 pub const PASSWORD: &str = "correct horse battery staple";
 /// Safety net against a hanging command (not a synchronisation device).
@@ -183,6 +196,7 @@ impl TestRepo {
             .env("HYDRABACKUP_KDF_ITERATIONS", "1")
             .env("HYDRABACKUP_REPOSITORY", &self.repo)
             .env("HYDRABACKUP_PASSWORD", &self.password)
+            .env("HYDRABACKUP_CACHE_DIR", self.path("cache"))
             // A panic would print a backtrace, which the error tests look for.
             .env("RUST_BACKTRACE", "1")
             .stdin(std::process::Stdio::null());

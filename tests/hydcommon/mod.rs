@@ -206,6 +206,7 @@ impl Hb {
             .env("HYDRABACKUP_KDF_ITERATIONS", "1")
             .env("HYDRABACKUP_REPOSITORY", &self.repo)
             .env("HYDRABACKUP_PASSWORD", PASSWORD)
+            .env("HYDRABACKUP_CACHE_DIR", self.path("cache"))
             .stdin(std::process::Stdio::null());
         if let Some(id) = self.run_as {
             use std::os::unix::process::CommandExt;
