@@ -449,6 +449,12 @@ fn write_only_backups_to_s3() {
     t.json(&["forget", "--yes", first["snapshot_id"].as_str().unwrap()]);
     t.json(&["prune", "--yes"]);
     t.assert_verify_ok(&["--read-data"]);
+    // The trees verify read went to the full key's local cache (the host's sealed again with
+    // the master key, which the cache opens them with): `ls` reads them from there, silently.
+    let r = t.run(&["ls", "latest"]);
+    r.expect_code(0);
+    assert_eq!(r.stderr, "", "the cache refused a tree");
+    assert!(r.stdout.contains("new"), "{}", r.stdout);
     let out = t.path("out");
     t.restore("latest", &out, &[]);
     assert_same_dir(&src, &out);
