@@ -3,6 +3,7 @@
 //! and prune what it wrote.
 
 mod common;
+mod motocommon;
 mod restcommon;
 mod s3common;
 
@@ -455,6 +456,41 @@ fn write_only_backups_to_s3() {
     r.expect_code(0);
     assert_eq!(r.stderr, "", "the cache refused a tree");
     assert!(r.stdout.contains("new"), "{}", r.stdout);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+}
+
+/// Write-only keys with S3 Object Lock (the `moto` test server): the host's objects are
+/// locked like any others, so with its storage credentials it can neither read nor destroy
+/// what it stored; the full key restores it.
+#[test]
+fn write_only_backups_are_locked_by_object_lock() {
+    use hydrabackup::backend::Backend;
+    let s = motocommon::MotoServer::start();
+    let t = s.repo("wolock/db");
+    t.json(&["init", "--object-lock", "governance", "--retention", "1d"]);
+    add_write_only(&t);
+    let src = source(&t);
+    let snap = host_backup(&t, &src)["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = s.backend("wolock/db");
+    for kind in [FileKind::Pack, FileKind::Index, FileKind::Snapshot] {
+        for (name, _) in b.list(kind).unwrap() {
+            assert!(
+                b.retention(kind, &name).unwrap().is_some(),
+                "{kind:?} {name} is not locked"
+            );
+        }
+    }
+    host(&t, &["forget", "--yes", &snap]).expect_code(16);
+    let v = b.versions(FileKind::Snapshot, &snap).unwrap();
+    let e = b
+        .remove_version(FileKind::Snapshot, &snap, &v[0].id)
+        .unwrap_err();
+    assert!(e.to_string().contains("access denied"), "{e}");
     let out = t.path("out");
     t.restore("latest", &out, &[]);
     assert_same_dir(&src, &out);
