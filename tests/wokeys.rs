@@ -176,6 +176,8 @@ fn every_command_that_reads_or_deletes_refuses_a_write_only_key() {
     let snap = full["snapshot_id"].as_str().unwrap();
     let mine = host_backup(&t, &src);
     let target = t.path("target");
+    let mount = t.path("mnt");
+    std::fs::create_dir(&mount).unwrap();
     let pw = t.path("wo-password");
     std::fs::write(&pw, WO_PASSWORD).unwrap();
     let full_pw = t.path("password");
@@ -201,6 +203,14 @@ fn every_command_that_reads_or_deletes_refuses_a_write_only_key() {
         vec!["key", "add"],
         vec!["key", "passwd"],
         vec!["unlock", "--remove-all"],
+        vec!["diff", snap, "latest"],
+        vec!["find", "*"],
+        vec!["tag", "--add", "x", snap],
+        vec!["repair", "index"],
+        vec!["repair", "snapshots"],
+        vec!["policy", "show"],
+        vec!["purge", "--yes"],
+        vec!["mount", mount.to_str().unwrap()],
         vec![
             "copy",
             "--from-repo",
