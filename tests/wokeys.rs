@@ -505,3 +505,27 @@ fn write_only_backups_are_locked_by_object_lock() {
     t.restore("latest", &out, &[]);
     assert_same_dir(&src, &out);
 }
+
+/// A write-only backup killed before its snapshot: the send log already holds the index records
+/// of the packs it stored, so the next run stores no data again, and the repository verifies.
+#[test]
+fn a_killed_write_only_backup_is_not_stored_twice() {
+    let t = TestRepo::init();
+    add_write_only(&t);
+    let src = source(&t);
+    let mut c = t.command();
+    c.env("HYDRABACKUP_PASSWORD", WO_PASSWORD)
+        .env("HYDRABACKUP_CACHE_DIR", t.path("host-cache"))
+        .env("HYDRABACKUP_FAILPOINT", "before-snapshot")
+        .args(["backup", src.to_str().unwrap()]);
+    let r = run_cmd(c);
+    assert_eq!(r.signal, Some(9), "{r:?}");
+    assert_eq!(t.snapshots().len(), 0);
+    let again = host_backup(&t, &src);
+    assert_eq!(again["parent"], Value::Null);
+    assert_eq!(again["data_blobs_added"], 0, "{again:#}");
+    t.assert_verify_ok(&["--read-data"]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+}
