@@ -74,7 +74,7 @@ cmp "$work/one/$rel" "$work/captured/$rel"
 echo "swamp $name restored alone and byte-identical ($rel)"
 
 step "retention: forget the first snapshot (keep the last one), prune its data, verify again"
-"$hb" forget --keep-last 1 --prune
+"$hb" forget --keep-last 1 --prune --yes
 "$hb" verify --read-data
 rm -rf "$work/restore" && "$hb" restore latest --target "$work/restore" -q
 diff -r "$work/captured" "$work/restore"

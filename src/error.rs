@@ -88,6 +88,16 @@ pub enum Error {
         "{0} damaged snapshot(s) (named above): prune would delete the data only they use; remove them with `hydrabackup forget ID` or run prune with --ignore-damaged-snapshots"
     )]
     PruneDamaged(usize),
+    /// A backup found, before writing its snapshot, that data it relies on was deleted by a
+    /// prune while it ran (it ran past the lock staleness window); no snapshot was written.
+    #[error(
+        "data this backup relies on was deleted by a prune while it ran ({0}): no snapshot was written; run the backup again"
+    )]
+    BackupLost(String),
+    /// A destructive command was neither confirmed on a terminal nor given `--yes`; it did
+    /// nothing but show what it would do.
+    #[error("nothing was changed: confirm on a terminal or give --yes (above: what would be done)")]
+    NotConfirmed,
     /// `restore` left out files whose data is damaged or missing; the rest was restored.
     #[error(
         "{0} file(s) not restored: their data is damaged or missing (run `hydrabackup verify --read-data`)"
@@ -122,6 +132,7 @@ impl Error {
             Error::RepoNotFound(_) => 10,
             Error::UnknownScheme(_) => 2,
             Error::Locked(_) => 11,
+            Error::NotConfirmed => 17,
             Error::WrongPassword => 12,
             Error::Damaged(_)
             | Error::RestoreDamaged(_)

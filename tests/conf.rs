@@ -325,7 +325,7 @@ fn the_stored_policy_drives_forget_without_arguments_and_purge() {
     assert_eq!(fs::read_dir(t.repo.join("policy")).unwrap().count(), 1);
     // purge deletes: without a terminal it wants --yes (a dry run does not).
     let r = t.run(&["purge"]);
-    r.expect_code(1).expect_clean_error();
+    r.expect_code(17).expect_clean_error();
     assert!(r.stderr.contains("--yes"), "{}", r.stderr);
     assert_eq!(t.json(&["purge", "--dry-run"])["removed"], 2);
     assert_eq!(t.snapshots().len(), 3);

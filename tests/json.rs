@@ -119,7 +119,7 @@ fn every_command_prints_one_json_document() {
         .unwrap()
         .to_string();
     assert_eq!(
-        json_of(&t, &["key", "remove", "--json", &added], 0)["removed"].as_str(),
+        json_of(&t, &["key", "remove", "--yes", "--json", &added], 0)["removed"].as_str(),
         Some(added.as_str())
     );
     let v = json_of(

@@ -201,7 +201,7 @@ fn locked_objects_cannot_be_deleted_or_replaced_and_removal_only_hides_them() {
     assert!(versions.iter().any(|v| !v.delete_marker && v.size > 0));
 
     // prune hides the packs too, says what stays locked and until when, and deletes nothing.
-    let p = t.json(&["--yes", "prune"]);
+    let p = t.json(&["--yes", "prune", "--instant-delete"]);
     let lock = &p["object_lock"]["hidden"];
     assert!(
         lock["versions_locked"].as_u64().unwrap() > packs.len() as u64, // and the snapshot
@@ -217,7 +217,7 @@ fn locked_objects_cannot_be_deleted_or_replaced_and_removal_only_hides_them() {
     // The hidden lock versions are gone for good (unlocked), but for this prune's own lock.
     assert!(lock_versions(&s, "lockbkt", "db").len() <= 1);
     // Said the same way to a person.
-    let again = t.run(&["--yes", "prune"]);
+    let again = t.run(&["--yes", "prune", "--instant-delete"]);
     again.expect_code(0);
     assert!(
         again
@@ -275,7 +275,7 @@ fn prune_extends_locks_in_use_and_frees_removed_objects_once_unlocked() {
     // everything still in use has its lock extended to a whole retention again.
     let f = t.json(&["--yes", "forget", &first]);
     assert!(f["locked_until"].is_string(), "{f:#}");
-    let p = t.json(&["--yes", "prune"]);
+    let p = t.json(&["--yes", "prune", "--instant-delete"]);
     let lock = &p["object_lock"];
     let kept: usize = LOCKED.iter().map(|k| b.list(*k).unwrap().len()).sum();
     assert_eq!(lock["objects"], kept as u64, "{p:#}");
@@ -305,7 +305,7 @@ fn prune_extends_locks_in_use_and_frees_removed_objects_once_unlocked() {
 
     // After the locks of the removed objects end, prune frees their space for good.
     wait_until(back);
-    let p = t.json(&["--yes", "prune"]);
+    let p = t.json(&["--yes", "prune", "--instant-delete"]);
     let hidden = &p["object_lock"]["hidden"];
     assert!(hidden["bytes_freed"].as_u64().unwrap() >= 600_000, "{p:#}");
     assert_eq!(hidden["versions_locked"], 0, "{p:#}");

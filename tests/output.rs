@@ -31,6 +31,10 @@ const VOLATILE: &[&str] = &[
     "bytes_unused",
     "bytes_unused_left",
     "bytes_deleted",
+    "bytes_marked",
+    "bytes_removed",
+    "bytes_waiting",
+    "waiting_until",
     "pack_bytes",
     "pack_bytes_before",
     "pack_bytes_after",
@@ -384,9 +388,11 @@ fn every_command_human_and_json_output_is_pinned() {
         "forget_prune",
         &[
             (&c, &["forget", "--keep-last", "2", "--prune"]),
-            (&c, &["forget", "--json", "--keep-last", "1"]),
-            (&c, &["prune"]),
-            (&c, &["prune", "--json"]),
+            (&c, &["forget", "--yes", "--keep-last", "2", "--prune"]),
+            (&c, &["forget", "--yes", "--json", "--keep-last", "1"]),
+            (&c, &["prune", "--yes", "--keep-delete", "0s"]),
+            (&c, &["prune", "--yes", "--json", "--keep-delete", "0s"]),
+            (&c, &["prune", "--yes", "--instant-delete"]),
         ],
     );
 
@@ -402,6 +408,7 @@ fn every_command_human_and_json_output_is_pinned() {
         &[
             (&a, &["key", "add", "--new-password-file", npf]),
             (&a, &["key", "remove", &added[..12]]),
+            (&a, &["key", "remove", "--yes", &added[..12]]),
             (&a, &["key", "add", "--json", "--new-password-file", npf]),
         ],
     );

@@ -7,6 +7,7 @@ use std::path::Path;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
 use hydrabackup::ops::progress::Progress;
+use hydrabackup::ops::prune::PruneOptions;
 use hydrabackup::ops::{diff, find, policy, repair, tag};
 use hydrabackup::{Error, Result};
 use serde_json::{Value, json};
@@ -54,24 +55,28 @@ pub(crate) fn dispatch(
         }
         Command::Purge(a) => {
             a.check()?;
-            if !a.dry_run {
-                confirm(
-                    g,
-                    "purge: forget snapshots by the stored policy and delete their data",
-                )?;
-            }
             let repo = open(g)?;
             rep.opened(&repo);
-            let out = with_progress(g, "prune", false, |p| policy::purge(&repo, &a, p))?;
-            summary(g, rep, &out);
-            rep.forget(&repo, &out);
-            if human {
-                super::human::forget(&out.summary);
-                if let Some(p) = &out.prune {
-                    super::human::prune(p);
+            let run = |a: &PruneOptions, rep: &mut Report| -> Result<i32> {
+                let out = with_progress(g, "prune", false, |p| policy::purge(&repo, a, p))?;
+                summary(g, rep, &out);
+                rep.forget(&repo, &out);
+                if human {
+                    super::human::forget(&out.summary);
+                    if let Some(p) = &out.prune {
+                        super::human::prune(p);
+                    }
                 }
+                finish(&[&repo], 0)
+            };
+            // The safety rule of forget and prune: show what would be done, then ask.
+            if !g.yes && !a.dry_run {
+                let mut dry = a.clone();
+                dry.dry_run = true;
+                run(&dry, &mut Report::new("purge", &Default::default()))?;
+                super::confirm::ask("purge as shown?")?;
             }
-            finish(&[&repo], 0)
+            run(&a, rep)
         }
         Command::Diff(a) => {
             let repo = open(g)?;
@@ -206,31 +211,6 @@ pub(crate) fn dispatch(
             Ok(0)
         }
         _ => Err(Error::Internal("not a configuration command".into())),
-    }
-}
-
-/// Asks before a destructive command: `--yes` skips the question, and without a terminal to
-/// ask on the command refuses.
-fn confirm(g: &Global, what: &str) -> Result<()> {
-    use std::io::{BufRead, IsTerminal, Write};
-    if g.yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::InvalidInput(format!(
-            "{what}: not without confirmation; pass --yes (or run it on a terminal)"
-        )));
-    }
-    eprint!("{what}? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::io("standard input", e))?;
-    match line.trim() {
-        "y" | "Y" | "yes" => Ok(()),
-        _ => Err(Error::InvalidInput("cancelled: nothing was changed".into())),
     }
 }
 

@@ -427,16 +427,44 @@ pub fn prune(s: &PruneSummary) {
         s.blobs_unused
     );
     println!(
-        "{would}delete {} pack(s), {would}rewrite {} ({} copied), {} unindexed; {verb} {} ({} -> {}); {} unused left",
+        "{would}take out {} unused pack(s), {would}rewrite {} ({} copied), {} unindexed; {} unused left",
         s.packs_deleted,
         s.packs_rewritten,
         human(s.bytes_rewritten),
         s.packs_unindexed,
+        human(s.bytes_unused_left)
+    );
+    let freed = format!(
+        "{verb} {} ({} -> {})",
         human(s.pack_bytes_before.saturating_sub(s.pack_bytes_after)),
         human(s.pack_bytes_before),
         human(s.pack_bytes_after),
-        human(s.bytes_unused_left)
     );
+    if s.instant_delete {
+        println!("{would}delete {} pack(s) at once; {freed}", s.packs_removed);
+    } else {
+        println!(
+            "{would}mark {} pack(s) ({}) for deletion, {would}take back {} still in use, {would}delete {} marked earlier ({}); {freed}",
+            s.packs_marked,
+            human(s.bytes_marked),
+            s.packs_recovered,
+            s.packs_removed,
+            human(s.bytes_removed),
+        );
+        if s.packs_waiting > 0 || s.index_files_waiting > 0 {
+            let held = match s.packs_held_by_locks {
+                0 => String::new(),
+                n => format!(" ({n} kept by locks of backups that started before their mark)"),
+            };
+            println!(
+                "{} marked pack(s) ({}) and {} index file(s) wait for a prune from {}{held}",
+                s.packs_waiting,
+                human(s.bytes_waiting),
+                s.index_files_waiting,
+                s.waiting_until.as_deref().unwrap_or("now"),
+            );
+        }
+    }
     if let Some(l) = &s.object_lock {
         let h = &l.hidden;
         println!(

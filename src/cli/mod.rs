@@ -3,6 +3,7 @@
 
 mod args;
 mod conf;
+mod confirm;
 mod env;
 mod human;
 mod password;
@@ -113,6 +114,7 @@ fn run_command() -> i32 {
                 && !matches!(
                     e,
                     Error::Damaged(_)
+                        | Error::NotConfirmed
                         | Error::RestoreDamaged(_)
                         | Error::RestoreIncomplete(_)
                         | Error::SnapshotsSkipped(_)
@@ -332,8 +334,8 @@ fn dispatch(
             println!("{s}");
         }
     };
-    let human = !g.quiet && !g.json;
     let none = Progress::default();
+    let human = !g.quiet && !g.json;
     match cli.cmd {
         Command::Init(a) => {
             let b = backend_of(g)?;
@@ -484,32 +486,35 @@ fn dispatch(
             rep.opened(&repo);
             // Without snapshots or rules: the policy stored in the repository (`policy set`).
             let a = ops::policy::apply_stored(&repo, &a)?;
-            let r = with_progress(g, "prune", false, |p| ops::forget::run(&repo, &a, p));
-            warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
-            let out = r?;
-            summary(g, rep, &out);
-            rep.forget(&repo, &out);
-            if human {
-                human::forget(&out.summary);
-                if let Some(p) = &out.prune {
-                    human::prune(p);
-                }
+            if !g.yes && !a.prune_options.dry_run {
+                let mut dry = a.clone();
+                dry.prune_options.dry_run = true;
+                forget_cmd(
+                    g,
+                    &mut Report::new("forget", &Default::default()),
+                    &repo,
+                    &dry,
+                )?;
+                confirm::ask("forget (and prune) as shown?")?;
             }
-            finish(&[&repo], 0)
+            forget_cmd(g, rep, &repo, &a)
         }
         Command::Prune(a) => {
             a.check()?;
             let repo = open(g)?;
             rep.opened(&repo);
-            let r = with_progress(g, "prune", false, |p| ops::prune::run(&repo, &a, p));
-            warn_prune(&repo, r.as_ref().map(|o| Some(&o.summary)));
-            let out = r?;
-            summary(g, rep, &out);
-            rep.prune(&repo, &out.summary);
-            if human {
-                human::prune(&out.summary);
+            if !g.yes && !a.dry_run {
+                let mut dry = a.clone();
+                dry.dry_run = true;
+                prune_cmd(
+                    g,
+                    &mut Report::new("prune", &Default::default()),
+                    &repo,
+                    &dry,
+                )?;
+                confirm::ask("prune as shown?")?;
             }
-            finish(&[&repo], 0)
+            prune_cmd(g, rep, &repo, &a)
         }
         Command::Dump(a) => {
             let repo = open(g)?;
@@ -580,6 +585,46 @@ fn dispatch(
     }
 }
 
+/// `forget` (a dry run shows what a confirmed one would do).
+fn forget_cmd(
+    g: &Global,
+    rep: &mut Report,
+    repo: &Repository,
+    a: &ops::forget::ForgetOptions,
+) -> Result<i32> {
+    let label = if a.prune { "prune" } else { "forget" };
+    let r = with_progress(g, label, false, |p| ops::forget::run(repo, a, p));
+    warn_prune(repo, r.as_ref().map(|o| o.prune.as_ref()));
+    let out = r?;
+    summary(g, rep, &out);
+    rep.forget(repo, &out);
+    if !g.json && !g.quiet {
+        human::forget(&out.summary);
+        if let Some(p) = &out.prune {
+            human::prune(p);
+        }
+    }
+    finish(&[repo], 0)
+}
+
+/// `prune` (a dry run shows what a confirmed one would do).
+fn prune_cmd(
+    g: &Global,
+    rep: &mut Report,
+    repo: &Repository,
+    a: &ops::prune::PruneOptions,
+) -> Result<i32> {
+    let r = with_progress(g, "prune", false, |p| ops::prune::run(repo, a, p));
+    warn_prune(repo, r.as_ref().map(|o| Some(&o.summary)));
+    let out = r?;
+    summary(g, rep, &out);
+    rep.prune(repo, &out.summary);
+    if !g.json && !g.quiet {
+        human::prune(&out.summary);
+    }
+    finish(&[repo], 0)
+}
+
 fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
     let repo = open(g)?;
     let say = |s: String| {
@@ -623,6 +668,14 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             out
         }
         KeyCommand::Remove { id } => {
+            if !g.yes {
+                let name = key::resolve(&repo, &id)?;
+                if g.json {
+                    print_json(&json!({ "would_remove": name }));
+                }
+                say(format!("would remove key {}", &name[..name.len().min(12)]));
+                confirm::ask("remove this key?")?;
+            }
             let out = key::remove(&repo, &id)?;
             say(format!("removed key {}", short(&out.removed)));
             out

@@ -27,6 +27,7 @@ use crate::source::report::GONE;
 use crate::source::walk::{DirDraft, FileJob, WalkCtx, WalkResult, Walker};
 use crate::{Error, Id, Result};
 
+mod live;
 mod run;
 mod sources;
 pub use run::{Outcome, run};
@@ -136,6 +137,9 @@ pub struct BackupOutcome {
     pub decisions: Vec<SwampDecision>,
     /// Exclude patterns that matched nothing.
     pub unmatched_excludes: Vec<String>,
+    /// Packs a prune marked while this backup ran that its snapshot uses, taken back into the
+    /// index before the snapshot was written.
+    pub packs_recovered: u64,
 }
 
 /// The file node `backup --stdin` stores the stream as (its size is set once it is read).
@@ -277,11 +281,28 @@ pub fn backup(
     // The parent first: its index was written before it, so the index loaded next covers it
     // even when another backup finishes in between.
     let parent = find_parent(repo, opts, &host, &path_strings)?;
-    let index = repo.load_index()?;
-    let parent_root = match &parent {
-        Some((_, s)) => Some(repo.load_tree(&index, &s.tree)?),
-        None => None,
+    // Deduplicate only against live packs (nothing a prune marked); the parent's root may be
+    // read from any copy.
+    let (index, parent_root, start_files) = if repo.is_write_only() {
+        // The send log's index and trees (repo-format.md §2a).
+        let index = repo.load_live_index()?;
+        let parent_root = match &parent {
+            Some((_, s)) => Some(repo.load_tree(&index, &s.tree)?),
+            None => None,
+        };
+        (index, parent_root, HashSet::new())
+    } else {
+        let files = repo.load_readable_index_files()?;
+        let names: HashSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let parent_root = match &parent {
+            Some((_, s)) => {
+                Some(repo.load_tree(&crate::repo::index::reader_index(&files), &s.tree)?)
+            }
+            None => None,
+        };
+        (crate::repo::index::live_index(&files), parent_root, names)
     };
+    crate::failpoint::hook("backup-after-index", Path::new(""));
 
     let chunker = Chunker::new(&repo.config().chunker);
     let hyd = repo.config().hyd_chunker;
@@ -591,6 +612,20 @@ pub fn backup(
         original: None,
         program: format!("hydrabackup {}", env!("CARGO_PKG_VERSION")),
     };
+    let packs_recovered = if opts.dry_run {
+        0
+    } else if repo.is_write_only() {
+        live::ensure_stored(repo, root_id, names_id)?
+    } else {
+        live::ensure_live(
+            repo,
+            &index,
+            &start_files,
+            &stats.index_ids,
+            root_id,
+            names_id,
+        )?
+    };
     let snapshot_id = if opts.dry_run {
         None
     } else {
@@ -609,5 +644,6 @@ pub fn backup(
         quarantine,
         decisions: if opts.dry_run { decisions } else { Vec::new() },
         unmatched_excludes,
+        packs_recovered,
     })
 }

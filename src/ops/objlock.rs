@@ -3,6 +3,8 @@
 //! hidden versions whose lock has ended, and finding objects protected for less than the
 //! configured period (`verify`).
 
+use std::collections::HashSet;
+
 use jiff::Timestamp;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -63,6 +65,22 @@ fn retentions(repo: &Repository) -> Result<Vec<(FileKind, String, Option<Timesta
         .collect()
 }
 
+/// What a two-phase prune has taken out of the index (marked packs, superseded index files,
+/// repo-format.md §9a): their locks are left to run out so that a later prune can free them. A
+/// marked pack taken back into the index is extended again by the next maintenance.
+fn on_the_way_out(repo: &Repository) -> Result<HashSet<(FileKind, String)>> {
+    let mut out = HashSet::new();
+    for (_, f) in repo.load_index_files()? {
+        out.extend(
+            f.marked
+                .iter()
+                .map(|m| (FileKind::Pack, m.pack.id.to_hex())),
+        );
+        out.extend(f.supersedes.iter().map(|id| (FileKind::Index, id.to_hex())));
+    }
+    Ok(out)
+}
+
 /// Extends the lock of every stored object but the locks that has less than the configured
 /// period left to `now + retention + renewal`, then removes for good the hidden versions whose
 /// lock has ended. Run by `prune` after its deletions, so what is stored then is what kept
@@ -74,9 +92,12 @@ pub fn maintain(repo: &Repository) -> Result<Option<LockMaintenance>> {
     let now = Timestamp::now();
     let objects = retentions(repo)?;
     let until = lock.until(now);
+    let leaving = on_the_way_out(repo)?;
     let short: Vec<_> = objects
         .iter()
-        .filter(|(_, _, u)| lock.is_short(*u, now))
+        .filter(|(kind, name, u)| {
+            lock.is_short(*u, now) && !leaving.contains(&(*kind, name.clone()))
+        })
         .collect();
     short
         .par_iter()

@@ -169,6 +169,10 @@ pub fn index(
             version: INDEX_VERSION,
             supersedes: if i == last { old.clone() } else { Vec::new() },
             packs,
+            // Every pack found is live again (a prune marks anew); the old files go at once,
+            // under the exclusive lock.
+            marked: Vec::new(),
+            time: 0,
         };
         repo.save_object(FileKind::Index, &f)?;
         out.index_files_written += 1;

@@ -16,7 +16,7 @@ use crate::ops::walk::{Visit, walk};
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, open_blob};
 use crate::repo::filter::SwampFilter;
-use crate::repo::index::{Index, IndexFile, by_priority, effective};
+use crate::repo::index::{self, Index, IndexFile, by_priority, effective};
 use crate::repo::keyfile::KeyFile;
 use crate::repo::pack::{PackEntry, decode_header, read_header, read_pack};
 use crate::repo::snapshot::Snapshot;
@@ -301,10 +301,14 @@ fn verify(
     }
     report.index_files = files.len() as u64;
     // Every index file counts, superseded ones as fallbacks: a superseding file may be forged.
-    let index = Index::from_files(by_priority(&files).map(|(_, f)| f));
+    // Packs a prune marked for deletion come last (a snapshot written while the prune ran may
+    // use them until a later prune takes them back); they count as covered.
+    let index = index::reader_index(&files);
     report.blobs = index.len() as u64;
+    let marked: HashSet<Id> = index::marks(&files).into_keys().collect();
     let effective_packs: HashSet<Id> = effective(&files)
         .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .chain(marked.iter().copied())
         .collect();
     // Per pack, the distinct entries all index files list, and which file listed what.
     let mut pack_entries: HashMap<Id, Vec<PackEntry>> = HashMap::new();
@@ -336,7 +340,7 @@ fn verify(
         .collect();
     report.unreferenced_packs = present
         .keys()
-        .filter(|p| !pack_entries.contains_key(p))
+        .filter(|p| !pack_entries.contains_key(p) && !marked.contains(p))
         .map(|p| p.to_hex())
         .collect();
     report.unreferenced_packs.sort();

@@ -76,7 +76,7 @@ fn hyd_chunking_is_valid(c: &Config) -> bool {
 }
 
 /// Whether `e` says the object is not there (removed between a listing and a read).
-fn is_not_found(e: &Error) -> bool {
+pub(crate) fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
@@ -419,61 +419,90 @@ impl Repository {
     /// Loads every index file (in parallel) into the shared in-memory index, superseded files
     /// as fallback copies. A damaged index file (or one forged by a client with append-only
     /// access) is skipped with a warning: `verify` reports it, and prune stops at it.
+    /// Marked packs (repo-format.md §9a) come last, as a fallback.
     ///
     /// With a write-only key it is the send log's index of what this machine stored, limited to
     /// the packs the repository lists (empty without a cache folder).
     pub fn load_index(&self) -> Result<Index> {
         if self.is_write_only() {
-            let Some(log) = self.send_log() else {
-                return Ok(Index::default());
-            };
-            let packs: HashSet<Id> = self
-                .backend
-                .list(FileKind::Pack)?
-                .into_iter()
-                .filter_map(|(n, _)| Id::from_hex(&n))
-                .collect();
-            return Ok(log.index(&packs));
+            return self.write_only_index();
         }
-        let names = self.backend.list(FileKind::Index)?;
-        if let Some(c) = &self.cache {
-            c.retain_index_files(&names);
-        }
-        let loaded: Vec<Option<(String, IndexFile)>> = names
-            .par_iter()
-            .map(|(n, _)| match self.load_object(FileKind::Index, n) {
-                Ok(f) => Ok(Some((n.clone(), f))),
-                Err(e @ Error::Corrupt { .. }) => {
-                    tracing::warn!("{e}; skipped");
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            })
-            .collect::<Result<_>>()?;
-        let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
-        tracing::info!(files = files.len(), "index loaded");
-        let index = Index::from_files(index::by_priority(&files).map(|(_, f)| f));
+        let index = index::reader_index(&self.load_readable_index_files()?);
         if let Some(c) = &self.cache {
             c.trim_trees(&index);
         }
         Ok(index)
     }
 
-    /// Loads every index file with its name.
+    /// The index a writer deduplicates against: only live packs (nothing a prune marked,
+    /// repo-format.md §9a), so that no new snapshot comes to depend on a pack on its way out.
+    pub fn load_live_index(&self) -> Result<Index> {
+        if self.is_write_only() {
+            return self.write_only_index();
+        }
+        Ok(index::live_index(&self.load_readable_index_files()?))
+    }
+
+    /// A write-only key's index: the send log's records of packs the repository still lists
+    /// (empty without a cache folder). It cannot see a prune's marks (repo-format.md §2a).
+    fn write_only_index(&self) -> Result<Index> {
+        let Some(log) = self.send_log() else {
+            return Ok(Index::default());
+        };
+        let packs: HashSet<Id> = self
+            .backend
+            .list(FileKind::Pack)?
+            .into_iter()
+            .filter_map(|(n, _)| Id::from_hex(&n))
+            .collect();
+        Ok(log.index(&packs))
+    }
+
+    /// Every index file that loads, with its name: damaged ones are skipped with a warning,
+    /// and files a prune deleted since the listing are passed over (only superseded files are
+    /// deleted, and only once no reader that listed them before can still be running).
+    pub fn load_readable_index_files(&self) -> Result<Vec<(String, IndexFile)>> {
+        let names = self.backend.list(FileKind::Index)?;
+        if let Some(c) = &self.cache {
+            c.retain_index_files(&names);
+        }
+        let loaded: Vec<Option<(String, IndexFile)>> = names
+            .par_iter()
+            .map(
+                |(n, size)| match self.load_sized(FileKind::Index, n, Some(*size)) {
+                    Ok(f) => Ok(Some((n.clone(), f))),
+                    Err(e @ Error::Corrupt { .. }) => {
+                        tracing::warn!("{e}; skipped");
+                        Ok(None)
+                    }
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )
+            .collect::<Result<_>>()?;
+        let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
+        tracing::info!(files = files.len(), "index loaded");
+        Ok(files)
+    }
+
+    /// Loads every index file with its name; a damaged one is an error (prune stops at it).
+    /// A file deleted since the listing is passed over.
     pub fn load_index_files(&self) -> Result<Vec<(String, IndexFile)>> {
         let names = self.backend.list(FileKind::Index)?;
         if let Some(c) = &self.cache {
             c.retain_index_files(&names);
         }
-        names
+        let loaded: Vec<Option<(String, IndexFile)>> = names
             .par_iter()
-            .map(|(n, size)| {
-                Ok((
-                    n.clone(),
-                    self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size))?,
-                ))
-            })
-            .collect()
+            .map(
+                |(n, size)| match self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size)) {
+                    Ok(f) => Ok(Some((n.clone(), f))),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )
+            .collect::<Result<_>>()?;
+        Ok(loaded.into_iter().flatten().collect())
     }
 
     /// All readable snapshots, oldest first. A snapshot file that does not open or decode is
@@ -624,7 +653,17 @@ impl Repository {
 
     /// Takes a shared or exclusive lock for the duration of an operation.
     pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<lock::LockGuard> {
-        lock::acquire(self.backend.clone(), &self.keys, exclusive, purpose)
+        let kind = if exclusive {
+            lock::LockKind::Exclusive
+        } else {
+            lock::LockKind::Shared
+        };
+        self.lock_kind(kind, purpose)
+    }
+
+    /// Takes a lock of any [`lock::LockKind`] for the duration of an operation.
+    pub fn lock_kind(&self, kind: lock::LockKind, purpose: &str) -> Result<lock::LockGuard> {
+        lock::acquire(self.backend.clone(), &self.keys, kind, purpose)
     }
 
     /// Reads one blob through the index, checking its id; a copy that fails its check is
@@ -766,10 +805,16 @@ impl Repository {
 
     /// Loads a tree blob (with a write-only key: from the send log, the only trees it can read).
     pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
+        Tree::decode(&self.tree_blob(index, id)?)
+    }
+
+    /// The plaintext of a tree blob (trees, name index roots and pages): with a write-only key
+    /// from the send log.
+    pub fn tree_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
         if let Some(log) = self.send_log() {
-            return Tree::decode(&log.tree(&self.keys, id)?);
+            return log.tree(&self.keys, id);
         }
-        Tree::decode(&self.read_blob(index, BlobType::Tree, id)?)
+        self.read_blob(index, BlobType::Tree, id)
     }
 
     /// Notes a tree blob of the snapshot being written, for the next backup's parent: with a
@@ -782,12 +827,12 @@ impl Repository {
 
     /// Loads the root of a snapshot's name index.
     pub fn load_name_index(&self, index: &Index, id: &Id) -> Result<names::NameIndex> {
-        names::NameIndex::decode(&self.read_blob(index, BlobType::Tree, id)?)
+        names::NameIndex::decode(&self.tree_blob(index, id)?)
     }
 
     /// Loads one page of a name index.
     pub fn load_name_page(&self, index: &Index, id: &Id) -> Result<names::NamePage> {
-        names::NamePage::decode(&self.read_blob(index, BlobType::Tree, id)?)
+        names::NamePage::decode(&self.tree_blob(index, id)?)
     }
 
     /// All key files that decode, with their names; the others are skipped with a warning

@@ -198,6 +198,7 @@ mod tests {
                 id: Id::of_stored(b"pack"),
                 blobs,
             }],
+            ..Default::default()
         };
         let sealed = seal(&SealKey::new(&[3; 32]), &f);
         assert!(sealed.len() > 4 << 20, "{} bytes", sealed.len());

@@ -36,6 +36,13 @@ pub struct Outcome {
     /// Exclude patterns that matched nothing (each is warned about).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unmatched_excludes: Vec<String>,
+    /// Packs a prune marked meanwhile that the snapshot uses, taken back into the index.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub packs_recovered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl BackupOptions {
@@ -68,5 +75,6 @@ pub fn run(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Resu
         decisions: opts.dry_run.then_some(out.decisions),
         damaged_snapshots: repo.damaged_snapshots(),
         unmatched_excludes: out.unmatched_excludes,
+        packs_recovered: out.packs_recovered,
     })
 }
