@@ -346,8 +346,8 @@ fn a_stolen_write_only_key_opens_nothing_stored() {
     ));
 }
 
-/// Locks are shared: a write-only backup sees a full key's exclusive lock, and a prune sees the
-/// write-only backup's lock.
+/// Locks are shared: a write-only backup sees a full key's exclusive lock, and an exclusive
+/// prune sees the write-only backup's lock (a two-phase prune runs beside it).
 #[test]
 fn write_only_and_full_keys_see_each_others_locks() {
     let t = TestRepo::init();
@@ -364,9 +364,11 @@ fn write_only_and_full_keys_see_each_others_locks() {
     let host_repo = Repository::open(b, WO_PASSWORD.as_bytes()).unwrap();
     {
         let _backup = host_repo.lock(false, "backup").unwrap();
-        let r = t.run(&["prune", "--yes"]);
+        let r = t.run(&["prune", "--yes", "--instant-delete"]);
         r.expect_code(11).expect_clean_error();
         assert!(r.stderr.contains("shared lock"), "{}", r.stderr);
+        // A two-phase prune runs beside it.
+        t.json(&["prune", "--yes"]);
     }
     host_backup(&t, &src);
     t.json(&["prune", "--yes"]);
@@ -391,7 +393,7 @@ fn a_lost_send_log_costs_a_full_upload_only() {
     .expect_code(0)
     .json();
     assert_eq!(third["parent"], Value::Null);
-    let pruned = t.json(&["prune", "--yes", "--max-unused", "0"]);
+    let pruned = t.json(&["prune", "--yes", "--instant-delete", "--max-unused", "0"]);
     assert!(pruned["bytes_deleted"].as_u64().unwrap() > 0, "{pruned:#}");
     t.assert_verify_ok(&["--read-data"]);
     let out = t.path("out");
@@ -527,5 +529,66 @@ fn a_killed_write_only_backup_is_not_stored_twice() {
     t.assert_verify_ok(&["--read-data"]);
     let out = t.path("out");
     t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+}
+
+/// Two-phase prune (repo-format.md §9a): the host cannot see marks, so its next backup may use a
+/// pack a prune marked; the prune that would delete it takes it back, and nothing is lost.
+#[test]
+fn a_marked_pack_the_host_uses_again_is_taken_back() {
+    let t = TestRepo::init();
+    add_write_only(&t);
+    let src = source(&t);
+    let first = host_backup(&t, &src);
+    t.json(&["forget", "--yes", first["snapshot_id"].as_str().unwrap()]);
+    let marked = t.json(&["prune", "--yes"]);
+    assert!(marked["packs_marked"].as_u64().unwrap() >= 1, "{marked:#}");
+    // The send log still knows the (marked, stored) packs: nothing is stored again.
+    let second = host_backup(&t, &src);
+    assert_eq!(second["data_blobs_added"], 0, "{second:#}");
+    let later = t.json(&["prune", "--yes", "--keep-delete", "0s"]);
+    assert!(later["packs_recovered"].as_u64().unwrap() >= 1, "{later:#}");
+    assert_eq!(later["packs_removed"], 0, "{later:#}");
+    t.assert_verify_ok(&["--read-data"]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+}
+
+/// The write-only backup's last check: packs it deduplicated against that vanish while it runs
+/// (a prune deleting them, here a hook at the check) fail it before any snapshot is written,
+/// and the next run stores that data again.
+#[test]
+fn a_write_only_backup_whose_base_vanishes_writes_no_snapshot() {
+    let t = TestRepo::init();
+    add_write_only(&t);
+    let src = source(&t);
+    host_backup(&t, &src);
+    let before = repo_files(&t.repo, "data");
+    assert!(!before.is_empty());
+    let rm: Vec<String> = before
+        .iter()
+        .map(|p| format!("rm -f '{}'", p.display()))
+        .collect();
+    write(&src.join("new"), &random_bytes(12, 50_000));
+    let mut c = t.command();
+    c.env("HYDRABACKUP_PASSWORD", WO_PASSWORD)
+        .env("HYDRABACKUP_CACHE_DIR", t.path("host-cache"))
+        .env(
+            "HYDRABACKUP_TEST_HOOK",
+            format!("backup-before-check:{}", rm.join(" && ")),
+        )
+        .args(["backup", src.to_str().unwrap()]);
+    let r = run_cmd(c);
+    r.expect_code(1).expect_clean_error();
+    assert!(r.stderr.contains("deleted by a prune"), "{}", r.stderr);
+    assert_eq!(repo_files(&t.repo, "snapshots").len(), 1);
+    let again = host_backup(&t, &src);
+    assert!(
+        again["data_blobs_added"].as_u64().unwrap() >= 3,
+        "{again:#}"
+    );
+    let out = t.path("out");
+    t.restore(again["snapshot_id"].as_str().unwrap(), &out, &[]);
     assert_same_dir(&src, &out);
 }
