@@ -107,6 +107,11 @@ pub enum Error {
     /// was restored.
     #[error("{0} path(s) could not be written to the target; everything else was restored")]
     RestoreIncomplete(usize),
+    /// A write-only key opened the repository, and the command reads or deletes what is stored.
+    #[error(
+        "key {0} is write-only: it can run `backup` (and `watch`) only; this command needs a full key"
+    )]
+    WriteOnlyKey(String),
     /// The `--hook-before` command failed, so the command did not run.
     #[error("the --hook-before command failed ({0}); the command did not run")]
     HookBefore(String),
@@ -123,6 +128,7 @@ impl Error {
         match self {
             Error::RestoreIncomplete(_) => 3,
             Error::HookBefore(_) => 15,
+            Error::WriteOnlyKey(_) => 16,
             Error::RepoNotFound(_) => 10,
             Error::UnknownScheme(_) => 2,
             Error::Locked(_) => 11,

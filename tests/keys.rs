@@ -254,6 +254,7 @@ fn forged_key(kdf: KdfParams) -> KeyFile {
         kdf,
         salt: vec![1; 32],
         sealed_master: vec![2; 60],
+        sealed_write_only: None,
     }
 }
 

@@ -16,13 +16,13 @@ use libfuzzer_sys::fuzz_target;
 static KEY: LazyLock<SealKey> = LazyLock::new(|| SealKey::new(&[7; 32]));
 
 fuzz_target!(|data: &[u8]| {
-    let _ = open::<IndexFile>(&KEY, data, "index");
+    let _ = open::<IndexFile>(&*KEY, data, "index");
     let sealed = KEY.seal(data);
-    let _ = open::<Config>(&KEY, &sealed, "config");
-    let _ = open::<Snapshot>(&KEY, &sealed, "snapshot");
-    let _ = open::<LockInfo>(&KEY, &sealed, "lock");
-    if let Ok(f) = open::<IndexFile>(&KEY, &sealed, "index") {
-        let back: IndexFile = open(&KEY, &seal(&KEY, &f), "index").expect("round trip");
+    let _ = open::<Config>(&*KEY, &sealed, "config");
+    let _ = open::<Snapshot>(&*KEY, &sealed, "snapshot");
+    let _ = open::<LockInfo>(&*KEY, &sealed, "lock");
+    if let Ok(f) = open::<IndexFile>(&*KEY, &sealed, "index") {
+        let back: IndexFile = open(&*KEY, &seal(&*KEY, &f), "index").expect("round trip");
         assert_eq!(back, f);
     }
 });

@@ -290,7 +290,7 @@ pub enum KeyCommand {
     /// List keys.
     List,
     /// Add a key for a new password.
-    Add(NewPassword),
+    Add(KeyAddArgs),
     /// Remove a key by id (prefix).
     Remove {
         /// Key id or unique prefix.
@@ -298,6 +298,18 @@ pub enum KeyCommand {
     },
     /// Change the password of the key in use.
     Passwd(NewPassword),
+}
+
+/// `key add`.
+#[derive(Args, Debug)]
+pub struct KeyAddArgs {
+    /// Where the new password comes from.
+    #[command(flatten)]
+    pub password: NewPassword,
+    /// Make a write-only key: it can run `backup` (and `watch`), never read, list or delete
+    /// what is stored (for the database host; see "Protecting backups from a compromised host").
+    #[arg(long)]
+    pub write_only: bool,
 }
 
 /// Where a new password comes from.

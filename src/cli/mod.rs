@@ -182,7 +182,16 @@ pub(crate) fn backend_of(g: &Global) -> Result<Arc<dyn backend::Backend>> {
     )?))
 }
 
+/// Opens the repository for a command that reads or deletes what is stored: a write-only key
+/// is refused (exit 16).
 pub(crate) fn open(g: &Global) -> Result<Repository> {
+    let repo = open_writer(g)?;
+    repo.require_full_key()?;
+    Ok(repo)
+}
+
+/// Opens the repository for `backup` (and `watch`): the commands a write-only key may run.
+pub(crate) fn open_writer(g: &Global) -> Result<Repository> {
     let b = backend_of(g)?;
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
@@ -227,7 +236,9 @@ pub(crate) fn open_from(g: &Global, f: &args::FromRepo) -> Result<Repository> {
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
     }
-    Repository::open(b, &password::from_password(f)?)
+    let repo = Repository::open(b, &password::from_password(f)?)?;
+    repo.require_full_key()?;
+    Ok(repo)
 }
 
 /// `n` bytes for people: `512 B`, `1.5 KiB`, `3.2 GiB`. Not indicatif's `HumanBytes`, which
@@ -361,7 +372,7 @@ fn dispatch(
         }
         Command::Backup(a) => {
             a.check()?;
-            let repo = open(g)?;
+            let repo = open_writer(g)?;
             rep.host = a.host.clone();
             rep.opened(&repo);
             if !g.quiet && !a.stdin_from_command {
@@ -633,8 +644,9 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             } else if !g.quiet {
                 for k in &keys.0 {
                     let cur = if k.current { "*" } else { " " };
+                    let wo = if k.write_only { " write-only" } else { "" };
                     println!(
-                        "{cur}{} {:<12} {:<16} {}",
+                        "{cur}{} {:<12} {:<16} {}{wo}",
                         &k.id[..12],
                         k.user,
                         k.host,
@@ -644,10 +656,18 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             }
             return Ok(0);
         }
-        KeyCommand::Add(np) => {
-            let pw = password::new_password(np.new_password_file.as_deref())?;
-            let out = key::add(&repo, &pw, kdf(g))?;
-            say(format!("added key {}", short(&out.added)));
+        KeyCommand::Add(a) => {
+            let pw = password::new_password(a.password.new_password_file.as_deref())?;
+            let out = match a.write_only {
+                true => key::add_write_only(&repo, &pw, kdf(g))?,
+                false => key::add(&repo, &pw, kdf(g))?,
+            };
+            let kind = if a.write_only {
+                "write-only key"
+            } else {
+                "key"
+            };
+            say(format!("added {kind} {}", short(&out.added)));
             out
         }
         KeyCommand::Remove { id } => {

@@ -66,9 +66,10 @@ impl Report {
     }
 
     /// Adds the repository's size (its pack files, its snapshots) to the metrics, if they go
-    /// anywhere. A failure is a warning: the command's work is done.
+    /// anywhere (not with a write-only key, which cannot read the index). A failure is a
+    /// warning: the command's work is done.
     fn repository_size(&mut self, repo: &Repository) {
-        if !self.wanted {
+        if !self.wanted || repo.is_write_only() {
             return;
         }
         match hydrabackup::ops::stats::run(repo, &Default::default(), &Default::default()) {

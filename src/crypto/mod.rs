@@ -1,9 +1,14 @@
 //! Cryptography: the repository's master key, AEAD sealing of every stored object and blob,
-//! keyed BLAKE3 blob ids, and Argon2id key derivation for key files.
+//! keyed BLAKE3 blob ids, Argon2id key derivation for key files, and sealing to the
+//! repository's public key for write-only keys.
 
+pub mod envelope;
 mod kdf;
 
 pub use kdf::{KdfParams, derive_key};
+
+use envelope::ENVELOPE_LEN;
+use x25519_dalek::StaticSecret;
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -84,24 +89,111 @@ impl SealKey {
 
 /// The secrets that open a repository: the AEAD key sealed in every key file, and the keyed-hash
 /// secret (from the config) that names blobs. Both are wiped from memory when dropped.
+///
+/// A full key also holds the repository's X25519 secret (to open what write-only keys sealed)
+/// and the lock key. A write-only session holds instead a random content key, the envelope that
+/// carries it to the repository's public key, and the lock key (repo-format.md §2a).
 #[derive(Clone)]
 pub struct Keys {
     seal: SealKey,
     id_key: Zeroizing<[u8; 32]>,
+    lock: SealKey,
+    secret: Option<StaticSecret>,
+    envelope: Option<[u8; ENVELOPE_LEN]>,
 }
 
 impl Keys {
-    /// Combines an AEAD key and an id key.
+    /// Combines an AEAD key and an id key (locks are sealed with the AEAD key too; nothing
+    /// sealed to a public key opens): for tests and benchmarks of the layers below.
     pub fn new(seal: SealKey, id_key: [u8; 32]) -> Self {
         Keys {
+            lock: seal.clone(),
             seal,
             id_key: Zeroizing::new(id_key),
+            secret: None,
+            envelope: None,
         }
     }
 
-    /// The AEAD key.
+    /// The keys of a full key: everything derives from the master key.
+    pub fn full(master: &[u8; 32], id_key: [u8; 32]) -> Self {
+        Keys {
+            seal: SealKey::new(master),
+            id_key: Zeroizing::new(id_key),
+            lock: SealKey::new(&envelope::lock_key(master)),
+            secret: Some(envelope::repository_secret(master)),
+            envelope: None,
+        }
+    }
+
+    /// The keys of a new write-only session: a fresh content key sealed to `public`.
+    pub fn write_only(id_key: [u8; 32], lock_key: &[u8; 32], public: &[u8; 32]) -> Self {
+        let (seal, env) = envelope::new_session(public);
+        Keys {
+            seal,
+            id_key: Zeroizing::new(id_key),
+            lock: SealKey::new(lock_key),
+            secret: None,
+            envelope: Some(env),
+        }
+    }
+
+    /// The AEAD key blobs are sealed with (a write-only session's content key).
     pub fn seal_key(&self) -> &SealKey {
         &self.seal
+    }
+
+    /// Seals an object or a pack header: with a write-only session's envelope in front.
+    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let env = self.envelope.as_ref().map_or(&[][..], |e| &e[..]);
+        let mut out = Vec::with_capacity(env.len() + plain.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(env);
+        self.seal.seal_into(plain, &mut out);
+        out
+    }
+
+    /// Opens what [`Keys::seal`] sealed, by this key or by a write-only session (a full key
+    /// opens those too).
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let (session, rest) = self.session_for(sealed)?;
+        session.as_ref().unwrap_or(self).seal.open(rest)
+    }
+
+    /// Reads the envelope in front of `sealed` (an object or a pack's sealed header): the keys
+    /// of the write-only session that sealed it and the blobs stored with it (`None`: these
+    /// keys), and the sealed bytes after the envelope.
+    pub fn session_for<'a>(&self, sealed: &'a [u8]) -> Result<(Option<Keys>, &'a [u8]), OpenError> {
+        let Some(env) = envelope::envelope_of(sealed) else {
+            return Ok((None, sealed));
+        };
+        // A message sealed without an envelope starts with a random nonce, so it can start
+        // with the envelope's magic: the plain reading is tried first.
+        if self.seal.open(sealed).is_ok() {
+            return Ok((None, sealed));
+        }
+        let rest = &sealed[ENVELOPE_LEN..];
+        if self.envelope.as_ref() == Some(env) {
+            return Ok((None, rest));
+        }
+        let secret = self.secret.as_ref().ok_or(OpenError)?;
+        let seal = envelope::unwrap(secret, env).ok_or(OpenError)?;
+        let session = Keys {
+            seal,
+            envelope: Some(*env),
+            ..self.clone()
+        };
+        Ok((Some(session), rest))
+    }
+
+    /// Seals a lock.
+    pub fn seal_lock(&self, plain: &[u8]) -> Vec<u8> {
+        self.lock.seal(plain)
+    }
+
+    /// Opens a lock: sealed with the lock key, or (written by an earlier version) the master
+    /// key.
+    pub fn open_lock(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        self.lock.open(sealed).or_else(|_| self.seal.open(sealed))
     }
 
     /// The id of a blob with plaintext `data`: BLAKE3 keyed with the repository secret, so ids

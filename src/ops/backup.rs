@@ -174,11 +174,14 @@ fn find_parent(
     host: &str,
     paths: &[String],
 ) -> Result<Option<(Id, Snapshot)>> {
+    if opts.force && opts.parent.is_none() {
+        return Ok(None);
+    }
+    if repo.is_write_only() {
+        return repo.write_only_parent(opts.parent.as_deref(), host, paths);
+    }
     if let Some(p) = &opts.parent {
         return repo.find_snapshot(p).map(Some);
-    }
-    if opts.force {
-        return Ok(None);
     }
     Ok(repo
         .snapshots()?
@@ -283,7 +286,15 @@ pub fn backup(
     let parent = find_parent(repo, opts, &host, &path_strings)?;
     // Deduplicate only against live packs (nothing a prune marked); the parent's root may be
     // read from any copy.
-    let (index, parent_root, start_files) = {
+    let (index, parent_root, start_files) = if repo.is_write_only() {
+        // The send log's index and trees (repo-format.md §2a).
+        let index = repo.load_live_index()?;
+        let parent_root = match &parent {
+            Some((_, s)) => Some(repo.load_tree(&index, &s.tree)?),
+            None => None,
+        };
+        (index, parent_root, HashSet::new())
+    } else {
         let files = repo.load_readable_index_files()?;
         let names: HashSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
         let parent_root = match &parent {
@@ -515,6 +526,7 @@ pub fn backup(
         decisions: Vec::new(),
         names: Vec::new(),
         show_names: opts.show_names,
+        note_trees: !opts.dry_run,
         base: if paths.len() == 1 {
             paths[0].clone()
         } else {
@@ -607,6 +619,8 @@ pub fn backup(
     let unchanged = opts.skip_unchanged && parent.as_ref().is_some_and(|p| p.1.tree == root_id);
     let packs_recovered = if opts.dry_run || unchanged {
         0
+    } else if repo.is_write_only() {
+        live::ensure_stored(repo, root_id, names_id)?
     } else {
         live::ensure_live(
             repo,
@@ -621,7 +635,9 @@ pub fn backup(
         None
     } else {
         crate::failpoint::hit("before-snapshot");
-        Some(repo.save_object(FileKind::Snapshot, &snap)?)
+        let id = repo.save_object(FileKind::Snapshot, &snap)?;
+        repo.record_write_only_snapshot(&id, &snap)?;
+        Some(id)
     };
     Ok(BackupOutcome {
         snapshot_id,

@@ -21,6 +21,8 @@ pub struct KeyInfo {
     pub host: String,
     /// When it was created.
     pub created: String,
+    /// Whether it is a write-only key (backups only).
+    pub write_only: bool,
 }
 
 /// The keys (the `--json` document of `key list` is this list).
@@ -46,6 +48,7 @@ pub fn list(repo: &Repository) -> Result<KeyList> {
             .into_iter()
             .map(|(id, kf)| KeyInfo {
                 current: id == repo.key_name(),
+                write_only: kf.is_write_only(),
                 id,
                 user: kf.user,
                 host: kf.host,
@@ -59,6 +62,14 @@ pub fn list(repo: &Repository) -> Result<KeyList> {
 pub fn add(repo: &Repository, password: &[u8], kdf: KdfParams) -> Result<KeyChange> {
     Ok(KeyChange {
         added: Some(repo.add_key(password, kdf)?),
+        removed: None,
+    })
+}
+
+/// Adds a write-only key for `password`: it can back up, and read or delete nothing.
+pub fn add_write_only(repo: &Repository, password: &[u8], kdf: KdfParams) -> Result<KeyChange> {
+    Ok(KeyChange {
+        added: Some(repo.add_write_only_key(password, kdf)?),
         removed: None,
     })
 }

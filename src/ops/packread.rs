@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::backend::FileKind;
 use crate::repo::Repository;
-use crate::repo::blob::{BlobType, open_checked};
+use crate::repo::blob::BlobType;
 use crate::repo::index::{BlobLocation, Index};
 use crate::repo::pack::PackEntry;
 use crate::{Id, Result};
@@ -102,7 +102,8 @@ impl<T: Sync> PackReads<T> {
             let mut it = blobs.values().map(|(e, value)| {
                 let s = (e.offset as u64 - first) as usize;
                 let planned = match &bytes {
-                    Ok(b) => open_checked(repo.keys(), e, &b[s..s + e.len as usize])
+                    Ok(b) => repo
+                        .open_blob_in(pack, e, &b[s..s + e.len as usize])
                         .map(|(payload, plain)| Opened {
                             entry: *e,
                             payload,
@@ -144,7 +145,7 @@ fn other_copy(
                     a.len as u64,
                 )
                 .ok()?;
-            let (payload, plain) = open_checked(repo.keys(), &a, &b).ok()?;
+            let (payload, plain) = repo.open_blob_in(&l.pack, &a, &b).ok()?;
             Some(Opened {
                 entry: a,
                 payload,

@@ -40,13 +40,13 @@ use crate::backend::FileKind;
 use crate::ops::copies::first_intact;
 use crate::ops::progress::Progress;
 use crate::ops::reach::for_each_tree;
-use crate::repo::blob::{BlobType, SealedBlob, open_blob};
+use crate::repo::blob::{BlobType, SealedBlob, open_checked};
 use crate::repo::index::{
     self, BlobLocation, INDEX_VERSION, Index, IndexFile, IndexPack, MarkedPack, by_priority,
     effective,
 };
 use crate::repo::lock::{self, LockKind};
-use crate::repo::pack::{PackEntry, read_header};
+use crate::repo::pack::{PackEntry, read_header, read_pack};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::PackWriter;
 use crate::repo::{DamagedSnapshot, Repository};
@@ -581,7 +581,7 @@ fn prune_packs(
         oldest_lock: if opts.instant_delete {
             None
         } else {
-            lock::oldest_other(repo.backend().as_ref(), repo.keys().seal_key())?
+            lock::oldest_other(repo.backend().as_ref(), repo.keys())?
         },
     };
     // Locks (above), then snapshots, then the index: a snapshot is written after the index
@@ -886,7 +886,7 @@ fn rewrite_packs(
         let tx = writer.sender();
         let bytes = repo.backend().read(FileKind::Pack, &p.record.id.to_hex())?;
         let entries = p.record.entries()?;
-        let header = read_header(repo.keys(), &bytes)
+        let (header, session) = read_pack(repo.keys(), &bytes)
             .map_err(|er| Error::corrupt(format!("pack {}", p.record.id), er.to_string()))?;
         if !entries.iter().all(|e| header.contains(e)) {
             return Err(header_mismatch(&p.record.id, None));
@@ -902,12 +902,18 @@ fn rewrite_packs(
                     "shorter than its index says",
                 )
             })?;
-            open_blob(repo.keys(), &e, sealed)
+            let keys = session.as_ref().unwrap_or(repo.keys());
+            let (payload, _) = open_checked(keys, &e, sealed)
                 .map_err(|er| Error::corrupt(format!("pack {}", p.record.id), er.to_string()))?;
+            // A blob a write-only session sealed is sealed again with the master key.
+            let sealed = match session {
+                None => sealed.to_vec(),
+                Some(_) => repo.keys().seal_key().seal(&payload),
+            };
             let blob = SealedBlob {
                 kind: e.kind,
                 id: e.id,
-                sealed: sealed.to_vec(),
+                sealed,
                 raw_len: e.raw_len,
                 compressed: e.compressed,
             };

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use rayon::prelude::*;
 
 use crate::repo::Repository;
-use crate::repo::blob::BlobType;
 use crate::repo::index::Index;
 use crate::repo::tree::Tree;
 use crate::{Id, Result};
@@ -25,7 +24,7 @@ pub fn for_each_tree(
         let level: Vec<(Id, Vec<u8>, Tree)> = frontier
             .par_iter()
             .map(|id| {
-                let bytes = repo.read_blob(index, BlobType::Tree, id)?;
+                let bytes = repo.tree_blob(index, id)?;
                 let tree = Tree::decode(&bytes)?;
                 Ok((*id, bytes, tree))
             })

@@ -79,8 +79,8 @@ fn pack_header(repo: &Repository, keys: &Keys, id: &str, size: u64) -> Result<Ve
         )));
     }
     let sealed = backend.read_range(FileKind::Pack, id, size - 4 - hl, hl)?;
+    // Opens a write-only session's header too (its envelope in front, repo-format.md §2a).
     let plain = keys
-        .seal_key()
         .open(&sealed)
         .map_err(|_| damaged("header does not authenticate".into()))?;
     let header = decode_header(&plain)?;

@@ -25,11 +25,7 @@ pub struct UnlockOutcome {
 
 /// Removes the locks `opts` selects and the stale temporaries.
 pub fn run(repo: &Repository, opts: &UnlockOptions, _progress: &Progress) -> Result<UnlockOutcome> {
-    let removed = crate::repo::lock::unlock(
-        repo.backend().as_ref(),
-        repo.keys().seal_key(),
-        opts.remove_all,
-    )?;
+    let removed = crate::repo::lock::unlock(repo.backend().as_ref(), repo.keys(), opts.remove_all)?;
     let temporaries_removed = repo.backend().remove_stale_temporaries()?;
     Ok(UnlockOutcome {
         removed,

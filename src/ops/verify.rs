@@ -18,7 +18,7 @@ use crate::repo::blob::{BlobType, open_blob};
 use crate::repo::filter::SwampFilter;
 use crate::repo::index::{self, Index, IndexFile, by_priority, effective};
 use crate::repo::keyfile::KeyFile;
-use crate::repo::pack::{PackEntry, decode_header, read_header};
+use crate::repo::pack::{PackEntry, decode_header, read_header, read_pack};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::NodeKind;
 use crate::{Error, Id, Result};
@@ -371,7 +371,7 @@ fn verify(
                     )));
                 }
                 let sealed = backend.read_range(FileKind::Pack, &id.to_hex(), size - 4 - hl, hl)?;
-                let plain = match repo.keys().seal_key().open(&sealed) {
+                let plain = match repo.keys().open(&sealed) {
                     Ok(p) => p,
                     Err(_) => {
                         return Ok(Some(
@@ -564,10 +564,13 @@ fn verify(
                 }
                 let (mut bad, mut good) = (Vec::new(), Vec::new());
                 let mut n = 0;
+                // A pack a write-only session wrote: its blobs open with that session's key.
+                let session = read_pack(repo.keys(), &bytes).ok().and_then(|(_, k)| k);
+                let keys = session.as_ref().unwrap_or(repo.keys());
                 for e in entries.iter() {
                     let end = e.offset as usize + e.len as usize;
                     let r = if end <= bytes.len() {
-                        open_blob(repo.keys(), e, &bytes[e.offset as usize..end]).map(|_| ())
+                        open_blob(keys, e, &bytes[e.offset as usize..end]).map(|_| ())
                     } else {
                         Err(Error::corrupt("blob", "beyond the end of the pack"))
                     };

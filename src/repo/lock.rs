@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, FileKind};
-use crate::crypto::SealKey;
-use crate::repo::object;
+use crate::crypto::{Keys, OpenError};
+use crate::repo::object::{self, Opener, Sealer};
 use crate::{Error, Id, Result};
 
 /// Age after which an unrefreshed lock is stale.
@@ -128,16 +128,34 @@ impl LockInfo {
     }
 }
 
+/// Locks are sealed with the lock key, which write-only keys hold too (repo-format.md §8).
+struct LockKey<'a>(&'a Keys);
+
+impl Sealer for LockKey<'_> {
+    fn seal_bytes(&self, plain: &[u8]) -> Vec<u8> {
+        self.0.seal_lock(plain)
+    }
+}
+
+impl Opener for LockKey<'_> {
+    fn open_bytes(&self, sealed: &[u8]) -> std::result::Result<Vec<u8>, OpenError> {
+        self.0.open_lock(sealed)
+    }
+}
+
 /// Lists all locks; unreadable ones are reported as `None` (another key may have written them,
 /// or they are damaged).
-pub fn list(backend: &dyn Backend, key: &SealKey) -> Result<Vec<(String, Option<LockInfo>)>> {
+pub fn list(backend: &dyn Backend, key: &Keys) -> Result<Vec<(String, Option<LockInfo>)>> {
     let mut out = Vec::new();
     for (name, size) in backend.list(FileKind::Lock)? {
         let info = match object::read_capped(backend, FileKind::Lock, &name, Some(size)) {
-            Ok(b) => {
-                object::open_limited::<LockInfo>(key, &b, "lock", object::max_size(FileKind::Lock))
-                    .ok()
-            }
+            Ok(b) => object::open_limited::<LockInfo>(
+                &LockKey(key),
+                &b,
+                "lock",
+                object::max_size(FileKind::Lock),
+            )
+            .ok(),
             Err(Error::Backend { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 continue;
             }
@@ -151,7 +169,7 @@ pub fn list(backend: &dyn Backend, key: &SealKey) -> Result<Vec<(String, Option<
 
 struct Shared {
     backend: Arc<dyn Backend>,
-    key: SealKey,
+    key: Keys,
     info: std::sync::Mutex<(LockInfo, String)>,
     stop: AtomicBool,
 }
@@ -162,8 +180,8 @@ pub struct LockGuard {
     refresher: Option<JoinHandle<()>>,
 }
 
-fn write_lock(backend: &dyn Backend, key: &SealKey, info: &LockInfo) -> Result<String> {
-    let bytes = object::seal(key, info);
+fn write_lock(backend: &dyn Backend, key: &Keys, info: &LockInfo) -> Result<String> {
+    let bytes = object::seal(&LockKey(key), info);
     let name = Id::of_stored(&bytes).to_hex();
     backend.write(FileKind::Lock, &name, &bytes)?;
     Ok(name)
@@ -172,7 +190,7 @@ fn write_lock(backend: &dyn Backend, key: &SealKey, info: &LockInfo) -> Result<S
 /// Takes a lock, failing with [`Error::Locked`] if a live conflicting lock exists.
 pub fn acquire(
     backend: Arc<dyn Backend>,
-    key: &SealKey,
+    key: &Keys,
     kind: LockKind,
     purpose: &str,
 ) -> Result<LockGuard> {
@@ -258,7 +276,7 @@ impl Drop for LockGuard {
 
 /// The earliest creation time of the live locks other processes hold (`None`: there are
 /// none). Locks that do not open count as created at time 0: they may belong to anyone.
-pub fn oldest_other(backend: &dyn Backend, key: &SealKey) -> Result<Option<i64>> {
+pub fn oldest_other(backend: &dyn Backend, key: &Keys) -> Result<Option<i64>> {
     let mut oldest: Option<i64> = None;
     for (_, info) in list(backend, key)? {
         let created = match info {
@@ -272,7 +290,7 @@ pub fn oldest_other(backend: &dyn Backend, key: &SealKey) -> Result<Option<i64>>
 }
 
 /// Removes stale locks (or all locks with `all`); returns the names removed.
-pub fn unlock(backend: &dyn Backend, key: &SealKey, all: bool) -> Result<Vec<String>> {
+pub fn unlock(backend: &dyn Backend, key: &Keys, all: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for (name, info) in list(backend, key)? {
         let stale = info.as_ref().is_none_or(|i| i.is_stale());

@@ -12,11 +12,12 @@ pub mod lock;
 pub mod names;
 pub mod object;
 pub mod pack;
+pub mod sendlog;
 pub mod snapshot;
 pub mod tree;
 pub mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -25,12 +26,13 @@ use serde::{Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
 use crate::backend::{Backend, FileKind};
-use crate::crypto::{KdfParams, Keys, SealKey, fill_random};
+use crate::crypto::{self, KdfParams, Keys, SealKey, fill_random};
 use crate::{Error, Id, Result};
 use blob::BlobType;
 use config::{Config, FORMAT_VERSION};
 use index::{Index, IndexFile};
-use keyfile::KeyFile;
+use keyfile::{KeyFile, KeySecrets, WriteOnlySecrets};
+use sendlog::SendLog;
 use snapshot::Snapshot;
 use tree::Tree;
 
@@ -40,7 +42,11 @@ pub struct Repository {
     keys: Keys,
     config: Config,
     key_name: String,
-    master: Zeroizing<[u8; 32]>,
+    /// The master key; `None` when a write-only key opened the repository.
+    master: Option<Zeroizing<[u8; 32]>>,
+    /// Keys of the packs whose blobs a write-only session sealed, learnt from their headers
+    /// (`None`: the pack is sealed with the master key).
+    pack_keys: Mutex<HashMap<Id, Option<Keys>>>,
     /// Snapshots skipped so far because they do not open or decode: name → reason.
     damaged: Mutex<BTreeMap<String, String>>,
     /// Root of the local caches (see [`Repository::with_cache_root`]); `None`: no cache.
@@ -110,11 +116,12 @@ impl Repository {
         // The config is written last: its presence is what makes the repository exist.
         backend.write(FileKind::Config, "config", &object::seal(&seal, &config))?;
         Ok(Repository {
-            keys: Keys::new(seal, config.id_key.0),
+            keys: Keys::full(&master, config.id_key.0),
             backend,
             config,
             key_name,
-            master,
+            master: Some(master),
+            pack_keys: Mutex::default(),
             damaged: Mutex::default(),
             cache_root: None,
             cache: None,
@@ -182,14 +189,25 @@ impl Repository {
                 Err(e) => tracing::warn!("key {name} skipped: {e}"),
             }
         }
-        let (key_name, master) = found.ok_or(Error::WrongPassword)?;
-        let seal = SealKey::new(&master);
-        let config: Config = object::open_limited(
-            &seal,
-            &object::read_capped(backend.as_ref(), FileKind::Config, "config", None)?,
-            "config",
-            object::max_size(FileKind::Config),
-        )?;
+        let (key_name, secrets) = found.ok_or(Error::WrongPassword)?;
+        let (config, keys, master) = match secrets {
+            KeySecrets::Full(master) => {
+                let config: Config = object::open_limited(
+                    &SealKey::new(&master),
+                    &object::read_capped(backend.as_ref(), FileKind::Config, "config", None)?,
+                    "config",
+                    object::max_size(FileKind::Config),
+                )?;
+                let keys = Keys::full(&master, config.id_key.0);
+                (config, keys, Some(master))
+            }
+            // A write-only key carries the config (it cannot open the stored one) and starts a
+            // session sealed to the repository's public key.
+            KeySecrets::WriteOnly(w) => {
+                let keys = Keys::write_only(w.config.id_key.0, &w.lock_key.0, &w.public_key.0);
+                (w.config, keys, None)
+            }
+        };
         if config.version != FORMAT_VERSION {
             return Err(Error::InvalidInput(format!(
                 "repository format version {} is not supported by this hydrabackup (knows {FORMAT_VERSION})",
@@ -210,15 +228,102 @@ impl Repository {
             tracing::warn!("{e}: objects written here are not locked");
         }
         Ok(Repository {
-            keys: Keys::new(seal, config.id_key.0),
+            keys,
             backend,
             config,
             key_name,
             master,
+            pack_keys: Mutex::default(),
             damaged: Mutex::default(),
             cache_root: None,
             cache: None,
         })
+    }
+
+    /// Whether a write-only key opened the repository: it can back up (with the send log for
+    /// a parent and deduplication) and nothing else.
+    pub fn is_write_only(&self) -> bool {
+        self.master.is_none()
+    }
+
+    /// Refuses with [`Error::WriteOnlyKey`] when a write-only key opened the repository: the
+    /// one check of every command but `backup` and `watch`.
+    pub fn require_full_key(&self) -> Result<()> {
+        match self.is_write_only() {
+            true => Err(Error::WriteOnlyKey(self.key_name[..12].to_string())),
+            false => Ok(()),
+        }
+    }
+
+    /// The send log of a write-only key (in the cache folder), if this is one and caching is on.
+    pub fn send_log(&self) -> Option<SendLog> {
+        match self.is_write_only() {
+            true => self.cache_dir().map(|d| SendLog::new(d.join("write-only"))),
+            false => None,
+        }
+    }
+
+    /// The parent of a write-only backup: the snapshot `spec` names (an id prefix) or the newest
+    /// one of `host` and `paths`, among those the send log recorded (with their root trees) and
+    /// the repository lists.
+    pub fn write_only_parent(
+        &self,
+        spec: Option<&str>,
+        host: &str,
+        paths: &[String],
+    ) -> Result<Option<(Id, Snapshot)>> {
+        let Some(log) = self.send_log() else {
+            tracing::warn!(
+                "no cache folder: a write-only backup has no parent and stores all data"
+            );
+            return Ok(None);
+        };
+        let listed: HashSet<String> = self
+            .backend
+            .list(FileKind::Snapshot)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut snaps = log.snapshots(&listed);
+        // A parent is only useful with its root tree at hand.
+        snaps.retain(|(_, s)| log.tree(&self.keys, &s.tree).is_ok());
+        match spec {
+            Some(p) => {
+                let p = p.to_ascii_lowercase();
+                snaps.retain(|(id, _)| p == "latest" || id.to_hex().starts_with(&p));
+                match snaps.len() {
+                    0 => Err(Error::NotFound(format!(
+                        "snapshot {p} among those this machine stored with the write-only key"
+                    ))),
+                    _ if p == "latest" => Ok(snaps.pop()),
+                    1 => Ok(snaps.pop()),
+                    n => Err(Error::InvalidInput(format!(
+                        "snapshot prefix {p} is ambiguous ({n} matches)"
+                    ))),
+                }
+            }
+            None => Ok(snaps
+                .into_iter()
+                .rev()
+                .find(|(_, s)| s.host == host && s.paths == paths)),
+        }
+    }
+
+    /// Records a snapshot a write-only backup stored, and keeps the send log to the newest
+    /// snapshot of each host and path set.
+    pub fn record_write_only_snapshot(&self, id: &Id, snap: &Snapshot) -> Result<()> {
+        let Some(log) = self.send_log() else {
+            return Ok(());
+        };
+        log.record_snapshot(id, snap);
+        let listed: HashSet<String> = self
+            .backend
+            .list(FileKind::Snapshot)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        log.retain_latest(&self.keys, &log.snapshots(&listed));
+        Ok(())
     }
 
     /// The storage backend.
@@ -261,7 +366,7 @@ impl Repository {
 
     /// Seals and stores an object under the hash of its bytes; returns that id.
     pub fn save_object<T: Serialize>(&self, kind: FileKind, value: &T) -> Result<Id> {
-        let bytes = object::seal(self.keys.seal_key(), value);
+        let bytes = object::seal(&self.keys, value);
         let id = Id::of_stored(&bytes);
         self.backend.write(kind, &id.to_hex(), &bytes)?;
         Ok(id)
@@ -279,6 +384,7 @@ impl Repository {
         name: &str,
         listed: Option<u64>,
     ) -> Result<T> {
+        self.require_full_key()?;
         let cache = self.cache.as_ref().filter(|_| kind == FileKind::Index);
         if let Some(bytes) = cache.and_then(|c| c.index_file(name)) {
             return self.open_stored(kind, name, &bytes);
@@ -307,14 +413,20 @@ impl Repository {
     /// Opens the stored bytes of an object (already checked against its name).
     fn open_stored<T: DeserializeOwned>(&self, kind: FileKind, name: &str, b: &[u8]) -> Result<T> {
         let what = format!("{} {name}", kind.label());
-        object::open_limited(self.keys.seal_key(), b, &what, object::max_size(kind))
+        object::open_limited(&self.keys, b, &what, object::max_size(kind))
     }
 
     /// Loads every index file (in parallel) into the shared in-memory index, superseded files
     /// as fallback copies. A damaged index file (or one forged by a client with append-only
     /// access) is skipped with a warning: `verify` reports it, and prune stops at it.
     /// Marked packs (repo-format.md §9a) come last, as a fallback.
+    ///
+    /// With a write-only key it is the send log's index of what this machine stored, limited to
+    /// the packs the repository lists (empty without a cache folder).
     pub fn load_index(&self) -> Result<Index> {
+        if self.is_write_only() {
+            return self.write_only_index();
+        }
         let index = index::reader_index(&self.load_readable_index_files()?);
         if let Some(c) = &self.cache {
             c.trim_trees(&index);
@@ -325,7 +437,25 @@ impl Repository {
     /// The index a writer deduplicates against: only live packs (nothing a prune marked,
     /// repo-format.md §9a), so that no new snapshot comes to depend on a pack on its way out.
     pub fn load_live_index(&self) -> Result<Index> {
+        if self.is_write_only() {
+            return self.write_only_index();
+        }
         Ok(index::live_index(&self.load_readable_index_files()?))
+    }
+
+    /// A write-only key's index: the send log's records of packs the repository still lists
+    /// (empty without a cache folder). It cannot see a prune's marks (repo-format.md §2a).
+    fn write_only_index(&self) -> Result<Index> {
+        let Some(log) = self.send_log() else {
+            return Ok(Index::default());
+        };
+        let packs: HashSet<Id> = self
+            .backend
+            .list(FileKind::Pack)?
+            .into_iter()
+            .filter_map(|(n, _)| Id::from_hex(&n))
+            .collect();
+        Ok(log.index(&packs))
     }
 
     /// Every index file that loads, with its name: damaged ones are skipped with a warning,
@@ -379,6 +509,7 @@ impl Repository {
     /// skipped and remembered (see [`Repository::damaged_snapshots`]): one bad object, which
     /// any append-only client can store, must not stop every command.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        self.require_full_key()?;
         let names = self.backend.list(FileKind::Snapshot)?;
         let key = self.keys.seal_key();
         let mut cached = self
@@ -401,7 +532,8 @@ impl Repository {
         };
         let fetch = |n: &str, size: u64| -> Result<(Snapshot, Vec<u8>)> {
             let bytes = self.fetch(FileKind::Snapshot, n, Some(size))?;
-            let plain = key
+            let plain = self
+                .keys
                 .open(&bytes)
                 .map_err(|e| Error::corrupt(format!("snapshot {n}"), e.to_string()))?;
             Ok((decode(n, &plain)?, plain))
@@ -531,7 +663,7 @@ impl Repository {
 
     /// Takes a lock of any [`lock::LockKind`] for the duration of an operation.
     pub fn lock_kind(&self, kind: lock::LockKind, purpose: &str) -> Result<lock::LockGuard> {
-        lock::acquire(self.backend.clone(), self.keys.seal_key(), kind, purpose)
+        lock::acquire(self.backend.clone(), &self.keys, kind, purpose)
     }
 
     /// Reads one blob through the index, checking its id; a copy that fails its check is
@@ -559,14 +691,23 @@ impl Repository {
             }
             match self
                 .read_sealed(&loc)
-                .and_then(|s| Ok((blob::open_blob(&self.keys, &loc.entry, &s)?, s)))
+                .and_then(|s| Ok((self.open_blob_in(&loc.pack, &loc.entry, &s)?, s)))
             {
-                Ok((plain, sealed)) => {
+                Ok(((payload, plain), sealed)) => {
                     if let Some(c) = cache {
                         c.missed();
-                        c.save_tree(&loc.entry, &sealed);
+                        // The cache opens trees with the master key: one a write-only
+                        // session sealed is sealed again for it.
+                        let session = matches!(
+                            self.pack_keys.lock().expect("pack keys").get(&loc.pack),
+                            Some(Some(_))
+                        );
+                        match session {
+                            true => c.save_tree(&loc.entry, &self.keys.seal_key().seal(&payload)),
+                            false => c.save_tree(&loc.entry, &sealed),
+                        }
                     }
-                    return Ok(plain);
+                    return Ok(plain.unwrap_or(payload));
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -584,11 +725,13 @@ impl Repository {
 
     /// Reads and checks the copy of a blob at `loc`.
     pub fn read_blob_at(&self, loc: &index::BlobLocation) -> Result<Vec<u8>> {
-        blob::open_blob(&self.keys, &loc.entry, &self.read_sealed(loc)?)
+        let (payload, plain) = self.open_blob_in(&loc.pack, &loc.entry, &self.read_sealed(loc)?)?;
+        Ok(plain.unwrap_or(payload))
     }
 
-    /// Reads the sealed bytes of the copy of a blob at `loc`.
+    /// Reads the sealed bytes of the copy of a blob at `loc` (refused with a write-only key).
     fn read_sealed(&self, loc: &index::BlobLocation) -> Result<Vec<u8>> {
+        self.require_full_key()?;
         let e = loc.entry;
         self.backend
             .read_range(
@@ -610,19 +753,86 @@ impl Repository {
             })
     }
 
-    /// Loads a tree blob.
+    /// Opens and checks a blob read from `pack` (see [`blob::open_checked`]): with the master
+    /// key, or, in a pack a write-only session wrote, with that session's key, which the pack's
+    /// header carries (read once per pack and remembered).
+    pub fn open_blob_in(
+        &self,
+        pack: &Id,
+        e: &pack::PackEntry,
+        sealed: &[u8],
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+        let known = self.pack_keys.lock().expect("pack keys").get(pack).cloned();
+        match known {
+            Some(Some(keys)) => blob::open_checked(&keys, e, sealed),
+            Some(None) => blob::open_checked(&self.keys, e, sealed),
+            None => match blob::open_checked(&self.keys, e, sealed) {
+                Err(err @ Error::Corrupt { .. }) => match self.session_keys(pack) {
+                    Some(keys) => blob::open_checked(&keys, e, sealed),
+                    None => Err(err),
+                },
+                r => r,
+            },
+        }
+    }
+
+    /// The keys of a pack a write-only session wrote, from its sealed header (`None`: another
+    /// pack, or a header that does not open, whose blobs then fail their own checks). What the
+    /// header says is remembered; a read that failed is not (it may succeed later).
+    fn session_keys(&self, pack: &Id) -> Option<Keys> {
+        let name = pack.to_hex();
+        let size = self.backend.size(FileKind::Pack, &name).ok()?;
+        let tail = self
+            .backend
+            .read_range(FileKind::Pack, &name, size.checked_sub(4)?, 4)
+            .ok()?;
+        let hl = u32::from_le_bytes(tail[..4].try_into().ok()?) as u64;
+        let sealed = match size.checked_sub(4 + hl) {
+            Some(start) => self
+                .backend
+                .read_range(FileKind::Pack, &name, start, hl)
+                .ok()?,
+            None => Vec::new(),
+        };
+        let found = crypto::envelope::envelope_of(&sealed)
+            .and_then(|_| pack::open_header(&self.keys, &sealed).ok()?.1);
+        self.pack_keys
+            .lock()
+            .expect("pack keys")
+            .insert(*pack, found.clone());
+        found
+    }
+
+    /// Loads a tree blob (with a write-only key: from the send log, the only trees it can read).
     pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
-        Tree::decode(&self.read_blob(index, BlobType::Tree, id)?)
+        Tree::decode(&self.tree_blob(index, id)?)
+    }
+
+    /// The plaintext of a tree blob (trees, name index roots and pages): with a write-only key
+    /// from the send log.
+    pub fn tree_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        if let Some(log) = self.send_log() {
+            return log.tree(&self.keys, id);
+        }
+        self.read_blob(index, BlobType::Tree, id)
+    }
+
+    /// Notes a tree blob of the snapshot being written, for the next backup's parent: with a
+    /// write-only key in the send log; nothing otherwise.
+    pub fn note_tree(&self, id: &Id, bytes: &[u8]) {
+        if let Some(log) = self.send_log() {
+            log.record_tree(id, bytes);
+        }
     }
 
     /// Loads the root of a snapshot's name index.
     pub fn load_name_index(&self, index: &Index, id: &Id) -> Result<names::NameIndex> {
-        names::NameIndex::decode(&self.read_blob(index, BlobType::Tree, id)?)
+        names::NameIndex::decode(&self.tree_blob(index, id)?)
     }
 
     /// Loads one page of a name index.
     pub fn load_name_page(&self, index: &Index, id: &Id) -> Result<names::NamePage> {
-        names::NamePage::decode(&self.read_blob(index, BlobType::Tree, id)?)
+        names::NamePage::decode(&self.tree_blob(index, id)?)
     }
 
     /// All key files that decode, with their names; the others are skipped with a warning
@@ -654,17 +864,45 @@ impl Repository {
 
     /// Adds a key file for another password; returns its name.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
-        write_key(self.backend.as_ref(), &self.master, password, kdf)
+        let master = self.full_master()?;
+        write_key(self.backend.as_ref(), master, password, kdf)
     }
 
-    /// Removes a key file (readable or not); the last readable key cannot be removed.
+    /// Adds a write-only key for another password (repo-format.md §2a); returns its name.
+    pub fn add_write_only_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let master = self.full_master()?;
+        let secrets = WriteOnlySecrets {
+            config: self.config.clone(),
+            public_key: Id(crypto::envelope::repository_public(master)),
+            lock_key: Id(*crypto::envelope::lock_key(master)),
+        };
+        let bytes = KeyFile::create_write_only(&secrets, password, kdf)?.encode();
+        let name = Id::of_stored(&bytes).to_hex();
+        self.backend.write(FileKind::Key, &name, &bytes)?;
+        Ok(name)
+    }
+
+    fn full_master(&self) -> Result<&[u8; 32]> {
+        self.require_full_key()?;
+        Ok(self
+            .master
+            .as_deref()
+            .expect("a full key has the master key"))
+    }
+
+    /// Removes a key file (readable or not); the last readable full key cannot be removed.
     pub fn remove_key(&self, name: &str) -> Result<()> {
+        self.require_full_key()?;
         if !self.key_names()?.iter().any(|n| n == name) {
             return Err(Error::NotFound(format!("key {name}")));
         }
-        if !self.list_keys()?.iter().any(|(n, _)| n != name) {
+        if !self
+            .list_keys()?
+            .iter()
+            .any(|(n, k)| n != name && !k.is_write_only())
+        {
             return Err(Error::InvalidInput(
-                "refusing to remove the last key: the repository could never be opened again"
+                "refusing to remove the last full key: the repository could never be read again"
                     .into(),
             ));
         }

@@ -4,8 +4,46 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::backend::{Backend, FileKind};
-use crate::crypto::SealKey;
+use crate::crypto::{Keys, OpenError, SealKey};
 use crate::{Error, Result};
+
+/// What seals an object: an AEAD key, or a repository's [`Keys`] (which put a write-only
+/// session's envelope in front).
+pub trait Sealer {
+    /// Seals `plain`.
+    fn seal_bytes(&self, plain: &[u8]) -> Vec<u8>;
+}
+
+/// What opens a sealed object: an AEAD key, or a repository's [`Keys`] (which also open what a
+/// write-only session sealed, when they are a full key's).
+pub trait Opener {
+    /// Opens `sealed`.
+    fn open_bytes(&self, sealed: &[u8]) -> std::result::Result<Vec<u8>, OpenError>;
+}
+
+impl Sealer for SealKey {
+    fn seal_bytes(&self, plain: &[u8]) -> Vec<u8> {
+        self.seal(plain)
+    }
+}
+
+impl Opener for SealKey {
+    fn open_bytes(&self, sealed: &[u8]) -> std::result::Result<Vec<u8>, OpenError> {
+        self.open(sealed)
+    }
+}
+
+impl Sealer for Keys {
+    fn seal_bytes(&self, plain: &[u8]) -> Vec<u8> {
+        self.seal(plain)
+    }
+}
+
+impl Opener for Keys {
+    fn open_bytes(&self, sealed: &[u8]) -> std::result::Result<Vec<u8>, OpenError> {
+        self.open(sealed)
+    }
+}
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
@@ -73,7 +111,7 @@ pub fn from_cbor<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
 }
 
 /// Serializes, compresses (when that helps) and seals an object.
-pub fn seal<T: Serialize>(key: &SealKey, value: &T) -> Vec<u8> {
+pub fn seal<T: Serialize>(key: &(impl Sealer + ?Sized), value: &T) -> Vec<u8> {
     let cbor = to_cbor(value);
     let mut plain = Vec::with_capacity(cbor.len() + 1);
     match crate::repo::compress::compress(&cbor, 3) {
@@ -86,23 +124,27 @@ pub fn seal<T: Serialize>(key: &SealKey, value: &T) -> Vec<u8> {
             plain.extend_from_slice(&cbor);
         }
     }
-    key.seal(&plain)
+    key.seal_bytes(&plain)
 }
 
 /// Opens and decodes a sealed object; `what` names it in errors.
-pub fn open<T: DeserializeOwned>(key: &SealKey, sealed: &[u8], what: &str) -> Result<T> {
+pub fn open<T: DeserializeOwned>(
+    key: &(impl Opener + ?Sized),
+    sealed: &[u8],
+    what: &str,
+) -> Result<T> {
     open_limited(key, sealed, what, MAX_OBJECT)
 }
 
 /// [`open`] with decompression refused beyond `limit` bytes (see [`max_size`]).
 pub fn open_limited<T: DeserializeOwned>(
-    key: &SealKey,
+    key: &(impl Opener + ?Sized),
     sealed: &[u8],
     what: &str,
     limit: usize,
 ) -> Result<T> {
     let plain = key
-        .open(sealed)
+        .open_bytes(sealed)
         .map_err(|e| Error::corrupt(what, e.to_string()))?;
     decode_limited(&plain, what, limit)
 }

@@ -3,7 +3,8 @@
 //!
 //! Header plaintext: magic `HBPK`, version byte 1, blob count u32, then per blob 41 bytes:
 //! flags u8 (bit 0: tree blob, bit 7: zstd-compressed) | stored length u32 | raw length u32 | id.
-//! Blob offsets are implicit: blobs are stored in header order from offset 0.
+//! Blob offsets are implicit: blobs are stored in header order from offset 0. A pack written
+//! with a write-only key has its session's envelope in front of the sealed header.
 
 use crate::crypto::{Keys, SEAL_OVERHEAD};
 use crate::repo::blob::{BlobType, open_blob};
@@ -121,12 +122,28 @@ pub fn split_pack(pack: &[u8]) -> Result<(&[u8], &[u8])> {
 
 /// Reads and authenticates the header of a whole pack held in memory.
 pub fn read_header(keys: &Keys, pack: &[u8]) -> Result<Vec<PackEntry>> {
-    let (body, sealed) = split_pack(pack)?;
-    let plain = keys
+    read_pack(keys, pack).map(|(entries, _)| entries)
+}
+
+/// Opens the sealed header of a pack (the `header_len` bytes before the trailer): its entries
+/// and, when a write-only session wrote the pack (its envelope starts the header), that
+/// session's keys, which open the pack's blobs.
+pub fn open_header(keys: &Keys, sealed: &[u8]) -> Result<(Vec<PackEntry>, Option<Keys>)> {
+    let bad = |e: crate::crypto::OpenError| Error::corrupt("pack header", e.to_string());
+    let (session, rest) = keys.session_for(sealed).map_err(bad)?;
+    let plain = session
+        .as_ref()
+        .unwrap_or(keys)
         .seal_key()
-        .open(sealed)
-        .map_err(|e| Error::corrupt("pack header", e.to_string()))?;
-    let entries = decode_header(&plain)?;
+        .open(rest)
+        .map_err(bad)?;
+    Ok((decode_header(&plain)?, session))
+}
+
+/// [`read_header`], also giving a write-only session's keys (see [`open_header`]).
+pub fn read_pack(keys: &Keys, pack: &[u8]) -> Result<(Vec<PackEntry>, Option<Keys>)> {
+    let (body, sealed) = split_pack(pack)?;
+    let (entries, session) = open_header(keys, sealed)?;
     if expected_size(&entries, sealed.len()) != pack.len() as u64 {
         return Err(Error::corrupt(
             "pack",
@@ -137,7 +154,7 @@ pub fn read_header(keys: &Keys, pack: &[u8]) -> Result<Vec<PackEntry>> {
             ),
         ));
     }
-    Ok(entries)
+    Ok((entries, session))
 }
 
 /// Accumulates sealed blobs into one pack in memory.
@@ -199,7 +216,7 @@ impl PackBuilder {
     pub fn finish(&mut self, keys: &Keys) -> FinishedPack {
         let mut bytes = std::mem::take(&mut self.buf);
         let entries = std::mem::take(&mut self.entries);
-        let header = keys.seal_key().seal(&encode_header(&entries));
+        let header = keys.seal(&encode_header(&entries));
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         FinishedPack {
@@ -214,7 +231,8 @@ impl PackBuilder {
 /// and every blob opens, decompresses and hashes to its id. Catches memory or CPU faults before
 /// they reach the repository.
 pub fn verify_pack(keys: &Keys, pack: &FinishedPack) -> Result<()> {
-    let entries = read_header(keys, &pack.bytes)?;
+    let (entries, session) = read_pack(keys, &pack.bytes)?;
+    let keys = session.as_ref().unwrap_or(keys);
     if entries != pack.entries {
         return Err(Error::corrupt(
             "new pack",

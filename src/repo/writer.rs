@@ -32,6 +32,8 @@ pub struct WriterStats {
 }
 
 struct State {
+    /// A write-only key's send log, which records every index file written.
+    log: Option<crate::repo::sendlog::SendLog>,
     pending: IndexFile,
     stats: WriterStats,
     error: Option<Error>,
@@ -87,10 +89,13 @@ fn write_index(
         return Ok(());
     }
     f.version = INDEX_VERSION;
-    let bytes = crate::repo::object::seal(keys.seal_key(), &f);
+    let bytes = crate::repo::object::seal(keys, &f);
     let id = Id::of_stored(&bytes);
     backend.write(FileKind::Index, &id.to_hex(), &bytes)?;
     let mut s = state.lock().expect("writer state");
+    if let Some(log) = &s.log {
+        log.record_index(&id, &f);
+    }
     s.stats.index_files += 1;
     s.stats.index_ids.push(id);
     Ok(())
@@ -103,6 +108,7 @@ impl PackWriter {
         // A rendezvous: a finished pack waits for a free uploader instead of adding a pack of memory.
         let (ptx, prx) = bounded::<FinishedPack>(0);
         let state = Arc::new(Mutex::new(State {
+            log: repo.send_log(),
             pending: IndexFile::default(),
             stats: WriterStats::default(),
             error: None,

@@ -33,6 +33,8 @@ pub(crate) struct TreeBuilder<'a> {
     pub(crate) catalogue: CatalogueSummary,
     pub(crate) decisions: Vec<SwampDecision>,
     pub(crate) show_names: bool,
+    /// Whether trees go to a write-only key's send log (not in a dry run).
+    pub(crate) note_trees: bool,
     pub(crate) base: PathBuf,
     pub(crate) names: Vec<NameEntry>,
 }
@@ -232,6 +234,9 @@ impl TreeBuilder<'_> {
     /// Stores a tree blob unless the repository (or this run) has it already.
     pub(crate) fn store_blob(&mut self, bytes: Vec<u8>) -> Result<Id> {
         let id = self.repo.keys().blob_id(&bytes);
+        if self.note_trees {
+            self.repo.note_tree(&id, &bytes);
+        }
         if !self.index.contains(BlobType::Tree, &id) && self.seen.insert(id) {
             self.added += 1;
             let b = seal_blob(

@@ -16,6 +16,45 @@ use crate::repo::blob::BlobType;
 use crate::repo::index::{self, INDEX_VERSION, Index, IndexFile, IndexPack};
 use crate::{Error, Id, Result};
 
+/// The last check of a write-only backup (repo-format.md §2a), which can read neither index
+/// files nor a prune's marks: every blob the snapshot of `root` (and name index `names`)
+/// references must be in a pack the repository still stores, as far as its send log knows
+/// (what it deduplicated against and what it wrote). Takes nothing back; returns 0.
+pub(super) fn ensure_stored(repo: &Repository, root: Id, names: Option<Id>) -> Result<u64> {
+    crate::failpoint::hook("backup-before-check", Path::new(""));
+    if repo.send_log().is_none() {
+        // No send log: it deduplicated against nothing it did not write in this run.
+        return Ok(0);
+    }
+    let index = repo.load_live_index()?;
+    let lost = |e: Error| Error::BackupLost(e.to_string());
+    let mut need: Vec<(BlobType, Id)> = Vec::new();
+    if let Some(n) = names {
+        need.push((BlobType::Tree, n));
+        let pages = repo.load_name_index(&index, &n).map_err(lost)?.pages;
+        need.extend(pages.into_iter().map(|p| (BlobType::Tree, p.id)));
+    }
+    for_each_tree(repo, &index, [root], |id, _, tree| {
+        need.push((BlobType::Tree, id));
+        need.extend(
+            tree.nodes
+                .iter()
+                .flat_map(|n| n.data_blobs().map(|b| (BlobType::Data, *b))),
+        );
+    })
+    .map_err(lost)?;
+    let missing = need
+        .iter()
+        .filter(|(kind, id)| !index.contains(*kind, id))
+        .count();
+    match missing {
+        0 => Ok(0),
+        n => Err(Error::BackupLost(format!(
+            "{n} blob(s) it uses are in no stored pack"
+        ))),
+    }
+}
+
 /// Makes sure what the snapshot of `root` (and name index `names`) references is live; `start`
 /// is the live index the backup read (from the index files named `start_files`), `own` the
 /// index files it wrote. Returns the packs taken back into the index.
