@@ -592,3 +592,38 @@ fn a_write_only_backup_whose_base_vanishes_writes_no_snapshot() {
     t.restore(again["snapshot_id"].as_str().unwrap(), &out, &[]);
     assert_same_dir(&src, &out);
 }
+
+/// `watch` runs with a write-only key as `backup` does: a cycle stores a snapshot the full key
+/// restores byte-identical, and a second start takes it as parent from the send log.
+#[test]
+fn watch_runs_with_a_write_only_key() {
+    let t = TestRepo::init();
+    let src = source(&t);
+    add_write_only(&t);
+    let watch = |t: &TestRepo| {
+        let mut c = t.command();
+        c.env("HYDRABACKUP_PASSWORD", WO_PASSWORD)
+            .env("HYDRABACKUP_CACHE_DIR", t.path("host-cache"))
+            // SIGTERM during the first cycle: it finishes that cycle, then exits 0.
+            .env("HYDRABACKUP_TEST_HOOK", "watch-cycle:kill -TERM $PPID")
+            .args(["watch", "--json", "--interval", "1s", src.to_str().unwrap()]);
+        run_cmd(c).expect_code(0).messages()
+    };
+    let first = watch(&t);
+    let cycle = first
+        .iter()
+        .find(|m| m["message_type"] == "cycle")
+        .expect("a cycle line");
+    let id = cycle["snapshot_id"].as_str().expect("a snapshot written");
+    let out = t.path("restored");
+    t.restore(id, &out, &[]);
+    assert_same_dir(&src, &out);
+    // Nothing changed: the next start's cycle matches the parent and writes nothing.
+    let second = watch(&t);
+    let cycle = second
+        .iter()
+        .find(|m| m["message_type"] == "cycle")
+        .expect("a cycle line");
+    assert!(cycle["snapshot_id"].is_null(), "{cycle:#}");
+    assert_eq!(t.snapshots().len(), 1);
+}

@@ -708,7 +708,8 @@ extern "C" fn request_stop(_: libc::c_int) {
 }
 
 fn watch_cmd(g: &Global, rep: &mut Report, a: ops::watch::WatchOptions) -> Result<i32> {
-    let repo = open(g)?;
+    // Like `backup`, `watch` works with a write-only key (repo-format.md §2a).
+    let repo = open_writer(g)?;
     rep.opened(&repo);
     let mut totals = report::WatchTotals::default();
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe; installing a

@@ -136,7 +136,7 @@ fn remove_own_leftover_locks(repo: &Repository) -> Result<usize> {
     let (host, pid) = (crate::sys::hostname(), std::process::id());
     let backend = repo.backend().as_ref();
     let mut n = 0;
-    for (name, info) in crate::repo::lock::list(backend, repo.keys().seal_key())? {
+    for (name, info) in crate::repo::lock::list(backend, repo.keys())? {
         if info.is_some_and(|i| i.host == host && i.pid == pid) {
             backend.remove(crate::backend::FileKind::Lock, &name)?;
             n += 1;
