@@ -2,29 +2,28 @@
 //! through a bounded pipeline (readers → chunk workers → pack writer), then store trees and one
 //! snapshot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::bounded;
 use serde::Serialize;
 
 use crate::backend::FileKind;
 use crate::chunker::Chunker;
 use crate::ops::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
-use crate::repo::tree::Decision;
+use crate::repo::snapshot::{Snapshot, SnapshotSummary};
+use crate::repo::tree::{Decision, Tree};
 use crate::repo::writer::PackWriter;
 use crate::source::Excludes;
-use crate::source::build::TreeBuilder;
 use crate::source::dir::Dir;
-use crate::source::pipeline::{ChunkJob, Event, FileDone, Reader, Workers};
+use crate::source::pipeline::{ChunkJob, Reader, Results, Workers};
 use crate::source::report::GONE;
-use crate::source::walk::{DirDraft, FileJob, WalkCtx, WalkResult, Walker};
+use crate::source::walk::{FileJob, WalkCtx, WalkResult, Walker};
 use crate::{Error, Id, Result};
 
 mod run;
@@ -113,6 +112,57 @@ fn find_parent(
         .find(|(_, s)| s.host == host && s.paths == paths))
 }
 
+/// Walking threads at least (see `backup`).
+const WALKERS: usize = 8;
+
+/// Walks the sources and stores their trees; returns the root tree's id. One folder is the
+/// root tree itself; anything else becomes the root tree's entries, by name.
+fn walk_sources(walker: &mut Walker<'_>, paths: &[PathBuf], parent: Option<&Tree>) -> Result<Id> {
+    let root = Path::new("");
+    let entries = if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
+        match Dir::open(&paths[0]) {
+            Ok(d) => walker.dir(&d, &paths[0], root, parent),
+            Err(e) => {
+                walker.trouble(&paths[0], e);
+                Vec::new()
+            }
+        }
+    } else {
+        let mut entries = Vec::new();
+        let mut names = HashSet::new();
+        for p in paths {
+            let (Some(parent_dir), Some(name)) = (p.parent(), p.file_name()) else {
+                return Err(Error::InvalidInput(format!(
+                    "{} can only be backed up on its own",
+                    p.display()
+                )));
+            };
+            let name = name.as_bytes().to_vec();
+            if !names.insert(name.clone()) {
+                return Err(Error::InvalidInput(format!(
+                    "two paths share the name {:?}; back them up separately",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+            let rel = Path::new(std::ffi::OsStr::from_bytes(&name));
+            let d = match Dir::open(parent_dir) {
+                Ok(dir) => walker.entry(&dir, p, rel, &name, parent),
+                Err(e) => {
+                    walker.trouble(p, e);
+                    None
+                }
+            };
+            entries.extend(d);
+        }
+        entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
+        entries
+    };
+    let at = paths.first().filter(|_| paths.len() == 1);
+    Ok(walker
+        .finish(at.map_or(root, |p| p.as_path()), root, entries)
+        .0)
+}
+
 /// Runs a backup.
 pub fn backup(
     repo: &Repository,
@@ -183,16 +233,28 @@ pub fn backup(
     let excludes = Excludes::new(&opts.excludes)?;
     let (files_tx, files_rx) = bounded::<FileJob>(1024);
     let (chunks_tx, chunks_rx) = bounded::<ChunkJob>(2 * cores);
-    let (events_tx, events_rx) = unbounded::<Event>();
+    let results = Results::default();
     let files_read = AtomicU64::new(0);
+    // A walking thread waits at the end of each folder for its files to be read, so there are
+    // more of them than cores: several folders are walked (and read) at once.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(WALKERS.max(2 * cores))
+        .thread_name(|i| format!("walk-{i}"))
+        .build()
+        .map_err(|e| Error::Internal(format!("walker threads: {e}")))?;
 
     let (read, found) = (
         |items, bytes| progress.done(items, bytes),
         |items, bytes| progress.total(items, bytes),
     );
-    let (root, mut walker, queued) = std::thread::scope(|s| {
+    let base = if paths.len() == 1 {
+        paths[0].clone()
+    } else {
+        PathBuf::new()
+    };
+    let (root_id, mut walker, tree_added, fatal) = std::thread::scope(|s| {
         for _ in 0..2 {
-            let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
+            let (rx, tx, results) = (files_rx.clone(), chunks_tx.clone(), &results);
             let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
             s.spawn(move || {
                 let mut reader = Reader {
@@ -200,29 +262,29 @@ pub fn backup(
                     hyd,
                     buf: Vec::new(),
                     chunks: tx,
+                    sent: Default::default(),
                     progress: read,
                 };
                 for job in rx.iter() {
                     if writer.failed() {
+                        // No file queued from now on will be read.
+                        results.close();
                         break;
                     }
                     let file = job.idx;
                     let done = reader.read(job);
                     files_read.fetch_add(1, Ordering::Relaxed);
                     progress.done(1, 0);
-                    let _ = ev.send(Event::FileDone {
-                        file,
-                        done: Box::new(done),
-                    });
+                    results.done(file, done);
                 }
             });
         }
         for _ in 0..cores {
-            let (rx, ev, bl) = (chunks_rx.clone(), events_tx.clone(), writer.sender());
+            let (rx, bl, results) = (chunks_rx.clone(), writer.sender(), &results);
             let w = &workers;
-            s.spawn(move || w.run(rx, ev, bl));
+            s.spawn(move || w.run(rx, results, bl));
         }
-        drop((chunks_tx, chunks_rx, events_tx, files_rx));
+        drop((chunks_tx, chunks_rx, files_rx));
         let ctx = WalkCtx {
             repo,
             index: &index,
@@ -232,109 +294,40 @@ pub fn backup(
             files_tx,
             next_file: AtomicUsize::new(0),
             progress: &found,
+            results: &results,
+            trees: writer.sender(),
+            trees_seen: Mutex::new((HashSet::new(), 0)),
+            fatal: Mutex::new(None),
+            base,
+            show_names: opts.show_names,
+            all_decisions: opts.dry_run,
         };
         let mut walker = Walker {
             ctx: &ctx,
             res: WalkResult::default(),
         };
-        let root = if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
-            match Dir::open(&paths[0]) {
-                Ok(d) => walker.dir(&d, &paths[0], parent_root.as_ref()),
-                Err(e) => {
-                    walker.trouble(&paths[0], e);
-                    DirDraft {
-                        entries: Vec::new(),
-                    }
-                }
-            }
-        } else {
-            let mut entries = Vec::new();
-            let mut names = HashSet::new();
-            for p in &paths {
-                let (Some(parent_dir), Some(name)) = (p.parent(), p.file_name()) else {
-                    return Err(Error::InvalidInput(format!(
-                        "{} can only be backed up on its own",
-                        p.display()
-                    )));
-                };
-                let name = name.as_bytes().to_vec();
-                if !names.insert(name.clone()) {
-                    return Err(Error::InvalidInput(format!(
-                        "two paths share the name {:?}; back them up separately",
-                        String::from_utf8_lossy(&name)
-                    )));
-                }
-                let d = match Dir::open(parent_dir) {
-                    Ok(dir) => walker.entry(&dir, p, &name, parent_root.as_ref()),
-                    Err(e) => {
-                        walker.trouble(p, e);
-                        None
-                    }
-                };
-                entries.extend(d);
-            }
-            entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
-            DirDraft { entries }
-        };
+        let root = pool.install(|| walk_sources(&mut walker, &paths, parent_root.as_ref()))?;
+        drop(parent_root);
+        let names_id = walker.store_names();
         let res = walker.res;
-        let queued = ctx.next_file.load(Ordering::Relaxed);
-        // Dropping the context closes the file queue: readers, then workers, finish.
-        drop(ctx);
-        Ok((root, res, queued))
+        let WalkCtx {
+            trees_seen, fatal, ..
+        } = ctx;
+        // The context is gone: the file queue is closed, readers and then workers finish.
+        let fatal = fatal.into_inner().expect("fatal");
+        Ok::<_, Error>((
+            (root, names_id),
+            res,
+            trees_seen.into_inner().expect("trees seen").1,
+            fatal,
+        ))
     })?;
-
-    // Collect chunk ids per file.
-    let mut contents: HashMap<usize, Vec<(u32, Id)>> = HashMap::new();
-    let mut done: HashMap<usize, FileDone> = HashMap::new();
-    for ev in events_rx.iter() {
-        match ev {
-            Event::Chunk { file, seq, id } => contents.entry(file).or_default().push((seq, id)),
-            Event::FileDone { file, done: d } => {
-                done.insert(file, *d);
-            }
-        }
-    }
+    drop(pool);
     walker.summary.files_read = files_read.load(Ordering::Relaxed);
-    let mut queued_paths = vec![PathBuf::new(); queued];
-    for (i, p) in std::mem::take(&mut walker.pending_paths) {
-        queued_paths[i] = p;
-    }
-    let mut tb = TreeBuilder {
-        repo,
-        index: &index,
-        sender: writer.sender(),
-        contents,
-        done,
-        seen: HashSet::new(),
-        added: 0,
-        errors: Vec::new(),
-        gone: Vec::new(),
-        paths: &queued_paths,
-        summary: &mut walker.summary,
-        catalogue: CatalogueSummary::default(),
-        decisions: Vec::new(),
-        names: Vec::new(),
-        show_names: opts.show_names,
-        base: if paths.len() == 1 {
-            paths[0].clone()
-        } else {
-            PathBuf::new()
-        },
-    };
-    let root_id = tb.store(root, Path::new(""));
-    let names_id = match &root_id {
-        Ok(_) => tb.store_names(),
-        Err(_) => Ok(None),
-    };
-    let (tree_added, file_errors, file_gone, mut catalogue, mut decisions) = (
-        tb.added,
-        std::mem::take(&mut tb.errors),
-        std::mem::take(&mut tb.gone),
-        std::mem::take(&mut tb.catalogue),
-        std::mem::take(&mut tb.decisions),
-    );
+    let mut decisions = std::mem::take(&mut walker.built);
+    // Depth-first by name, as the snapshot's trees are ordered.
+    decisions.sort_by(|a, b| Path::new(&a.path).cmp(Path::new(&b.path)));
     decisions.append(&mut walker.decisions);
-    drop(tb);
     decisions.extend(walker.gone_swamps.drain(..).map(|path| SwampDecision {
         path,
         name: None,
@@ -342,9 +335,12 @@ pub fn backup(
         reason: GONE.into(),
         bytes_read: 0,
     }));
+    let mut catalogue = std::mem::take(&mut walker.catalogue);
     let stats = writer.finish(opts.dry_run)?;
-    let root_id = root_id?;
-    let names_id = names_id?;
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    let (root_id, names_id) = root_id;
 
     let mut summary = walker.summary;
     let parent_swamps = parent
@@ -358,10 +354,8 @@ pub fn backup(
     summary.bytes_stored = stats.pack_bytes;
     summary.tree_blobs_added = tree_added;
     let mut errors = walker.errors;
-    errors.extend(file_errors);
     errors.sort_by(|a, b| a.path.cmp(&b.path));
     let mut gone = walker.gone;
-    gone.extend(file_gone);
     gone.sort();
     let mut special = walker.special;
     special.sort_by(|a, b| a.path.cmp(&b.path));

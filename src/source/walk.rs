@@ -1,27 +1,32 @@
 //! The backup's walk of the sources: folders in parallel, each entry compared with the parent
-//! snapshot, what must be read queued for the readers.
+//! snapshot, what must be read queued for the readers. A folder's tree is built and stored as
+//! soon as its entries are done, so the walk holds only the folders it is in.
 
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 
-use crate::Id;
 use crate::repo::Repository;
-use crate::repo::blob::BlobType;
+use crate::repo::blob::{BlobType, SealedBlob};
 use crate::repo::index::Index;
-use crate::repo::snapshot::SnapshotSummary;
+use crate::repo::names::NameEntry;
+use crate::repo::snapshot::{CatalogueSummary, SnapshotSummary};
 use crate::repo::tree::{Decision, Node, NodeKind, SwampInfo, Tree};
 use crate::source::dir::Dir;
 use crate::source::hydraide::HydParent;
+use crate::source::pipeline::Results;
 use crate::source::report::{
     SourceError, SourceErrorKind, SpecialFile, SpecialKind, SwampDecision,
 };
 use crate::source::{
     Excludes, Identity, Tally, Trouble, node_from_metadata, open_checked, trouble,
 };
+use crate::{Error, Id};
 
 pub(crate) struct FileJob {
     pub(crate) idx: usize,
@@ -46,17 +51,26 @@ pub(crate) enum JobKind {
     Bytes(Vec<u8>),
 }
 
-/// A directory being assembled: nodes whose content may still be in the pipeline.
-pub(crate) struct DirDraft {
-    pub(crate) entries: Vec<Draft>,
-}
-
+/// An entry of a folder being walked: a file whose content may still be in the pipeline, or a
+/// folder whose tree is stored already.
 pub(crate) struct Draft {
     pub(crate) node: Node,
     pub(crate) pending: Option<usize>,
-    pub(crate) dir: Option<DirDraft>,
+    /// Bytes read from the source under a folder.
+    pub(crate) read: u64,
     /// Taken unread from the parent snapshot (its Swamp facts describe an earlier capture).
     pub(crate) unchanged: bool,
+}
+
+impl Draft {
+    fn of(node: Node) -> Draft {
+        Draft {
+            node,
+            pending: None,
+            read: 0,
+            unchanged: false,
+        }
+    }
 }
 
 /// What every walker thread shares.
@@ -70,13 +84,24 @@ pub(crate) struct WalkCtx<'a> {
     pub(crate) next_file: AtomicUsize,
     /// Files and bytes found.
     pub(crate) progress: Tally<'a>,
+    /// Where read files' results wait for their folder.
+    pub(crate) results: &'a Results,
+    /// Where tree blobs go.
+    pub(crate) trees: Sender<SealedBlob>,
+    /// Tree blobs sent in this run, and how many.
+    pub(crate) trees_seen: Mutex<(HashSet<Id>, u64)>,
+    /// The first tree that could not be stored (the pack writer stopped).
+    pub(crate) fatal: Mutex<Option<Error>>,
+    /// Prefix of the root tree's paths in the decision log.
+    pub(crate) base: PathBuf,
+    pub(crate) show_names: bool,
+    /// Keep every decision (a dry run lists them), not only quarantined Swamps.
+    pub(crate) all_decisions: bool,
 }
 
 /// What a walk found, without the shared parts.
 #[derive(Default)]
 pub(crate) struct WalkResult {
-    /// Files queued for reading, by queue number.
-    pub(crate) pending_paths: Vec<(usize, PathBuf)>,
     pub(crate) summary: SnapshotSummary,
     pub(crate) errors: Vec<SourceError>,
     pub(crate) gone: Vec<String>,
@@ -87,11 +112,15 @@ pub(crate) struct WalkResult {
     pub(crate) parent_swamps_seen: u64,
     /// Decision-log lines of files skipped on purpose (HydrAIDE's temporaries).
     pub(crate) decisions: Vec<SwampDecision>,
+    /// Decision-log lines of Swamps stored (or not), made as their folders are built.
+    pub(crate) built: Vec<SwampDecision>,
+    pub(crate) catalogue: CatalogueSummary,
+    /// The name index's entries.
+    pub(crate) names: Vec<NameEntry>,
 }
 
 impl WalkResult {
     pub(crate) fn absorb(&mut self, other: WalkResult) {
-        self.pending_paths.extend(other.pending_paths);
         self.summary += &other.summary;
         self.errors.extend(other.errors);
         self.gone.extend(other.gone);
@@ -99,6 +128,13 @@ impl WalkResult {
         self.special.extend(other.special);
         self.parent_swamps_seen += other.parent_swamps_seen;
         self.decisions.extend(other.decisions);
+        self.built.extend(other.built);
+        self.names.extend(other.names);
+        let (c, o) = (&mut self.catalogue, other.catalogue);
+        c.swamps += o.swamps;
+        c.entries += o.entries;
+        c.oldest_ns = c.oldest_ns.into_iter().chain(o.oldest_ns).min();
+        c.newest_ns = c.newest_ns.into_iter().chain(o.newest_ns).max();
     }
 }
 
@@ -179,7 +215,6 @@ impl Walker<'_> {
         expect: Option<Identity>,
     ) -> usize {
         let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
-        self.res.pending_paths.push((idx, path.to_path_buf()));
         (self.ctx.progress)(1, size);
         // A send fails only when every reader has stopped (writer failure); the file then stays
         // pending and the run reports the writer's error.
@@ -194,11 +229,12 @@ impl Walker<'_> {
         idx
     }
 
-    /// The entry `name` of `dir`, reported as `path`.
+    /// The entry `name` of `dir`, reported as `path`, at `rel` in the snapshot.
     pub(crate) fn entry(
         &mut self,
         dir: &Dir,
         path: &Path,
+        rel: &Path,
         name: &[u8],
         parent: Option<&Tree>,
     ) -> Option<Draft> {
@@ -241,38 +277,28 @@ impl Walker<'_> {
                 // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
                 let v1 = names.iter().any(|n| n == b"meta")
                     && matches!(crate::hyd::v1::detect_v1_swamp(here.path()), Ok(Some(_)));
-                match v1 {
+                let (entries, unchanged) = match v1 {
                     true => {
-                        let (dir, info, unchanged) =
-                            self.v1_swamp(&here, path, old, sub.as_ref())?;
+                        let (entries, info, unchanged) =
+                            self.v1_swamp(&here, path, rel, old, sub.as_ref())?;
                         node.swamp = Some(info);
-                        Some(Draft {
-                            node,
-                            pending: None,
-                            dir: Some(dir),
-                            unchanged,
-                        })
+                        (entries, unchanged)
                     }
-                    false => {
-                        let dir = self.dir_of(&here, path, names, sub.as_ref());
-                        Some(Draft {
-                            node,
-                            pending: None,
-                            dir: Some(dir),
-                            unchanged: false,
-                        })
-                    }
-                }
+                    false => (self.dir_of(&here, path, rel, names, sub.as_ref()), false),
+                };
+                drop((here, sub));
+                let (id, read) = self.finish(path, rel, entries);
+                node.subtree = Some(id);
+                Some(Draft {
+                    read,
+                    unchanged,
+                    ..Draft::of(node)
+                })
             }
             NodeKind::Symlink => match std::fs::read_link(dir.entry(name)) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
-                    Some(Draft {
-                        node,
-                        pending: None,
-                        dir: None,
-                        unchanged: false,
-                    })
+                    Some(Draft::of(node))
                 }
                 Err(e) => {
                     self.trouble(path, e);
@@ -298,13 +324,16 @@ impl Walker<'_> {
                         .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
                 });
                 if let Some((_, why)) = temp {
-                    self.res.decisions.push(SwampDecision {
-                        path: path.display().to_string(),
-                        name: None,
-                        decision: Decision::Skipped,
-                        reason: format!("temporary file: {why}"),
-                        bytes_read: 0,
-                    });
+                    // Kept for a dry run's decision log only.
+                    if self.ctx.all_decisions {
+                        self.res.decisions.push(SwampDecision {
+                            path: path.display().to_string(),
+                            name: None,
+                            decision: Decision::Skipped,
+                            reason: format!("temporary file: {why}"),
+                            bytes_read: 0,
+                        });
+                    }
                     return None;
                 }
                 let is_hyd = name.ends_with(b".hyd");
@@ -332,10 +361,8 @@ impl Walker<'_> {
                         self.res.summary.swamps_unchanged += 1;
                     }
                     return Some(Draft {
-                        node,
-                        pending: None,
-                        dir: None,
                         unchanged: true,
+                        ..Draft::of(node)
                     });
                 }
                 if old.is_some() {
@@ -361,19 +388,23 @@ impl Walker<'_> {
                 let expect = Some(Identity::of(&md));
                 let idx = self.queue(dir, name, path, node.size, kind, expect);
                 Some(Draft {
-                    node,
                     pending: Some(idx),
-                    dir: None,
-                    unchanged: false,
+                    ..Draft::of(node)
                 })
             }
         }
     }
 
-    /// The folder `dir`, reported as `path`.
-    pub(crate) fn dir(&mut self, dir: &Dir, path: &Path, parent: Option<&Tree>) -> DirDraft {
+    /// The entries of the folder `dir`, reported as `path`, at `rel` in the snapshot.
+    pub(crate) fn dir(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        rel: &Path,
+        parent: Option<&Tree>,
+    ) -> Vec<Draft> {
         let names = self.list(dir, path).unwrap_or_default();
-        self.dir_of(dir, path, names, parent)
+        self.dir_of(dir, path, rel, names, parent)
     }
 
     /// The names in a directory, sorted; an unreadable directory is reported and empty, one
@@ -407,9 +438,10 @@ impl Walker<'_> {
         &mut self,
         dir: &Dir,
         path: &Path,
+        rel: &Path,
         names: Vec<Vec<u8>>,
         parent: Option<&Tree>,
-    ) -> DirDraft {
+    ) -> Vec<Draft> {
         // Entries are examined in parallel: stat calls and parent-tree loads overlap, and on a
         // data root of a thousand islands both cores walk.
         let ctx = self.ctx;
@@ -420,8 +452,9 @@ impl Walker<'_> {
                 || (WalkResult::default(), Vec::new()),
                 |(res, mut drafts), (i, name)| {
                     let mut w = Walker { ctx, res };
-                    let p = path.join(std::ffi::OsStr::from_bytes(name));
-                    if let Some(d) = w.entry(dir, &p, name, parent) {
+                    let name_os = std::ffi::OsStr::from_bytes(name);
+                    let (p, r) = (path.join(name_os), rel.join(name_os));
+                    if let Some(d) = w.entry(dir, &p, &r, name, parent) {
                         drafts.push((i, d));
                     }
                     (w.res, drafts)
@@ -434,9 +467,7 @@ impl Walker<'_> {
             entries.extend(drafts);
         }
         entries.sort_unstable_by_key(|e| e.0);
-        DirDraft {
-            entries: entries.into_iter().map(|e| e.1).collect(),
-        }
+        entries.into_iter().map(|e| e.1).collect()
     }
 
     /// A V1 Swamp folder is captured as one unit: its files are read together and read again
@@ -446,9 +477,10 @@ impl Walker<'_> {
         &mut self,
         dir: &Dir,
         path: &Path,
+        rel: &Path,
         old: Option<&Node>,
         parent: Option<&Tree>,
-    ) -> Option<(DirDraft, SwampInfo, bool)> {
+    ) -> Option<(Vec<Draft>, SwampInfo, bool)> {
         if old.is_some_and(|o| o.swamp.is_some()) {
             self.res.parent_swamps_seen += 1;
         }
@@ -530,14 +562,9 @@ impl Walker<'_> {
                 n.content = o.content.clone();
                 self.res.summary.files_unchanged += 1;
                 self.res.summary.total_bytes += n.size;
-                entries.push(Draft {
-                    node: n,
-                    pending: None,
-                    dir: None,
-                    unchanged: false,
-                });
+                entries.push(Draft::of(n));
             }
-            return Some((DirDraft { entries }, info, true));
+            return Some((entries, info, true));
         }
         let mut captured = None;
         for attempt in 0..4u32 {
@@ -585,7 +612,7 @@ impl Walker<'_> {
                 path,
                 "V1 Swamp folder kept changing while it was read; files stored one by one",
             );
-            return Some((self.dir(dir, path, parent), info, false));
+            return Some((self.dir(dir, path, rel, parent), info, false));
         };
         if old.is_some() {
             self.res.summary.swamps_rewritten += 1;
@@ -603,13 +630,11 @@ impl Walker<'_> {
             }
             let idx = self.queue(dir, &name, &p, n.size, JobKind::Bytes(data), None);
             entries.push(Draft {
-                node: n,
                 pending: Some(idx),
-                dir: None,
-                unchanged: false,
+                ..Draft::of(n)
             });
         }
-        Some((DirDraft { entries }, info, false))
+        Some((entries, info, false))
     }
 
     /// A V1 Swamp folder destroyed during the walk (counted with the parent's Swamps not seen).
