@@ -115,6 +115,10 @@ fn find_parent(
 /// Walking threads at least (see `backup`).
 const WALKERS: usize = 8;
 
+/// Stack size of the walking threads: a few KiB per folder level, so that a chain of tens of
+/// thousands of folders does not overflow. Only touched pages are committed.
+const WALK_STACK: usize = 256 << 20;
+
 /// Walks the sources and stores their trees; returns the root tree's id. One folder is the
 /// root tree itself; anything else becomes the root tree's entries, by name.
 fn walk_sources(walker: &mut Walker<'_>, paths: &[PathBuf], parent: Option<&Tree>) -> Result<Id> {
@@ -237,10 +241,17 @@ pub fn backup(
     let files_read = AtomicU64::new(0);
     // A walking thread waits at the end of each folder for its files to be read, so there are
     // more of them than cores: several folders are walked (and read) at once.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(WALKERS.max(2 * cores))
-        .thread_name(|i| format!("walk-{i}"))
+    // Folders are walked recursively: their stacks are as big as the command's (see
+    // `cli::STACK`), or the usual size where address space is short.
+    let walkers = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(WALKERS.max(2 * cores))
+            .thread_name(|i| format!("walk-{i}"))
+    };
+    let pool = walkers()
+        .stack_size(WALK_STACK)
         .build()
+        .or_else(|_| walkers().build())
         .map_err(|e| Error::Internal(format!("walker threads: {e}")))?;
 
     let (read, found) = (

@@ -262,39 +262,7 @@ impl Walker<'_> {
             .and_then(|t| t.find(name))
             .filter(|o| o.kind == node.kind);
         match node.kind {
-            NodeKind::Dir => {
-                let sub = self.parent_subtree(parent, name);
-                crate::failpoint::hook("list", path);
-                let here = match dir.open_dir(name, Identity::of(&md)) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        self.trouble(path, e);
-                        return None;
-                    }
-                };
-                let names = self.list(&here, path)?;
-                self.res.summary.dirs += 1;
-                // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
-                let v1 = names.iter().any(|n| n == b"meta")
-                    && matches!(crate::hyd::v1::detect_v1_swamp(here.path()), Ok(Some(_)));
-                let (entries, unchanged) = match v1 {
-                    true => {
-                        let (entries, info, unchanged) =
-                            self.v1_swamp(&here, path, rel, old, sub.as_ref())?;
-                        node.swamp = Some(info);
-                        (entries, unchanged)
-                    }
-                    false => (self.dir_of(&here, path, rel, names, sub.as_ref()), false),
-                };
-                drop((here, sub));
-                let (id, read) = self.finish(path, rel, entries);
-                node.subtree = Some(id);
-                Some(Draft {
-                    read,
-                    unchanged,
-                    ..Draft::of(node)
-                })
-            }
+            NodeKind::Dir => self.entry_dir(dir, path, rel, name, parent, old, &md, node),
             NodeKind::Symlink => match std::fs::read_link(dir.entry(name)) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
@@ -305,94 +273,150 @@ impl Walker<'_> {
                     None
                 }
             },
-            NodeKind::File => {
-                // Temporaries of HydrAIDE's compaction (renamed over the Swamp a moment later)
-                // and of `hydraidectl`'s format migration (run with the server stopped).
-                let temp = [
-                    (
-                        crate::hyd::COMPACT_SUFFIX,
-                        "compaction output, renamed over the Swamp when done",
-                    ),
-                    (
-                        crate::hyd::FMTMIGRATE_SUFFIX,
-                        "hydraidectl format migration in progress",
-                    ),
-                ]
-                .into_iter()
-                .find(|(suffix, _)| {
-                    name.strip_suffix(suffix.as_bytes())
-                        .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
-                });
-                if let Some((_, why)) = temp {
-                    // Kept for a dry run's decision log only.
-                    if self.ctx.all_decisions {
-                        self.res.decisions.push(SwampDecision {
-                            path: path.display().to_string(),
-                            name: None,
-                            decision: Decision::Skipped,
-                            reason: format!("temporary file: {why}"),
-                            bytes_read: 0,
-                        });
-                    }
-                    return None;
-                }
-                let is_hyd = name.ends_with(b".hyd");
-                self.res.summary.total_bytes += node.size;
-                if is_hyd && old.is_some_and(|o| o.swamp.is_some()) {
-                    self.res.parent_swamps_seen += 1;
-                }
-                // A Swamp quarantined last time is captured again: still broken, it is reported
-                // again (never hidden behind "unchanged"); repaired, it gets a consistent copy.
-                if let Some(o) = old
-                    && !self.ctx.force
-                    && self.all_indexed(&o.content)
-                    && o.swamp.as_ref().is_none_or(|s| s.problem.is_none())
-                    && (unchanged(o, &node)
-                        || (is_hyd && unchanged_hyd_prefix(o, &node))
-                        || (is_hyd && self.ctx.since_ns.is_some_and(|s| node.mtime_ns < s)))
-                {
-                    self.res.summary.files_unchanged += 1;
-                    node.content = o.content.clone();
-                    node.size = o.size;
-                    // The Swamp facts stay those of the capture that stored these bytes, so the
-                    // tree is byte-identical to the parent's and deduplicates.
-                    node.swamp = o.swamp.clone();
-                    if is_hyd {
-                        self.res.summary.swamps_unchanged += 1;
-                    }
-                    return Some(Draft {
-                        unchanged: true,
-                        ..Draft::of(node)
-                    });
-                }
-                if old.is_some() {
-                    self.res.summary.files_changed += 1;
-                } else {
-                    self.res.summary.files_new += 1;
-                }
-                let kind = if is_hyd {
-                    let parent = old
-                        .filter(|o| {
-                            !self.ctx.force && o.swamp.is_some() && self.all_indexed(&o.content)
-                        })
-                        .map(|o| HydParent {
-                            inode: o.inode,
-                            size: o.size,
-                            content: o.content.clone(),
-                            swamp: o.swamp.clone().unwrap_or_default(),
-                        });
-                    JobKind::Hyd(parent)
-                } else {
-                    JobKind::Plain
-                };
-                let expect = Some(Identity::of(&md));
-                let idx = self.queue(dir, name, path, node.size, kind, expect);
-                Some(Draft {
-                    pending: Some(idx),
-                    ..Draft::of(node)
-                })
-            }
+            NodeKind::File => self.entry_file(dir, path, name, old, &md, node),
         }
+    }
+
+    /// A folder entry: walked, and its tree stored (its own function: the walk recurses
+    /// through it, so its frame is kept small).
+    #[allow(clippy::too_many_arguments)]
+    fn entry_dir(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        rel: &Path,
+        name: &[u8],
+        parent: Option<&Tree>,
+        old: Option<&Node>,
+        md: &std::fs::Metadata,
+        mut node: Node,
+    ) -> Option<Draft> {
+        let sub = self.parent_subtree(parent, name);
+        crate::failpoint::hook("list", path);
+        let here = match dir.open_dir(name, Identity::of(md)) {
+            Ok(d) => d,
+            Err(e) => {
+                self.trouble(path, e);
+                return None;
+            }
+        };
+        let names = self.list(&here, path)?;
+        self.res.summary.dirs += 1;
+        // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
+        let v1 = names.iter().any(|n| n == b"meta")
+            && matches!(crate::hyd::v1::detect_v1_swamp(here.path()), Ok(Some(_)));
+        let (entries, unchanged) = match v1 {
+            true => {
+                let (entries, info, unchanged) =
+                    self.v1_swamp(&here, path, rel, old, sub.as_ref())?;
+                node.swamp = Some(info);
+                (entries, unchanged)
+            }
+            false => (self.dir_of(&here, path, rel, names, sub.as_ref()), false),
+        };
+        drop((here, sub));
+        let (id, read) = self.finish(path, rel, entries);
+        node.subtree = Some(id);
+        Some(Draft {
+            read,
+            unchanged,
+            ..Draft::of(node)
+        })
+    }
+
+    /// A file entry: taken from the parent snapshot, or queued for reading.
+    fn entry_file(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        name: &[u8],
+        old: Option<&Node>,
+        md: &std::fs::Metadata,
+        mut node: Node,
+    ) -> Option<Draft> {
+        // Temporaries of HydrAIDE's compaction (renamed over the Swamp a moment later)
+        // and of `hydraidectl`'s format migration (run with the server stopped).
+        let temp = [
+            (
+                crate::hyd::COMPACT_SUFFIX,
+                "compaction output, renamed over the Swamp when done",
+            ),
+            (
+                crate::hyd::FMTMIGRATE_SUFFIX,
+                "hydraidectl format migration in progress",
+            ),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| {
+            name.strip_suffix(suffix.as_bytes())
+                .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
+        });
+        if let Some((_, why)) = temp {
+            // Kept for a dry run's decision log only.
+            if self.ctx.all_decisions {
+                self.res.decisions.push(SwampDecision {
+                    path: path.display().to_string(),
+                    name: None,
+                    decision: Decision::Skipped,
+                    reason: format!("temporary file: {why}"),
+                    bytes_read: 0,
+                });
+            }
+            return None;
+        }
+        let is_hyd = name.ends_with(b".hyd");
+        self.res.summary.total_bytes += node.size;
+        if is_hyd && old.is_some_and(|o| o.swamp.is_some()) {
+            self.res.parent_swamps_seen += 1;
+        }
+        // A Swamp quarantined last time is captured again: still broken, it is reported
+        // again (never hidden behind "unchanged"); repaired, it gets a consistent copy.
+        if let Some(o) = old
+            && !self.ctx.force
+            && self.all_indexed(&o.content)
+            && o.swamp.as_ref().is_none_or(|s| s.problem.is_none())
+            && (unchanged(o, &node)
+                || (is_hyd && unchanged_hyd_prefix(o, &node))
+                || (is_hyd && self.ctx.since_ns.is_some_and(|s| node.mtime_ns < s)))
+        {
+            self.res.summary.files_unchanged += 1;
+            node.content = o.content.clone();
+            node.size = o.size;
+            // The Swamp facts stay those of the capture that stored these bytes, so the
+            // tree is byte-identical to the parent's and deduplicates.
+            node.swamp = o.swamp.clone();
+            if is_hyd {
+                self.res.summary.swamps_unchanged += 1;
+            }
+            return Some(Draft {
+                unchanged: true,
+                ..Draft::of(node)
+            });
+        }
+        if old.is_some() {
+            self.res.summary.files_changed += 1;
+        } else {
+            self.res.summary.files_new += 1;
+        }
+        let kind = if is_hyd {
+            let parent = old
+                .filter(|o| !self.ctx.force && o.swamp.is_some() && self.all_indexed(&o.content))
+                .map(|o| HydParent {
+                    inode: o.inode,
+                    size: o.size,
+                    content: o.content.clone(),
+                    swamp: o.swamp.clone().unwrap_or_default(),
+                });
+            JobKind::Hyd(parent)
+        } else {
+            JobKind::Plain
+        };
+        let expect = Some(Identity::of(md));
+        let idx = self.queue(dir, name, path, node.size, kind, expect);
+        Some(Draft {
+            pending: Some(idx),
+            ..Draft::of(node)
+        })
     }
 
     /// The entries of the folder `dir`, reported as `path`, at `rel` in the snapshot.
