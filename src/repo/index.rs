@@ -86,9 +86,11 @@ impl IndexPack {
     }
 }
 
-/// One in-memory entry: exactly 48 bytes.
+/// One in-memory entry: exactly 48 bytes, laid out as in the index map file
+/// ([`crate::repo::index_map`]).
 #[derive(Clone, Copy)]
-struct Entry {
+#[repr(C)]
+pub(crate) struct Entry {
     id: Id,
     pack: u32,
     offset: u32,
@@ -140,13 +142,15 @@ pub fn by_priority(files: &[(String, IndexFile)]) -> impl Iterator<Item = &(Stri
     first.into_iter().chain(rest)
 }
 
-/// The in-memory index of a repository.
+/// The in-memory index of a repository: its tables on the heap, or in a memory-mapped
+/// index map file of the local cache.
 #[derive(Default)]
 pub struct Index {
     packs: Vec<Id>,
     data: Vec<Entry>,
     tree: Vec<Entry>,
     distinct: usize,
+    map: Option<crate::repo::index_map::Mapped>,
 }
 
 impl Index {
@@ -213,15 +217,41 @@ impl Index {
     }
 
     fn table(&self, kind: BlobType) -> &[Entry] {
-        match kind {
-            BlobType::Data => &self.data,
-            BlobType::Tree => &self.tree,
+        match (&self.map, kind) {
+            (Some(m), BlobType::Data) => m.data(),
+            (Some(m), BlobType::Tree) => m.tree(),
+            (None, BlobType::Data) => &self.data,
+            (None, BlobType::Tree) => &self.tree,
+        }
+    }
+
+    /// The tables: packs, data and tree entries (for the index map file).
+    pub(crate) fn tables(&self) -> (&[Id], &[Entry], &[Entry]) {
+        (
+            self.packs(),
+            self.table(BlobType::Data),
+            self.table(BlobType::Tree),
+        )
+    }
+
+    /// An index over tables in an index map file.
+    pub(crate) fn mapped(map: crate::repo::index_map::Mapped, distinct: usize) -> Index {
+        Index {
+            distinct,
+            map: Some(map),
+            ..Index::default()
         }
     }
 
     fn location(&self, kind: BlobType, e: &Entry) -> BlobLocation {
         BlobLocation {
-            pack: self.packs[e.pack as usize],
+            // Pack numbers are in range (built so, or checksummed in the map); a zero id would
+            // only ever be a missing pack.
+            pack: self
+                .packs()
+                .get(e.pack as usize)
+                .copied()
+                .unwrap_or_default(),
             entry: PackEntry {
                 kind,
                 id: e.id,
@@ -270,13 +300,16 @@ impl Index {
 
     /// All indexed packs.
     pub fn packs(&self) -> &[Id] {
-        &self.packs
+        match &self.map {
+            Some(m) => m.packs(),
+            None => &self.packs,
+        }
     }
 
     /// The preferred location of every blob, in id order per type.
     pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        let data = self.data.chunk_by(|a, b| a.id == b.id);
-        let tree = self.tree.chunk_by(|a, b| a.id == b.id);
+        let data = self.table(BlobType::Data).chunk_by(|a, b| a.id == b.id);
+        let tree = self.table(BlobType::Tree).chunk_by(|a, b| a.id == b.id);
         data.map(|run| self.location(BlobType::Data, &run[0]))
             .chain(tree.map(|run| self.location(BlobType::Tree, &run[0])))
     }
@@ -284,7 +317,8 @@ impl Index {
     /// Blobs listed in more than one distinct place, with every copy (preferred first).
     pub fn duplicates(&self) -> Vec<Vec<BlobLocation>> {
         let mut out = Vec::new();
-        for (kind, t) in [(BlobType::Data, &self.data), (BlobType::Tree, &self.tree)] {
+        for kind in [BlobType::Data, BlobType::Tree] {
+            let t = self.table(kind);
             for run in t.chunk_by(|a, b| a.id == b.id).filter(|r| r.len() > 1) {
                 out.push(run.iter().map(|e| self.location(kind, e)).collect());
             }
@@ -292,7 +326,8 @@ impl Index {
         out
     }
 
-    /// Heap bytes used by the tables (for the memory figure in the docs).
+    /// Heap bytes used by the tables (for the memory figure in the docs): none when they are
+    /// memory-mapped.
     pub fn heap_bytes(&self) -> usize {
         (self.data.capacity() + self.tree.capacity()) * std::mem::size_of::<Entry>()
             + self.packs.capacity() * 32

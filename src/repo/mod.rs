@@ -6,6 +6,7 @@ pub mod compress;
 pub mod config;
 pub mod filter;
 pub mod index;
+pub mod index_map;
 pub mod keyfile;
 pub mod lock;
 pub mod names;
@@ -264,9 +265,21 @@ impl Repository {
 
     /// Loads every index file (in parallel) into the shared in-memory index, superseded files
     /// as fallback copies. A damaged index file (or one forged by a client with append-only
-    /// access) is skipped with a warning: `verify` reports it, and prune stops at it.
+    /// access) is skipped with a warning: `verify` reports it, and prune stops at it. With a
+    /// cache folder, the merged index is memory-mapped from the index map
+    /// ([`index_map`]) made for exactly this set of index files, written after loading them
+    /// when there is none (not when one was damaged).
     pub fn load_index(&self) -> Result<Index> {
         let names = self.backend.list(FileKind::Index)?;
+        let map = self
+            .cache_dir()
+            .map(|d| (index_map::path(&d), index_map::key(&names)));
+        if let Some((path, key)) = &map
+            && let Some(ix) = index_map::open(path, key)
+        {
+            tracing::info!(files = names.len(), "index mapped");
+            return Ok(ix);
+        }
         let loaded: Vec<Option<(String, IndexFile)>> = names
             .par_iter()
             .map(|(n, _)| match self.load_object(FileKind::Index, n) {
@@ -280,9 +293,14 @@ impl Repository {
             .collect::<Result<_>>()?;
         let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
         tracing::info!(files = files.len(), "index loaded");
-        Ok(Index::from_files(
-            index::by_priority(&files).map(|(_, f)| f),
-        ))
+        let index = Index::from_files(index::by_priority(&files).map(|(_, f)| f));
+        if let Some((path, key)) = map
+            && files.len() == names.len()
+            && let Err(e) = index_map::save(&path, &key, &index)
+        {
+            tracing::debug!("index map not written: {e}");
+        }
+        Ok(index)
     }
 
     /// Loads every index file with its name.
