@@ -176,3 +176,85 @@ pub fn save(path: &Path, key: &Id, index: &Index) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::blob::BlobType;
+    use crate::repo::index::{IndexFile, IndexPack};
+    use crate::repo::pack::PackEntry;
+
+    fn index() -> Index {
+        let entries: Vec<PackEntry> = (0..50u8)
+            .map(|i| PackEntry {
+                kind: if i % 3 == 0 {
+                    BlobType::Tree
+                } else {
+                    BlobType::Data
+                },
+                id: Id([i.wrapping_mul(37); 32]),
+                offset: u32::from(i) * 100,
+                len: 100,
+                raw_len: 150 + u32::from(i),
+                compressed: i % 2 == 0,
+            })
+            .collect();
+        let file = |pack: u8, e: &[PackEntry]| IndexFile {
+            version: 1,
+            supersedes: vec![],
+            packs: vec![IndexPack::from_entries(Id([pack; 32]), e)],
+        };
+        // Blob 7 twice: both copies are kept, in order.
+        Index::from_files(&[file(1, &entries[..30]), file(2, &entries[7..])])
+    }
+
+    #[test]
+    fn a_saved_map_answers_as_the_index_it_was_made_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path());
+        let ix = index();
+        let k = key(&[("a".into(), 1), ("b".into(), 2)]);
+        save(&path, &k, &ix).unwrap();
+        let mapped = open(&path, &k).expect("the map opens");
+        assert_eq!(mapped.heap_bytes(), 0);
+        assert_eq!(mapped.len(), ix.len());
+        assert_eq!(mapped.packs(), ix.packs());
+        assert!(mapped.iter().eq(ix.iter()));
+        assert_eq!(mapped.duplicates(), ix.duplicates());
+        for i in 0..=255u8 {
+            for kind in [BlobType::Data, BlobType::Tree] {
+                let id = Id([i; 32]);
+                assert!(mapped.copies(kind, &id).eq(ix.copies(kind, &id)));
+            }
+        }
+        // The key is the set of files, in any order; another set does not open it.
+        assert!(open(&path, &key(&[("b".into(), 2), ("a".into(), 1)])).is_some());
+        assert!(open(&path, &key(&[("a".into(), 1), ("b".into(), 3)])).is_none());
+        assert!(open(&path, &key(&[("a".into(), 1)])).is_none());
+    }
+
+    #[test]
+    fn a_damaged_or_cut_map_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path());
+        let k = key(&[]);
+        save(&path, &k, &index()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for at in [0, 50, 80, HEADER + 3, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(open(&path, &k).is_none(), "byte {at} flipped");
+        }
+        for len in [0, HEADER - 1, HEADER, good.len() - 48, good.len() - 1] {
+            std::fs::write(&path, &good[..len]).unwrap();
+            assert!(open(&path, &k).is_none(), "cut to {len}");
+        }
+        let mut longer = good.clone();
+        longer.extend_from_slice(&[0; 48]);
+        std::fs::write(&path, &longer).unwrap();
+        assert!(open(&path, &k).is_none());
+        std::fs::write(&path, &good).unwrap();
+        assert!(open(&path, &k).is_some());
+    }
+}
