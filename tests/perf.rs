@@ -52,17 +52,17 @@ fn the_index_map_is_used_only_for_the_index_files_it_was_made_from() {
     random_files(&src, 1, 40, 20_000);
     t.backup(&[&src]);
 
-    // The first command after the backup finds a new index file: it loads the index files and
-    // writes the map; the next one maps it.
+    // The backup mapped the empty index; the next command finds a new index file: it extends
+    // the map with it; the one after maps it as it is.
     let log = restore_check(&t, &src, "r1", &[]);
-    assert!(log.contains("index loaded"), "{log}");
+    assert!(log.contains("index mapped files=1 added=1"), "{log}");
     assert_eq!(
         maps(&cache).len(),
         1,
         "one map, in the repository's cache folder"
     );
     let log = restore_check(&t, &src, "r2", &[]);
-    assert!(log.contains("index mapped"), "{log}");
+    assert!(log.contains("index mapped files=1\n"), "{log}");
 
     // An unchanged backup with the mapped index reuses every blob, and the repository verifies.
     let v = t.backup(&[&src]);
@@ -70,13 +70,13 @@ fn the_index_map_is_used_only_for_the_index_files_it_was_made_from() {
     assert_eq!(v["files_unchanged"], 40, "{v:#}");
     t.assert_verify_ok(&["--read-data"]);
 
-    // New data means a new index file: the old map is not used for the new set.
+    // New data means a new index file: the map is extended with it, and finds the new data.
     random_files(&src.join("more"), 2, 10, 30_000);
     t.backup(&[&src]);
     let log = restore_check(&t, &src, "r3", &[]);
-    assert!(log.contains("index loaded"), "{log}");
+    assert!(log.contains("index mapped files=2 added=1"), "{log}");
     let log = restore_check(&t, &src, "r4", &[]);
-    assert!(log.contains("index mapped"), "{log}");
+    assert!(log.contains("index mapped files=2\n"), "{log}");
 
     // A damaged map is noticed, rebuilt, and changes nothing.
     let map = &maps(&cache)[0];

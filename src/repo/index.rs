@@ -91,7 +91,7 @@ impl IndexPack {
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub(crate) struct Entry {
-    id: Id,
+    pub(crate) id: Id,
     pack: u32,
     offset: u32,
     /// Stored length; the top bit says "compressed".
@@ -214,6 +214,65 @@ impl Index {
             t.shrink_to_fit();
         }
         self.packs.shrink_to_fit();
+    }
+
+    /// This index's tables with the blobs of `newer` added (their copies after this index's
+    /// own), as `(packs, data, tree)`: `newer`'s pack numbers are renumbered after this index's
+    /// packs, and a location listed in both is kept once.
+    pub(crate) fn merge_with<'a>(
+        &'a self,
+        newer: &'a Index,
+    ) -> (Vec<Id>, [impl Iterator<Item = Entry> + 'a; 2]) {
+        let mut packs = self.packs().to_vec();
+        let mut numbers: HashMap<Id, u32> = packs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32))
+            .collect();
+        let renumber: Vec<u32> = newer
+            .packs()
+            .iter()
+            .map(|p| {
+                *numbers.entry(*p).or_insert_with(|| {
+                    packs.push(*p);
+                    (packs.len() - 1) as u32
+                })
+            })
+            .collect();
+        let renumber = std::sync::Arc::new(renumber);
+        let merge = move |kind: BlobType| {
+            let renumber = renumber.clone();
+            let (mut a, mut b) = (
+                self.table(kind).iter().copied().peekable(),
+                newer
+                    .table(kind)
+                    .iter()
+                    .map(move |e| Entry {
+                        pack: renumber[e.pack as usize],
+                        ..*e
+                    })
+                    .peekable(),
+            );
+            let mut run: Vec<Entry> = Vec::new();
+            std::iter::from_fn(move || {
+                loop {
+                    let e = match (a.peek(), b.peek()) {
+                        (Some(x), Some(y)) if y.id < x.id => b.next(),
+                        (Some(_), _) => a.next(),
+                        (None, _) => b.next(),
+                    }?;
+                    if run.first().is_some_and(|r| r.id != e.id) {
+                        run.clear();
+                    }
+                    if run.iter().any(|k| k.same_place(&e)) {
+                        continue;
+                    }
+                    run.push(e);
+                    return Some(e);
+                }
+            })
+        };
+        (packs, [merge(BlobType::Data), merge(BlobType::Tree)])
     }
 
     fn table(&self, kind: BlobType) -> &[Entry] {

@@ -2,19 +2,22 @@
 //! sorted fixed-width records that commands memory-map instead of loading every index file.
 //!
 //! It lives at `<cache dir>/index/merged` and is keyed by the set of index files (names and
-//! sizes; an index file's name is the hash of its bytes): a map whose key differs is rebuilt
-//! from the index files, one whose checksum or shape is wrong is ignored. It is only an
-//! optimisation: without a cache folder, or where it cannot be written, commands load the index
-//! files as before. Entries are checked when used, as any index entry is (a blob read is
-//! authenticated and its id re-computed).
+//! sizes; an index file's name is the hash of its bytes). A map made from some of the current
+//! index files, when the others only add blobs (a backup ran since), is extended with them; any
+//! other map whose key differs is rebuilt from the index files, and one whose checksum or shape
+//! is wrong is ignored. It is only an optimisation: without a cache folder, or where it cannot
+//! be written, commands load the index files as before. Entries are checked when used, as any
+//! index entry is (a blob read is authenticated and its id re-computed).
 //!
-//! Layout (little-endian): magic `HBIXMAP1`, the key (32 bytes), the BLAKE3 hash of everything
-//! after the header (32 bytes), the counts of packs, data entries, tree entries and distinct
-//! blobs (u64 each), 8 bytes of zero; then the pack ids (32 bytes each), the data entries and
-//! the tree entries (48 bytes each: blob id, pack number, offset, stored length with the top
-//! bit for "compressed", raw length; u32s), each table sorted by blob id.
+//! Layout (little-endian): magic `HBIXMAP1`, the key (32 bytes), a checksum (32 bytes: BLAKE3
+//! of the rest of the header and of the BLAKE3 hash of everything after it), the counts of index files, packs, data entries, tree entries
+//! and distinct blobs (u64 each); then per index file the BLAKE3 hash of its name and its size
+//! (u64), the pack ids (32 bytes each), the data entries and the tree entries (48 bytes each:
+//! blob id, pack number, offset, stored length with the top bit for "compressed", raw length;
+//! u32s), each table sorted by blob id.
 
-use std::io::{Read, Write};
+use std::collections::HashSet;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -23,12 +26,22 @@ use crate::Id;
 use crate::repo::index::{Entry, Index};
 
 const MAGIC: &[u8; 8] = b"HBIXMAP1";
-/// Header bytes: magic, key, checksum, four counts, padding (a multiple of 8, so the tables
-/// after it are aligned for their u32 fields).
-const HEADER: usize = 8 + 32 + 32 + 4 * 8 + 8;
+/// Header bytes: magic, key, checksum, five counts (a multiple of 8, so the tables after it
+/// are aligned for their u32 fields).
+const HEADER: usize = 8 + 32 + 32 + 5 * 8;
+/// Bytes per index file listed: its name's hash and its size.
+const FILE: usize = 40;
 const ENTRY: usize = std::mem::size_of::<Entry>();
 const _: () = assert!(ENTRY == 48 && std::mem::align_of::<Entry>() <= 8);
 const _: () = assert!(std::mem::size_of::<Id>() == 32 && std::mem::align_of::<Id>() == 1);
+
+/// How one index file is listed in the map.
+fn file_record(name: &str, size: u64) -> [u8; FILE] {
+    let mut r = [0u8; FILE];
+    r[..32].copy_from_slice(blake3::hash(name.as_bytes()).as_bytes());
+    r[32..].copy_from_slice(&size.to_le_bytes());
+    r
+}
 
 /// The key of a set of index files (name and size each): the map is valid for exactly this set.
 pub fn key(files: &[(String, u64)]) -> Id {
@@ -52,6 +65,7 @@ pub fn path(cache_dir: &Path) -> PathBuf {
 /// A memory-mapped index map file: its tables.
 pub(crate) struct Mapped {
     map: Mmap,
+    files: usize,
     packs: usize,
     data: usize,
     tree: usize,
@@ -61,8 +75,8 @@ impl Mapped {
     fn at<T>(&self, offset: usize, count: usize) -> &[T] {
         let bytes = &self.map[offset..offset + count * std::mem::size_of::<T>()];
         assert_eq!(bytes.as_ptr() as usize % std::mem::align_of::<T>(), 0);
-        // SAFETY: `T` is `Id` (a transparent [u8; 32]) or `Entry` (repr(C): an `Id` and four
-        // u32s, no padding, asserted above): every bit pattern is a valid value. The range
+        // SAFETY: `T` is `u8`, `Id` (a transparent [u8; 32]) or `Entry` (repr(C): an `Id` and
+        // four u32s, no padding, asserted above): every bit pattern is a valid value. The range
         // lies within the mapping (sliced above, which panics otherwise) and is aligned for
         // `T` (asserted). The mapping is read-only and lives as long as `self`, which the
         // returned slice borrows. The file is never written in place: it is written under a
@@ -71,16 +85,21 @@ impl Mapped {
         unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), count) }
     }
 
+    fn files(&self) -> &[u8] {
+        self.at(HEADER, self.files * FILE)
+    }
+
     pub(crate) fn packs(&self) -> &[Id] {
-        self.at(HEADER, self.packs)
+        self.at(HEADER + FILE * self.files, self.packs)
     }
 
     pub(crate) fn data(&self) -> &[Entry] {
-        self.at(HEADER + 32 * self.packs, self.data)
+        self.at(HEADER + FILE * self.files + 32 * self.packs, self.data)
     }
 
     pub(crate) fn tree(&self) -> &[Entry] {
-        self.at(HEADER + 32 * self.packs + ENTRY * self.data, self.tree)
+        let at = HEADER + FILE * self.files + 32 * self.packs + ENTRY * self.data;
+        self.at(at, self.tree)
     }
 }
 
@@ -90,13 +109,63 @@ fn bytes_of<T>(v: &[T]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
-/// Opens the map at `path` if it is there, whole, and made for `key`; `None` otherwise (it is
-/// then rebuilt).
-pub fn open(path: &Path, key: &Id) -> Option<Index> {
+/// The checksum of a map: over its header (but the checksum) and the hash of its body.
+fn checksum(header: &[u8], body: blake3::Hash) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&header[..40]);
+    h.update(&header[72..HEADER]);
+    h.update(body.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// What [`open`] found.
+pub enum Opened {
+    /// A map of exactly the current index files.
+    Exact(Index),
+    /// A map of some of them; the others (name and size) are to be added.
+    Older(Index, Vec<(String, u64)>),
+    /// No usable map.
+    None,
+}
+
+/// Opens the map at `path` for the current index `files` (whose key is `key`): exact, older (made
+/// from some of them), or none when it is missing, damaged or made from files no longer there.
+pub fn open(path: &Path, key: &Id, files: &[(String, u64)]) -> Opened {
+    let Some((index, mapped_files)) = open_any(path) else {
+        return Opened::None;
+    };
+    if mapped_files.key == *key {
+        return Opened::Exact(index);
+    }
+    let current: Vec<[u8; FILE]> = files.iter().map(|(n, s)| file_record(n, *s)).collect();
+    let have: HashSet<&[u8; FILE]> = current.iter().collect();
+    let listed: HashSet<&[u8]> = mapped_files.records.chunks(FILE).collect();
+    if !listed
+        .iter()
+        .all(|r| have.contains(&<&[u8; FILE]>::try_from(*r).expect("FILE")))
+    {
+        return Opened::None;
+    }
+    let missing = files
+        .iter()
+        .zip(&current)
+        .filter(|(_, r)| !listed.contains(&r[..]))
+        .map(|(f, _)| f.clone())
+        .collect();
+    Opened::Older(index, missing)
+}
+
+struct MapFiles {
+    key: Id,
+    records: Vec<u8>,
+}
+
+/// Opens and checks a map, whatever its key.
+fn open_any(path: &Path) -> Option<(Index, MapFiles)> {
     let mut file = std::fs::File::open(path).ok()?;
     let mut header = [0u8; HEADER];
     file.read_exact(&mut header).ok()?;
-    if &header[..8] != MAGIC || header[8..40] != key.0 {
+    if &header[..8] != MAGIC {
         return None;
     }
     let count = |i: usize| {
@@ -105,10 +174,11 @@ pub fn open(path: &Path, key: &Id) -> Option<Index> {
             header[at..at + 8].try_into().expect("8"),
         ))
     };
-    let (packs, data) = (count(0).ok()?, count(1).ok()?);
-    let (tree, distinct) = (count(2).ok()?, count(3).ok()?);
-    let body = packs
-        .checked_mul(32)?
+    let (files, packs, data) = (count(0).ok()?, count(1).ok()?, count(2).ok()?);
+    let (tree, distinct) = (count(3).ok()?, count(4).ok()?);
+    let body = files
+        .checked_mul(FILE)?
+        .checked_add(packs.checked_mul(32)?)?
         .checked_add(data.checked_add(tree)?.checked_mul(ENTRY)?)?;
     if file.metadata().ok()?.len() != (HEADER + body) as u64 {
         return None;
@@ -126,50 +196,109 @@ pub fn open(path: &Path, key: &Id) -> Option<Index> {
             Err(_) => return None,
         }
     }
-    if h.finalize().as_bytes()[..] != header[40..72] {
+    if checksum(&header, h.finalize()) != header[40..72] {
         tracing::warn!("index map {} is damaged; rebuilding it", path.display());
         return None;
     }
-    // SAFETY: the file is only ever replaced by rename, never written in place (see `save`), so
-    // its bytes do not change while mapped.
+    // SAFETY: the file is only ever replaced by rename, never written in place (see `write`),
+    // so its bytes do not change while mapped.
     let map = unsafe { Mmap::map(&file) }.ok()?;
     if map.len() != HEADER + body {
         return None;
     }
-    // The checksum shows these are the tables `save` wrote: sorted, pack numbers in range.
+    // The checksum shows these are the tables `write` wrote: sorted, pack numbers in range.
     let mapped = Mapped {
         map,
+        files,
         packs,
         data,
         tree,
     };
-    Some(Index::mapped(mapped, distinct))
+    let listed = MapFiles {
+        key: Id(header[8..40].try_into().expect("32")),
+        records: mapped.files().to_vec(),
+    };
+    Some((Index::mapped(mapped, distinct), listed))
 }
 
-/// Writes the map of `index` for `key` at `path` (a temporary file renamed into place).
-pub fn save(path: &Path, key: &Id, index: &Index) -> std::io::Result<()> {
+/// Writes the map of `index`, made from the index `files` (key `key`), at `path`.
+pub fn save(path: &Path, key: &Id, files: &[(String, u64)], index: &Index) -> std::io::Result<()> {
+    let (packs, data, tree) = index.tables();
+    write(
+        path,
+        key,
+        files,
+        packs,
+        [data.iter().copied(), tree.iter().copied()],
+    )
+}
+
+/// Writes the map of `older` extended with `newer` (made from the rest of the index `files`)
+/// at `path`; see [`Index::merge_with`].
+pub fn save_merged(
+    path: &Path,
+    key: &Id,
+    files: &[(String, u64)],
+    older: &Index,
+    newer: &Index,
+) -> std::io::Result<()> {
+    let (packs, tables) = older.merge_with(newer);
+    write(path, key, files, &packs, tables)
+}
+
+/// Writes a map (to a temporary file renamed into place), streaming the sorted tables.
+fn write(
+    path: &Path,
+    key: &Id,
+    files: &[(String, u64)],
+    packs: &[Id],
+    tables: [impl Iterator<Item = Entry>; 2],
+) -> std::io::Result<()> {
     let dir = path.parent().expect("map path has a folder");
     std::fs::create_dir_all(dir)?;
-    let (packs, data, tree) = index.tables();
-    let mut h = blake3::Hasher::new();
-    for part in [bytes_of(packs), bytes_of(data), bytes_of(tree)] {
-        h.update(part);
-    }
-    let mut header = Vec::with_capacity(HEADER);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&key.0);
-    header.extend_from_slice(h.finalize().as_bytes());
-    for n in [packs.len(), data.len(), tree.len(), index.len()] {
-        header.extend_from_slice(&(n as u64).to_le_bytes());
-    }
-    header.resize(HEADER, 0);
     let tmp = dir.join(format!(".merged.tmp.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        for part in [&header[..], bytes_of(packs), bytes_of(data), bytes_of(tree)] {
-            f.write_all(part)?;
+        let mut h = blake3::Hasher::new();
+        let mut put = |f: &mut std::io::BufWriter<std::fs::File>, b: &[u8]| {
+            h.update(b);
+            f.write_all(b)
+        };
+        f.write_all(&[0; HEADER])?;
+        for (n, s) in files {
+            put(&mut f, &file_record(n, *s))?;
         }
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        put(&mut f, bytes_of(packs))?;
+        let (mut counts, mut distinct) = ([0u64; 2], 0u64);
+        for (t, entries) in tables.into_iter().enumerate() {
+            let mut last = None;
+            for e in entries {
+                put(&mut f, bytes_of(std::slice::from_ref(&e)))?;
+                counts[t] += 1;
+                distinct += u64::from(last != Some(e.id));
+                last = Some(e.id);
+            }
+        }
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&key.0);
+        header.extend_from_slice(&[0; 32]);
+        let n = [
+            files.len() as u64,
+            packs.len() as u64,
+            counts[0],
+            counts[1],
+            distinct,
+        ];
+        for c in n {
+            header.extend_from_slice(&c.to_le_bytes());
+        }
+        let sum = checksum(&header, h.finalize());
+        header[40..72].copy_from_slice(&sum);
+        let mut f = f.into_inner().map_err(|e| e.into_error())?;
+        f.rewind()?;
+        f.write_all(&header)?;
+        f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
     write().inspect_err(|_| {
@@ -213,9 +342,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = path(dir.path());
         let ix = index();
-        let k = key(&[("a".into(), 1), ("b".into(), 2)]);
-        save(&path, &k, &ix).unwrap();
-        let mapped = open(&path, &k).expect("the map opens");
+        let files = [("a".to_string(), 1), ("b".to_string(), 2)];
+        let k = key(&files);
+        save(&path, &k, &files, &ix).unwrap();
+        let Opened::Exact(mapped) = open(&path, &k, &files) else {
+            panic!("the map opens")
+        };
         assert_eq!(mapped.heap_bytes(), 0);
         assert_eq!(mapped.len(), ix.len());
         assert_eq!(mapped.packs(), ix.packs());
@@ -227,10 +359,63 @@ mod tests {
                 assert!(mapped.copies(kind, &id).eq(ix.copies(kind, &id)));
             }
         }
-        // The key is the set of files, in any order; another set does not open it.
-        assert!(open(&path, &key(&[("b".into(), 2), ("a".into(), 1)])).is_some());
-        assert!(open(&path, &key(&[("a".into(), 1), ("b".into(), 3)])).is_none());
-        assert!(open(&path, &key(&[("a".into(), 1)])).is_none());
+        // The key is the set of files, in any order; a set without one of them, or with a file
+        // of another size, does not open it; a set with more files opens it as older.
+        let set = |f: &[(&str, u64)]| -> Vec<(String, u64)> {
+            f.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+        };
+        let opens = |f: &[(String, u64)]| match open(&path, &key(f), f) {
+            Opened::Exact(_) => "exact".to_string(),
+            Opened::Older(_, missing) => format!("older {missing:?}"),
+            Opened::None => "none".to_string(),
+        };
+        assert_eq!(opens(&set(&[("b", 2), ("a", 1)])), "exact");
+        assert_eq!(opens(&set(&[("a", 1), ("b", 3)])), "none");
+        assert_eq!(opens(&set(&[("a", 1)])), "none");
+        assert_eq!(
+            opens(&set(&[("c", 9), ("a", 1), ("b", 2)])),
+            r#"older [("c", 9)]"#
+        );
+    }
+
+    #[test]
+    fn an_extended_map_answers_as_the_index_of_all_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path());
+        let e = |i: u8, off: u32| PackEntry {
+            kind: BlobType::Data,
+            id: Id([i; 32]),
+            offset: off,
+            len: 100,
+            raw_len: 100,
+            compressed: false,
+        };
+        let file = |pack: u8, e: Vec<PackEntry>| IndexFile {
+            version: 1,
+            supersedes: vec![],
+            packs: vec![IndexPack::from_entries(Id([pack; 32]), &e)],
+        };
+        // Blob 5 in both (another copy), blob 3 listed twice in the same place (kept once).
+        let f1 = file(1, vec![e(3, 0), e(5, 100), e(9, 200)]);
+        let f2 = file(2, vec![e(1, 0), e(5, 100), e(7, 200)]);
+        let f3 = file(1, vec![e(3, 0)]);
+        let whole = Index::from_files([&f1, &f2, &f3]);
+        let files = [("x".to_string(), 1)];
+        save_merged(
+            &path,
+            &key(&files),
+            &files,
+            &Index::from_files([&f1]),
+            &Index::from_files([&f2, &f3]),
+        )
+        .unwrap();
+        let Opened::Exact(merged) = open(&path, &key(&files), &files) else {
+            panic!("the map opens")
+        };
+        assert_eq!(merged.len(), whole.len());
+        assert_eq!(merged.packs(), whole.packs());
+        assert!(merged.iter().eq(whole.iter()));
+        assert_eq!(merged.duplicates(), whole.duplicates());
     }
 
     #[test]
@@ -238,23 +423,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = path(dir.path());
         let k = key(&[]);
-        save(&path, &k, &index()).unwrap();
+        save(&path, &k, &[], &index()).unwrap();
         let good = std::fs::read(&path).unwrap();
         for at in [0, 50, 80, HEADER + 3, good.len() - 1] {
             let mut bad = good.clone();
             bad[at] ^= 1;
             std::fs::write(&path, &bad).unwrap();
-            assert!(open(&path, &k).is_none(), "byte {at} flipped");
+            assert!(
+                matches!(open(&path, &k, &[]), Opened::None),
+                "byte {at} flipped"
+            );
         }
         for len in [0, HEADER - 1, HEADER, good.len() - 48, good.len() - 1] {
             std::fs::write(&path, &good[..len]).unwrap();
-            assert!(open(&path, &k).is_none(), "cut to {len}");
+            assert!(matches!(open(&path, &k, &[]), Opened::None), "cut to {len}");
         }
         let mut longer = good.clone();
         longer.extend_from_slice(&[0; 48]);
         std::fs::write(&path, &longer).unwrap();
-        assert!(open(&path, &k).is_none());
+        assert!(matches!(open(&path, &k, &[]), Opened::None));
         std::fs::write(&path, &good).unwrap();
-        assert!(open(&path, &k).is_some());
+        assert!(matches!(open(&path, &k, &[]), Opened::Exact(_)));
     }
 }

@@ -274,11 +274,19 @@ impl Repository {
         let map = self
             .cache_dir()
             .map(|d| (index_map::path(&d), index_map::key(&names)));
-        if let Some((path, key)) = &map
-            && let Some(ix) = index_map::open(path, key)
-        {
-            tracing::info!(files = names.len(), "index mapped");
-            return Ok(ix);
+        if let Some((path, key)) = &map {
+            match index_map::open(path, key, &names) {
+                index_map::Opened::Exact(ix) => {
+                    tracing::info!(files = names.len(), "index mapped");
+                    return Ok(ix);
+                }
+                index_map::Opened::Older(older, missing) => {
+                    if let Some(ix) = self.extend_map(path, key, &names, &older, &missing)? {
+                        return Ok(ix);
+                    }
+                }
+                index_map::Opened::None => {}
+            }
         }
         let loaded: Vec<Option<(String, IndexFile)>> = names
             .par_iter()
@@ -296,11 +304,57 @@ impl Repository {
         let index = Index::from_files(index::by_priority(&files).map(|(_, f)| f));
         if let Some((path, key)) = map
             && files.len() == names.len()
-            && let Err(e) = index_map::save(&path, &key, &index)
+            && let Err(e) = index_map::save(&path, &key, &names, &index)
         {
             tracing::debug!("index map not written: {e}");
         }
         Ok(index)
+    }
+
+    /// Extends the index map of some of the index files (`older`) with the `missing` ones and
+    /// maps the result; `None` when it cannot be (a missing file supersedes others or does not
+    /// load, or the map cannot be written): the index files are then loaded as usual.
+    fn extend_map(
+        &self,
+        path: &std::path::Path,
+        key: &Id,
+        names: &[(String, u64)],
+        older: &Index,
+        missing: &[(String, u64)],
+    ) -> Result<Option<Index>> {
+        let loaded: Vec<Option<IndexFile>> = missing
+            .par_iter()
+            .map(
+                |(n, size)| match self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size)) {
+                    Ok(f) => Ok(Some(f)),
+                    Err(Error::Corrupt { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )
+            .collect::<Result<_>>()?;
+        let Some(files) = loaded
+            .into_iter()
+            .map(|f| f.filter(|f| f.supersedes.is_empty()))
+            .collect::<Option<Vec<IndexFile>>>()
+        else {
+            return Ok(None);
+        };
+        // None supersedes another, so they come in name order, as `by_priority` puts them.
+        let mut named: Vec<(&String, &IndexFile)> =
+            missing.iter().map(|(n, _)| n).zip(&files).collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        let newer = Index::from_files(named.into_iter().map(|(_, f)| f));
+        if let Err(e) = index_map::save_merged(path, key, names, older, &newer) {
+            tracing::debug!("index map not extended: {e}");
+            return Ok(None);
+        }
+        Ok(match index_map::open(path, key, names) {
+            index_map::Opened::Exact(ix) => {
+                tracing::info!(files = names.len(), added = missing.len(), "index mapped");
+                Some(ix)
+            }
+            _ => None,
+        })
     }
 
     /// Loads every index file with its name.
