@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Memory and time against the number of Swamps (`scripts/bench-peers.sh --scale` runs this).
-# For each count, hydgen writes a data root of that many small Swamps (about 1 KiB of entries
-# each; the 1,000,000-Swamp root is ~1 GB of data, ~9 GB on disk with its folders: check
-# `df` first), and each tool makes an initial backup, an unchanged re-backup and a restore of
+# For each count, hydgen writes a data root of that many small Swamps (hydgen's smallest, 8-10
+# KB each: the 1,000,000-Swamp root is ~9 GB of data, ~11 GB on disk with its folders, and
+# each tool's repository about as much again: check `df` first), and each tool makes an initial backup, an unchanged re-backup and a restore of
 # one Swamp, each measured with /usr/bin/time (wall, user+sys CPU, peak RSS). Writes
 # benches/scale.tsv, benches/scale-rss.png (peak RSS against Swamps) and the "Scale" section of
 # benches/RESULTS.md. Tool drivers: scripts/bench/tools.sh. Not part of the test suite.
@@ -72,7 +72,7 @@ step() {
     >"$work/$tool-$name.out" 2>"$work/$tool-$name.err" || die "$tool $name failed (see $work)"
   read -r wall user sys rss <"$res"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$data_bytes" "$disk_bytes" "$tool" "$name" \
-    "$wall" "$(echo "$user + $sys" | bc)" "$rss" >>"$tsv"
+    "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$rss" >>"$tsv"
   log "$n Swamps, $tool $name: ${wall}s, peak RSS ${rss} KiB"
 }
 
