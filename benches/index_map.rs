@@ -65,7 +65,7 @@ fn main() {
         for _ in 0..PER_FILE / PER_PACK {
             let entries: Vec<PackEntry> = (0..PER_PACK as u32)
                 .map(|i| PackEntry {
-                    kind: if n % 50 == 0 {
+                    kind: if n.is_multiple_of(50) {
                         BlobType::Tree
                     } else {
                         BlobType::Data
