@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -82,7 +82,6 @@ pub(crate) struct ChunkJob {
 #[derive(Default)]
 pub(crate) struct Results {
     state: Mutex<ResultState>,
-    ready: Condvar,
 }
 
 #[derive(Default)]
@@ -95,6 +94,8 @@ struct ResultState {
 struct FileResult {
     chunks: Vec<(u32, Id)>,
     done: Option<FileDone>,
+    /// The walking thread waiting for it (woken alone when it is complete).
+    waiter: Option<std::thread::Thread>,
 }
 
 impl FileResult {
@@ -110,8 +111,10 @@ impl Results {
         let mut s = self.state.lock().expect("results");
         let r = s.files.entry(file).or_default();
         f(r);
-        if r.complete() {
-            self.ready.notify_all();
+        if r.complete()
+            && let Some(t) = r.waiter.take()
+        {
+            t.unpark();
         }
     }
 
@@ -127,15 +130,18 @@ impl Results {
 
     /// Nothing more will arrive: waiters take what there is.
     pub(crate) fn close(&self) {
-        self.state.lock().expect("results").closed = true;
-        self.ready.notify_all();
+        let mut s = self.state.lock().expect("results");
+        s.closed = true;
+        for t in s.files.values_mut().filter_map(|r| r.waiter.take()) {
+            t.unpark();
+        }
     }
 
     /// Waits for `file` to be complete (or the pipeline closed) and takes its chunk ids and
     /// facts; a file never read is reported as such.
     pub(crate) fn take(&self, file: usize) -> (Vec<(u32, Id)>, FileDone) {
-        let mut s = self.state.lock().expect("results");
         loop {
+            let mut s = self.state.lock().expect("results");
             if s.closed || s.files.get(&file).is_some_and(FileResult::complete) {
                 let r = s.files.remove(&file).unwrap_or_default();
                 let done = r.done.unwrap_or_else(|| FileDone {
@@ -144,7 +150,11 @@ impl Results {
                 });
                 return (r.chunks, done);
             }
-            s = self.ready.wait(s).expect("results");
+            s.files.entry(file).or_default().waiter = Some(std::thread::current());
+            drop(s);
+            // Woken by `update` or `close` (an unpark before this park is not lost); any other
+            // wake-up just checks again.
+            std::thread::park();
         }
     }
 }
