@@ -256,7 +256,10 @@ fn write(
 ) -> std::io::Result<()> {
     let dir = path.parent().expect("map path has a folder");
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".merged.tmp.{}", std::process::id()));
+    // Unique per process and call: threads of one process may write maps at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".merged.tmp.{}.{n}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         let mut h = blake3::Hasher::new();
