@@ -306,7 +306,27 @@ fn write(
     };
     write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-    })
+    })?;
+    remove_stale_temporaries(dir);
+    Ok(())
+}
+
+/// Removes temporary maps a killed process left, once they are a day old.
+fn remove_stale_temporaries(dir: &Path) {
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > day));
+        if old
+            && e.file_name()
+                .as_encoded_bytes()
+                .starts_with(b".merged.tmp.")
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +439,26 @@ mod tests {
         assert_eq!(merged.packs(), whole.packs());
         assert!(merged.iter().eq(whole.iter()));
         assert_eq!(merged.duplicates(), whole.duplicates());
+    }
+
+    #[test]
+    fn writing_a_map_removes_day_old_temporaries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let (old, fresh) = (
+            path.with_file_name(".merged.tmp.1.0"),
+            path.with_file_name(".merged.tmp.2.0"),
+        );
+        std::fs::write(&old, b"x").unwrap();
+        std::fs::write(&fresh, b"x").unwrap();
+        let two_days_ago = filetime::FileTime::from_unix_time(
+            filetime::FileTime::now().unix_seconds() - 2 * 24 * 3600,
+            0,
+        );
+        filetime::set_file_mtime(&old, two_days_ago).unwrap();
+        save(&path, &key(&[]), &[], &index()).unwrap();
+        assert!(!old.exists() && fresh.exists() && path.exists());
     }
 
     #[test]
