@@ -151,3 +151,30 @@ fn a_backup_of_many_folders_stores_every_tree_once_and_restores_exactly() {
     assert_same_dir(&src, &target);
     t.assert_verify_ok(&["--read-data"]);
 }
+
+#[test]
+fn a_file_given_as_a_source_path_is_reported_by_that_path() {
+    // Trees are built as folders finish; a file that is itself a source path (an entry of the
+    // root tree) is still reported by its own path when it cannot be backed up: here it is
+    // swapped for a symlink between the walk and the read.
+    let t = TestRepo::init();
+    let (dir, file) = (t.path("a/dir"), t.path("b/file"));
+    random_files(&dir, 4, 3, 1_000);
+    write(&file, b"bytes");
+    let swap = format!(
+        "[ \"$HYDRABACKUP_HOOK_PATH\" = '{f}' ] && {{ rm '{f}'; ln -s /etc/passwd '{f}'; }}; true",
+        f = file.display()
+    );
+    let mut c = t.command();
+    c.env("HYDRABACKUP_TEST_HOOK", format!("open:{swap}"))
+        .args(["backup", "--json"])
+        .arg(&dir)
+        .arg(&file);
+    let r = run_cmd(c);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    let v = r.json();
+    let errors = v["source_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v:#}");
+    assert_eq!(errors[0]["path"], file.display().to_string(), "{v:#}");
+    assert_eq!(errors[0]["kind"], "changed", "{v:#}");
+}

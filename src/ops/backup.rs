@@ -23,7 +23,7 @@ use crate::source::Excludes;
 use crate::source::dir::Dir;
 use crate::source::pipeline::{ChunkJob, Reader, Results, Workers};
 use crate::source::report::GONE;
-use crate::source::walk::{FileJob, WalkCtx, WalkResult, Walker};
+use crate::source::walk::{Draft, FileJob, WalkCtx, WalkResult, Walker};
 use crate::{Error, Id, Result};
 
 mod run;
@@ -123,14 +123,15 @@ const WALK_STACK: usize = 256 << 20;
 /// root tree itself; anything else becomes the root tree's entries, by name.
 fn walk_sources(walker: &mut Walker<'_>, paths: &[PathBuf], parent: Option<&Tree>) -> Result<Id> {
     let root = Path::new("");
-    let entries = if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
-        match Dir::open(&paths[0]) {
+    if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
+        let entries = match Dir::open(&paths[0]) {
             Ok(d) => walker.dir(&d, &paths[0], root, parent),
             Err(e) => {
                 walker.trouble(&paths[0], e);
                 Vec::new()
             }
-        }
+        };
+        Ok(walker.finish(&paths[0], root, entries).0)
     } else {
         let mut entries = Vec::new();
         let mut names = HashSet::new();
@@ -156,15 +157,14 @@ fn walk_sources(walker: &mut Walker<'_>, paths: &[PathBuf], parent: Option<&Tree
                     None
                 }
             };
-            entries.extend(d);
+            entries.extend(d.map(|d| Draft {
+                display: Some(p.clone()),
+                ..d
+            }));
         }
         entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
-        entries
-    };
-    let at = paths.first().filter(|_| paths.len() == 1);
-    Ok(walker
-        .finish(at.map_or(root, |p| p.as_path()), root, entries)
-        .0)
+        Ok(walker.finish(root, root, entries).0)
+    }
 }
 
 /// Runs a backup.

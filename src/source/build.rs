@@ -90,7 +90,9 @@ impl Walker<'_> {
             let rel = rel.join(name);
             let mut read = d.read;
             if let Some(idx) = d.pending {
-                let path = || path.join(name).display().to_string();
+                let display = d.display.as_deref();
+                let path = || display.map_or_else(|| path.join(name), Path::to_path_buf);
+                let path = || path().display().to_string();
                 let (mut all, done) = self.ctx.results.take(idx);
                 self.res.summary.bytes_read += done.read;
                 read = done.read;

@@ -60,6 +60,9 @@ pub(crate) struct Draft {
     pub(crate) read: u64,
     /// Taken unread from the parent snapshot (its Swamp facts describe an earlier capture).
     pub(crate) unchanged: bool,
+    /// The path it is reported by, when not its folder's path and its name (a source path
+    /// that is an entry of the root tree).
+    pub(crate) display: Option<PathBuf>,
 }
 
 impl Draft {
@@ -69,6 +72,7 @@ impl Draft {
             pending: None,
             read: 0,
             unchanged: false,
+            display: None,
         }
     }
 }
