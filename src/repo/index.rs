@@ -30,6 +30,28 @@ pub struct IndexFile {
     pub supersedes: Vec<Id>,
     /// Packs and their blobs.
     pub packs: Vec<IndexPack>,
+    /// Packs a two-phase prune took out of the index, to be deleted by a later prune
+    /// (repo-format.md §9a). Readers use them only as a last fallback; backups never
+    /// deduplicate against them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marked: Vec<MarkedPack>,
+    /// When a prune wrote this file (unix seconds; 0 when unknown): the time from which the
+    /// files it supersedes count as superseded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time: i64,
+}
+
+fn is_zero(t: &i64) -> bool {
+    *t == 0
+}
+
+/// A pack marked for deletion: its record and when it was marked (unix seconds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MarkedPack {
+    /// The pack's record (empty `blobs` for a pack no index listed when it was marked).
+    pub pack: IndexPack,
+    /// When it was marked.
+    pub time: i64,
 }
 
 /// One pack in an index file.
@@ -142,8 +164,69 @@ pub fn by_priority(files: &[(String, IndexFile)]) -> impl Iterator<Item = &(Stri
     first.into_iter().chain(rest)
 }
 
+/// Packs some effective index file lists as live: they are in the index, whatever marks say.
+pub fn live_packs(files: &[(String, IndexFile)]) -> HashSet<Id> {
+    effective(files)
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .collect()
+}
+
+/// Packs marked for deletion by an effective index file and listed live by none, with the
+/// earliest time they were marked and their record.
+pub fn marks(files: &[(String, IndexFile)]) -> HashMap<Id, &MarkedPack> {
+    let live = live_packs(files);
+    let mut out: HashMap<Id, &MarkedPack> = HashMap::new();
+    for m in effective(files).flat_map(|(_, f)| &f.marked) {
+        if live.contains(&m.pack.id) {
+            continue;
+        }
+        let e = out.entry(m.pack.id).or_insert(m);
+        if m.time < e.time {
+            *e = m;
+        }
+    }
+    out
+}
+
+/// The index readers use: every pack record in priority order (effective files, then
+/// superseded ones), then the records of marked packs as a last fallback (a snapshot written
+/// while a prune ran may use them until a later prune takes them back).
+pub fn reader_index(files: &[(String, IndexFile)]) -> Index {
+    let marked: Vec<&IndexPack> = files
+        .iter()
+        .flat_map(|(_, f)| f.marked.iter().map(|m| &m.pack))
+        .collect();
+    Index::from_records(by_priority(files).flat_map(|(_, f)| &f.packs).chain(marked))
+}
+
+/// The index a backup deduplicates against: only packs effective files list as live, so that
+/// nothing a prune marked (or a superseded file lists) is used again.
+pub fn live_index(files: &[(String, IndexFile)]) -> Index {
+    Index::from_records(effective(files).flat_map(|(_, f)| &f.packs))
+}
+
+/// The records readers use after the live index's: packs no effective file lists as live, as
+/// superseded files and marks list them, in [`reader_index`]'s order. A live pack's record in a
+/// superseded file adds no location, so `live_index` followed by these copies is
+/// `reader_index`: this is what the index map keeps beside the live tables (usually few).
+pub fn reader_fallback(files: &[(String, IndexFile)]) -> Vec<IndexPack> {
+    let live = live_packs(files);
+    let superseded = superseded(files);
+    let marked = files
+        .iter()
+        .flat_map(|(_, f)| f.marked.iter().map(|m| &m.pack));
+    by_priority(files)
+        .filter(|(n, _)| superseded.contains(n))
+        .flat_map(|(_, f)| &f.packs)
+        .chain(marked)
+        .filter(|p| !live.contains(&p.id))
+        .cloned()
+        .collect()
+}
+
 /// The in-memory index of a repository: its tables on the heap, or in a memory-mapped
-/// index map file of the local cache.
+/// index map file of the local cache (then with a heap `fallback` of the records readers use
+/// after the live ones, see [`reader_fallback`]).
 #[derive(Default)]
 pub struct Index {
     packs: Vec<Id>,
@@ -151,6 +234,15 @@ pub struct Index {
     tree: Vec<Entry>,
     distinct: usize,
     map: Option<crate::repo::index_map::Mapped>,
+    /// Copies listed after this index's own (readers' fallback, see [`reader_fallback`]), with
+    /// every pack (this index's first) and the number of blobs only the fallback lists.
+    fallback: Option<Box<Fallback>>,
+}
+
+struct Fallback {
+    index: Index,
+    packs: Vec<Id>,
+    only: usize,
 }
 
 impl Index {
@@ -158,13 +250,16 @@ impl Index {
     /// keeps every distinct location, the first-loaded first. A pack record that does not
     /// decode is left out (`verify` reports it, prune stops at it).
     pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Index {
+        Self::from_records(files.into_iter().flat_map(|f| &f.packs))
+    }
+
+    /// Builds the index from pack records in priority order (see [`Index::from_files`]).
+    pub fn from_records<'a>(packs: impl IntoIterator<Item = &'a IndexPack>) -> Index {
         let mut ix = Index::default();
         let mut pack_no: HashMap<Id, u32> = HashMap::new();
-        for f in files {
-            for p in &f.packs {
-                if let Ok(entries) = p.entries() {
-                    ix.add_pack(&mut pack_no, p.id, &entries);
-                }
+        for p in packs {
+            if let Ok(entries) = p.entries() {
+                ix.add_pack(&mut pack_no, p.id, &entries);
             }
         }
         ix.seal();
@@ -223,14 +318,14 @@ impl Index {
         &'a self,
         newer: &'a Index,
     ) -> (Vec<Id>, [impl Iterator<Item = Entry> + 'a; 2]) {
-        let mut packs = self.packs().to_vec();
+        let mut packs = self.own_packs().to_vec();
         let mut numbers: HashMap<Id, u32> = packs
             .iter()
             .enumerate()
             .map(|(i, p)| (*p, i as u32))
             .collect();
         let renumber: Vec<u32> = newer
-            .packs()
+            .own_packs()
             .iter()
             .map(|p| {
                 *numbers.entry(*p).or_insert_with(|| {
@@ -287,7 +382,7 @@ impl Index {
     /// The tables: packs, data and tree entries (for the index map file).
     pub(crate) fn tables(&self) -> (&[Id], &[Entry], &[Entry]) {
         (
-            self.packs(),
+            self.own_packs(),
             self.table(BlobType::Data),
             self.table(BlobType::Tree),
         )
@@ -307,7 +402,7 @@ impl Index {
             // Pack numbers are in range (built so, or checksummed in the map); a zero id would
             // only ever be a missing pack.
             pack: self
-                .packs()
+                .own_packs()
                 .get(e.pack as usize)
                 .copied()
                 .unwrap_or_default(),
@@ -322,6 +417,49 @@ impl Index {
         }
     }
 
+    /// This index's own packs (its entries' pack numbers point there).
+    fn own_packs(&self) -> &[Id] {
+        match &self.map {
+            Some(m) => m.packs(),
+            None => &self.packs,
+        }
+    }
+
+    /// This index with `fallback`'s copies listed after its own (`fallback` has none).
+    pub(crate) fn with_fallback(mut self, fallback: Index) -> Index {
+        if fallback.distinct == 0 && fallback.packs.is_empty() {
+            return self;
+        }
+        let mut packs = self.own_packs().to_vec();
+        let known: HashSet<Id> = packs.iter().copied().collect();
+        packs.extend(fallback.packs.iter().filter(|p| !known.contains(p)));
+        let only = [BlobType::Data, BlobType::Tree]
+            .into_iter()
+            .map(|kind| {
+                fallback
+                    .table(kind)
+                    .chunk_by(|a, b| a.id == b.id)
+                    .filter(|r| self.run(kind, &r[0].id).is_empty())
+                    .count()
+            })
+            .sum();
+        self.fallback = Some(Box::new(Fallback {
+            index: fallback,
+            packs,
+            only,
+        }));
+        self
+    }
+
+    /// The fallback's entries of one blob.
+    fn fallback_copies(&self, kind: BlobType, id: &Id) -> impl Iterator<Item = BlobLocation> + '_ {
+        let id = *id;
+        self.fallback.iter().flat_map(move |f| {
+            let ix = &f.index;
+            ix.run(kind, &id).iter().map(move |e| ix.location(kind, e))
+        })
+    }
+
     /// The entries of one blob, first-loaded first.
     fn run(&self, kind: BlobType, id: &Id) -> &[Entry] {
         let t = self.table(kind);
@@ -332,7 +470,7 @@ impl Index {
 
     /// Looks a blob up: its preferred copy (the first loaded).
     pub fn get(&self, kind: BlobType, id: &Id) -> Option<BlobLocation> {
-        self.run(kind, id).first().map(|e| self.location(kind, e))
+        self.copies(kind, id).next()
     }
 
     /// Every distinct copy of a blob, preferred copy first.
@@ -340,16 +478,17 @@ impl Index {
         self.run(kind, id)
             .iter()
             .map(move |e| self.location(kind, e))
+            .chain(self.fallback_copies(kind, id))
     }
 
     /// Whether a blob is indexed.
     pub fn contains(&self, kind: BlobType, id: &Id) -> bool {
-        !self.run(kind, id).is_empty()
+        !self.run(kind, id).is_empty() || self.fallback_copies(kind, id).next().is_some()
     }
 
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
-        self.distinct
+        self.distinct + self.fallback.as_ref().map_or(0, |f| f.only)
     }
 
     /// Whether the index is empty.
@@ -359,14 +498,25 @@ impl Index {
 
     /// All indexed packs.
     pub fn packs(&self) -> &[Id] {
-        match &self.map {
-            Some(m) => m.packs(),
-            None => &self.packs,
+        match &self.fallback {
+            Some(f) => &f.packs,
+            None => self.own_packs(),
         }
     }
 
     /// The preferred location of every blob, in id order per type.
     pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
+        // Then the blobs only the fallback lists.
+        let rest = self.fallback.iter().flat_map(move |f| {
+            f.index
+                .own_iter()
+                .filter(move |l| self.run(l.entry.kind, &l.entry.id).is_empty())
+        });
+        self.own_iter().chain(rest)
+    }
+
+    /// The preferred location of every blob of this index's own tables.
+    fn own_iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
         let data = self.table(BlobType::Data).chunk_by(|a, b| a.id == b.id);
         let tree = self.table(BlobType::Tree).chunk_by(|a, b| a.id == b.id);
         data.map(|run| self.location(BlobType::Data, &run[0]))
@@ -378,8 +528,23 @@ impl Index {
         let mut out = Vec::new();
         for kind in [BlobType::Data, BlobType::Tree] {
             let t = self.table(kind);
-            for run in t.chunk_by(|a, b| a.id == b.id).filter(|r| r.len() > 1) {
-                out.push(run.iter().map(|e| self.location(kind, e)).collect());
+            for run in t.chunk_by(|a, b| a.id == b.id) {
+                let copies: Vec<BlobLocation> = run
+                    .iter()
+                    .map(|e| self.location(kind, e))
+                    .chain(self.fallback_copies(kind, &run[0].id))
+                    .collect();
+                if copies.len() > 1 {
+                    out.push(copies);
+                }
+            }
+            if let Some(f) = &self.fallback {
+                let t = f.index.table(kind);
+                for run in t.chunk_by(|a, b| a.id == b.id).filter(|r| r.len() > 1) {
+                    if self.run(kind, &run[0].id).is_empty() {
+                        out.push(run.iter().map(|e| f.index.location(kind, e)).collect());
+                    }
+                }
             }
         }
         out
@@ -390,6 +555,10 @@ impl Index {
     pub fn heap_bytes(&self) -> usize {
         (self.data.capacity() + self.tree.capacity()) * std::mem::size_of::<Entry>()
             + self.packs.capacity() * 32
+            + self
+                .fallback
+                .as_ref()
+                .map_or(0, |f| f.index.heap_bytes() + f.packs.capacity() * 32)
     }
 }
 
@@ -419,6 +588,7 @@ mod tests {
                 Id([1; 32]),
                 &[pe(BlobType::Data, 5, 0), pe(BlobType::Tree, 6, 100)],
             )],
+            ..Default::default()
         };
         let f2 = IndexFile {
             version: 1,
@@ -427,6 +597,7 @@ mod tests {
                 Id([2; 32]),
                 &[pe(BlobType::Data, 5, 0), pe(BlobType::Data, 7, 100)],
             )],
+            ..Default::default()
         };
         let ix = Index::from_files([&f1, &f2, &f1]);
         assert_eq!(ix.len(), 3);
@@ -465,6 +636,7 @@ mod tests {
                         Id([n; 32]),
                         &[pe(BlobType::Data, 5, 0)],
                     )],
+                    ..Default::default()
                 },
             )
         };
@@ -481,6 +653,7 @@ mod tests {
                 version: 1,
                 supersedes: vec![Id([9; 32])],
                 packs: vec![IndexPack { id: Id([3; 32]), blobs: blobs.into_iter().map(|(f, i, o, l, r)| (f, Id(i), o, l, r)).collect() }],
+                ..Default::default()
             };
             let back: IndexFile = from_cbor(&to_cbor(&f), "index").unwrap();
             prop_assert_eq!(back, f);

@@ -1,6 +1,12 @@
 //! The index map: a local, rebuildable copy of the merged in-memory [`Index`] as one file of
 //! sorted fixed-width records that commands memory-map instead of loading every index file.
 //!
+//! It holds the live index (what backups deduplicate against: the packs effective index files
+//! list, repo-format.md §9a) as mapped tables, and beside them the few pack records readers use
+//! only after those (superseded files' and marked packs no effective file lists as live,
+//! [`crate::repo::index::reader_fallback`]), which [`crate::repo::Repository::load_index`]
+//! decodes into a small heap fallback; `load_live_index` leaves them out.
+//!
 //! It lives at `<cache dir>/index/merged` and is keyed by the set of index files (names and
 //! sizes; an index file's name is the hash of its bytes). A map made from some of the current
 //! index files, when the others only add blobs (a backup ran since), is extended with them; any
@@ -9,12 +15,13 @@
 //! be written, commands load the index files as before. Entries are checked when used, as any
 //! index entry is (a blob read is authenticated and its id re-computed).
 //!
-//! Layout (little-endian): magic `HBIXMAP1`, the key (32 bytes), a checksum (32 bytes: BLAKE3
-//! of the rest of the header and of the BLAKE3 hash of everything after it), the counts of index files, packs, data entries, tree entries
-//! and distinct blobs (u64 each); then per index file the BLAKE3 hash of its name and its size
-//! (u64), the pack ids (32 bytes each), the data entries and the tree entries (48 bytes each:
-//! blob id, pack number, offset, stored length with the top bit for "compressed", raw length;
-//! u32s), each table sorted by blob id.
+//! Layout (little-endian): magic `HBIXMAP2`, the key (32 bytes), a checksum (32 bytes: BLAKE3
+//! of the rest of the header and of the BLAKE3 hash of everything after it), the counts of
+//! index files, packs, data entries, tree entries and distinct blobs and the fallback's length
+//! (u64 each); then per index file the BLAKE3 hash of its name and its size (u64), the pack ids
+//! (32 bytes each), the data entries and the tree entries (48 bytes each: blob id, pack number,
+//! offset, stored length with the top bit for "compressed", raw length; u32s), each table
+//! sorted by blob id, then the fallback's pack records (CBOR, as in index files).
 
 use std::collections::HashSet;
 use std::io::{Read, Seek, Write};
@@ -23,12 +30,13 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::Id;
-use crate::repo::index::{Entry, Index};
+use crate::repo::index::{Entry, Index, IndexPack};
+use crate::repo::object::{from_cbor, to_cbor};
 
-const MAGIC: &[u8; 8] = b"HBIXMAP1";
-/// Header bytes: magic, key, checksum, five counts (a multiple of 8, so the tables after it
+const MAGIC: &[u8; 8] = b"HBIXMAP2";
+/// Header bytes: magic, key, checksum, six counts (a multiple of 8, so the tables after it
 /// are aligned for their u32 fields).
-const HEADER: usize = 8 + 32 + 32 + 5 * 8;
+const HEADER: usize = 8 + 32 + 32 + 6 * 8;
 /// Bytes per index file listed: its name's hash and its size.
 const FILE: usize = 40;
 const ENTRY: usize = std::mem::size_of::<Entry>();
@@ -48,7 +56,7 @@ pub fn key(files: &[(String, u64)]) -> Id {
     let mut sorted: Vec<&(String, u64)> = files.iter().collect();
     sorted.sort();
     let mut h = blake3::Hasher::new();
-    h.update(b"hydrabackup index map v1\0");
+    h.update(b"hydrabackup index map v2\0");
     for (name, size) in sorted {
         h.update(name.as_bytes());
         h.update(b"\0");
@@ -120,10 +128,10 @@ fn checksum(header: &[u8], body: blake3::Hash) -> [u8; 32] {
 
 /// What [`open`] found.
 pub enum Opened {
-    /// A map of exactly the current index files.
-    Exact(Index),
+    /// A map of exactly the current index files: the live index and the readers' fallback.
+    Exact(Index, Vec<IndexPack>),
     /// A map of some of them; the others (name and size) are to be added.
-    Older(Index, Vec<(String, u64)>),
+    Older(Index, Vec<IndexPack>, Vec<(String, u64)>),
     /// No usable map.
     None,
 }
@@ -131,11 +139,11 @@ pub enum Opened {
 /// Opens the map at `path` for the current index `files` (whose key is `key`): exact, older (made
 /// from some of them), or none when it is missing, damaged or made from files no longer there.
 pub fn open(path: &Path, key: &Id, files: &[(String, u64)]) -> Opened {
-    let Some((index, mapped_files)) = open_any(path) else {
+    let Some((index, fallback, mapped_files)) = open_any(path) else {
         return Opened::None;
     };
     if mapped_files.key == *key {
-        return Opened::Exact(index);
+        return Opened::Exact(index, fallback);
     }
     let current: Vec<[u8; FILE]> = files.iter().map(|(n, s)| file_record(n, *s)).collect();
     let have: HashSet<&[u8; FILE]> = current.iter().collect();
@@ -152,7 +160,7 @@ pub fn open(path: &Path, key: &Id, files: &[(String, u64)]) -> Opened {
         .filter(|(_, r)| !listed.contains(&r[..]))
         .map(|(f, _)| f.clone())
         .collect();
-    Opened::Older(index, missing)
+    Opened::Older(index, fallback, missing)
 }
 
 struct MapFiles {
@@ -161,7 +169,7 @@ struct MapFiles {
 }
 
 /// Opens and checks a map, whatever its key.
-fn open_any(path: &Path) -> Option<(Index, MapFiles)> {
+fn open_any(path: &Path) -> Option<(Index, Vec<IndexPack>, MapFiles)> {
     let mut file = std::fs::File::open(path).ok()?;
     let mut header = [0u8; HEADER];
     file.read_exact(&mut header).ok()?;
@@ -175,11 +183,12 @@ fn open_any(path: &Path) -> Option<(Index, MapFiles)> {
         ))
     };
     let (files, packs, data) = (count(0).ok()?, count(1).ok()?, count(2).ok()?);
-    let (tree, distinct) = (count(3).ok()?, count(4).ok()?);
-    let body = files
+    let (tree, distinct, extra) = (count(3).ok()?, count(4).ok()?, count(5).ok()?);
+    let tables = files
         .checked_mul(FILE)?
         .checked_add(packs.checked_mul(32)?)?
         .checked_add(data.checked_add(tree)?.checked_mul(ENTRY)?)?;
+    let body = tables.checked_add(extra)?;
     if file.metadata().ok()?.len() != (HEADER + body) as u64 {
         return None;
     }
@@ -206,6 +215,10 @@ fn open_any(path: &Path) -> Option<(Index, MapFiles)> {
     if map.len() != HEADER + body {
         return None;
     }
+    let fallback: Vec<IndexPack> = match extra {
+        0 => Vec::new(),
+        _ => from_cbor(&map[HEADER + tables..], "index map fallback").ok()?,
+    };
     // The checksum shows these are the tables `write` wrote: sorted, pack numbers in range.
     let mapped = Mapped {
         map,
@@ -218,11 +231,18 @@ fn open_any(path: &Path) -> Option<(Index, MapFiles)> {
         key: Id(header[8..40].try_into().expect("32")),
         records: mapped.files().to_vec(),
     };
-    Some((Index::mapped(mapped, distinct), listed))
+    Some((Index::mapped(mapped, distinct), fallback, listed))
 }
 
-/// Writes the map of `index`, made from the index `files` (key `key`), at `path`.
-pub fn save(path: &Path, key: &Id, files: &[(String, u64)], index: &Index) -> std::io::Result<()> {
+/// Writes the map of the live `index` and the readers' `fallback`, made from the index `files`
+/// (key `key`), at `path`.
+pub fn save(
+    path: &Path,
+    key: &Id,
+    files: &[(String, u64)],
+    index: &Index,
+    fallback: &[IndexPack],
+) -> std::io::Result<()> {
     let (packs, data, tree) = index.tables();
     write(
         path,
@@ -230,6 +250,7 @@ pub fn save(path: &Path, key: &Id, files: &[(String, u64)], index: &Index) -> st
         files,
         packs,
         [data.iter().copied(), tree.iter().copied()],
+        fallback,
     )
 }
 
@@ -241,9 +262,10 @@ pub fn save_merged(
     files: &[(String, u64)],
     older: &Index,
     newer: &Index,
+    fallback: &[IndexPack],
 ) -> std::io::Result<()> {
     let (packs, tables) = older.merge_with(newer);
-    write(path, key, files, &packs, tables)
+    write(path, key, files, &packs, tables, fallback)
 }
 
 /// Writes a map (to a temporary file renamed into place), streaming the sorted tables.
@@ -253,6 +275,7 @@ fn write(
     files: &[(String, u64)],
     packs: &[Id],
     tables: [impl Iterator<Item = Entry>; 2],
+    fallback: &[IndexPack],
 ) -> std::io::Result<()> {
     let dir = path.parent().expect("map path has a folder");
     std::fs::create_dir_all(dir)?;
@@ -282,6 +305,11 @@ fn write(
                 last = Some(e.id);
             }
         }
+        let extra = match fallback.is_empty() {
+            true => Vec::new(),
+            false => to_cbor(&fallback),
+        };
+        put(&mut f, &extra)?;
         let mut header = Vec::with_capacity(HEADER);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&key.0);
@@ -292,6 +320,7 @@ fn write(
             counts[0],
             counts[1],
             distinct,
+            extra.len() as u64,
         ];
         for c in n {
             header.extend_from_slice(&c.to_le_bytes());
@@ -333,7 +362,7 @@ fn remove_stale_temporaries(dir: &Path) {
 mod tests {
     use super::*;
     use crate::repo::blob::BlobType;
-    use crate::repo::index::{IndexFile, IndexPack};
+    use crate::repo::index::IndexFile;
     use crate::repo::pack::PackEntry;
 
     fn index() -> Index {
@@ -355,6 +384,7 @@ mod tests {
             version: 1,
             supersedes: vec![],
             packs: vec![IndexPack::from_entries(Id([pack; 32]), e)],
+            ..Default::default()
         };
         // Blob 7 twice: both copies are kept, in order.
         Index::from_files(&[file(1, &entries[..30]), file(2, &entries[7..])])
@@ -367,8 +397,8 @@ mod tests {
         let ix = index();
         let files = [("a".to_string(), 1), ("b".to_string(), 2)];
         let k = key(&files);
-        save(&path, &k, &files, &ix).unwrap();
-        let Opened::Exact(mapped) = open(&path, &k, &files) else {
+        save(&path, &k, &files, &ix, &[]).unwrap();
+        let Opened::Exact(mapped, _) = open(&path, &k, &files) else {
             panic!("the map opens")
         };
         assert_eq!(mapped.heap_bytes(), 0);
@@ -388,8 +418,8 @@ mod tests {
             f.iter().map(|(n, s)| (n.to_string(), *s)).collect()
         };
         let opens = |f: &[(String, u64)]| match open(&path, &key(f), f) {
-            Opened::Exact(_) => "exact".to_string(),
-            Opened::Older(_, missing) => format!("older {missing:?}"),
+            Opened::Exact(..) => "exact".to_string(),
+            Opened::Older(_, _, missing) => format!("older {missing:?}"),
             Opened::None => "none".to_string(),
         };
         assert_eq!(opens(&set(&[("b", 2), ("a", 1)])), "exact");
@@ -417,6 +447,7 @@ mod tests {
             version: 1,
             supersedes: vec![],
             packs: vec![IndexPack::from_entries(Id([pack; 32]), &e)],
+            ..Default::default()
         };
         // Blob 5 in both (another copy), blob 3 listed twice in the same place (kept once).
         let f1 = file(1, vec![e(3, 0), e(5, 100), e(9, 200)]);
@@ -430,9 +461,10 @@ mod tests {
             &files,
             &Index::from_files([&f1]),
             &Index::from_files([&f2, &f3]),
+            &[],
         )
         .unwrap();
-        let Opened::Exact(merged) = open(&path, &key(&files), &files) else {
+        let Opened::Exact(merged, _) = open(&path, &key(&files), &files) else {
             panic!("the map opens")
         };
         assert_eq!(merged.len(), whole.len());
@@ -457,7 +489,7 @@ mod tests {
             0,
         );
         filetime::set_file_mtime(&old, two_days_ago).unwrap();
-        save(&path, &key(&[]), &[], &index()).unwrap();
+        save(&path, &key(&[]), &[], &index(), &[]).unwrap();
         assert!(!old.exists() && fresh.exists() && path.exists());
     }
 
@@ -466,7 +498,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = path(dir.path());
         let k = key(&[]);
-        save(&path, &k, &[], &index()).unwrap();
+        save(&path, &k, &[], &index(), &[]).unwrap();
         let good = std::fs::read(&path).unwrap();
         for at in [0, 50, 80, HEADER + 3, good.len() - 1] {
             let mut bad = good.clone();
@@ -486,6 +518,6 @@ mod tests {
         std::fs::write(&path, &longer).unwrap();
         assert!(matches!(open(&path, &k, &[]), Opened::None));
         std::fs::write(&path, &good).unwrap();
-        assert!(matches!(open(&path, &k, &[]), Opened::Exact(_)));
+        assert!(matches!(open(&path, &k, &[]), Opened::Exact(..)));
     }
 }

@@ -147,7 +147,7 @@ impl Walker<'_> {
                             bytes_read: done.read,
                         });
                     }
-                    self.res.errors.push(SourceError {
+                    self.res.read_errors.push(SourceError {
                         path: path(),
                         kind: if done.changed {
                             SourceErrorKind::Changed
@@ -178,7 +178,7 @@ impl Walker<'_> {
                         Decision::New => s.swamps_new += 1,
                         _ => {
                             s.swamps_quarantined += 1;
-                            self.res.errors.push(SourceError {
+                            self.res.read_errors.push(SourceError {
                                 path: path(),
                                 kind: SourceErrorKind::Unreadable,
                                 error: format!(

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 
+use crate::pattern::PathPatterns;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob};
 use crate::repo::index::Index;
@@ -23,9 +24,7 @@ use crate::source::pipeline::Results;
 use crate::source::report::{
     SourceError, SourceErrorKind, SpecialFile, SpecialKind, SwampDecision,
 };
-use crate::source::{
-    Excludes, Identity, Tally, Trouble, node_from_metadata, open_checked, trouble,
-};
+use crate::source::{Identity, Tally, Trouble, node_from_metadata, open_checked, trouble};
 use crate::{Error, Id};
 
 pub(crate) struct FileJob {
@@ -37,8 +36,8 @@ pub(crate) struct FileJob {
     pub(crate) kind: JobKind,
     /// The file the walk saw (for plain files; a `.hyd` file may be compacted meanwhile).
     pub(crate) expect: Option<Identity>,
-    /// Keeps the folder open until the file is read.
-    pub(crate) _dir: Dir,
+    /// Keeps the folder open until the file is read (none for a stream).
+    pub(crate) _dir: Option<Dir>,
 }
 
 /// How a file is read.
@@ -49,6 +48,8 @@ pub(crate) enum JobKind {
     Hyd(Option<HydParent>),
     /// Bytes already read (members of a V1 Swamp folder, captured together).
     Bytes(Vec<u8>),
+    /// A stream read to its end (`backup --stdin`, `--stdin-from-command`).
+    Stream(Box<dyn std::io::Read + Send>),
 }
 
 /// An entry of a folder being walked: a file whose content may still be in the pipeline, or a
@@ -81,12 +82,17 @@ impl Draft {
 pub(crate) struct WalkCtx<'a> {
     pub(crate) repo: &'a Repository,
     pub(crate) index: &'a Index,
-    pub(crate) excludes: Excludes,
+    pub(crate) excludes: PathPatterns,
+    /// Skip folders tagged with a CACHEDIR.TAG (`--exclude-caches`).
+    pub(crate) exclude_caches: bool,
+    /// With `--one-file-system`: the devices of the source paths; folders elsewhere are
+    /// stored empty.
+    pub(crate) devices: Option<Vec<u64>>,
     pub(crate) force: bool,
     pub(crate) since_ns: Option<i64>,
     pub(crate) files_tx: Sender<FileJob>,
     pub(crate) next_file: AtomicUsize,
-    /// Files and bytes found.
+    /// Files and bytes found to be read.
     pub(crate) progress: Tally<'a>,
     /// Where read files' results wait for their folder.
     pub(crate) results: &'a Results,
@@ -101,6 +107,8 @@ pub(crate) struct WalkCtx<'a> {
     pub(crate) show_names: bool,
     /// Keep every decision (a dry run lists them), not only quarantined Swamps.
     pub(crate) all_decisions: bool,
+    /// Files and bytes taken unread from the parent.
+    pub(crate) reused: Tally<'a>,
 }
 
 /// What a walk found, without the shared parts.
@@ -114,6 +122,9 @@ pub(crate) struct WalkResult {
     pub(crate) special: Vec<SpecialFile>,
     /// Swamps of the parent matched by path (to count the ones gone).
     pub(crate) parent_swamps_seen: u64,
+    /// Files the readers could not read (or read as quarantined Swamps): reported as they
+    /// were read, unlike the walk's own `errors`.
+    pub(crate) read_errors: Vec<SourceError>,
     /// Decision-log lines of files skipped on purpose (HydrAIDE's temporaries).
     pub(crate) decisions: Vec<SwampDecision>,
     /// Decision-log lines of Swamps stored (or not), made as their folders are built.
@@ -127,6 +138,7 @@ impl WalkResult {
     pub(crate) fn absorb(&mut self, other: WalkResult) {
         self.summary += &other.summary;
         self.errors.extend(other.errors);
+        self.read_errors.extend(other.read_errors);
         self.gone.extend(other.gone);
         self.gone_swamps.extend(other.gone_swamps);
         self.special.extend(other.special);
@@ -147,6 +159,22 @@ impl WalkResult {
 pub(crate) struct Walker<'a> {
     pub(crate) ctx: &'a WalkCtx<'a>,
     pub(crate) res: WalkResult,
+}
+
+/// The signature a CACHEDIR.TAG file starts with (<https://bford.info/cachedir/>).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// Whether the folder `dir` (holding `names`) is tagged as a cache: a regular CACHEDIR.TAG
+/// file that starts with the standard signature.
+fn is_cache_dir(dir: &Dir, names: &[Vec<u8>]) -> bool {
+    if !names.iter().any(|n| n == b"CACHEDIR.TAG") {
+        return false;
+    }
+    let Ok(mut f) = open_checked(&dir.entry(b"CACHEDIR.TAG"), None) else {
+        return false;
+    };
+    let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+    std::io::Read::read_exact(&mut f, &mut head).is_ok() && head == CACHEDIR_SIGNATURE
 }
 
 /// Whether a node of the parent snapshot still describes the file as it is now.
@@ -228,9 +256,34 @@ impl Walker<'_> {
             display: path.to_path_buf(),
             kind,
             expect,
-            _dir: dir.clone(),
+            _dir: Some(dir.clone()),
         });
         idx
+    }
+
+    /// Queues `src` for reading as the file `node` (`backup --stdin`): the snapshot's only
+    /// entry, reported as `path`.
+    pub(crate) fn stream(
+        &mut self,
+        node: Node,
+        path: &Path,
+        src: Box<dyn std::io::Read + Send>,
+    ) -> Draft {
+        let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
+        self.res.summary.files_new += 1;
+        (self.ctx.progress)(1, 0);
+        let _ = self.ctx.files_tx.send(FileJob {
+            idx,
+            path: path.to_path_buf(),
+            display: path.to_path_buf(),
+            kind: JobKind::Stream(src),
+            expect: None,
+            _dir: None,
+        });
+        Draft {
+            pending: Some(idx),
+            ..Draft::of(node)
+        }
     }
 
     /// The entry `name` of `dir`, reported as `path`, at `rel` in the snapshot.
@@ -242,7 +295,7 @@ impl Walker<'_> {
         name: &[u8],
         parent: Option<&Tree>,
     ) -> Option<Draft> {
-        if self.ctx.excludes.is_excluded(path) {
+        if self.ctx.excludes.is_match(path) {
             return None;
         }
         crate::failpoint::hook("stat", path);
@@ -304,7 +357,26 @@ impl Walker<'_> {
                 return None;
             }
         };
+        if self
+            .ctx
+            .devices
+            .as_ref()
+            .is_some_and(|d| !d.contains(&std::os::unix::fs::MetadataExt::dev(md)))
+        {
+            // Another file system (`--one-file-system`): the mount point, empty.
+            drop((here, sub));
+            self.res.summary.dirs += 1;
+            let (id, read) = self.finish(path, rel, Vec::new());
+            node.subtree = Some(id);
+            return Some(Draft {
+                read,
+                ..Draft::of(node)
+            });
+        }
         let names = self.list(&here, path)?;
+        if self.ctx.exclude_caches && is_cache_dir(&here, &names) {
+            return None;
+        }
         self.res.summary.dirs += 1;
         // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
         let v1 = names.iter().any(|n| n == b"meta")
@@ -384,6 +456,7 @@ impl Walker<'_> {
                 || (is_hyd && self.ctx.since_ns.is_some_and(|s| node.mtime_ns < s)))
         {
             self.res.summary.files_unchanged += 1;
+            (self.ctx.reused)(1, o.size);
             node.content = o.content.clone();
             node.size = o.size;
             // The Swamp facts stay those of the capture that stored these bytes, so the
@@ -590,6 +663,7 @@ impl Walker<'_> {
                 n.content = o.content.clone();
                 self.res.summary.files_unchanged += 1;
                 self.res.summary.total_bytes += n.size;
+                (self.ctx.reused)(1, n.size);
                 entries.push(Draft::of(n));
             }
             return Some((entries, info, true));
