@@ -186,9 +186,10 @@ fn find_parent(
 /// Walking threads at least (see `backup`).
 const WALKERS: usize = 8;
 
-/// Stack size of the walking threads: a few KiB per folder level, so that a chain of tens of
-/// thousands of folders does not overflow. Only touched pages are committed.
-const WALK_STACK: usize = 256 << 20;
+/// Stack size of the walking threads: a few KiB per folder level in a release build (about
+/// 25 KiB in a debug build, whose rayon frames are big), so that a chain of tens of thousands
+/// of folders does not overflow. Only touched pages are committed.
+const WALK_STACK: usize = 512 << 20;
 
 /// Walks the sources and stores their trees; returns the root tree's id. One folder is the
 /// root tree itself; anything else becomes the root tree's entries, by name.
@@ -368,8 +369,8 @@ pub fn backup(
     let files_read = AtomicU64::new(0);
     // A walking thread waits at the end of each folder for its files to be read, so there are
     // more of them than cores: several folders are walked (and read) at once.
-    // Folders are walked recursively: their stacks are as big as the command's (see
-    // `cli::STACK`), or the usual size where address space is short.
+    // Folders are walked recursively: their stacks are `WALK_STACK`, or the usual size where
+    // address space is short.
     let walkers = || {
         rayon::ThreadPoolBuilder::new()
             .num_threads(WALKERS.max(2 * cores))

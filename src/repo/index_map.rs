@@ -474,6 +474,71 @@ mod tests {
     }
 
     #[test]
+    fn the_map_holds_the_live_index_and_readers_get_the_fallback_after_it() {
+        use crate::repo::index::{self, MarkedPack};
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path());
+        let e = |i: u8, off: u32| PackEntry {
+            kind: BlobType::Data,
+            id: Id([i; 32]),
+            offset: off,
+            len: 100,
+            raw_len: 100,
+            compressed: false,
+        };
+        let pack = |p: u8, e: Vec<PackEntry>| IndexPack::from_entries(Id([p; 32]), &e);
+        // Pack 1 live; pack 2 marked (blob 5 also in pack 1, blob 6 only there); pack 3 only
+        // in a superseded file.
+        let old = IndexFile {
+            version: 1,
+            packs: vec![pack(3, vec![e(7, 0)]), pack(1, vec![e(5, 0)])],
+            ..Default::default()
+        };
+        let old_name = crate::Id([9; 32]).to_hex();
+        let new = IndexFile {
+            version: 1,
+            supersedes: vec![Id([9; 32])],
+            packs: vec![pack(1, vec![e(5, 0)])],
+            marked: vec![MarkedPack {
+                pack: pack(2, vec![e(5, 100), e(6, 0)]),
+                time: 1,
+            }],
+            ..Default::default()
+        };
+        let files = vec![(old_name, old), ("b".repeat(64), new)];
+        let listed: Vec<(String, u64)> = files.iter().map(|(n, _)| (n.clone(), 1)).collect();
+        let k = key(&listed);
+        let fallback = index::reader_fallback(&files);
+        save(&path, &k, &listed, &index::live_index(&files), &fallback).unwrap();
+        let Opened::Exact(live, fb) = open(&path, &k, &listed) else {
+            panic!("the map opens")
+        };
+        let reader = index::reader_index(&files);
+        // The live view: pack 1 only.
+        assert!(live.contains(BlobType::Data, &Id([5; 32])));
+        assert!(!live.contains(BlobType::Data, &Id([6; 32])));
+        assert!(!live.contains(BlobType::Data, &Id([7; 32])));
+        assert_eq!(live.packs(), &[Id([1; 32])]);
+        // The readers' view: the same copies, in the same order, as the reader index.
+        let r = live.with_fallback(Index::from_records(&fb));
+        assert_eq!(r.len(), reader.len());
+        assert!(r.iter().eq(reader.iter()));
+        assert_eq!(r.duplicates(), reader.duplicates());
+        let mut packs = r.packs().to_vec();
+        let mut want = reader.packs().to_vec();
+        packs.sort();
+        want.sort();
+        assert_eq!(packs, want);
+        for i in 0..10u8 {
+            let id = Id([i; 32]);
+            assert!(
+                r.copies(BlobType::Data, &id)
+                    .eq(reader.copies(BlobType::Data, &id))
+            );
+        }
+    }
+
+    #[test]
     fn writing_a_map_removes_day_old_temporaries_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = path(dir.path());

@@ -357,21 +357,8 @@ impl Walker<'_> {
                 return None;
             }
         };
-        if self
-            .ctx
-            .devices
-            .as_ref()
-            .is_some_and(|d| !d.contains(&std::os::unix::fs::MetadataExt::dev(md)))
-        {
-            // Another file system (`--one-file-system`): the mount point, empty.
-            drop((here, sub));
-            self.res.summary.dirs += 1;
-            let (id, read) = self.finish(path, rel, Vec::new());
-            node.subtree = Some(id);
-            return Some(Draft {
-                read,
-                ..Draft::of(node)
-            });
+        if self.other_file_system(md) {
+            return Some(self.mount_point(path, rel, node));
         }
         let names = self.list(&here, path)?;
         if self.ctx.exclude_caches && is_cache_dir(&here, &names) {
@@ -398,6 +385,25 @@ impl Walker<'_> {
             unchanged,
             ..Draft::of(node)
         })
+    }
+
+    /// Whether a folder is on another file system than the sources (`--one-file-system`).
+    fn other_file_system(&self, md: &std::fs::Metadata) -> bool {
+        let dev = std::os::unix::fs::MetadataExt::dev(md);
+        self.ctx.devices.as_ref().is_some_and(|d| !d.contains(&dev))
+    }
+
+    /// A mount point left out by `--one-file-system`: stored as an empty folder (out of line:
+    /// `entry_dir`'s frame is on the walk's recursion path).
+    #[inline(never)]
+    fn mount_point(&mut self, path: &Path, rel: &Path, mut node: Node) -> Draft {
+        self.res.summary.dirs += 1;
+        let (id, read) = self.finish(path, rel, Vec::new());
+        node.subtree = Some(id);
+        Draft {
+            read,
+            ..Draft::of(node)
+        }
     }
 
     /// A file entry: taken from the parent snapshot, or queued for reading.
