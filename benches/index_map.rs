@@ -61,6 +61,7 @@ fn main() {
             version: INDEX_VERSION,
             supersedes: Vec::new(),
             packs: Vec::new(),
+            ..IndexFile::default()
         };
         for _ in 0..PER_FILE / PER_PACK {
             let entries: Vec<PackEntry> = (0..PER_PACK as u32)
