@@ -33,12 +33,21 @@ usage: scripts/bench-peers.sh [options]
   --no-build         do not run `cargo build --release --bins` first
   --no-report        write the TSV but leave RESULTS.md and the charts alone
   --keep             keep the scratch folder
+  --scale            instead: peak RSS and time against 10k/100k/1M Swamps, hydrabackup and
+                     restic (scripts/bench-scale.sh; --help there for its options)
   -h, --help         this text
 EOF
 }
 
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo_root"
+# --scale: memory and time against the number of Swamps (scripts/bench-scale.sh, its options).
+for a in "$@"; do
+  if [ "$a" = --scale ]; then
+    args=(); for b in "$@"; do [ "$b" = --scale ] || args+=("$b"); done
+    exec scripts/bench-scale.sh "${args[@]}"
+  fi
+done
 bench_dir=$repo_root/scripts/bench
 PEERS=$bench_dir/peers.py
 TOOLS_SH=$bench_dir/tools.sh

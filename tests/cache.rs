@@ -254,7 +254,10 @@ fn damaged_cache_entries_are_dropped_and_read_again() {
     assert!(trees.len() >= 2 && !indexes.is_empty());
     // A flipped bit in every cached object; one tree's file holds another tree (a valid blob
     // under the wrong name); the snapshot list is cut short.
-    for f in indexes.iter().chain(&trees[1..]) {
+    // The index map (repo-format.md §5) too: else the index files are not read at all.
+    let map = cache.join("index/merged");
+    assert!(map.exists());
+    for f in indexes.iter().chain(&trees[1..]).chain([&map]) {
         let len = f.metadata().unwrap().len();
         flip_bit(f, len / 2);
     }
@@ -326,10 +329,14 @@ fn a_snapshot_forgotten_by_another_process_leaves_the_cached_list() {
         t.path("out").to_str().unwrap(),
     ]);
     assert_eq!(at["snapshot_id"].as_str(), Some(ids[0].as_str()), "{at:#}");
-    // A local repository caches only the snapshot list.
+    // A local repository caches only the snapshot list (and the index map, which is not a
+    // copy of repository objects: repo-format.md §5).
     let cache = only_repo_cache(&t);
     let files = files_under(&cache);
-    assert_eq!(files, [cache.join("snapshots/list")]);
+    assert_eq!(
+        files,
+        [cache.join("index/merged"), cache.join("snapshots/list")]
+    );
 }
 
 #[test]

@@ -322,3 +322,78 @@ fn prune_extends_locks_in_use_and_frees_removed_objects_once_unlocked() {
     t.restore("latest", &out, &[]);
     assert_same_dir(&new, &out);
 }
+
+/// The default two-phase prune on a bucket with Object Lock: the packs it marks keep their
+/// locks unextended (maintenance leaves what is on its way out to expire), a later prune
+/// deletes them, and once their locks have ended their space comes back; what is kept stays
+/// locked and restores.
+#[test]
+fn two_phase_prune_lets_marked_packs_expire_and_frees_them() {
+    let s = MotoServer::start();
+    let t = s.repo("twophase/r");
+    t.run(&["init", "--object-lock", "compliance", "--retention", "6s"])
+        .expect_code(0);
+    let b = s.backend("twophase/r");
+    let old = t.path("old");
+    random_files(&old, 2, 2, 300_000);
+    t.backup(&[&old]);
+    let first = t.snapshots()[0]["id"].as_str().unwrap().to_string();
+    let old_packs: Vec<String> = b
+        .list(FileKind::Pack)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let new = t.path("new");
+    random_files(&new, 3, 2, 300_000);
+    t.backup(&[&new]);
+    t.json(&["--yes", "forget", &first]);
+
+    // Phase one: marked, still stored, their locks left as they were.
+    let until_before: Vec<Timestamp> = old_packs
+        .iter()
+        .map(|p| b.retention(FileKind::Pack, p).unwrap().expect("locked"))
+        .collect();
+    let p = t.json(&["--yes", "prune", "--keep-delete", "0s"]);
+    assert!(
+        p["packs_marked"].as_u64().unwrap() >= old_packs.len() as u64,
+        "{p:#}"
+    );
+    for (pack, until) in old_packs.iter().zip(&until_before) {
+        assert_eq!(
+            b.retention(FileKind::Pack, pack).unwrap(),
+            Some(*until),
+            "{pack}"
+        );
+        assert!(
+            !b.versions(FileKind::Pack, pack).unwrap().is_empty(),
+            "{pack}"
+        );
+    }
+
+    // Phase two, after their locks ended: deleted, and their versions freed for good (the
+    // maintenance of the same or the next prune removes the hidden versions).
+    wait_until(*until_before.iter().max().unwrap());
+    let p = t.json(&["--yes", "prune", "--keep-delete", "0s"]);
+    assert!(
+        p["packs_removed"].as_u64().unwrap() >= old_packs.len() as u64,
+        "{p:#}"
+    );
+    let gone = |pack: &String| b.versions(FileKind::Pack, pack).unwrap().is_empty();
+    if !old_packs.iter().all(gone) {
+        t.json(&["--yes", "prune", "--keep-delete", "0s"]);
+    }
+    for pack in &old_packs {
+        assert!(gone(pack), "{pack}: {:?}", b.versions(FileKind::Pack, pack));
+    }
+    // What is kept is still locked for a whole retention from the last prune, and restores.
+    let now = Timestamp::now();
+    for (name, _) in b.list(FileKind::Pack).unwrap() {
+        let until = b.retention(FileKind::Pack, &name).unwrap().expect("locked");
+        assert!(until >= now + secs(5), "{name}: {until}");
+    }
+    t.assert_verify_ok(&["--read-data"]);
+    let out = t.path("restored");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&new, &out);
+}

@@ -56,10 +56,13 @@ impl Sandbox {
 }
 
 /// Entries directly in the test directory (the repository and the sandboxes).
+/// What is next to the box, but the test's cache folder (restore writes the index map there,
+/// repo-format.md §5).
 fn top_level(t: &TestRepo) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(t.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "cache")
         .collect();
     v.sort();
     v

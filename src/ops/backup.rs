@@ -2,14 +2,14 @@
 //! through a bounded pipeline (readers → chunk workers → pack writer), then store trees and one
 //! snapshot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::bounded;
 use serde::Serialize;
 
 use crate::backend::FileKind;
@@ -17,14 +17,13 @@ use crate::chunker::Chunker;
 use crate::ops::progress::Progress;
 use crate::pattern::{PathPatterns, Pattern};
 use crate::repo::Repository;
-use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
-use crate::repo::tree::Decision;
+use crate::repo::snapshot::{Snapshot, SnapshotSummary};
+use crate::repo::tree::{Decision, Tree};
 use crate::repo::writer::PackWriter;
-use crate::source::build::TreeBuilder;
 use crate::source::dir::Dir;
-use crate::source::pipeline::{ChunkJob, Event, FileDone, Reader, Workers};
+use crate::source::pipeline::{ChunkJob, Reader, Results, Workers};
 use crate::source::report::GONE;
-use crate::source::walk::{DirDraft, FileJob, WalkCtx, WalkResult, Walker};
+use crate::source::walk::{Draft, FileJob, WalkCtx, WalkResult, Walker};
 use crate::{Error, Id, Result};
 
 mod live;
@@ -190,6 +189,62 @@ fn find_parent(
         .find(|(_, s)| s.host == host && s.paths == paths))
 }
 
+/// Walking threads at least (see `backup`).
+const WALKERS: usize = 8;
+
+/// Stack size of the walking threads: a few KiB per folder level in a release build (about
+/// 25 KiB in a debug build, whose rayon frames are big), so that a chain of tens of thousands
+/// of folders does not overflow. Only touched pages are committed.
+const WALK_STACK: usize = 512 << 20;
+
+/// Walks the sources and stores their trees; returns the root tree's id. One folder is the
+/// root tree itself; anything else becomes the root tree's entries, by name.
+fn walk_sources(walker: &mut Walker<'_>, paths: &[PathBuf], parent: Option<&Tree>) -> Result<Id> {
+    let root = Path::new("");
+    if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
+        let entries = match Dir::open(&paths[0]) {
+            Ok(d) => walker.dir(&d, &paths[0], root, parent),
+            Err(e) => {
+                walker.trouble(&paths[0], e);
+                Vec::new()
+            }
+        };
+        Ok(walker.finish(&paths[0], root, entries).0)
+    } else {
+        let mut entries = Vec::new();
+        let mut names = HashSet::new();
+        for p in paths {
+            let (Some(parent_dir), Some(name)) = (p.parent(), p.file_name()) else {
+                return Err(Error::InvalidInput(format!(
+                    "{} can only be backed up on its own",
+                    p.display()
+                )));
+            };
+            let name = name.as_bytes().to_vec();
+            if !names.insert(name.clone()) {
+                return Err(Error::InvalidInput(format!(
+                    "two paths share the name {:?}; back them up separately",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+            let rel = Path::new(std::ffi::OsStr::from_bytes(&name));
+            let d = match Dir::open(parent_dir) {
+                Ok(dir) => walker.entry(&dir, p, rel, &name, parent),
+                Err(e) => {
+                    walker.trouble(p, e);
+                    None
+                }
+            };
+            entries.extend(d.map(|d| Draft {
+                display: Some(p.clone()),
+                ..d
+            }));
+        }
+        entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
+        Ok(walker.finish(root, root, entries).0)
+    }
+}
+
 /// Whether `p` is one of HydrAIDE's temporaries, which the walk skips.
 fn hyd_temporary(p: &Path) -> bool {
     let name = p.as_os_str().as_bytes();
@@ -285,25 +340,21 @@ pub fn backup(
     // even when another backup finishes in between.
     let parent = find_parent(repo, opts, &host, &path_strings)?;
     // Deduplicate only against live packs (nothing a prune marked); the parent's root may be
-    // read from any copy.
-    let (index, parent_root, start_files) = if repo.is_write_only() {
-        // The send log's index and trees (repo-format.md §2a).
-        let index = repo.load_live_index()?;
-        let parent_root = match &parent {
-            Some((_, s)) => Some(repo.load_tree(&index, &s.tree)?),
-            None => None,
-        };
-        (index, parent_root, HashSet::new())
+    // read from any copy (the readers' index is loaded only when the live one has none). With
+    // a cache folder the live index is memory-mapped (repo-format.md §5). A write-only key
+    // has the send log's index and trees instead (repo-format.md §2a).
+    let (index, start_files) = if repo.is_write_only() {
+        (repo.load_live_index()?, HashSet::new())
     } else {
-        let files = repo.load_readable_index_files()?;
-        let names: HashSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
-        let parent_root = match &parent {
-            Some((_, s)) => {
-                Some(repo.load_tree(&crate::repo::index::reader_index(&files), &s.tree)?)
-            }
-            None => None,
-        };
-        (crate::repo::index::live_index(&files), parent_root, names)
+        let (index, names) = repo.load_live_index_named()?;
+        (index, names.into_iter().collect::<HashSet<String>>())
+    };
+    let parent_root = match &parent {
+        Some((_, s)) => Some(
+            repo.load_tree(&index, &s.tree)
+                .or_else(|_| repo.load_tree(&repo.load_index()?, &s.tree))?,
+        ),
+        None => None,
     };
     crate::failpoint::hook("backup-after-index", Path::new(""));
 
@@ -325,8 +376,22 @@ pub fn backup(
     };
     let (files_tx, files_rx) = bounded::<FileJob>(1024);
     let (chunks_tx, chunks_rx) = bounded::<ChunkJob>(2 * cores);
-    let (events_tx, events_rx) = unbounded::<Event>();
+    let results = Results::default();
     let files_read = AtomicU64::new(0);
+    // A walking thread waits at the end of each folder for its files to be read, so there are
+    // more of them than cores: several folders are walked (and read) at once.
+    // Folders are walked recursively: their stacks are `WALK_STACK`, or the usual size where
+    // address space is short.
+    let walkers = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(WALKERS.max(2 * cores))
+            .thread_name(|i| format!("walk-{i}"))
+    };
+    let pool = walkers()
+        .stack_size(WALK_STACK)
+        .build()
+        .or_else(|_| walkers().build())
+        .map_err(|e| Error::Internal(format!("walker threads: {e}")))?;
 
     // With the totals counted up front, the walk only marks files taken unread as done; when it
     // is through, its own counts (exact) replace the estimate.
@@ -346,6 +411,11 @@ pub fn backup(
             progress.done(items, bytes)
         },
     );
+    let base = if paths.len() == 1 {
+        paths[0].clone()
+    } else {
+        PathBuf::new()
+    };
     // Started only now, with the lock held and the parent found: a command that fails here
     // has cost nothing.
     let mut stream = match streaming {
@@ -353,14 +423,14 @@ pub fn backup(
         false => None,
     };
     let walked = AtomicBool::new(false);
-    let (root, mut walker, queued, unmatched_excludes) = std::thread::scope(|s| {
+    let (root_id, mut walker, tree_added, fatal, unmatched_excludes) = std::thread::scope(|s| {
         if progress.count_first && !streaming {
             let (paths, patterns) = (&paths, &patterns);
             let walked = &walked;
             s.spawn(move || count_sources(paths, patterns, progress, walked));
         }
         for _ in 0..cores.min(2) {
-            let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
+            let (rx, tx, results) = (files_rx.clone(), chunks_tx.clone(), &results);
             let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
             s.spawn(move || {
                 let mut reader = Reader {
@@ -368,10 +438,13 @@ pub fn backup(
                     hyd,
                     buf: Vec::new(),
                     chunks: tx,
+                    sent: Default::default(),
                     progress: read,
                 };
                 for job in rx.iter() {
                     if writer.failed() {
+                        // No file queued from now on will be read.
+                        results.close();
                         break;
                     }
                     let file = job.idx;
@@ -393,19 +466,16 @@ pub fn backup(
                         }
                         (None, None) => progress.verbose("read", display.display(), done.read),
                     }
-                    let _ = ev.send(Event::FileDone {
-                        file,
-                        done: Box::new(done),
-                    });
+                    results.done(file, done);
                 }
             });
         }
         for _ in 0..cores {
-            let (rx, ev, bl) = (chunks_rx.clone(), events_tx.clone(), writer.sender());
+            let (rx, bl, results) = (chunks_rx.clone(), writer.sender(), &results);
             let w = &workers;
-            s.spawn(move || w.run(rx, ev, bl));
+            s.spawn(move || w.run(rx, results, bl));
         }
-        drop((chunks_tx, chunks_rx, events_tx, files_rx));
+        drop((chunks_tx, chunks_rx, files_rx));
         let ctx = WalkCtx {
             repo,
             index: &index,
@@ -423,6 +493,14 @@ pub fn backup(
             files_tx,
             next_file: AtomicUsize::new(0),
             progress: &found,
+            results: &results,
+            trees: writer.sender(),
+            trees_seen: Mutex::new((HashSet::new(), 0)),
+            fatal: Mutex::new(None),
+            base,
+            show_names: opts.show_names,
+            all_decisions: opts.dry_run,
+            note_trees: !opts.dry_run,
             reused: &reused,
         };
         let mut walker = Walker {
@@ -432,48 +510,15 @@ pub fn backup(
         let root = if let Some((src, _)) = stream.as_mut() {
             let src = std::mem::replace(src, Box::new(std::io::empty()));
             let node = stream_node(&opts.stdin_filename, time);
-            DirDraft {
-                entries: vec![walker.stream(node, &paths[0], src)],
-            }
-        } else if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
-            match Dir::open(&paths[0]) {
-                Ok(d) => walker.dir(&d, &paths[0], parent_root.as_ref()),
-                Err(e) => {
-                    walker.trouble(&paths[0], e);
-                    DirDraft {
-                        entries: Vec::new(),
-                    }
-                }
-            }
+            let entry = Draft {
+                display: Some(paths[0].clone()),
+                ..walker.stream(node, &paths[0], src)
+            };
+            walker.finish(Path::new(""), Path::new(""), vec![entry]).0
         } else {
-            let mut entries = Vec::new();
-            let mut names = HashSet::new();
-            for p in &paths {
-                let (Some(parent_dir), Some(name)) = (p.parent(), p.file_name()) else {
-                    return Err(Error::InvalidInput(format!(
-                        "{} can only be backed up on its own",
-                        p.display()
-                    )));
-                };
-                let name = name.as_bytes().to_vec();
-                if !names.insert(name.clone()) {
-                    return Err(Error::InvalidInput(format!(
-                        "two paths share the name {:?}; back them up separately",
-                        String::from_utf8_lossy(&name)
-                    )));
-                }
-                let d = match Dir::open(parent_dir) {
-                    Ok(dir) => walker.entry(&dir, p, &name, parent_root.as_ref()),
-                    Err(e) => {
-                        walker.trouble(p, e);
-                        None
-                    }
-                };
-                entries.extend(d);
-            }
-            entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
-            DirDraft { entries }
+            pool.install(|| walk_sources(&mut walker, &paths, parent_root.as_ref()))?
         };
+        drop(parent_root);
         walked.store(true, Ordering::Relaxed);
         if progress.count_first {
             progress.set_total(
@@ -481,72 +526,35 @@ pub fn backup(
                 walk_bytes.load(Ordering::Relaxed),
             );
         }
+        let names_id = walker.store_names();
         let res = walker.res;
-        let unmatched = ctx.excludes.unmatched();
-        let queued = ctx.next_file.load(Ordering::Relaxed);
-        // Dropping the context closes the file queue: readers, then workers, finish.
-        drop(ctx);
-        Ok((root, res, queued, unmatched))
+        let WalkCtx {
+            trees_seen,
+            fatal,
+            excludes,
+            ..
+        } = ctx;
+        // The context is gone: the file queue is closed, readers and then workers finish.
+        let fatal = fatal.into_inner().expect("fatal");
+        Ok::<_, Error>((
+            (root, names_id),
+            res,
+            trees_seen.into_inner().expect("trees seen").1,
+            fatal,
+            excludes.unmatched(),
+        ))
     })?;
+    drop(pool);
 
     // What the walk could not read (the readers' failures were reported as they happened).
     for e in &walker.errors {
         progress.error(&e.path, &e.error);
     }
-
-    // Collect chunk ids per file.
-    let mut contents: HashMap<usize, Vec<(u32, Id)>> = HashMap::new();
-    let mut done: HashMap<usize, FileDone> = HashMap::new();
-    for ev in events_rx.iter() {
-        match ev {
-            Event::Chunk { file, seq, id } => contents.entry(file).or_default().push((seq, id)),
-            Event::FileDone { file, done: d } => {
-                done.insert(file, *d);
-            }
-        }
-    }
     walker.summary.files_read = files_read.load(Ordering::Relaxed);
-    let mut queued_paths = vec![PathBuf::new(); queued];
-    for (i, p) in std::mem::take(&mut walker.pending_paths) {
-        queued_paths[i] = p;
-    }
-    let mut tb = TreeBuilder {
-        repo,
-        index: &index,
-        sender: writer.sender(),
-        contents,
-        done,
-        seen: HashSet::new(),
-        added: 0,
-        errors: Vec::new(),
-        gone: Vec::new(),
-        paths: &queued_paths,
-        summary: &mut walker.summary,
-        catalogue: CatalogueSummary::default(),
-        decisions: Vec::new(),
-        names: Vec::new(),
-        show_names: opts.show_names,
-        note_trees: !opts.dry_run,
-        base: if paths.len() == 1 {
-            paths[0].clone()
-        } else {
-            PathBuf::new()
-        },
-    };
-    let root_id = tb.store(root, Path::new(""));
-    let names_id = match &root_id {
-        Ok(_) => tb.store_names(),
-        Err(_) => Ok(None),
-    };
-    let (tree_added, file_errors, file_gone, mut catalogue, mut decisions) = (
-        tb.added,
-        std::mem::take(&mut tb.errors),
-        std::mem::take(&mut tb.gone),
-        std::mem::take(&mut tb.catalogue),
-        std::mem::take(&mut tb.decisions),
-    );
+    let mut decisions = std::mem::take(&mut walker.built);
+    // Depth-first by name, as the snapshot's trees are ordered.
+    decisions.sort_by(|a, b| Path::new(&a.path).cmp(Path::new(&b.path)));
     decisions.append(&mut walker.decisions);
-    drop(tb);
     decisions.extend(walker.gone_swamps.drain(..).map(|path| SwampDecision {
         path,
         name: None,
@@ -554,7 +562,12 @@ pub fn backup(
         reason: GONE.into(),
         bytes_read: 0,
     }));
+    let mut catalogue = std::mem::take(&mut walker.catalogue);
     let stats = writer.finish(opts.dry_run)?;
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    let file_errors = std::mem::take(&mut walker.read_errors);
     if let Some((_, child)) = stream {
         sources::finish_command(child, opts)?;
         if let Some(e) = file_errors.first() {
@@ -564,8 +577,7 @@ pub fn backup(
             )));
         }
     }
-    let root_id = root_id?;
-    let names_id = names_id?;
+    let (root_id, names_id) = root_id;
 
     let mut summary = walker.summary;
     let parent_swamps = parent
@@ -583,7 +595,6 @@ pub fn backup(
     errors.extend(file_errors);
     errors.sort_by(|a, b| a.path.cmp(&b.path));
     let mut gone = walker.gone;
-    gone.extend(file_gone);
     gone.sort();
     let mut special = walker.special;
     special.sort_by(|a, b| a.path.cmp(&b.path));

@@ -108,10 +108,12 @@ impl IndexPack {
     }
 }
 
-/// One in-memory entry: exactly 48 bytes.
+/// One in-memory entry: exactly 48 bytes, laid out as in the index map file
+/// ([`crate::repo::index_map`]).
 #[derive(Clone, Copy)]
-struct Entry {
-    id: Id,
+#[repr(C)]
+pub(crate) struct Entry {
+    pub(crate) id: Id,
     pack: u32,
     offset: u32,
     /// Stored length; the top bit says "compressed".
@@ -203,13 +205,44 @@ pub fn live_index(files: &[(String, IndexFile)]) -> Index {
     Index::from_records(effective(files).flat_map(|(_, f)| &f.packs))
 }
 
-/// The in-memory index of a repository.
+/// The records readers use after the live index's: packs no effective file lists as live, as
+/// superseded files and marks list them, in [`reader_index`]'s order. A live pack's record in a
+/// superseded file adds no location, so `live_index` followed by these copies is
+/// `reader_index`: this is what the index map keeps beside the live tables (usually few).
+pub fn reader_fallback(files: &[(String, IndexFile)]) -> Vec<IndexPack> {
+    let live = live_packs(files);
+    let superseded = superseded(files);
+    let marked = files
+        .iter()
+        .flat_map(|(_, f)| f.marked.iter().map(|m| &m.pack));
+    by_priority(files)
+        .filter(|(n, _)| superseded.contains(n))
+        .flat_map(|(_, f)| &f.packs)
+        .chain(marked)
+        .filter(|p| !live.contains(&p.id))
+        .cloned()
+        .collect()
+}
+
+/// The in-memory index of a repository: its tables on the heap, or in a memory-mapped
+/// index map file of the local cache (then with a heap `fallback` of the records readers use
+/// after the live ones, see [`reader_fallback`]).
 #[derive(Default)]
 pub struct Index {
     packs: Vec<Id>,
     data: Vec<Entry>,
     tree: Vec<Entry>,
     distinct: usize,
+    map: Option<crate::repo::index_map::Mapped>,
+    /// Copies listed after this index's own (readers' fallback, see [`reader_fallback`]), with
+    /// every pack (this index's first) and the number of blobs only the fallback lists.
+    fallback: Option<Box<Fallback>>,
+}
+
+struct Fallback {
+    index: Index,
+    packs: Vec<Id>,
+    only: usize,
 }
 
 impl Index {
@@ -278,16 +311,101 @@ impl Index {
         self.packs.shrink_to_fit();
     }
 
+    /// This index's tables with the blobs of `newer` added (their copies after this index's
+    /// own), as `(packs, data, tree)`: `newer`'s pack numbers are renumbered after this index's
+    /// packs, and a location listed in both is kept once.
+    pub(crate) fn merge_with<'a>(
+        &'a self,
+        newer: &'a Index,
+    ) -> (Vec<Id>, [impl Iterator<Item = Entry> + 'a; 2]) {
+        let mut packs = self.own_packs().to_vec();
+        let mut numbers: HashMap<Id, u32> = packs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32))
+            .collect();
+        let renumber: Vec<u32> = newer
+            .own_packs()
+            .iter()
+            .map(|p| {
+                *numbers.entry(*p).or_insert_with(|| {
+                    packs.push(*p);
+                    (packs.len() - 1) as u32
+                })
+            })
+            .collect();
+        let renumber = std::sync::Arc::new(renumber);
+        let merge = move |kind: BlobType| {
+            let renumber = renumber.clone();
+            let (mut a, mut b) = (
+                self.table(kind).iter().copied().peekable(),
+                newer
+                    .table(kind)
+                    .iter()
+                    .map(move |e| Entry {
+                        pack: renumber[e.pack as usize],
+                        ..*e
+                    })
+                    .peekable(),
+            );
+            let mut run: Vec<Entry> = Vec::new();
+            std::iter::from_fn(move || {
+                loop {
+                    let e = match (a.peek(), b.peek()) {
+                        (Some(x), Some(y)) if y.id < x.id => b.next(),
+                        (Some(_), _) => a.next(),
+                        (None, _) => b.next(),
+                    }?;
+                    if run.first().is_some_and(|r| r.id != e.id) {
+                        run.clear();
+                    }
+                    if run.iter().any(|k| k.same_place(&e)) {
+                        continue;
+                    }
+                    run.push(e);
+                    return Some(e);
+                }
+            })
+        };
+        (packs, [merge(BlobType::Data), merge(BlobType::Tree)])
+    }
+
     fn table(&self, kind: BlobType) -> &[Entry] {
-        match kind {
-            BlobType::Data => &self.data,
-            BlobType::Tree => &self.tree,
+        match (&self.map, kind) {
+            (Some(m), BlobType::Data) => m.data(),
+            (Some(m), BlobType::Tree) => m.tree(),
+            (None, BlobType::Data) => &self.data,
+            (None, BlobType::Tree) => &self.tree,
+        }
+    }
+
+    /// The tables: packs, data and tree entries (for the index map file).
+    pub(crate) fn tables(&self) -> (&[Id], &[Entry], &[Entry]) {
+        (
+            self.own_packs(),
+            self.table(BlobType::Data),
+            self.table(BlobType::Tree),
+        )
+    }
+
+    /// An index over tables in an index map file.
+    pub(crate) fn mapped(map: crate::repo::index_map::Mapped, distinct: usize) -> Index {
+        Index {
+            distinct,
+            map: Some(map),
+            ..Index::default()
         }
     }
 
     fn location(&self, kind: BlobType, e: &Entry) -> BlobLocation {
         BlobLocation {
-            pack: self.packs[e.pack as usize],
+            // Pack numbers are in range (built so, or checksummed in the map); a zero id would
+            // only ever be a missing pack.
+            pack: self
+                .own_packs()
+                .get(e.pack as usize)
+                .copied()
+                .unwrap_or_default(),
             entry: PackEntry {
                 kind,
                 id: e.id,
@@ -297,6 +415,49 @@ impl Index {
                 compressed: e.len_flags & COMPRESSED != 0,
             },
         }
+    }
+
+    /// This index's own packs (its entries' pack numbers point there).
+    fn own_packs(&self) -> &[Id] {
+        match &self.map {
+            Some(m) => m.packs(),
+            None => &self.packs,
+        }
+    }
+
+    /// This index with `fallback`'s copies listed after its own (`fallback` has none).
+    pub(crate) fn with_fallback(mut self, fallback: Index) -> Index {
+        if fallback.distinct == 0 && fallback.packs.is_empty() {
+            return self;
+        }
+        let mut packs = self.own_packs().to_vec();
+        let known: HashSet<Id> = packs.iter().copied().collect();
+        packs.extend(fallback.packs.iter().filter(|p| !known.contains(p)));
+        let only = [BlobType::Data, BlobType::Tree]
+            .into_iter()
+            .map(|kind| {
+                fallback
+                    .table(kind)
+                    .chunk_by(|a, b| a.id == b.id)
+                    .filter(|r| self.run(kind, &r[0].id).is_empty())
+                    .count()
+            })
+            .sum();
+        self.fallback = Some(Box::new(Fallback {
+            index: fallback,
+            packs,
+            only,
+        }));
+        self
+    }
+
+    /// The fallback's entries of one blob.
+    fn fallback_copies(&self, kind: BlobType, id: &Id) -> impl Iterator<Item = BlobLocation> + '_ {
+        let id = *id;
+        self.fallback.iter().flat_map(move |f| {
+            let ix = &f.index;
+            ix.run(kind, &id).iter().map(move |e| ix.location(kind, e))
+        })
     }
 
     /// The entries of one blob, first-loaded first.
@@ -309,7 +470,7 @@ impl Index {
 
     /// Looks a blob up: its preferred copy (the first loaded).
     pub fn get(&self, kind: BlobType, id: &Id) -> Option<BlobLocation> {
-        self.run(kind, id).first().map(|e| self.location(kind, e))
+        self.copies(kind, id).next()
     }
 
     /// Every distinct copy of a blob, preferred copy first.
@@ -317,16 +478,17 @@ impl Index {
         self.run(kind, id)
             .iter()
             .map(move |e| self.location(kind, e))
+            .chain(self.fallback_copies(kind, id))
     }
 
     /// Whether a blob is indexed.
     pub fn contains(&self, kind: BlobType, id: &Id) -> bool {
-        !self.run(kind, id).is_empty()
+        !self.run(kind, id).is_empty() || self.fallback_copies(kind, id).next().is_some()
     }
 
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
-        self.distinct
+        self.distinct + self.fallback.as_ref().map_or(0, |f| f.only)
     }
 
     /// Whether the index is empty.
@@ -336,13 +498,27 @@ impl Index {
 
     /// All indexed packs.
     pub fn packs(&self) -> &[Id] {
-        &self.packs
+        match &self.fallback {
+            Some(f) => &f.packs,
+            None => self.own_packs(),
+        }
     }
 
     /// The preferred location of every blob, in id order per type.
     pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        let data = self.data.chunk_by(|a, b| a.id == b.id);
-        let tree = self.tree.chunk_by(|a, b| a.id == b.id);
+        // Then the blobs only the fallback lists.
+        let rest = self.fallback.iter().flat_map(move |f| {
+            f.index
+                .own_iter()
+                .filter(move |l| self.run(l.entry.kind, &l.entry.id).is_empty())
+        });
+        self.own_iter().chain(rest)
+    }
+
+    /// The preferred location of every blob of this index's own tables.
+    fn own_iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
+        let data = self.table(BlobType::Data).chunk_by(|a, b| a.id == b.id);
+        let tree = self.table(BlobType::Tree).chunk_by(|a, b| a.id == b.id);
         data.map(|run| self.location(BlobType::Data, &run[0]))
             .chain(tree.map(|run| self.location(BlobType::Tree, &run[0])))
     }
@@ -350,18 +526,39 @@ impl Index {
     /// Blobs listed in more than one distinct place, with every copy (preferred first).
     pub fn duplicates(&self) -> Vec<Vec<BlobLocation>> {
         let mut out = Vec::new();
-        for (kind, t) in [(BlobType::Data, &self.data), (BlobType::Tree, &self.tree)] {
-            for run in t.chunk_by(|a, b| a.id == b.id).filter(|r| r.len() > 1) {
-                out.push(run.iter().map(|e| self.location(kind, e)).collect());
+        for kind in [BlobType::Data, BlobType::Tree] {
+            let t = self.table(kind);
+            for run in t.chunk_by(|a, b| a.id == b.id) {
+                let copies: Vec<BlobLocation> = run
+                    .iter()
+                    .map(|e| self.location(kind, e))
+                    .chain(self.fallback_copies(kind, &run[0].id))
+                    .collect();
+                if copies.len() > 1 {
+                    out.push(copies);
+                }
+            }
+            if let Some(f) = &self.fallback {
+                let t = f.index.table(kind);
+                for run in t.chunk_by(|a, b| a.id == b.id).filter(|r| r.len() > 1) {
+                    if self.run(kind, &run[0].id).is_empty() {
+                        out.push(run.iter().map(|e| f.index.location(kind, e)).collect());
+                    }
+                }
             }
         }
         out
     }
 
-    /// Heap bytes used by the tables (for the memory figure in the docs).
+    /// Heap bytes used by the tables (for the memory figure in the docs): none when they are
+    /// memory-mapped.
     pub fn heap_bytes(&self) -> usize {
         (self.data.capacity() + self.tree.capacity()) * std::mem::size_of::<Entry>()
             + self.packs.capacity() * 32
+            + self
+                .fallback
+                .as_ref()
+                .map_or(0, |f| f.index.heap_bytes() + f.packs.capacity() * 32)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod compress;
 pub mod config;
 pub mod filter;
 pub mod index;
+pub mod index_map;
 pub mod keyfile;
 pub mod lock;
 pub mod names;
@@ -416,10 +417,13 @@ impl Repository {
         object::open_limited(&self.keys, b, &what, object::max_size(kind))
     }
 
-    /// Loads every index file (in parallel) into the shared in-memory index, superseded files
-    /// as fallback copies. A damaged index file (or one forged by a client with append-only
-    /// access) is skipped with a warning: `verify` reports it, and prune stops at it.
-    /// Marked packs (repo-format.md §9a) come last, as a fallback.
+    /// Loads every index file (in parallel) into the shared in-memory index readers use,
+    /// superseded files as fallback copies and marked packs (repo-format.md §9a) last. A damaged
+    /// index file (or one forged by a client with append-only access) is skipped with a
+    /// warning: `verify` reports it, and prune stops at it. With a cache folder, the live
+    /// tables are memory-mapped from the index map ([`index_map`]) made for exactly this set of
+    /// index files (written after loading them when there is none, not when one was damaged),
+    /// and the few records only readers use follow them as a heap fallback.
     ///
     /// With a write-only key it is the send log's index of what this machine stored, limited to
     /// the packs the repository lists (empty without a cache folder).
@@ -427,7 +431,7 @@ impl Repository {
         if self.is_write_only() {
             return self.write_only_index();
         }
-        let index = index::reader_index(&self.load_readable_index_files()?);
+        let (index, _) = self.load_index_view(true)?;
         if let Some(c) = &self.cache {
             c.trim_trees(&index);
         }
@@ -436,11 +440,134 @@ impl Repository {
 
     /// The index a writer deduplicates against: only live packs (nothing a prune marked,
     /// repo-format.md §9a), so that no new snapshot comes to depend on a pack on its way out.
+    /// Memory-mapped from the index map when there is a cache folder (without its fallback).
     pub fn load_live_index(&self) -> Result<Index> {
         if self.is_write_only() {
             return self.write_only_index();
         }
-        Ok(index::live_index(&self.load_readable_index_files()?))
+        Ok(self.load_live_index_named()?.0)
+    }
+
+    /// [`Repository::load_live_index`] with the names of the index files it was made from.
+    pub fn load_live_index_named(&self) -> Result<(Index, Vec<String>)> {
+        self.load_index_view(false)
+    }
+
+    /// The reader index (`reader`) or the live index, with the names of the index files it
+    /// was made from: from the index map when it matches (or can be extended to match) the
+    /// listed index files, else from the index files (then writing the map).
+    fn load_index_view(&self, reader: bool) -> Result<(Index, Vec<String>)> {
+        let names = self.backend.list(FileKind::Index)?;
+        if let Some(c) = &self.cache {
+            c.retain_index_files(&names);
+        }
+        let view = |live: Index, fallback: Vec<index::IndexPack>| match reader {
+            true => live.with_fallback(Index::from_records(&fallback)),
+            false => live,
+        };
+        let listed = || {
+            names
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<String>>()
+        };
+        let map = self
+            .cache_dir()
+            .map(|d| (index_map::path(&d), index_map::key(&names)));
+        if let Some((path, key)) = &map {
+            match index_map::open(path, key, &names) {
+                index_map::Opened::Exact(ix, fallback) => {
+                    tracing::info!(files = names.len(), "index mapped");
+                    return Ok((view(ix, fallback), listed()));
+                }
+                index_map::Opened::Older(older, fallback, missing) => {
+                    if let Some((ix, fallback)) =
+                        self.extend_map(path, key, &names, &older, fallback, &missing)?
+                    {
+                        return Ok((view(ix, fallback), listed()));
+                    }
+                }
+                index_map::Opened::None => {}
+            }
+        }
+        let files = self.read_index_files(&names)?;
+        let loaded: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        if let Some((path, key)) = map
+            && files.len() == names.len()
+        {
+            let live = index::live_index(&files);
+            let fallback = index::reader_fallback(&files);
+            if let Err(e) = index_map::save(&path, &key, &names, &live, &fallback) {
+                tracing::debug!("index map not written: {e}");
+            }
+            if !reader {
+                return Ok((live, loaded));
+            }
+        }
+        let index = match reader {
+            true => index::reader_index(&files),
+            false => index::live_index(&files),
+        };
+        Ok((index, loaded))
+    }
+
+    /// Extends the index map of some of the index files (`older`, with the readers' `fallback`)
+    /// with the `missing` ones and maps the result; `None` when it cannot be (a missing file
+    /// supersedes or marks others, or does not load, or the map cannot be written): the index
+    /// files are then loaded as usual.
+    fn extend_map(
+        &self,
+        path: &std::path::Path,
+        key: &Id,
+        names: &[(String, u64)],
+        older: &Index,
+        fallback: Vec<index::IndexPack>,
+        missing: &[(String, u64)],
+    ) -> Result<Option<(Index, Vec<index::IndexPack>)>> {
+        let loaded: Vec<Option<IndexFile>> = missing
+            .par_iter()
+            .map(
+                |(n, size)| match self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size)) {
+                    Ok(f) => Ok(Some(f)),
+                    Err(Error::Corrupt { .. }) => Ok(None),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )
+            .collect::<Result<_>>()?;
+        let Some(files) = loaded
+            .into_iter()
+            .map(|f| f.filter(|f| f.supersedes.is_empty() && f.marked.is_empty()))
+            .collect::<Option<Vec<IndexFile>>>()
+        else {
+            return Ok(None);
+        };
+        // None supersedes another, so they come in name order, as `by_priority` puts them; all
+        // are effective, so their packs are live (a backup may have taken marked packs back:
+        // those leave the readers' fallback).
+        let mut named: Vec<(&String, &IndexFile)> =
+            missing.iter().map(|(n, _)| n).zip(&files).collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        let newer = Index::from_files(named.into_iter().map(|(_, f)| f));
+        let now_live: std::collections::HashSet<Id> = files
+            .iter()
+            .flat_map(|f| f.packs.iter().map(|p| p.id))
+            .collect();
+        let fallback: Vec<index::IndexPack> = fallback
+            .into_iter()
+            .filter(|p| !now_live.contains(&p.id))
+            .collect();
+        if let Err(e) = index_map::save_merged(path, key, names, older, &newer, &fallback) {
+            tracing::debug!("index map not extended: {e}");
+            return Ok(None);
+        }
+        Ok(match index_map::open(path, key, names) {
+            index_map::Opened::Exact(ix, fallback) => {
+                tracing::info!(files = names.len(), added = missing.len(), "index mapped");
+                Some((ix, fallback))
+            }
+            _ => None,
+        })
     }
 
     /// A write-only key's index: the send log's records of packs the repository still lists
@@ -466,6 +593,11 @@ impl Repository {
         if let Some(c) = &self.cache {
             c.retain_index_files(&names);
         }
+        self.read_index_files(&names)
+    }
+
+    /// The listed index files that load (see [`Repository::load_readable_index_files`]).
+    fn read_index_files(&self, names: &[(String, u64)]) -> Result<Vec<(String, IndexFile)>> {
         let loaded: Vec<Option<(String, IndexFile)>> = names
             .par_iter()
             .map(

@@ -1,53 +1,35 @@
-//! The backup's tree building: once the pipeline is drained, the walked folders become tree
-//! blobs (children first), with the per-Swamp decision log, catalogue and name index.
+//! The backup's tree building: as soon as the walk is done with a folder, its entries take
+//! their read files' results, and the folder becomes a stored tree blob, with the per-Swamp
+//! decision log, catalogue and name index entries.
 
-use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-
-use crossbeam_channel::Sender;
+use std::path::Path;
 
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
-use crate::repo::index::Index;
 use crate::repo::names::{self, NameEntry};
-use crate::repo::snapshot::{CatalogueSummary, SnapshotSummary};
 use crate::repo::tree::{Decision, SwampInfo, Tree};
-use crate::source::pipeline::FileDone;
 use crate::source::report::{GONE, SourceError, SourceErrorKind, SwampDecision};
-use crate::source::walk::DirDraft;
-use crate::{Error, Id, Result};
+use crate::source::walk::{Draft, Walker};
+use crate::{Error, Id};
 
-pub(crate) struct TreeBuilder<'a> {
-    pub(crate) repo: &'a Repository,
-    pub(crate) index: &'a Index,
-    pub(crate) sender: Sender<SealedBlob>,
-    pub(crate) contents: HashMap<usize, Vec<(u32, Id)>>,
-    pub(crate) done: HashMap<usize, FileDone>,
-    pub(crate) seen: HashSet<Id>,
-    pub(crate) added: u64,
-    pub(crate) errors: Vec<SourceError>,
-    pub(crate) gone: Vec<String>,
-    pub(crate) paths: &'a [PathBuf],
-    pub(crate) summary: &'a mut SnapshotSummary,
-    pub(crate) catalogue: CatalogueSummary,
-    pub(crate) decisions: Vec<SwampDecision>,
-    pub(crate) show_names: bool,
-    /// Whether trees go to a write-only key's send log (not in a dry run).
-    pub(crate) note_trees: bool,
-    pub(crate) base: PathBuf,
-    pub(crate) names: Vec<NameEntry>,
-}
+impl Walker<'_> {
+    /// Records a decision-log line: all of them for a dry run, else the quarantined ones (the
+    /// quarantine report); the rest were logged and are not kept.
+    pub(crate) fn decide(&mut self, d: SwampDecision) {
+        if self.ctx.all_decisions || d.decision == Decision::Quarantined {
+            self.res.built.push(d);
+        }
+    }
 
-impl TreeBuilder<'_> {
     pub(crate) fn note_swamp(&mut self, rel: &Path, info: &SwampInfo, unchanged: bool, read: u64) {
         if let Some(name) = &info.name {
-            self.names.push(NameEntry {
+            self.res.names.push(NameEntry {
                 name: name.clone(),
                 path: rel.as_os_str().as_bytes().to_vec(),
             });
         }
-        let c = &mut self.catalogue;
+        let c = &mut self.res.catalogue;
         c.swamps += 1;
         c.entries += info.entries;
         if info.created_ns != 0 {
@@ -77,9 +59,9 @@ impl TreeBuilder<'_> {
                 .as_deref()
                 .unwrap_or("no consistent copy could be made"),
         };
-        let path = self.base.join(rel).display().to_string();
+        let path = self.ctx.base.join(rel).display().to_string();
         // Swamp names only with --show-names: they are the user's data.
-        let name = if self.show_names {
+        let name = if self.ctx.show_names {
             info.name.as_deref()
         } else {
             None
@@ -87,7 +69,7 @@ impl TreeBuilder<'_> {
         tracing::info_span!("swamp", path = %path, name).in_scope(|| {
             tracing::info!(decision = decision.as_str(), bytes_read = read, "captured");
         });
-        self.decisions.push(SwampDecision {
+        self.decide(SwampDecision {
             path,
             name: name.map(str::to_string),
             decision,
@@ -96,43 +78,41 @@ impl TreeBuilder<'_> {
         });
     }
 
-    pub(crate) fn store(&mut self, dir: DirDraft, prefix: &Path) -> Result<Id> {
+    /// Builds and stores the tree of the folder walked at `path` (at `rel` in the snapshot)
+    /// from its entries, waiting for the files still in the pipeline; returns its id and the
+    /// bytes read under it.
+    pub(crate) fn finish(&mut self, path: &Path, rel: &Path, entries: Vec<Draft>) -> (Id, u64) {
         let mut tree = Tree::default();
-        for d in dir.entries {
+        let mut dir_read = 0;
+        for d in entries {
             let mut node = d.node;
-            let rel = prefix.join(std::ffi::OsStr::from_bytes(&node.name));
-            let mut read = 0;
-            if let Some(sub) = d.dir {
-                // A V1 Swamp folder's bytes read are those of its files.
-                let before = self.summary.bytes_read;
-                node.subtree = Some(self.store(sub, &rel)?);
-                read = self.summary.bytes_read - before;
-            }
+            let name = std::ffi::OsStr::from_bytes(&node.name);
+            let rel = rel.join(name);
+            let mut read = d.read;
             if let Some(idx) = d.pending {
-                let path = || self.paths[idx].display().to_string();
-                let done = self.done.remove(&idx).unwrap_or_else(|| FileDone {
-                    error: Some("not read (backup aborted)".into()),
-                    ..FileDone::default()
-                });
-                self.summary.bytes_read += done.read;
+                let display = d.display.as_deref();
+                let path = || display.map_or_else(|| path.join(name), Path::to_path_buf);
+                let path = || path().display().to_string();
+                let (mut all, done) = self.ctx.results.take(idx);
+                self.res.summary.bytes_read += done.read;
                 read = done.read;
-                let mut all = self.contents.remove(&idx).unwrap_or_default();
                 all.sort_unstable_by_key(|c| c.0);
                 if done.gone {
                     // Deleted between the walk and the read (a destroyed Swamp): not stored, not
                     // an error.
-                    self.summary.files_gone += 1;
-                    self.gone.push(path());
+                    self.res.summary.files_gone += 1;
+                    self.res.gone.push(path());
                     if node.name.ends_with(b".hyd") {
-                        self.summary.swamps_gone += 1;
-                        self.decisions.push(SwampDecision {
-                            path: self.base.join(&rel).display().to_string(),
+                        self.res.summary.swamps_gone += 1;
+                        self.decide(SwampDecision {
+                            path: self.ctx.base.join(&rel).display().to_string(),
                             name: None,
                             decision: Decision::Gone,
                             reason: GONE.into(),
                             bytes_read: done.read,
                         });
                     }
+                    dir_read += read;
                     continue;
                 }
                 // Chunks of an abandoned attempt were stored but are not part of the file.
@@ -157,17 +137,17 @@ impl TreeBuilder<'_> {
                     if node.name.ends_with(b".hyd") {
                         // Nothing could be read, so nothing is stored, but the Swamp is reported
                         // with the others that could not be captured.
-                        self.summary.swamps_quarantined += 1;
+                        self.res.summary.swamps_quarantined += 1;
                         let what = if done.changed { "" } else { "unreadable, " };
-                        self.decisions.push(SwampDecision {
-                            path: self.base.join(&rel).display().to_string(),
+                        self.decide(SwampDecision {
+                            path: self.ctx.base.join(&rel).display().to_string(),
                             name: None,
                             decision: Decision::Quarantined,
                             reason: format!("{what}not stored: {e}"),
                             bytes_read: done.read,
                         });
                     }
-                    self.errors.push(SourceError {
+                    self.res.read_errors.push(SourceError {
                         path: path(),
                         kind: if done.changed {
                             SourceErrorKind::Changed
@@ -176,6 +156,7 @@ impl TreeBuilder<'_> {
                         },
                         error: e,
                     });
+                    dir_read += read;
                     continue;
                 }
                 let mut content: Vec<Id> = Vec::with_capacity(ids.len() + done.reuse.len());
@@ -190,13 +171,14 @@ impl TreeBuilder<'_> {
                         info.raw = ids.into_iter().map(|c| c.1).collect();
                         info.raw_size = size;
                     }
+                    let s = &mut self.res.summary;
                     match info.decision {
-                        Decision::Appended => self.summary.swamps_appended += 1,
-                        Decision::Rewritten => self.summary.swamps_rewritten += 1,
-                        Decision::New => self.summary.swamps_new += 1,
+                        Decision::Appended => s.swamps_appended += 1,
+                        Decision::Rewritten => s.swamps_rewritten += 1,
+                        Decision::New => s.swamps_new += 1,
                         _ => {
-                            self.summary.swamps_quarantined += 1;
-                            self.errors.push(SourceError {
+                            s.swamps_quarantined += 1;
+                            self.res.read_errors.push(SourceError {
                                 path: path(),
                                 kind: SourceErrorKind::Unreadable,
                                 error: format!(
@@ -209,47 +191,59 @@ impl TreeBuilder<'_> {
                     node.swamp = Some(info);
                 }
             }
-            if let Some(info) = node.swamp.clone() {
+            dir_read += read;
+            if let Some(info) = node.swamp.take() {
                 self.note_swamp(&rel, &info, d.unchanged, read);
+                node.swamp = Some(info);
             }
             tree.nodes.push(node);
         }
-        self.store_blob(tree.encode())
+        (self.store_tree(tree.encode()), dir_read)
     }
 
-    /// Stores the name index of the Swamps noted so far (none when there are none).
-    pub(crate) fn store_names(&mut self) -> Result<Option<Id>> {
-        let pages = names::paginate(std::mem::take(&mut self.names));
+    /// Stores the name index of the Swamps noted (none when there are none).
+    pub(crate) fn store_names(&mut self) -> Option<Id> {
+        let pages = names::paginate(std::mem::take(&mut self.res.names));
         if pages.is_empty() {
-            return Ok(None);
+            return None;
         }
         let mut root = names::NameIndex::default();
         for p in pages {
-            let id = self.store_blob(p.encode())?;
+            let id = self.store_tree(p.encode());
             root.pages.extend(p.reference(id));
         }
-        self.store_blob(root.encode()).map(Some)
+        Some(self.store_tree(root.encode()))
     }
 
-    /// Stores a tree blob unless the repository (or this run) has it already.
-    pub(crate) fn store_blob(&mut self, bytes: Vec<u8>) -> Result<Id> {
-        let id = self.repo.keys().blob_id(&bytes);
-        if self.note_trees {
-            self.repo.note_tree(&id, &bytes);
+    /// Stores a tree blob unless the repository (or this run) has it; a failure (the pack writer stopped) is kept for the end of the run.
+    fn store_tree(&mut self, bytes: Vec<u8>) -> Id {
+        let id = self.ctx.repo.keys().blob_id(&bytes);
+        if self.ctx.note_trees {
+            self.ctx.repo.note_tree(&id, &bytes);
         }
-        if !self.index.contains(BlobType::Tree, &id) && self.seen.insert(id) {
-            self.added += 1;
-            let b = seal_blob(
-                self.repo.keys(),
-                BlobType::Tree,
-                id,
-                &bytes,
-                self.repo.config().compression.max(1),
-            );
-            self.sender
-                .send(b)
-                .map_err(|_| Error::Internal("pack writer stopped".into()))?;
+        let new = {
+            let mut seen = self.ctx.trees_seen.lock().expect("trees seen");
+            let new = !self.ctx.index.contains(BlobType::Tree, &id) && seen.0.insert(id);
+            seen.1 += u64::from(new);
+            new
+        };
+        if new {
+            let b = seal_tree(self.ctx.repo, id, &bytes);
+            if self.ctx.trees.send(b).is_err() {
+                let mut fatal = self.ctx.fatal.lock().expect("fatal");
+                fatal.get_or_insert(Error::Internal("pack writer stopped".into()));
+            }
         }
-        Ok(id)
+        id
     }
+}
+
+fn seal_tree(repo: &Repository, id: Id, bytes: &[u8]) -> SealedBlob {
+    seal_blob(
+        repo.keys(),
+        BlobType::Tree,
+        id,
+        bytes,
+        repo.config().compression.max(1),
+    )
 }

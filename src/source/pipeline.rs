@@ -1,8 +1,11 @@
 //! The backup's read pipeline: reader threads cut files into chunks, workers hash, deduplicate
-//! and seal them for the pack writer.
+//! and seal them for the pack writer; each file's chunk ids and facts wait in [`Results`] until
+//! the walk takes them to build the file's folder.
 
-use std::collections::HashSet;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,6 +46,8 @@ pub(crate) struct FileDone {
     pub(crate) changed: bool,
     /// The file vanished before it could be read.
     pub(crate) gone: bool,
+    /// Chunks sent to the workers for it (abandoned attempts included).
+    pub(crate) sent: u32,
 }
 
 impl FileDone {
@@ -71,9 +76,87 @@ pub(crate) struct ChunkJob {
     pub(crate) data: Vec<u8>,
 }
 
-pub(crate) enum Event {
-    Chunk { file: usize, seq: u32, id: Id },
-    FileDone { file: usize, done: Box<FileDone> },
+/// Each file's results until the walk takes them: the chunk ids from the workers and the facts
+/// from its reader. A file is complete when its reader is done and every chunk it sent has an
+/// id; once the pipeline is closed (the writer failed) nothing more arrives.
+#[derive(Default)]
+pub(crate) struct Results {
+    state: Mutex<ResultState>,
+}
+
+#[derive(Default)]
+struct ResultState {
+    files: HashMap<usize, FileResult>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct FileResult {
+    chunks: Vec<(u32, Id)>,
+    done: Option<FileDone>,
+    /// The walking thread waiting for it (woken alone when it is complete).
+    waiter: Option<std::thread::Thread>,
+}
+
+impl FileResult {
+    fn complete(&self) -> bool {
+        self.done
+            .as_ref()
+            .is_some_and(|d| d.sent as usize == self.chunks.len())
+    }
+}
+
+impl Results {
+    fn update(&self, file: usize, f: impl FnOnce(&mut FileResult)) {
+        let mut s = self.state.lock().expect("results");
+        let r = s.files.entry(file).or_default();
+        f(r);
+        if r.complete()
+            && let Some(t) = r.waiter.take()
+        {
+            t.unpark();
+        }
+    }
+
+    /// A chunk of `file` has its blob id.
+    pub(crate) fn chunk(&self, file: usize, seq: u32, id: Id) {
+        self.update(file, |r| r.chunks.push((seq, id)));
+    }
+
+    /// The reader of `file` is done with it.
+    pub(crate) fn done(&self, file: usize, done: FileDone) {
+        self.update(file, |r| r.done = Some(done));
+    }
+
+    /// Nothing more will arrive: waiters take what there is.
+    pub(crate) fn close(&self) {
+        let mut s = self.state.lock().expect("results");
+        s.closed = true;
+        for t in s.files.values_mut().filter_map(|r| r.waiter.take()) {
+            t.unpark();
+        }
+    }
+
+    /// Waits for `file` to be complete (or the pipeline closed) and takes its chunk ids and
+    /// facts; a file never read is reported as such.
+    pub(crate) fn take(&self, file: usize) -> (Vec<(u32, Id)>, FileDone) {
+        loop {
+            let mut s = self.state.lock().expect("results");
+            if s.closed || s.files.get(&file).is_some_and(FileResult::complete) {
+                let r = s.files.remove(&file).unwrap_or_default();
+                let done = r.done.unwrap_or_else(|| FileDone {
+                    error: Some("not read (backup aborted)".into()),
+                    ..FileDone::default()
+                });
+                return (r.chunks, done);
+            }
+            s.files.entry(file).or_default().waiter = Some(std::thread::current());
+            drop(s);
+            // Woken by `update` or `close` (an unpark before this park is not lost); any other
+            // wake-up just checks again.
+            std::thread::park();
+        }
+    }
 }
 
 /// Shared state of the chunk workers.
@@ -89,12 +172,7 @@ pub(crate) struct Workers<'a> {
 }
 
 impl Workers<'_> {
-    pub(crate) fn run(
-        &self,
-        rx: Receiver<ChunkJob>,
-        events: Sender<Event>,
-        blobs: Sender<SealedBlob>,
-    ) {
+    pub(crate) fn run(&self, rx: Receiver<ChunkJob>, results: &Results, blobs: Sender<SealedBlob>) {
         let level = self.level;
         for job in rx.iter() {
             let id = self.repo.keys().blob_id(&job.data);
@@ -108,14 +186,12 @@ impl Workers<'_> {
                 self.bytes_stored
                     .fetch_add(b.sealed.len() as u64, Ordering::Relaxed);
                 if blobs.send(b).is_err() {
+                    // The writer stopped: no file will be complete any more.
+                    results.close();
                     return;
                 }
             }
-            let _ = events.send(Event::Chunk {
-                file: job.file,
-                seq: job.seq,
-                id,
-            });
+            results.chunk(job.file, job.seq, id);
         }
     }
 }
@@ -126,6 +202,8 @@ pub(crate) struct Reader<'a> {
     pub(crate) hyd: HydChunking,
     pub(crate) buf: Vec<u8>,
     pub(crate) chunks: Sender<ChunkJob>,
+    /// Chunks sent for the file being read.
+    pub(crate) sent: Rc<Cell<u32>>,
     /// Bytes read.
     pub(crate) progress: Tally<'a>,
 }
@@ -134,6 +212,7 @@ pub(crate) struct Reader<'a> {
 /// fresh range of numbers, with the first one kept for the header blob.
 pub(crate) struct FileSink<'r> {
     pub(crate) chunks: &'r Sender<ChunkJob>,
+    pub(crate) sent: &'r Cell<u32>,
     pub(crate) progress: Tally<'r>,
     pub(crate) file: usize,
     pub(crate) next: u32,
@@ -143,13 +222,16 @@ pub(crate) struct FileSink<'r> {
 impl FileSink<'_> {
     pub(crate) fn send(&mut self, seq: u32, data: Vec<u8>) -> bool {
         (self.progress)(0, data.len() as u64);
-        self.chunks
+        let ok = self
+            .chunks
             .send(ChunkJob {
                 file: self.file,
                 seq,
                 data,
             })
-            .is_ok()
+            .is_ok();
+        self.sent.set(self.sent.get() + u32::from(ok));
+        ok
     }
 }
 
@@ -169,6 +251,7 @@ impl ChunkSink for FileSink<'_> {
 impl Reader<'_> {
     pub(crate) fn read(&mut self, job: FileJob) -> FileDone {
         crate::failpoint::hook("open", &job.display);
+        self.sent.set(0);
         let mut done = FileDone::default();
         match job.kind {
             JobKind::Plain => self.read_plain(job.idx, &job.path, job.expect, 0, &mut done),
@@ -188,9 +271,11 @@ impl Reader<'_> {
                 done.chunks = sink.next;
             }
             JobKind::Hyd(parent) => {
-                let (chunks, progress) = (self.chunks.clone(), self.progress);
+                let (chunks, progress, sent) =
+                    (self.chunks.clone(), self.progress, self.sent.clone());
                 let mut sink = FileSink {
                     chunks: &chunks,
+                    sent: &sent,
                     progress,
                     file: job.idx,
                     next: 0,
@@ -232,6 +317,7 @@ impl Reader<'_> {
                 }
             }
         }
+        done.sent = self.sent.get();
         done
     }
 
@@ -253,6 +339,7 @@ impl Reader<'_> {
     pub(crate) fn sink(&self, file: usize) -> FileSink<'_> {
         FileSink {
             chunks: &self.chunks,
+            sent: &self.sent,
             progress: self.progress,
             file,
             next: 0,
@@ -307,6 +394,7 @@ impl Reader<'_> {
                         done.error = Some("backup aborted".into());
                         break;
                     }
+                    self.sent.set(self.sent.get() + 1);
                 }
                 Ok(None) => break,
                 Err(e) => {

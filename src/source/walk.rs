@@ -1,26 +1,31 @@
 //! The backup's walk of the sources: folders in parallel, each entry compared with the parent
-//! snapshot, what must be read queued for the readers.
+//! snapshot, what must be read queued for the readers. A folder's tree is built and stored as
+//! soon as its entries are done, so the walk holds only the folders it is in.
 
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 
-use crate::Id;
 use crate::pattern::PathPatterns;
 use crate::repo::Repository;
-use crate::repo::blob::BlobType;
+use crate::repo::blob::{BlobType, SealedBlob};
 use crate::repo::index::Index;
-use crate::repo::snapshot::SnapshotSummary;
+use crate::repo::names::NameEntry;
+use crate::repo::snapshot::{CatalogueSummary, SnapshotSummary};
 use crate::repo::tree::{Decision, Node, NodeKind, SwampInfo, Tree};
 use crate::source::dir::Dir;
 use crate::source::hydraide::HydParent;
+use crate::source::pipeline::Results;
 use crate::source::report::{
     SourceError, SourceErrorKind, SpecialFile, SpecialKind, SwampDecision,
 };
 use crate::source::{Identity, Tally, Trouble, node_from_metadata, open_checked, trouble};
+use crate::{Error, Id};
 
 pub(crate) struct FileJob {
     pub(crate) idx: usize,
@@ -47,17 +52,30 @@ pub(crate) enum JobKind {
     Stream(Box<dyn std::io::Read + Send>),
 }
 
-/// A directory being assembled: nodes whose content may still be in the pipeline.
-pub(crate) struct DirDraft {
-    pub(crate) entries: Vec<Draft>,
-}
-
+/// An entry of a folder being walked: a file whose content may still be in the pipeline, or a
+/// folder whose tree is stored already.
 pub(crate) struct Draft {
     pub(crate) node: Node,
     pub(crate) pending: Option<usize>,
-    pub(crate) dir: Option<DirDraft>,
+    /// Bytes read from the source under a folder.
+    pub(crate) read: u64,
     /// Taken unread from the parent snapshot (its Swamp facts describe an earlier capture).
     pub(crate) unchanged: bool,
+    /// The path it is reported by, when not its folder's path and its name (a source path
+    /// that is an entry of the root tree).
+    pub(crate) display: Option<PathBuf>,
+}
+
+impl Draft {
+    fn of(node: Node) -> Draft {
+        Draft {
+            node,
+            pending: None,
+            read: 0,
+            unchanged: false,
+            display: None,
+        }
+    }
 }
 
 /// What every walker thread shares.
@@ -76,6 +94,21 @@ pub(crate) struct WalkCtx<'a> {
     pub(crate) next_file: AtomicUsize,
     /// Files and bytes found to be read.
     pub(crate) progress: Tally<'a>,
+    /// Where read files' results wait for their folder.
+    pub(crate) results: &'a Results,
+    /// Where tree blobs go.
+    pub(crate) trees: Sender<SealedBlob>,
+    /// Tree blobs sent in this run, and how many.
+    pub(crate) trees_seen: Mutex<(HashSet<Id>, u64)>,
+    /// The first tree that could not be stored (the pack writer stopped).
+    pub(crate) fatal: Mutex<Option<Error>>,
+    /// Prefix of the root tree's paths in the decision log.
+    pub(crate) base: PathBuf,
+    pub(crate) show_names: bool,
+    /// Whether trees go to a write-only key's send log (not in a dry run).
+    pub(crate) note_trees: bool,
+    /// Keep every decision (a dry run lists them), not only quarantined Swamps.
+    pub(crate) all_decisions: bool,
     /// Files and bytes taken unread from the parent.
     pub(crate) reused: Tally<'a>,
 }
@@ -83,8 +116,6 @@ pub(crate) struct WalkCtx<'a> {
 /// What a walk found, without the shared parts.
 #[derive(Default)]
 pub(crate) struct WalkResult {
-    /// Files queued for reading, by queue number.
-    pub(crate) pending_paths: Vec<(usize, PathBuf)>,
     pub(crate) summary: SnapshotSummary,
     pub(crate) errors: Vec<SourceError>,
     pub(crate) gone: Vec<String>,
@@ -93,20 +124,35 @@ pub(crate) struct WalkResult {
     pub(crate) special: Vec<SpecialFile>,
     /// Swamps of the parent matched by path (to count the ones gone).
     pub(crate) parent_swamps_seen: u64,
+    /// Files the readers could not read (or read as quarantined Swamps): reported as they
+    /// were read, unlike the walk's own `errors`.
+    pub(crate) read_errors: Vec<SourceError>,
     /// Decision-log lines of files skipped on purpose (HydrAIDE's temporaries).
     pub(crate) decisions: Vec<SwampDecision>,
+    /// Decision-log lines of Swamps stored (or not), made as their folders are built.
+    pub(crate) built: Vec<SwampDecision>,
+    pub(crate) catalogue: CatalogueSummary,
+    /// The name index's entries.
+    pub(crate) names: Vec<NameEntry>,
 }
 
 impl WalkResult {
     pub(crate) fn absorb(&mut self, other: WalkResult) {
-        self.pending_paths.extend(other.pending_paths);
         self.summary += &other.summary;
         self.errors.extend(other.errors);
+        self.read_errors.extend(other.read_errors);
         self.gone.extend(other.gone);
         self.gone_swamps.extend(other.gone_swamps);
         self.special.extend(other.special);
         self.parent_swamps_seen += other.parent_swamps_seen;
         self.decisions.extend(other.decisions);
+        self.built.extend(other.built);
+        self.names.extend(other.names);
+        let (c, o) = (&mut self.catalogue, other.catalogue);
+        c.swamps += o.swamps;
+        c.entries += o.entries;
+        c.oldest_ns = c.oldest_ns.into_iter().chain(o.oldest_ns).min();
+        c.newest_ns = c.newest_ns.into_iter().chain(o.newest_ns).max();
     }
 }
 
@@ -203,7 +249,6 @@ impl Walker<'_> {
         expect: Option<Identity>,
     ) -> usize {
         let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
-        self.res.pending_paths.push((idx, path.to_path_buf()));
         (self.ctx.progress)(1, size);
         // A send fails only when every reader has stopped (writer failure); the file then stays
         // pending and the run reports the writer's error.
@@ -227,7 +272,6 @@ impl Walker<'_> {
         src: Box<dyn std::io::Read + Send>,
     ) -> Draft {
         let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
-        self.res.pending_paths.push((idx, path.to_path_buf()));
         self.res.summary.files_new += 1;
         (self.ctx.progress)(1, 0);
         let _ = self.ctx.files_tx.send(FileJob {
@@ -239,18 +283,17 @@ impl Walker<'_> {
             _dir: None,
         });
         Draft {
-            node,
             pending: Some(idx),
-            dir: None,
-            unchanged: false,
+            ..Draft::of(node)
         }
     }
 
-    /// The entry `name` of `dir`, reported as `path`.
+    /// The entry `name` of `dir`, reported as `path`, at `rel` in the snapshot.
     pub(crate) fn entry(
         &mut self,
         dir: &Dir,
         path: &Path,
+        rel: &Path,
         name: &[u8],
         parent: Option<&Tree>,
     ) -> Option<Draft> {
@@ -278,175 +321,199 @@ impl Walker<'_> {
             .and_then(|t| t.find(name))
             .filter(|o| o.kind == node.kind);
         match node.kind {
-            NodeKind::Dir => {
-                let sub = self.parent_subtree(parent, name);
-                crate::failpoint::hook("list", path);
-                let here = match dir.open_dir(name, Identity::of(&md)) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        self.trouble(path, e);
-                        return None;
-                    }
-                };
-                if self
-                    .ctx
-                    .devices
-                    .as_ref()
-                    .is_some_and(|d| !d.contains(&std::os::unix::fs::MetadataExt::dev(&md)))
-                {
-                    // Another file system (`--one-file-system`): the mount point, empty.
-                    self.res.summary.dirs += 1;
-                    return Some(Draft {
-                        node,
-                        pending: None,
-                        dir: Some(DirDraft {
-                            entries: Vec::new(),
-                        }),
-                        unchanged: false,
-                    });
-                }
-                let names = self.list(&here, path)?;
-                if self.ctx.exclude_caches && is_cache_dir(&here, &names) {
-                    return None;
-                }
-                self.res.summary.dirs += 1;
-                // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
-                let v1 = names.iter().any(|n| n == b"meta")
-                    && matches!(crate::hyd::v1::detect_v1_swamp(here.path()), Ok(Some(_)));
-                match v1 {
-                    true => {
-                        let (dir, info, unchanged) =
-                            self.v1_swamp(&here, path, old, sub.as_ref())?;
-                        node.swamp = Some(info);
-                        Some(Draft {
-                            node,
-                            pending: None,
-                            dir: Some(dir),
-                            unchanged,
-                        })
-                    }
-                    false => {
-                        let dir = self.dir_of(&here, path, names, sub.as_ref());
-                        Some(Draft {
-                            node,
-                            pending: None,
-                            dir: Some(dir),
-                            unchanged: false,
-                        })
-                    }
-                }
-            }
+            NodeKind::Dir => self.entry_dir(dir, path, rel, name, parent, old, &md, node),
             NodeKind::Symlink => match std::fs::read_link(dir.entry(name)) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
-                    Some(Draft {
-                        node,
-                        pending: None,
-                        dir: None,
-                        unchanged: false,
-                    })
+                    Some(Draft::of(node))
                 }
                 Err(e) => {
                     self.trouble(path, e);
                     None
                 }
             },
-            NodeKind::File => {
-                // Temporaries of HydrAIDE's compaction (renamed over the Swamp a moment later)
-                // and of `hydraidectl`'s format migration (run with the server stopped).
-                let temp = [
-                    (
-                        crate::hyd::COMPACT_SUFFIX,
-                        "compaction output, renamed over the Swamp when done",
-                    ),
-                    (
-                        crate::hyd::FMTMIGRATE_SUFFIX,
-                        "hydraidectl format migration in progress",
-                    ),
-                ]
-                .into_iter()
-                .find(|(suffix, _)| {
-                    name.strip_suffix(suffix.as_bytes())
-                        .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
-                });
-                if let Some((_, why)) = temp {
-                    self.res.decisions.push(SwampDecision {
-                        path: path.display().to_string(),
-                        name: None,
-                        decision: Decision::Skipped,
-                        reason: format!("temporary file: {why}"),
-                        bytes_read: 0,
-                    });
-                    return None;
-                }
-                let is_hyd = name.ends_with(b".hyd");
-                self.res.summary.total_bytes += node.size;
-                if is_hyd && old.is_some_and(|o| o.swamp.is_some()) {
-                    self.res.parent_swamps_seen += 1;
-                }
-                // A Swamp quarantined last time is captured again: still broken, it is reported
-                // again (never hidden behind "unchanged"); repaired, it gets a consistent copy.
-                if let Some(o) = old
-                    && !self.ctx.force
-                    && self.all_indexed(&o.content)
-                    && o.swamp.as_ref().is_none_or(|s| s.problem.is_none())
-                    && (unchanged(o, &node)
-                        || (is_hyd && unchanged_hyd_prefix(o, &node))
-                        || (is_hyd && self.ctx.since_ns.is_some_and(|s| node.mtime_ns < s)))
-                {
-                    self.res.summary.files_unchanged += 1;
-                    (self.ctx.reused)(1, o.size);
-                    node.content = o.content.clone();
-                    node.size = o.size;
-                    // The Swamp facts stay those of the capture that stored these bytes, so the
-                    // tree is byte-identical to the parent's and deduplicates.
-                    node.swamp = o.swamp.clone();
-                    if is_hyd {
-                        self.res.summary.swamps_unchanged += 1;
-                    }
-                    return Some(Draft {
-                        node,
-                        pending: None,
-                        dir: None,
-                        unchanged: true,
-                    });
-                }
-                if old.is_some() {
-                    self.res.summary.files_changed += 1;
-                } else {
-                    self.res.summary.files_new += 1;
-                }
-                let kind = if is_hyd {
-                    let parent = old
-                        .filter(|o| {
-                            !self.ctx.force && o.swamp.is_some() && self.all_indexed(&o.content)
-                        })
-                        .map(|o| HydParent {
-                            inode: o.inode,
-                            size: o.size,
-                            content: o.content.clone(),
-                            swamp: o.swamp.clone().unwrap_or_default(),
-                        });
-                    JobKind::Hyd(parent)
-                } else {
-                    JobKind::Plain
-                };
-                let expect = Some(Identity::of(&md));
-                let idx = self.queue(dir, name, path, node.size, kind, expect);
-                Some(Draft {
-                    node,
-                    pending: Some(idx),
-                    dir: None,
-                    unchanged: false,
-                })
-            }
+            NodeKind::File => self.entry_file(dir, path, name, old, &md, node),
         }
     }
 
-    /// The folder `dir`, reported as `path`.
-    pub(crate) fn dir(&mut self, dir: &Dir, path: &Path, parent: Option<&Tree>) -> DirDraft {
+    /// A folder entry: walked, and its tree stored (its own function: the walk recurses
+    /// through it, so its frame is kept small).
+    #[allow(clippy::too_many_arguments)]
+    fn entry_dir(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        rel: &Path,
+        name: &[u8],
+        parent: Option<&Tree>,
+        old: Option<&Node>,
+        md: &std::fs::Metadata,
+        mut node: Node,
+    ) -> Option<Draft> {
+        let sub = self.parent_subtree(parent, name);
+        crate::failpoint::hook("list", path);
+        let here = match dir.open_dir(name, Identity::of(md)) {
+            Ok(d) => d,
+            Err(e) => {
+                self.trouble(path, e);
+                return None;
+            }
+        };
+        if self.other_file_system(md) {
+            return Some(self.mount_point(path, rel, node));
+        }
+        let names = self.list(&here, path)?;
+        if self.ctx.exclude_caches && is_cache_dir(&here, &names) {
+            return None;
+        }
+        self.res.summary.dirs += 1;
+        // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
+        let v1 = names.iter().any(|n| n == b"meta")
+            && matches!(crate::hyd::v1::detect_v1_swamp(here.path()), Ok(Some(_)));
+        let (entries, unchanged) = match v1 {
+            true => {
+                let (entries, info, unchanged) =
+                    self.v1_swamp(&here, path, rel, old, sub.as_ref())?;
+                node.swamp = Some(info);
+                (entries, unchanged)
+            }
+            false => (self.dir_of(&here, path, rel, names, sub.as_ref()), false),
+        };
+        drop((here, sub));
+        let (id, read) = self.finish(path, rel, entries);
+        node.subtree = Some(id);
+        Some(Draft {
+            read,
+            unchanged,
+            ..Draft::of(node)
+        })
+    }
+
+    /// Whether a folder is on another file system than the sources (`--one-file-system`).
+    fn other_file_system(&self, md: &std::fs::Metadata) -> bool {
+        let dev = std::os::unix::fs::MetadataExt::dev(md);
+        self.ctx.devices.as_ref().is_some_and(|d| !d.contains(&dev))
+    }
+
+    /// A mount point left out by `--one-file-system`: stored as an empty folder (out of line:
+    /// `entry_dir`'s frame is on the walk's recursion path).
+    #[inline(never)]
+    fn mount_point(&mut self, path: &Path, rel: &Path, mut node: Node) -> Draft {
+        self.res.summary.dirs += 1;
+        let (id, read) = self.finish(path, rel, Vec::new());
+        node.subtree = Some(id);
+        Draft {
+            read,
+            ..Draft::of(node)
+        }
+    }
+
+    /// A file entry: taken from the parent snapshot, or queued for reading.
+    fn entry_file(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        name: &[u8],
+        old: Option<&Node>,
+        md: &std::fs::Metadata,
+        mut node: Node,
+    ) -> Option<Draft> {
+        // Temporaries of HydrAIDE's compaction (renamed over the Swamp a moment later)
+        // and of `hydraidectl`'s format migration (run with the server stopped).
+        let temp = [
+            (
+                crate::hyd::COMPACT_SUFFIX,
+                "compaction output, renamed over the Swamp when done",
+            ),
+            (
+                crate::hyd::FMTMIGRATE_SUFFIX,
+                "hydraidectl format migration in progress",
+            ),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| {
+            name.strip_suffix(suffix.as_bytes())
+                .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
+        });
+        if let Some((_, why)) = temp {
+            // Kept for a dry run's decision log only.
+            if self.ctx.all_decisions {
+                self.res.decisions.push(SwampDecision {
+                    path: path.display().to_string(),
+                    name: None,
+                    decision: Decision::Skipped,
+                    reason: format!("temporary file: {why}"),
+                    bytes_read: 0,
+                });
+            }
+            return None;
+        }
+        let is_hyd = name.ends_with(b".hyd");
+        self.res.summary.total_bytes += node.size;
+        if is_hyd && old.is_some_and(|o| o.swamp.is_some()) {
+            self.res.parent_swamps_seen += 1;
+        }
+        // A Swamp quarantined last time is captured again: still broken, it is reported
+        // again (never hidden behind "unchanged"); repaired, it gets a consistent copy.
+        if let Some(o) = old
+            && !self.ctx.force
+            && self.all_indexed(&o.content)
+            && o.swamp.as_ref().is_none_or(|s| s.problem.is_none())
+            && (unchanged(o, &node)
+                || (is_hyd && unchanged_hyd_prefix(o, &node))
+                || (is_hyd && self.ctx.since_ns.is_some_and(|s| node.mtime_ns < s)))
+        {
+            self.res.summary.files_unchanged += 1;
+            (self.ctx.reused)(1, o.size);
+            node.content = o.content.clone();
+            node.size = o.size;
+            // The Swamp facts stay those of the capture that stored these bytes, so the
+            // tree is byte-identical to the parent's and deduplicates.
+            node.swamp = o.swamp.clone();
+            if is_hyd {
+                self.res.summary.swamps_unchanged += 1;
+            }
+            return Some(Draft {
+                unchanged: true,
+                ..Draft::of(node)
+            });
+        }
+        if old.is_some() {
+            self.res.summary.files_changed += 1;
+        } else {
+            self.res.summary.files_new += 1;
+        }
+        let kind = if is_hyd {
+            let parent = old
+                .filter(|o| !self.ctx.force && o.swamp.is_some() && self.all_indexed(&o.content))
+                .map(|o| HydParent {
+                    inode: o.inode,
+                    size: o.size,
+                    content: o.content.clone(),
+                    swamp: o.swamp.clone().unwrap_or_default(),
+                });
+            JobKind::Hyd(parent)
+        } else {
+            JobKind::Plain
+        };
+        let expect = Some(Identity::of(md));
+        let idx = self.queue(dir, name, path, node.size, kind, expect);
+        Some(Draft {
+            pending: Some(idx),
+            ..Draft::of(node)
+        })
+    }
+
+    /// The entries of the folder `dir`, reported as `path`, at `rel` in the snapshot.
+    pub(crate) fn dir(
+        &mut self,
+        dir: &Dir,
+        path: &Path,
+        rel: &Path,
+        parent: Option<&Tree>,
+    ) -> Vec<Draft> {
         let names = self.list(dir, path).unwrap_or_default();
-        self.dir_of(dir, path, names, parent)
+        self.dir_of(dir, path, rel, names, parent)
     }
 
     /// The names in a directory, sorted; an unreadable directory is reported and empty, one
@@ -480,9 +547,10 @@ impl Walker<'_> {
         &mut self,
         dir: &Dir,
         path: &Path,
+        rel: &Path,
         names: Vec<Vec<u8>>,
         parent: Option<&Tree>,
-    ) -> DirDraft {
+    ) -> Vec<Draft> {
         // Entries are examined in parallel: stat calls and parent-tree loads overlap, and on a
         // data root of a thousand islands both cores walk.
         let ctx = self.ctx;
@@ -493,8 +561,9 @@ impl Walker<'_> {
                 || (WalkResult::default(), Vec::new()),
                 |(res, mut drafts), (i, name)| {
                     let mut w = Walker { ctx, res };
-                    let p = path.join(std::ffi::OsStr::from_bytes(name));
-                    if let Some(d) = w.entry(dir, &p, name, parent) {
+                    let name_os = std::ffi::OsStr::from_bytes(name);
+                    let (p, r) = (path.join(name_os), rel.join(name_os));
+                    if let Some(d) = w.entry(dir, &p, &r, name, parent) {
                         drafts.push((i, d));
                     }
                     (w.res, drafts)
@@ -507,9 +576,7 @@ impl Walker<'_> {
             entries.extend(drafts);
         }
         entries.sort_unstable_by_key(|e| e.0);
-        DirDraft {
-            entries: entries.into_iter().map(|e| e.1).collect(),
-        }
+        entries.into_iter().map(|e| e.1).collect()
     }
 
     /// A V1 Swamp folder is captured as one unit: its files are read together and read again
@@ -519,9 +586,10 @@ impl Walker<'_> {
         &mut self,
         dir: &Dir,
         path: &Path,
+        rel: &Path,
         old: Option<&Node>,
         parent: Option<&Tree>,
-    ) -> Option<(DirDraft, SwampInfo, bool)> {
+    ) -> Option<(Vec<Draft>, SwampInfo, bool)> {
         if old.is_some_and(|o| o.swamp.is_some()) {
             self.res.parent_swamps_seen += 1;
         }
@@ -604,14 +672,9 @@ impl Walker<'_> {
                 self.res.summary.files_unchanged += 1;
                 self.res.summary.total_bytes += n.size;
                 (self.ctx.reused)(1, n.size);
-                entries.push(Draft {
-                    node: n,
-                    pending: None,
-                    dir: None,
-                    unchanged: false,
-                });
+                entries.push(Draft::of(n));
             }
-            return Some((DirDraft { entries }, info, true));
+            return Some((entries, info, true));
         }
         let mut captured = None;
         for attempt in 0..4u32 {
@@ -659,7 +722,7 @@ impl Walker<'_> {
                 path,
                 "V1 Swamp folder kept changing while it was read; files stored one by one",
             );
-            return Some((self.dir(dir, path, parent), info, false));
+            return Some((self.dir(dir, path, rel, parent), info, false));
         };
         if old.is_some() {
             self.res.summary.swamps_rewritten += 1;
@@ -677,13 +740,11 @@ impl Walker<'_> {
             }
             let idx = self.queue(dir, &name, &p, n.size, JobKind::Bytes(data), None);
             entries.push(Draft {
-                node: n,
                 pending: Some(idx),
-                dir: None,
-                unchanged: false,
+                ..Draft::of(n)
             });
         }
-        Some((DirDraft { entries }, info, false))
+        Some((entries, info, false))
     }
 
     /// A V1 Swamp folder destroyed during the walk (counted with the parent's Swamps not seen).

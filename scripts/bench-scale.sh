@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Memory and time against the number of Swamps (`scripts/bench-peers.sh --scale` runs this).
+# For each count, hydgen writes a data root of that many small Swamps (hydgen's smallest, 8-10
+# KB each: the 1,000,000-Swamp root is ~9 GB of data, ~11 GB on disk with its folders, and
+# each tool's repository about as much again: check `df` first), and each tool makes an initial backup, an unchanged re-backup and a restore of
+# one Swamp, each measured with /usr/bin/time (wall, user+sys CPU, peak RSS). Writes
+# benches/scale.tsv, benches/scale-rss.png (peak RSS against Swamps) and the "Scale" section of
+# benches/RESULTS.md. Tool drivers: scripts/bench/tools.sh. Not part of the test suite.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: scripts/bench-scale.sh [options]     (or: scripts/bench-peers.sh --scale [options])
+
+  --counts LIST   Swamp counts (default 10000,100000,1000000)
+  --tools LIST    from hydrabackup,restic (default both)
+  --seed N        hydgen seed (default 7)
+  --work DIR      scratch folder (default /work/benchdata/scale; emptied before and after)
+  --out DIR       where scale.tsv, the chart and RESULTS.md go (default benches)
+  --no-build      do not run `cargo build --release --bins` first
+  --keep          keep the scratch folder
+EOF
+}
+
+repo_root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo_root"
+counts=10000,100000,1000000 tools=hydrabackup,restic seed=7 work=/work/benchdata/scale
+out=benches build=1 keep=0
+cmdline="scripts/bench-scale.sh $*"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --counts) counts=${2:?}; shift 2 ;;
+    --tools) tools=${2:?}; shift 2 ;;
+    --seed) seed=${2:?}; shift 2 ;;
+    --work) work=${2:?}; shift 2 ;;
+    --out) out=${2:?}; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+case "$work" in /|/work|/work/|/tmp|/tmp/|"$repo_root"*) echo "refusing --work $work" >&2; exit 2 ;; esac
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for t in ${tools//,/ }; do
+  case "$t" in
+    hydrabackup) ;;
+    restic) command -v restic >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null 2>&1 || die "restic could not be installed"; } ;;
+    *) die "unknown tool: $t (the scale mode runs hydrabackup and restic)" ;;
+  esac
+done
+[ -x /usr/bin/time ] || die "no /usr/bin/time (apt-get install time)"
+if [ "$build" = 1 ]; then log "cargo build --release --bins"; cargo build --release --bins -q; fi
+[ -x target/release/hydrabackup ] && [ -x target/release/hydgen ] || die "no release binaries"
+
+rm -rf "$work"; mkdir -p "$work/bin" "$out"
+out=$(cd "$out" && pwd)
+cp target/release/hydrabackup target/release/hydgen "$work/bin/"
+export HB=$work/bin/hydrabackup BENCH_PASSWORD=bench-scale BENCH_THREADS=$(nproc)
+# shellcheck source=bench/tools.sh
+source scripts/bench/tools.sh
+tsv=$out/scale.tsv
+printf 'swamps\tdata_bytes\tdisk_bytes\ttool\tstep\twall_s\tcpu_s\tmaxrss_kib\n' >"$tsv"
+
+# step COUNT TOOL STEP FUNCTION ARGS...: one measured step, appended to the TSV.
+step() {
+  local n=$1 tool=$2 name=$3; shift 3
+  local res=$work/time.res
+  /usr/bin/time -o "$res" -f '%e %U %S %M' bash -c 'source scripts/bench/tools.sh; "$@"' _ "$@" \
+    >"$work/$tool-$name.out" 2>"$work/$tool-$name.err" || die "$tool $name failed (see $work)"
+  read -r wall user sys rss <"$res"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$data_bytes" "$disk_bytes" "$tool" "$name" \
+    "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$rss" >>"$tsv"
+  log "$n Swamps, $tool $name: ${wall}s, peak RSS ${rss} KiB"
+}
+
+for n in ${counts//,/ }; do
+  export SRC=$work/root
+  rm -rf "$SRC"
+  log "hydgen: $n small Swamps"
+  "$work/bin/hydgen" gen --root "$SRC" --seed "$seed" --swamps "$n" --size "$((n / 1000 + 1))M" >/dev/null
+  data_bytes=$(du -sb "$SRC" | cut -f1) disk_bytes=$(du -s --block-size=1 "$SRC" | cut -f1)
+  one=$(cd "$SRC" && find . -name '*.hyd' -print -quit | sed 's|^\./||')
+  for tool in ${tools//,/ }; do
+    export REPO=$work/repo-$tool CACHE=$work/cache-$tool
+    rm -rf "$REPO" "$CACHE" "$work/one"; mkdir -p "$CACHE"
+    "${tool}_init" >/dev/null 2>&1 || die "$tool init failed"
+    step "$n" "$tool" backup-initial "${tool}_backup"
+    step "$n" "$tool" backup-unchanged "${tool}_backup"
+    if declare -F "${tool}_before_restore" >/dev/null; then "${tool}_before_restore" "$one"; fi
+    step "$n" "$tool" restore-one "${tool}_restore_one" "$work/one" "$one"
+    rm -rf "$REPO" "$CACHE" "$work/one"
+  done
+done
+
+# ------------------------------------------------------------------------------- report
+if command -v gnuplot >/dev/null; then
+  plot=""
+  for tool in ${tools//,/ }; do
+    for s in backup-initial backup-unchanged; do
+      awk -F'\t' -v t="$tool" -v s="$s" 'NR > 1 && $4 == t && $5 == s {print $1, $8 / 1024}' "$tsv" >"$work/$tool-$s.dat"
+      plot+="${plot:+, }'$work/$tool-$s.dat' using 1:2 with linespoints title '$tool $s'"
+    done
+  done
+  gnuplot <<EOF
+set terminal pngcairo size 900,500
+set output '$out/scale-rss.png'
+set title 'Peak RSS against the number of Swamps'
+set xlabel 'Swamps'; set ylabel 'peak RSS (MiB)'; set logscale x; set key left top; set grid
+plot $plot
+EOF
+fi
+python3 - "$tsv" "$out/RESULTS.md" "$cmdline" <<'EOF'
+import csv, sys
+tsv, results, cmd = sys.argv[1:4]
+rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+get = lambda n, t, s: next((r for r in rows if r["swamps"] == n and r["tool"] == t and r["step"] == s), None)
+lines = ["## Scale", "", f"`{cmd}`: peak RSS and time against the number of small Swamps "
+         "(hydgen; data and on-disk size of each root below). Targets: hydrabackup's initial and "
+         "unchanged backups ≤ 200 MB and ≤ ½ of restic's peak RSS, the unchanged re-backup ≥ 3× "
+         "faster than restic's, `restore --swamp` of one Swamp < 1 s.", "",
+         "| Swamps | root (data / disk) | step | hydrabackup RSS | restic RSS | hydrabackup time | restic time | target |",
+         "|---|---|---|---|---|---|---|---|"]
+for n in sorted({r["swamps"] for r in rows}, key=int):
+    for s in ["backup-initial", "backup-unchanged", "restore-one"]:
+        h, r = get(n, "hydrabackup", s), get(n, "restic", s)
+        if not h: continue
+        rss_h = int(h["maxrss_kib"]) / 1024
+        rss_r = int(r["maxrss_kib"]) / 1024 if r else None
+        ok = []
+        if s != "restore-one":
+            ok.append(rss_h <= 200 and (rss_r is None or rss_h <= rss_r / 2))
+        if s == "backup-unchanged" and r:
+            ok.append(float(r["wall_s"]) >= 3 * float(h["wall_s"]))
+        if s == "restore-one":
+            ok.append(float(h["wall_s"]) < 1)
+        size = f'{int(h["data_bytes"]) / 1e9:.2f} / {int(h["disk_bytes"]) / 1e9:.2f} GB'
+        lines.append(f'| {int(n):,} | {size} | {s} | {rss_h:.0f} MiB | '
+                     f'{"%.0f MiB" % rss_r if rss_r else "n/a"} | {h["wall_s"]} s | '
+                     f'{r["wall_s"] + " s" if r else "n/a"} | {"met" if all(ok) else "NOT met"} |')
+lines += ["", "![peak RSS against Swamps](scale-rss.png)", ""]
+section = "\n".join(lines)
+text = open(results).read() if __import__("os").path.exists(results) else ""
+begin, end = "<!-- scale:begin -->", "<!-- scale:end -->"
+block = f"{begin}\n{section}{end}"
+if begin in text:
+    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+else:
+    text = text.rstrip("\n") + "\n\n" + block + "\n"
+open(results, "w").write(text)
+EOF
+[ "$keep" = 1 ] || rm -rf "$work"
+log "wrote $tsv and the Scale section of $out/RESULTS.md"
