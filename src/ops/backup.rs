@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::backend::FileKind;
 use crate::chunker::Chunker;
+use crate::logical::capture::{LogicalCtx, group_seed};
 use crate::ops::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
@@ -70,6 +71,11 @@ pub struct BackupOptions {
     /// Record this time as the snapshot's instead of now (e.g. "2026-11-20 14:00").
     #[arg(long)]
     pub time: Option<String>,
+    /// How `.hyd` files are captured: `file` (block-aligned copies), `logical` (records) or
+    /// `auto` (records for rewritten Swamps); default: the repository's (`init --mode`), else
+    /// `file`.
+    #[arg(long, value_enum)]
+    pub mode: Option<crate::logical::BackupMode>,
 }
 
 /// What a backup did.
@@ -190,6 +196,12 @@ pub fn backup(
         |items, bytes| progress.done(items, bytes),
         |items, bytes| progress.total(items, bytes),
     );
+    let mode = opts.mode.or(repo.config().backup_mode).unwrap_or_default();
+    let logical = (mode != crate::logical::BackupMode::File).then(|| LogicalCtx {
+        mode,
+        keys: repo.keys(),
+        seed: group_seed(repo.config().hyd_chunker.seed),
+    });
     let (root, mut walker, queued) = std::thread::scope(|s| {
         for _ in 0..2 {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
@@ -201,6 +213,7 @@ pub fn backup(
                     buf: Vec::new(),
                     chunks: tx,
                     progress: read,
+                    logical,
                 };
                 for job in rx.iter() {
                     if writer.failed() {

@@ -26,6 +26,9 @@ pub struct InitOptions {
     /// between the two moves only missing blobs and backups into either deduplicate alike.
     #[arg(long, requires = "from_repo")]
     pub copy_params: bool,
+    /// How backups capture HydrAIDE `.hyd` files by default (`backup --mode` overrides it).
+    #[arg(long, value_enum)]
+    pub mode: Option<crate::logical::BackupMode>,
 }
 
 impl InitOptions {
@@ -35,6 +38,7 @@ impl InitOptions {
         let mut cfg = Config::new();
         cfg.pack_size = self.pack_size.saturating_mul(1024 * 1024);
         cfg.compression = self.compression;
+        cfg.backup_mode = self.mode;
         let avg = self.chunk_avg.saturating_mul(1024);
         if !avg.is_power_of_two() {
             return Err(Error::InvalidInput(

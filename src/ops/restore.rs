@@ -189,6 +189,16 @@ impl Lost<'_> {
         self.failed(self.plan.path(&self.plan.files[fi]), e)
     }
 
+    /// Gives up file `fi` whose completion failed: a logical Swamp whose records do not
+    /// rebuild is damaged data, anything else the target's refusal.
+    fn finish_failed(&self, fi: usize, e: io::Error) -> Result<()> {
+        if e.kind() == io::ErrorKind::InvalidData && self.plan.files[fi].node.logical().is_some() {
+            self.damaged(fi, &e.to_string());
+            return Ok(());
+        }
+        self.file_failed(fi, e)
+    }
+
     fn is_dead(&self, fi: usize) -> bool {
         self.dead[fi].load(Ordering::Acquire)
     }
@@ -252,7 +262,7 @@ pub fn restore(
             locs.push((loc, off));
             off += loc.entry.raw_len as u64;
         }
-        if why.is_none() && off != f.node.size {
+        if why.is_none() && off != f.node.content_len() {
             why = Some("the indexed blob sizes do not add up to the file size".into());
         }
         if let Some(why) = why {
@@ -388,8 +398,12 @@ pub fn restore(
     Ok(summary)
 }
 
-/// Sets a complete temporary file's metadata and renames it to its real name.
+/// Sets a complete temporary file's metadata and renames it to its real name; a logical
+/// Swamp's record stream is first rewritten in place as a `.hyd` file.
 fn finish(tgt: &Target<'_>, file: &File, f: &Entry, tmp: &[u8]) -> io::Result<()> {
+    if f.node.logical().is_some() {
+        crate::logical::rebuild::rebuild_file(file, &f.node, None)?;
+    }
     set_meta(file, &f.node)?;
     let dir = tgt.dir(f.dir)?;
     tgt.rename(&dir, tmp, &f.node.name)
@@ -432,14 +446,14 @@ fn write_files(
             let (file, tmp) =
                 tgt.create_temp(&dir, temp_names(fi), |n| taken.contains(&(f.dir, n)))?;
             let tmp = tmps[fi].get_or_init(|| tmp);
-            file.set_len(f.node.size)?;
+            file.set_len(f.node.content_len())?;
             if remaining[fi].load(Ordering::Relaxed) == 0 {
                 finish(tgt, &file, f, tmp)?;
                 progress.done(1, 0);
             }
             Ok(())
         });
-        r.or_else(|e| lost.file_failed(fi, e))
+        r.or_else(|e| lost.finish_failed(fi, e))
     })?;
 
     // Blobs that cannot be read or do not verify mark their files as damaged; everything else
@@ -494,7 +508,7 @@ fn write_files(
                     });
                     match r {
                         Ok(()) => progress.done(1, 0),
-                        Err(er) => lost.file_failed(fi, er)?,
+                        Err(er) => lost.finish_failed(fi, er)?,
                     }
                 }
             }

@@ -64,6 +64,9 @@ pub struct Config {
     pub compression: i32,
     /// Block-aligned chunking of HydrAIDE `.hyd` data.
     pub hyd_chunker: HydChunking,
+    /// How `backup` captures `.hyd` files unless `--mode` says otherwise (absent: `file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_mode: Option<crate::logical::BackupMode>,
 }
 
 impl Config {
@@ -79,6 +82,7 @@ impl Config {
             hyd_chunker: HydChunking::with_seed(u64::from_le_bytes(
                 Id::random().0[..8].try_into().expect("8 bytes"),
             )),
+            backup_mode: None,
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::repo::config::HydChunking;
 use crate::repo::index::Index;
 use crate::repo::tree::{Decision, SwampInfo};
 use crate::source::hydraide::{Capture, ChunkSink, HydCapture, capture};
+use crate::logical::BackupMode;
+use crate::logical::capture::{Buffer, Converted, LogicalCtx, MAX_LOGICAL_FILE, Stream};
 use crate::source::walk::{FileJob, JobKind};
 use crate::source::{Identity, Tally, Trouble, open_checked, trouble};
 
@@ -126,6 +128,8 @@ pub(crate) struct Reader<'a> {
     pub(crate) chunks: Sender<ChunkJob>,
     /// Bytes read.
     pub(crate) progress: Tally<'a>,
+    /// Logical capture of `.hyd` files (`--mode logical|auto`), if on.
+    pub(crate) logical: Option<LogicalCtx<'a>>,
 }
 
 /// Sends one file's chunks to the workers, numbering them; an attempt that starts over gets a
@@ -164,6 +168,16 @@ impl ChunkSink for FileSink<'_> {
     }
 }
 
+/// Hands a buffered capture's chunks to the file's sink as a new attempt.
+fn forward(sink: &mut FileSink<'_>, buf: Buffer) {
+    sink.restart();
+    for ch in buf.chunks {
+        if !sink.chunk(ch) {
+            return;
+        }
+    }
+}
+
 impl Reader<'_> {
     pub(crate) fn read(&mut self, job: FileJob) -> FileDone {
         crate::failpoint::hook("open", &job.display);
@@ -193,7 +207,49 @@ impl Reader<'_> {
                     next: 0,
                     base: 0,
                 };
-                match capture(&job.path, parent.as_ref(), &self.hyd, &mut sink) {
+                let logical = self.logical.filter(|_| {
+                    std::fs::metadata(&job.path).is_ok_and(|m| m.len() <= MAX_LOGICAL_FILE)
+                });
+                let result = match logical {
+                    None => capture(&job.path, parent.as_ref(), &self.hyd, &mut sink),
+                    Some(lc) => {
+                        // Logical mode reads whole; auto lets the capture prove an append.
+                        let p = parent.as_ref().filter(|_| lc.mode == BackupMode::Auto);
+                        let mut buf = Buffer::default();
+                        match capture(&job.path, p, &self.hyd, &mut buf) {
+                            Ok(Capture::Captured(mut c)) => {
+                                if parent.is_some() && c.swamp.decision == Decision::New {
+                                    c.swamp.decision = Decision::Rewritten;
+                                }
+                                match lc.convert(&c, &buf.chunks) {
+                                    Converted::Stream(st) => {
+                                        done.read = c.bytes_read;
+                                        Self::stored_stream(&mut sink, c, st, &mut done);
+                                        return done;
+                                    }
+                                    Converted::File => {
+                                        forward(&mut sink, buf);
+                                        Ok(Capture::Captured(c))
+                                    }
+                                    Converted::Bad(reason) => {
+                                        forward(&mut sink, buf);
+                                        Ok(Capture::Quarantine {
+                                            reason,
+                                            swamp: c.swamp.clone(),
+                                            prefix: Some(Box::new(c)),
+                                        })
+                                    }
+                                }
+                            }
+                            Ok(q) => {
+                                forward(&mut sink, buf);
+                                Ok(q)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                match result {
                     Ok(Capture::Captured(c)) => {
                         done.read = c.bytes_read;
                         Self::captured(&mut sink, c, &mut done);
@@ -244,6 +300,30 @@ impl Reader<'_> {
         let base = sink.base;
         if !sink.send(base, c.header_blob) {
             done.error = Some("backup aborted".into());
+        }
+    }
+
+    /// Records a logical capture: its record groups (numbered as the file's chunks), then its
+    /// index pages (stored, named in the Swamp facts, not part of the content).
+    pub(crate) fn stored_stream(
+        sink: &mut FileSink<'_>,
+        c: HydCapture,
+        st: Stream,
+        done: &mut FileDone,
+    ) {
+        sink.restart();
+        done.seq_base = sink.next;
+        done.chunks = st.groups.len() as u32;
+        done.size = c.size;
+        let mut swamp = c.swamp;
+        swamp.tail = None;
+        swamp.logical = Some(st.info);
+        done.swamp = Some(swamp);
+        for data in st.groups.into_iter().chain(st.pages) {
+            if !sink.chunk(data) {
+                done.error = Some("backup aborted".into());
+                return;
+            }
         }
     }
 
