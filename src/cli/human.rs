@@ -233,6 +233,7 @@ pub fn show(out: &ShowOutcome) {
             s.problem
                 .as_deref()
                 .map(|x| format!("  ({x})"))
+                .or(s.records.map(|r| format!("  (logical: {r} records)")))
                 .unwrap_or_default()
         );
     }

@@ -103,7 +103,10 @@ impl LogicalCtx<'_> {
             records: r.live.len() as u64,
             digest: live_digest(&r.live),
             stream_size: groups.iter().map(|g| g.len() as u64).sum(),
-            index: pages.iter().map(|p| self.keys.blob_id(p)).collect::<Vec<Id>>(),
+            index: pages
+                .iter()
+                .map(|p| self.keys.blob_id(p))
+                .collect::<Vec<Id>>(),
         };
         Converted::Stream(Stream {
             groups,

@@ -65,7 +65,9 @@ pub fn decode_page(data: &[u8]) -> Result<Vec<IndexEntry>, RecordError> {
     for _ in 0..count {
         let start = pos;
         let take = |pos: &mut usize, n: usize| -> Result<&[u8], RecordError> {
-            let s = data.get(*pos..*pos + n).ok_or(RecordError::Truncated(start))?;
+            let s = data
+                .get(*pos..*pos + n)
+                .ok_or(RecordError::Truncated(start))?;
             *pos += n;
             Ok(s)
         };
@@ -111,7 +113,10 @@ mod tests {
         let p = encode_page(&recs).unwrap();
         let d = decode_page(&p).unwrap();
         assert_eq!(d.len(), 2);
-        assert_eq!((d[1].key.as_slice(), d[1].offset, d[1].value_len), (&b"b"[..], 9, 2));
+        assert_eq!(
+            (d[1].key.as_slice(), d[1].offset, d[1].value_len),
+            (&b"b"[..], 9, 2)
+        );
         assert_eq!(d[0].modified_ns, None);
         assert!(decode_page(&p[..p.len() - 1]).is_err());
         let mut q = p.clone();

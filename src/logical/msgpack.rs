@@ -70,7 +70,10 @@ impl Cursor<'_> {
     }
 
     fn uint(&mut self, n: usize) -> Result<u64, &'static str> {
-        Ok(self.take(n)?.iter().fold(0u64, |a, &b| a << 8 | u64::from(b)))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |a, &b| a << 8 | u64::from(b)))
     }
 
     fn map_len(&mut self) -> Result<u64, &'static str> {
@@ -116,9 +119,7 @@ impl Cursor<'_> {
                 let shift = 64 - 8 * n as u32;
                 Some(((v << shift) as i64) >> shift)
             }
-            0xd6 if self.byte().ok()? == 0xff => {
-                Some(self.uint(4).ok()? as i64 * 1_000_000_000)
-            }
+            0xd6 if self.byte().ok()? == 0xff => Some(self.uint(4).ok()? as i64 * 1_000_000_000),
             0xd7 if self.byte().ok()? == 0xff => {
                 let v = self.uint(8).ok()?;
                 let (ns, s) = ((v >> 34) as i64, (v & ((1 << 34) - 1)) as i64);
@@ -192,7 +193,10 @@ mod tests {
         assert!(modified_ns(&w).is_err());
         assert_eq!(modified_ns(b"plain bytes"), Ok(None));
         // A timestamp ext (32-bit seconds).
-        let t = [0x81, 0xa9, b'c', b'r', b'e', b'a', b't', b'e', b'd', b'A', b't', 0xd6, 0xff, 0, 0, 0, 2];
+        let t = [
+            0x81, 0xa9, b'c', b'r', b'e', b'a', b't', b'e', b'd', b'A', b't', 0xd6, 0xff, 0, 0, 0,
+            2,
+        ];
         assert_eq!(modified_ns(&t), Ok(Some(2_000_000_000)));
         // A map claiming more entries than there are bytes.
         assert!(modified_ns(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());

@@ -16,7 +16,11 @@ use crate::repo::tree::Node;
 /// Writes the records `(key, value)` (ascending keys) as a `.hyd` file whose header is taken
 /// from `header_blob` (the captured 64-byte header and, for version 3, the name); `name` is
 /// the Swamp name for a version-2 file's METADATA entry.
-pub fn rebuild<'a, I>(header_blob: &[u8], name: Option<&str>, records: I) -> Result<Vec<u8>, HydError>
+pub fn rebuild<'a, I>(
+    header_blob: &[u8],
+    name: Option<&str>,
+    records: I,
+) -> Result<Vec<u8>, HydError>
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
@@ -101,8 +105,10 @@ mod tests {
     fn rebuilt_file_replays_to_the_records() {
         for v in [Version::V2, Version::V3] {
             let mut w = HydWriter::create_in(Cursor::new(Vec::new()), "s/r/n", v, 11).unwrap();
-            w.add(Entry::new(Op::Insert, b"b".to_vec(), b"1".to_vec())).unwrap();
-            w.add(Entry::new(Op::Insert, b"a".to_vec(), b"2".to_vec())).unwrap();
+            w.add(Entry::new(Op::Insert, b"b".to_vec(), b"1".to_vec()))
+                .unwrap();
+            w.add(Entry::new(Op::Insert, b"a".to_vec(), b"2".to_vec()))
+                .unwrap();
             let src = w.finish(12).unwrap().into_inner();
             let r = replay_bytes(&src).unwrap();
             let hb = &src[..r.header.data_start() as usize];

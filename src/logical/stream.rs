@@ -84,7 +84,10 @@ where
 
 /// Decodes one group: whole records, keys non-empty and strictly ascending after `after`
 /// (the last key of the previous group, if any).
-pub fn decode_group<'a>(data: &'a [u8], after: Option<&[u8]>) -> Result<Vec<Record<'a>>, RecordError> {
+pub fn decode_group<'a>(
+    data: &'a [u8],
+    after: Option<&[u8]>,
+) -> Result<Vec<Record<'a>>, RecordError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     let mut last: Option<&[u8]> = after;
@@ -95,7 +98,9 @@ pub fn decode_group<'a>(data: &'a [u8], after: Option<&[u8]>) -> Result<Vec<Reco
             .ok_or(RecordError::Truncated(start))?;
         let kl = u16::from_le_bytes([kl[0], kl[1]]) as usize;
         pos += 2;
-        let key = data.get(pos..pos + kl).ok_or(RecordError::Truncated(start))?;
+        let key = data
+            .get(pos..pos + kl)
+            .ok_or(RecordError::Truncated(start))?;
         pos += kl;
         let vl = data
             .get(pos..pos + 4)
@@ -143,7 +148,12 @@ mod tests {
 
     fn live(n: usize) -> LiveSet {
         (0..n)
-            .map(|i| (format!("key-{i:06}").into_bytes(), vec![i as u8; 100 + i % 300]))
+            .map(|i| {
+                (
+                    format!("key-{i:06}").into_bytes(),
+                    vec![i as u8; 100 + i % 300],
+                )
+            })
             .collect()
     }
 

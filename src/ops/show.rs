@@ -57,6 +57,10 @@ pub struct ShowSwamp {
     pub decision: Decision,
     /// Why it was quarantined, if it was.
     pub problem: Option<String>,
+    /// Live records, for a logical capture (stored as records, not as the file; absent for
+    /// file captures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
 }
 
 /// A snapshot's catalogue (the `--json` document).
@@ -93,6 +97,7 @@ pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Resul
                 modified_ns: s.modified_ns,
                 decision: s.decision,
                 problem: s.problem.clone(),
+                records: s.logical.as_ref().map(|l| l.records),
             });
         }
         Ok(())

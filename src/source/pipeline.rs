@@ -10,14 +10,14 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::Id;
 use crate::chunker::{ChunkStream, Chunker};
+use crate::logical::BackupMode;
+use crate::logical::capture::{Buffer, Converted, LogicalCtx, MAX_LOGICAL_FILE, Stream};
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
 use crate::repo::config::HydChunking;
 use crate::repo::index::Index;
 use crate::repo::tree::{Decision, SwampInfo};
 use crate::source::hydraide::{Capture, ChunkSink, HydCapture, capture};
-use crate::logical::BackupMode;
-use crate::logical::capture::{Buffer, Converted, LogicalCtx, MAX_LOGICAL_FILE, Stream};
 use crate::source::walk::{FileJob, JobKind};
 use crate::source::{Identity, Tally, Trouble, open_checked, trouble};
 
