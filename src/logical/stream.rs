@@ -183,7 +183,7 @@ mod tests {
         let mut g = Vec::new();
         push_record(&mut g, b"b", b"1");
         push_record(&mut g, b"a", b"2");
-        assert_eq!(decode_group(&g, None), Err(RecordError::Order(6)));
+        assert_eq!(decode_group(&g, None), Err(RecordError::Order(8)));
         let mut g = Vec::new();
         push_record(&mut g, b"a", b"value");
         assert!(matches!(
