@@ -94,6 +94,8 @@ pub enum Command {
     /// Show a snapshot's HydrAIDE catalogue: every Swamp with its facts (`created` is the
     /// header's CreatedAt, `modified` the file's mtime: its last write).
     Show(ShowOptions),
+    /// Find Treasures by key across snapshots: where each is and when its value changed.
+    Find(hydrabackup::ops::find::FindOptions),
     /// Check the repository; with --read-data also every stored byte.
     #[command(alias = "check")]
     Verify(VerifyOptions),

@@ -286,6 +286,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Restore(a) => {
             let repo = open(g)?;
             let out = with_progress(g, "restore", |p| ops::restore::run(&repo, &a, p))?;
+            if a.raw {
+                use std::io::Write;
+                let mut o = std::io::stdout().lock();
+                o.write_all(&out.summary.raw)
+                    .and_then(|()| o.flush())
+                    .map_err(|e| Error::io("stdout", e))?;
+                return Ok(0);
+            }
             if g.json {
                 print_outcome(&out);
             }
@@ -321,6 +329,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 print_outcome(&out);
             } else if !g.quiet {
                 human::show(&out);
+            }
+            finish(&[&repo], 0)
+        }
+        Command::Find(a) => {
+            let repo = open(g)?;
+            let out = ops::find::run(&repo, &a, &none)?;
+            if g.json {
+                print_outcome(&out);
+            } else if !g.quiet {
+                human::find(&out);
             }
             finish(&[&repo], 0)
         }

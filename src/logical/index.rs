@@ -1,9 +1,10 @@
 //! The record index: one page per record group, listing each record's key, offset in the
-//! group, value size and the Treasure's modified time, so that `find --key`, `show --keys`,
-//! `restore --key` and time-window restores read pages, not values. Page layout
+//! group, value size, a hash of the value and the Treasure's modified time, so that
+//! `find --key`, `show --keys` and `restore --key` read pages, not values. Page layout
 //! (little-endian): `"HBRI" | version u8 = 1 | count u32 | count × (key_len u16 | key |
-//! offset u32 | value_len u32 | modified_ns i64)`, `modified_ns` = `i64::MIN` when the value
-//! does not decode as a MessagePack Treasure with a time.
+//! offset u32 | value_len u32 | value_hash u64 | modified_ns i64)`; `value_hash` is xxh64
+//! (seed 0) of the value, `modified_ns` = `i64::MIN` when the value does not decode as a
+//! MessagePack Treasure with a time.
 
 use super::RecordError;
 use super::stream::Record;
@@ -22,6 +23,8 @@ pub struct IndexEntry {
     pub offset: u32,
     /// Bytes of the value.
     pub value_len: u32,
+    /// xxh64 of the value (tells whether a value changed between snapshots).
+    pub value_hash: u64,
     /// The Treasure's modified time (unix ns), when its value carries one.
     pub modified_ns: Option<i64>,
 }
@@ -29,7 +32,7 @@ pub struct IndexEntry {
 /// Encodes the page of a group's records; a value that starts like a MessagePack map but does
 /// not decode is refused.
 pub fn encode_page(recs: &[Record<'_>]) -> Result<Vec<u8>, RecordError> {
-    let mut out = Vec::with_capacity(9 + recs.iter().map(|r| r.key.len() + 18).sum::<usize>());
+    let mut out = Vec::with_capacity(9 + recs.iter().map(|r| r.key.len() + 26).sum::<usize>());
     out.extend_from_slice(PAGE_MAGIC);
     out.push(1);
     out.extend_from_slice(&(recs.len() as u32).to_le_bytes());
@@ -38,6 +41,7 @@ pub fn encode_page(recs: &[Record<'_>]) -> Result<Vec<u8>, RecordError> {
         out.extend_from_slice(r.key);
         out.extend_from_slice(&r.offset.to_le_bytes());
         out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&xxhash_rust::xxh64::xxh64(r.value, 0).to_le_bytes());
         let t = super::msgpack::modified_ns(r.value).map_err(|why| RecordError::MessagePack {
             key: super::shown_key(r.key),
             why,
@@ -56,8 +60,8 @@ pub fn decode_page(data: &[u8]) -> Result<Vec<IndexEntry>, RecordError> {
         return Err(RecordError::BadPage("unknown version"));
     }
     let count = u32::from_le_bytes(data[5..9].try_into().expect("4 bytes")) as usize;
-    // Every entry takes at least 19 bytes: no allocation beyond what the page holds.
-    if count > (data.len() - 9) / 19 {
+    // Every entry takes at least 27 bytes: no allocation beyond what the page holds.
+    if count > (data.len() - 9) / 27 {
         return Err(RecordError::BadPage("count larger than the page"));
     }
     let mut out = Vec::with_capacity(count);
@@ -75,6 +79,7 @@ pub fn decode_page(data: &[u8]) -> Result<Vec<IndexEntry>, RecordError> {
         let key = take(&mut pos, kl)?.to_vec();
         let offset = u32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4"));
         let value_len = u32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4"));
+        let value_hash = u64::from_le_bytes(take(&mut pos, 8)?.try_into().expect("8"));
         let t = i64::from_le_bytes(take(&mut pos, 8)?.try_into().expect("8"));
         if key.is_empty() || out.last().is_some_and(|p: &IndexEntry| p.key >= key) {
             return Err(RecordError::Order(start));
@@ -83,6 +88,7 @@ pub fn decode_page(data: &[u8]) -> Result<Vec<IndexEntry>, RecordError> {
             key,
             offset,
             value_len,
+            value_hash,
             modified_ns: (t != NO_TIME).then_some(t),
         });
     }

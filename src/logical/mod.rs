@@ -10,6 +10,7 @@ pub mod index;
 pub mod msgpack;
 pub mod rebuild;
 pub mod stream;
+pub mod treasure;
 
 use serde::{Deserialize, Serialize};
 

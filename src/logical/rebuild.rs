@@ -96,6 +96,25 @@ pub fn rebuild_file(file: &File, node: &Node, select: Option<Select<'_>>) -> io:
     file.set_len(out.len() as u64)
 }
 
+/// Rewrites a restored `.hyd` file (a file capture, `len` bytes) in place to hold only the live
+/// records `select` keeps, compacted. A file that does not replay is `InvalidData`.
+pub fn filter_file(file: &File, len: u64, select: Select<'_>) -> io::Result<()> {
+    let mut data = vec![0u8; len as usize];
+    file.read_exact_at(&mut data, 0)?;
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let r = crate::hyd::replay_bytes(&data).map_err(|e| bad(e.to_string()))?;
+    let header = &data[..(r.header.data_start() as usize).min(data.len())];
+    let records = r
+        .live
+        .iter()
+        .filter(|(k, v)| select(k, v))
+        .map(|(k, v)| (&k[..], &v[..]));
+    let out = rebuild(header, r.name.as_deref(), records).map_err(|e| bad(e.to_string()))?;
+    file.set_len(0)?;
+    file.write_all_at(&out, 0)?;
+    file.set_len(out.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod copies;
 pub mod copy;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod key;

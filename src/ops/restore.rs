@@ -49,7 +49,13 @@ pub struct RestoreOptions {
     #[arg(long = "swamp")]
     pub swamps: Vec<String>,
     /// Folder to restore into.
-    #[arg(long, short)]
+    #[arg(
+        long,
+        short,
+        required_unless_present = "raw",
+        default_value = "-",
+        hide_default_value = true
+    )]
     pub target: PathBuf,
     /// Only restore paths matching this glob (repeatable); a match on a directory restores
     /// everything below it.
@@ -64,6 +70,62 @@ pub struct RestoreOptions {
     /// Restore quarantined Swamps as the bytes that were on disk, not their loadable prefix.
     #[arg(long)]
     pub raw_quarantined: bool,
+    /// Only these Treasures (repeatable; needs --swamp): each Swamp restored holds just them.
+    #[arg(long = "key", requires = "swamps")]
+    pub keys: Vec<String>,
+    /// Print the value bytes of the --key Treasures to stdout instead of writing files.
+    #[arg(long, requires = "keys", conflicts_with_all = ["dry_run", "overwrite"])]
+    pub raw: bool,
+    /// Only Treasures whose modified time (their MessagePack `updatedAt`) is at or after this.
+    #[arg(long, requires = "swamps")]
+    pub modified_after: Option<String>,
+    /// Only Treasures whose modified time is before this.
+    #[arg(long, requires = "swamps")]
+    pub modified_before: Option<String>,
+}
+
+impl RestoreOptions {
+    /// The record filter of `--key`, `--modified-after` and `--modified-before`, if any.
+    pub fn record_filter(&self) -> Result<Option<RecordFilter>> {
+        let t = |s: &Option<String>| -> Result<Option<i64>> {
+            s.as_deref()
+                .map(|s| crate::timespec::parse(s).map(|t| t.as_nanosecond() as i64))
+                .transpose()
+        };
+        let f = RecordFilter {
+            keys: self.keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            after: t(&self.modified_after)?,
+            before: t(&self.modified_before)?,
+        };
+        Ok((!f.keys.is_empty() || f.after.is_some() || f.before.is_some()).then_some(f))
+    }
+}
+
+/// Which Treasures of a Swamp a restore keeps.
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    /// Only these keys (all when empty).
+    pub keys: std::collections::BTreeSet<Vec<u8>>,
+    /// Modified at or after (unix ns).
+    pub after: Option<i64>,
+    /// Modified before (unix ns).
+    pub before: Option<i64>,
+}
+
+impl RecordFilter {
+    /// Whether the record is kept; a time window keeps only Treasures that carry a time.
+    pub fn keeps(&self, key: &[u8], value: &[u8]) -> bool {
+        if !self.keys.is_empty() && !self.keys.contains(key) {
+            return false;
+        }
+        if self.after.is_none() && self.before.is_none() {
+            return true;
+        }
+        match crate::logical::msgpack::modified_ns(value).ok().flatten() {
+            Some(t) => self.after.is_none_or(|a| t >= a) && self.before.is_none_or(|b| t < b),
+            None => false,
+        }
+    }
 }
 
 /// What a restore did (or would do).
@@ -87,6 +149,9 @@ pub struct RestoreSummary {
     /// Paths (relative) of the files, for dry runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// With `--raw`: the values of the `--key` Treasures found, in Swamp and key order.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
 }
 
 /// An entry that could not be restored.
@@ -231,6 +296,31 @@ pub fn restore(
             }
         }
     }
+    let filter = opts.record_filter()?;
+    if filter.is_some() {
+        // Only Swamps are cut down to records; other files are left out.
+        plan.files
+            .retain(|f| f.node.swamp.as_ref().is_some_and(|s| s.format >= 2));
+    }
+    if opts.raw {
+        let mut summary = RestoreSummary::default();
+        let keys = filter.map(|f| f.keys).unwrap_or_default();
+        for f in &plan.files {
+            for (_, v) in crate::logical::treasure::values(repo, index, &f.node, &keys)? {
+                summary.raw.extend_from_slice(&v);
+                summary.bytes += v.len() as u64;
+                summary.files += 1;
+            }
+        }
+        if summary.files == 0 {
+            return Err(Error::NotFound(format!(
+                "Treasure {} in the Swamps matching {}",
+                opts.keys.join(" or "),
+                opts.swamps.join(" or ")
+            )));
+        }
+        return Ok(summary);
+    }
     let files = &plan.files;
     let mut summary = RestoreSummary::default();
     if !opts.swamps.is_empty() && files.is_empty() && plan.dirs() == 0 {
@@ -338,7 +428,17 @@ pub fn restore(
         .collect();
     let tmps: Vec<OnceLock<Vec<u8>>> = files.iter().map(|_| OnceLock::new()).collect();
     let result = write_files(
-        repo, index, &plan, &tgt, &lost, &folder_ok, &taken, &tmps, &reads, progress,
+        repo,
+        index,
+        &plan,
+        &tgt,
+        &lost,
+        &folder_ok,
+        &taken,
+        &tmps,
+        &reads,
+        progress,
+        filter.as_ref(),
     );
     // Temporary files of files given up (or of all, when the restore stops) go; a finished
     // file's temporary name no longer exists.
@@ -400,9 +500,18 @@ pub fn restore(
 
 /// Sets a complete temporary file's metadata and renames it to its real name; a logical
 /// Swamp's record stream is first rewritten in place as a `.hyd` file.
-fn finish(tgt: &Target<'_>, file: &File, f: &Entry, tmp: &[u8]) -> io::Result<()> {
+fn finish(
+    tgt: &Target<'_>,
+    file: &File,
+    f: &Entry,
+    tmp: &[u8],
+    filter: Option<&RecordFilter>,
+) -> io::Result<()> {
+    let select = |k: &[u8], v: &[u8]| filter.is_none_or(|r| r.keeps(k, v));
     if f.node.logical().is_some() {
-        crate::logical::rebuild::rebuild_file(file, &f.node, None)?;
+        crate::logical::rebuild::rebuild_file(file, &f.node, filter.map(|_| &select as _))?;
+    } else if filter.is_some() && f.node.swamp.as_ref().is_some_and(|s| s.format >= 2) {
+        crate::logical::rebuild::filter_file(file, f.node.size, &select)?;
     }
     set_meta(file, &f.node)?;
     let dir = tgt.dir(f.dir)?;
@@ -424,6 +533,7 @@ fn write_files(
     tmps: &[OnceLock<Vec<u8>>],
     reads: &PackReads<Vec<(usize, u64)>>,
     progress: &Progress,
+    filter: Option<&RecordFilter>,
 ) -> Result<()> {
     let files = &plan.files;
     // Writes still to come per file; the write that brings it to zero finishes the file.
@@ -448,7 +558,7 @@ fn write_files(
             let tmp = tmps[fi].get_or_init(|| tmp);
             file.set_len(f.node.content_len())?;
             if remaining[fi].load(Ordering::Relaxed) == 0 {
-                finish(tgt, &file, f, tmp)?;
+                finish(tgt, &file, f, tmp, filter)?;
                 progress.done(1, 0);
             }
             Ok(())
@@ -504,7 +614,8 @@ fn write_files(
                     // The last write of this file: every other one is done.
                     let r = ensure(&mut open, fi).and_then(|()| {
                         let file = open.remove(&fi).expect("just opened");
-                        finish(tgt, &file, &files[fi], tmps[fi].get().expect("created"))
+                        let tmp = tmps[fi].get().expect("created");
+                        finish(tgt, &file, &files[fi], tmp, filter)
                     });
                     match r {
                         Ok(()) => progress.done(1, 0),

@@ -91,7 +91,10 @@ fn check_logical(repo: &Repository, index: &Index, n: &Node) -> Result<Option<St
         };
         let agree = entries.len() == recs.len()
             && entries.iter().zip(&recs).all(|(e, r)| {
-                e.key == r.key && e.offset == r.offset && e.value_len as usize == r.value.len()
+                e.key == r.key
+                    && e.offset == r.offset
+                    && e.value_len as usize == r.value.len()
+                    && e.value_hash == xxhash_rust::xxh64::xxh64(r.value, 0)
             });
         if !agree {
             return Ok(Some(format!(
