@@ -194,3 +194,154 @@ fn bad_messagepack_is_quarantined_with_its_raw_bytes() {
     hb.restore("latest", &back, &["--raw-quarantined"]);
     assert_eq!(std::fs::read(back.join("1/cd/cd34.hyd")).unwrap(), raw);
 }
+
+/// `restore SNAP --swamp app/users/all --key KEY --raw`: stdout's bytes (exit 0).
+fn raw_value(hb: &Hb, snap: &str, key: &str) -> Vec<u8> {
+    let mut c = hb.command();
+    c.args([
+        "restore",
+        snap,
+        "--swamp",
+        "app/users/all",
+        "--key",
+        key,
+        "--raw",
+    ]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// A MessagePack Treasure `{"updatedAt": t, "v": body}`.
+fn treasure(t: i64, body: &str) -> Vec<u8> {
+    let mut v = vec![0x82, 0xa9];
+    v.extend_from_slice(b"updatedAt");
+    v.push(0xd3);
+    v.extend_from_slice(&t.to_be_bytes());
+    v.extend_from_slice(&[0xa1, b'v', 0xa0 | body.len() as u8]);
+    v.extend_from_slice(body.as_bytes());
+    v
+}
+
+const DAY: i64 = 86_400_000_000_000;
+const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+
+#[test]
+fn single_treasures_by_key_and_time_window() {
+    let hb = Hb::with_init(&["--mode", "logical"]);
+    let src = hb.path("data");
+    let f = src.join("7/ef/ef56.hyd");
+    let rel = "7/ef/ef56.hyd";
+    let mut first: Vec<Entry> = (0..200)
+        .map(|i| {
+            Entry::new(
+                Op::Insert,
+                format!("user-{i:03}"),
+                treasure(T0 + (i % 10) * DAY, "first"),
+            )
+        })
+        .collect();
+    first.push(Entry::new(Op::Insert, "plain", b"not msgpack".to_vec()));
+    write_swamp(&f, "app/users/all", &[first]);
+    hb.backup(&src, &[]);
+    // The key is updated, another deleted, then the Swamp is compacted.
+    let mut w = HydWriter::open_append(&f).unwrap();
+    w.append_block(&[
+        Entry::new(
+            Op::Update,
+            "user-007",
+            treasure(T0 + 20 * DAY, "second value"),
+        ),
+        Entry::new(Op::Delete, "user-008", ""),
+    ])
+    .unwrap();
+    w.close(1, false).unwrap();
+    hydrabackup::hyd::compact(&f, &mut hydrabackup::hyd::Rng::new(3), 2).unwrap();
+    hb.backup(&src, &[]);
+
+    // find: both values of the updated key, the deleted key only in the first snapshot.
+    let v = hb.json(&["find", "--key", "user-00[78]"]);
+    let found = v["found"].as_array().unwrap();
+    assert_eq!(found.len(), 2, "{v:#}");
+    let seen = |i: usize| found[i]["seen"].as_array().unwrap().clone();
+    assert_eq!(found[0]["key"], "user-007");
+    let s7 = seen(0);
+    assert_eq!(s7.len(), 2);
+    assert!(s7.iter().all(|s| s["changed"] == true), "{v:#}");
+    assert_ne!(s7[0]["size"], s7[1]["size"]);
+    assert_eq!(s7[1]["modified_ns"], T0 + 20 * DAY);
+    assert_eq!(found[1]["key"], "user-008");
+    assert_eq!(seen(1).len(), 1);
+    assert_eq!(v["snapshots"], 2);
+
+    // restore --key: a .hyd holding just those records; --raw: the value bytes.
+    let out = hb.path("k");
+    hb.restore(
+        "latest",
+        &out,
+        &[
+            "--swamp",
+            "app/users/all",
+            "--key",
+            "user-007",
+            "--key",
+            "plain",
+        ],
+    );
+    let r = replay_file(&out.join(rel)).unwrap();
+    let keys: Vec<&[u8]> = r.live.keys().map(|k| &k[..]).collect();
+    assert_eq!(keys, [&b"plain"[..], b"user-007"]);
+    assert_eq!(
+        r.live[&b"user-007".to_vec()],
+        treasure(T0 + 20 * DAY, "second value")
+    );
+    let raw = raw_value(&hb, "latest", "user-007");
+    assert_eq!(raw, treasure(T0 + 20 * DAY, "second value"));
+    // The first snapshot still has the old value.
+    let snaps = hb.json(&["snapshots"]);
+    let first_id = snaps[0]["id"].as_str().unwrap().to_string();
+    let raw = raw_value(&hb, &first_id, "user-007");
+    assert_eq!(raw, treasure(T0 + 7 * DAY, "first"));
+    // A key that is not there is "not found".
+    hb.run(&[
+        "restore",
+        "latest",
+        "--swamp",
+        "app/users/all",
+        "--key",
+        "nope",
+        "--raw",
+    ])
+    .expect(1);
+
+    // Time window: modified in [T0+2d, T0+4d) → i % 10 in {2, 3}, 40 Treasures; "plain" has no time.
+    let win = hb.path("w");
+    hb.restore(
+        "latest",
+        &win,
+        &[
+            "--swamp",
+            "app/users/*",
+            "--modified-after",
+            "2026-01-03T00:00:00Z",
+            "--modified-before",
+            "2026-01-05T00:00:00Z",
+        ],
+    );
+    let r = replay_file(&win.join(rel)).unwrap();
+    assert_eq!(r.live.len(), 40);
+    assert!(r.live.keys().all(|k| {
+        let i: i64 = std::str::from_utf8(&k[5..]).unwrap().parse().unwrap();
+        (2..4).contains(&(i % 10))
+    }));
+
+    // show --keys: every key with its size and time.
+    let v = hb.json(&["show", "latest", "--swamp", "app/users/all", "--keys"]);
+    let keys = v["swamps"][0]["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 200, "200 users - 1 deleted + plain");
+    let k7 = keys.iter().find(|k| k["key"] == "user-007").unwrap();
+    assert_eq!(k7["modified_ns"], T0 + 20 * DAY);
+    assert_eq!(k7["size"], treasure(T0 + 20 * DAY, "second value").len());
+    let plain = keys.iter().find(|k| k["key"] == "plain").unwrap();
+    assert!(plain["modified_ns"].is_null());
+}
