@@ -68,6 +68,9 @@ pub struct Outcome {
 /// Matching records of one stored Swamp: (key, size, value hash, modified).
 type Hits = Vec<(Vec<u8>, u32, u64, Option<i64>)>;
 
+/// Sightings of each (Swamp, key), with the value hash of each.
+type Sightings = BTreeMap<(String, Vec<u8>), Vec<(Seen, u64)>>;
+
 /// Searches every snapshot, oldest first.
 pub fn run(repo: &Repository, opts: &FindOptions, _progress: &Progress) -> Result<Outcome> {
     let glob: GlobMatcher = Glob::new(&opts.key)
@@ -79,7 +82,7 @@ pub fn run(repo: &Repository, opts: &FindOptions, _progress: &Progress) -> Resul
     let keep = |e: &IndexEntry| glob.is_match(String::from_utf8_lossy(&e.key).as_ref());
     let mut by_page: HashMap<Id, Hits> = HashMap::new();
     let mut by_content: HashMap<Vec<Id>, Hits> = HashMap::new();
-    let mut found: BTreeMap<(String, Vec<u8>), Vec<(Seen, u64)>> = BTreeMap::new();
+    let mut found: Sightings = BTreeMap::new();
     for (sid, snap) in &snaps {
         let mut nodes = Vec::new();
         walk_tree(repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {

@@ -119,7 +119,7 @@ pub struct SwampInfo {
     /// A logical capture (repo-format.md §6c): the node's content is the record stream, not
     /// the file's bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logical: Option<LogicalInfo>,
+    pub logical: Option<Box<LogicalInfo>>,
 }
 
 /// What a logical capture of a `.hyd` file stores beside its record stream.
@@ -199,7 +199,7 @@ impl Node {
 
     /// The logical capture facts, when the node's content is a record stream.
     pub fn logical(&self) -> Option<&LogicalInfo> {
-        self.swamp.as_ref().and_then(|s| s.logical.as_ref())
+        self.swamp.as_ref().and_then(|s| s.logical.as_deref())
     }
 
     /// Bytes of the node's content blobs: the record stream's length for a logical capture,

@@ -317,7 +317,7 @@ impl Reader<'_> {
         done.size = c.size;
         let mut swamp = c.swamp;
         swamp.tail = None;
-        swamp.logical = Some(st.info);
+        swamp.logical = Some(Box::new(st.info));
         done.swamp = Some(swamp);
         for data in st.groups.into_iter().chain(st.pages) {
             if !sink.chunk(data) {
