@@ -345,3 +345,86 @@ fn single_treasures_by_key_and_time_window() {
     let plain = keys.iter().find(|k| k["key"] == "plain").unwrap();
     assert!(plain["modified_ns"].is_null());
 }
+
+/// A copy of the latest snapshot whose Swamp `file` (at the root) claims another live-set
+/// digest: what a damaged or forged record stream looks like. Made through the library.
+fn craft_wrong_digest(hb: &Hb, file: &str) -> String {
+    use hydrabackup::backend::{Backend, FileKind};
+    use hydrabackup::repo::blob::{BlobType, seal_blob};
+    use hydrabackup::repo::writer::PackWriter;
+    let backend: std::sync::Arc<dyn Backend> =
+        std::sync::Arc::from(hydrabackup::backend::open(hb.repo.to_str().unwrap()).unwrap());
+    let repo = hydrabackup::repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    let index = repo.load_index().unwrap();
+    let (_, mut snap) = repo.find_snapshot("latest").unwrap();
+    let mut tree = repo.load_tree(&index, &snap.tree).unwrap();
+    let node = tree
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == file.as_bytes())
+        .expect("the file is at the root");
+    let l = node
+        .swamp
+        .as_mut()
+        .unwrap()
+        .logical
+        .as_mut()
+        .expect("logical");
+    l.digest ^= 1;
+    let bytes = tree.encode();
+    let id = repo.keys().blob_id(&bytes);
+    let w = PackWriter::new(&repo, 1, false);
+    w.sender()
+        .send(seal_blob(repo.keys(), BlobType::Tree, id, &bytes, 0))
+        .unwrap();
+    w.finish(false).unwrap();
+    snap.tree = id;
+    snap.names = None;
+    snap.time = "2030-01-01T00:00:00Z".into();
+    repo.save_object(FileKind::Snapshot, &snap)
+        .unwrap()
+        .to_hex()
+}
+
+#[test]
+fn a_record_stream_that_misses_its_digest_is_damage() {
+    let hb = Hb::new();
+    let src = hb.path("data");
+    write_swamp(
+        &src.join("s.hyd"),
+        "s/r/digest",
+        &[vec![
+            Entry::new(Op::Insert, "a", "1"),
+            Entry::new(Op::Insert, "b", "2"),
+        ]],
+    );
+    hb.backup(&src, &["--mode", "logical"]);
+    hb.run(&["verify", "--read-data"]).expect(0);
+    let bad = craft_wrong_digest(&hb, "s.hyd");
+    let out = hb.run(&["verify", "--read-data", "--json"]);
+    out.expect(13);
+    let v = out.json();
+    let p: Vec<&serde_json::Value> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "swamp")
+        .collect();
+    assert_eq!(p.len(), 1, "{v:#}");
+    assert!(p[0]["detail"].as_str().unwrap().contains("digest"), "{v:#}");
+    // Restore gives up the Swamp as damaged and never renames it into place.
+    let out_dir = hb.path("out");
+    let r = hb.run(&[
+        "restore",
+        &bad,
+        "--target",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    r.expect(13);
+    assert!(!out_dir.join("s.hyd").exists());
+    assert!(
+        std::fs::read_dir(&out_dir).unwrap().next().is_none(),
+        "no temporary left"
+    );
+}

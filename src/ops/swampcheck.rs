@@ -116,6 +116,8 @@ pub fn check_swamps(
     only: &SwampFilter,
 ) -> Result<Vec<Problem>> {
     let mut seen: HashSet<Vec<Id>> = HashSet::new();
+    // A logical Swamp is checked once per record stream and facts (digest, count, pages).
+    let mut seen_logical: HashSet<(Vec<Id>, crate::repo::tree::LogicalInfo)> = HashSet::new();
     let mut problems = Vec::new();
     for (sid, s) in snapshots {
         let mut found = Vec::new();
@@ -133,7 +135,8 @@ pub fn check_swamps(
             continue;
         }
         for (rel, node) in logical {
-            if !seen.insert(node.data_blobs().copied().collect()) {
+            let facts = node.logical().cloned().unwrap_or_default();
+            if !seen_logical.insert((node.content.clone(), facts)) {
                 continue;
             }
             let _span = tracing::info_span!("swamp", path = %rel.display()).entered();

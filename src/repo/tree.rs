@@ -123,7 +123,7 @@ pub struct SwampInfo {
 }
 
 /// What a logical capture of a `.hyd` file stores beside its record stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LogicalInfo {
     /// The captured 64-byte file header and, for version 3, the name bytes.
     #[serde(with = "serde_bytes")]
