@@ -428,3 +428,61 @@ fn a_record_stream_that_misses_its_digest_is_damage() {
         "no temporary left"
     );
 }
+
+#[test]
+fn forget_prune_copy_and_restore_at_work_on_logical_snapshots() {
+    let hb = Hb::with_init(&["--mode", "logical"]);
+    let src = hb.path("data");
+    gen_root(&src, 24, 25, "2M", 20, 0);
+    hb.backup(&src, &["--time", "2026-03-01T00:00:00Z"]);
+    let day1 = live_sets(&src);
+    churn_root(
+        &src,
+        7,
+        &["--append-percent", "40", "--compact-percent", "20"],
+    )
+    .expect(0);
+    hb.backup(&src, &["--time", "2026-03-02T00:00:00Z"]);
+    let day2 = live_sets(&src);
+    assert_ne!(day1, day2);
+
+    // restore --at picks the first day.
+    let at = hb.path("at");
+    hb.json(&[
+        "restore",
+        "--at",
+        "2026-03-01T12:00:00Z",
+        "--target",
+        at.to_str().unwrap(),
+    ]);
+    assert_eq!(live_sets(&at), day1);
+
+    // Forget the first day and prune: the second still restores and verifies whole.
+    hb.run(&["forget", "--yes", "--keep-last", "1", "--prune"])
+        .expect(0);
+    hb.run(&["verify", "--read-data"]).expect(0);
+    let out = hb.path("out");
+    hb.restore("latest", &out, &[]);
+    assert_eq!(live_sets(&out), day2);
+
+    // copy to a repository with other keys: record groups and index pages get new ids.
+    let other = Hb::new();
+    let pw = hb.path("password");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let from = hb.repo.to_str().unwrap();
+    other
+        .run(&[
+            "copy",
+            "--from-repo",
+            from,
+            "--from-password-file",
+            pw.to_str().unwrap(),
+        ])
+        .expect(0);
+    other.run(&["verify", "--read-data"]).expect(0);
+    let copied = other.path("copied");
+    other.restore("latest", &copied, &[]);
+    assert_eq!(live_sets(&copied), day2);
+    let k = other.json(&["find", "--key", "*"]);
+    assert!(!k["found"].as_array().unwrap().is_empty());
+}
