@@ -250,7 +250,14 @@ pub fn show(out: &ShowOutcome) {
             s.problem
                 .as_deref()
                 .map(|x| format!("  ({x})"))
-                .or(s.records.map(|r| format!("  (logical: {r} records)")))
+                .or(s.records.map(|r| {
+                    let same = if s.byte_identical == Some(true) {
+                        ", byte-identical"
+                    } else {
+                        ""
+                    };
+                    format!("  (logical: {r} records{same})")
+                }))
                 .unwrap_or_default()
         );
         for k in s.keys.iter().flatten() {

@@ -44,6 +44,8 @@ pub(crate) struct LogicalCtx<'a> {
 pub(crate) struct Stream {
     pub(crate) groups: Vec<Vec<u8>>,
     pub(crate) pages: Vec<Vec<u8>>,
+    /// The block recipe, when re-encoding reproduces the file (stored after the groups).
+    pub(crate) recipe: Option<Vec<u8>>,
     pub(crate) info: LogicalInfo,
 }
 
@@ -79,6 +81,7 @@ impl LogicalCtx<'_> {
             Ok(r) => r,
             Err(e) => return Converted::Bad(format!("record data does not replay: {e}")),
         };
+        let recipe = super::recipe::derive(&bytes, &r.live, r.name.as_deref());
         drop(bytes);
         let mut groups = Vec::new();
         let mut pages = Vec::new();
@@ -107,10 +110,12 @@ impl LogicalCtx<'_> {
                 .iter()
                 .map(|p| self.keys.blob_id(p))
                 .collect::<Vec<Id>>(),
+            recipe_len: recipe.as_ref().map_or(0, |r| r.len() as u64),
         };
         Converted::Stream(Stream {
             groups,
             pages,
+            recipe,
             info,
         })
     }

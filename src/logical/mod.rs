@@ -9,6 +9,7 @@ pub(crate) mod capture;
 pub mod index;
 pub mod msgpack;
 pub mod rebuild;
+pub mod recipe;
 pub mod stream;
 pub mod treasure;
 

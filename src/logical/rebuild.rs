@@ -80,12 +80,21 @@ pub fn rebuild_file(file: &File, node: &Node, select: Option<Select<'_>>) -> io:
     let l = node
         .logical()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a logical capture"))?;
-    let mut data = vec![0u8; l.stream_size as usize];
+    let mut data = vec![0u8; node.content_len() as usize];
     file.read_exact_at(&mut data, 0)?;
     let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-    let live = decode_checked(node, &data).map_err(|e| bad(e.to_string()))?;
-    drop(data);
+    let (stream, recipe) = data.split_at(l.stream_size as usize);
+    let live = decode_checked(node, stream).map_err(|e| bad(e.to_string()))?;
     let name = node.swamp.as_ref().and_then(|s| s.name.as_deref());
+    if select.is_none() && !recipe.is_empty() {
+        // Byte for byte: the recipe was checked against the captured file at backup.
+        let out =
+            super::recipe::apply(&l.header, recipe, &live, name).map_err(|e| bad(e.to_string()))?;
+        file.set_len(0)?;
+        file.write_all_at(&out, 0)?;
+        return file.set_len(out.len() as u64);
+    }
+    drop(data);
     let records = live
         .iter()
         .filter(|(k, v)| select.is_none_or(|f| f(k, v)))

@@ -75,6 +75,9 @@ pub struct ShowSwamp {
     /// file captures).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,
+    /// For a logical capture: whether a block recipe restores it byte for byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub byte_identical: Option<bool>,
     /// With `--keys`: its Treasures in key order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<ShowKey>>,
@@ -116,6 +119,7 @@ pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Resul
                 decision: s.decision,
                 problem: s.problem.clone(),
                 records: s.logical.as_ref().map(|l| l.records),
+                byte_identical: s.logical.as_ref().map(|l| l.recipe_len > 0),
                 keys: None,
             });
             if opts.keys && s.format >= 2 && s.problem.is_none() {

@@ -61,22 +61,36 @@ fn check_logical(repo: &Repository, index: &Index, n: &Node) -> Result<Option<St
     let Some(l) = n.logical() else {
         return Ok(None);
     };
+    let with_recipe = usize::from(l.recipe_len > 0);
+    if l.index.len() + with_recipe != n.content.len() {
+        return Ok(Some(format!(
+            "{} index pages for {} content blobs",
+            l.index.len(),
+            n.content.len()
+        )));
+    }
     let mut stream = Vec::new();
     let mut groups = Vec::new();
-    for id in &n.content {
+    for id in &n.content[..l.index.len()] {
         let b = repo.read_blob(index, BlobType::Data, id)?;
         groups.push(b.len());
         stream.extend_from_slice(&b);
     }
-    if let Err(e) = crate::logical::rebuild::decode_checked(n, &stream) {
-        return Ok(Some(e.to_string()));
-    }
-    if l.index.len() != n.content.len() {
-        return Ok(Some(format!(
-            "{} index pages for {} record groups",
-            l.index.len(),
-            n.content.len()
-        )));
+    let live = match crate::logical::rebuild::decode_checked(n, &stream) {
+        Ok(live) => live,
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    if let Some(id) = n.content.get(l.index.len()) {
+        let recipe = repo.read_blob(index, BlobType::Data, id)?;
+        let name = n.swamp.as_ref().and_then(|s| s.name.as_deref());
+        let file = crate::logical::recipe::apply(&l.header, &recipe, &live, name);
+        let loads = file.as_ref().is_ok_and(|f| {
+            recipe.len() as u64 == l.recipe_len
+                && crate::hyd::replay_bytes(f).is_ok_and(|r| r.live == live)
+        });
+        if !loads {
+            return Ok(Some("its block recipe does not rebuild the records".into()));
+        }
     }
     let mut at = 0usize;
     for (page, len) in l.index.iter().zip(groups) {

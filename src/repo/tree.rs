@@ -136,6 +136,10 @@ pub struct LogicalInfo {
     pub stream_size: u64,
     /// Record index pages, one per record group of the content, in the same order (data blobs).
     pub index: Vec<Id>,
+    /// Length of the block recipe (the content's last blob, after the record groups) that
+    /// re-encodes the captured file byte for byte; 0 when there is none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recipe_len: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -205,7 +209,8 @@ impl Node {
     /// Bytes of the node's content blobs: the record stream's length for a logical capture,
     /// else the file size.
     pub fn content_len(&self) -> u64 {
-        self.logical().map_or(self.size, |l| l.stream_size)
+        self.logical()
+            .map_or(self.size, |l| l.stream_size + l.recipe_len)
     }
 
     /// [`Node::data_blobs`], mutable (to rewrite ids).

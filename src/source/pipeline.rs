@@ -303,8 +303,8 @@ impl Reader<'_> {
         }
     }
 
-    /// Records a logical capture: its record groups (numbered as the file's chunks), then its
-    /// index pages (stored, named in the Swamp facts, not part of the content).
+    /// Records a logical capture: its record groups and block recipe (numbered as the file's
+    /// chunks), then its index pages (stored, named in the Swamp facts, not part of the content).
     pub(crate) fn stored_stream(
         sink: &mut FileSink<'_>,
         c: HydCapture,
@@ -313,13 +313,13 @@ impl Reader<'_> {
     ) {
         sink.restart();
         done.seq_base = sink.next;
-        done.chunks = st.groups.len() as u32;
+        done.chunks = (st.groups.len() + usize::from(st.recipe.is_some())) as u32;
         done.size = c.size;
         let mut swamp = c.swamp;
         swamp.tail = None;
         swamp.logical = Some(Box::new(st.info));
         done.swamp = Some(swamp);
-        for data in st.groups.into_iter().chain(st.pages) {
+        for data in st.groups.into_iter().chain(st.recipe).chain(st.pages) {
             if !sink.chunk(data) {
                 done.error = Some("backup aborted".into());
                 return;
