@@ -51,6 +51,9 @@ pub enum RecordError {
     /// An index page has a bad header.
     #[error("bad record index page: {0}")]
     BadPage(&'static str),
+    /// A block recipe does not decode or does not fit the records.
+    #[error("bad block recipe: {0}")]
+    BadRecipe(&'static str),
     /// A value that starts like a MessagePack map does not decode as one.
     #[error("value of record {key:?} is not valid MessagePack: {why}")]
     MessagePack {

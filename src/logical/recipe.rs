@@ -88,9 +88,9 @@ pub fn apply(
     live: &LiveSet,
     name: Option<&str>,
 ) -> Result<Vec<u8>, RecordError> {
-    let bad = RecordError::BadPage;
+    let bad = RecordError::BadRecipe;
     if recipe.len() < 9 || &recipe[..4] != RECIPE_MAGIC || recipe[4] != 1 {
-        return Err(bad("not a block recipe"));
+        return Err(bad("no recipe header"));
     }
     let records: Vec<(&Vec<u8>, &Vec<u8>)> = live.iter().collect();
     let n = u32::from_le_bytes(recipe[5..9].try_into().expect("4")) as usize;

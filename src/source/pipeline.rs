@@ -208,7 +208,7 @@ impl Reader<'_> {
                     base: 0,
                 };
                 let logical = self.logical.filter(|_| {
-                    std::fs::metadata(&job.path).is_ok_and(|m| m.len() <= MAX_LOGICAL_FILE)
+                    std::fs::symlink_metadata(&job.path).is_ok_and(|m| m.len() <= MAX_LOGICAL_FILE)
                 });
                 let result = match logical {
                     None => capture(&job.path, parent.as_ref(), &self.hyd, &mut sink),
