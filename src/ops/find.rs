@@ -4,15 +4,18 @@
 //! replayed, once per distinct content.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use globset::{Glob, GlobMatcher};
 use serde::Serialize;
 
 use crate::logical::index::IndexEntry;
 use crate::ops::progress::Progress;
-use crate::ops::restore::walk_tree;
 use crate::repo::filter::SwampFilter;
+use crate::repo::index::Index;
+use crate::repo::tree::{Node, Tree};
 use crate::repo::{DamagedSnapshot, Repository};
 use crate::{Error, Id, Result};
 
@@ -71,6 +74,55 @@ type Hits = Vec<(Vec<u8>, u32, u64, Option<i64>)>;
 /// Sightings of each (Swamp, key), with the value hash of each.
 type Sightings = BTreeMap<(String, Vec<u8>), Vec<(Seen, u64)>>;
 
+/// The `.hyd` Swamps below a tree: (path relative to it, node).
+type Below = Vec<(PathBuf, Node)>;
+
+/// The `.hyd` Swamps below tree `id`, from `memo` for every subtree seen before (snapshots share
+/// unchanged subtrees, so each distinct tree is loaded once); children first, without recursion.
+fn swamps_below(
+    repo: &Repository,
+    index: &Index,
+    id: &Id,
+    memo: &mut HashMap<Id, Arc<Below>>,
+) -> Result<Arc<Below>> {
+    let mut stack: Vec<(Id, Option<Tree>)> = vec![(*id, None)];
+    while let Some((tid, tree)) = stack.pop() {
+        if memo.contains_key(&tid) {
+            continue;
+        }
+        match tree {
+            None => {
+                let t = repo.load_tree(index, &tid)?;
+                let missing: Vec<Id> = t
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.subtree)
+                    .filter(|s| !memo.contains_key(s))
+                    .collect();
+                stack.push((tid, Some(t)));
+                stack.extend(missing.into_iter().map(|m| (m, None)));
+            }
+            Some(t) => {
+                let mut list = Below::new();
+                for n in t.nodes {
+                    let name = PathBuf::from(std::ffi::OsStr::from_bytes(&n.name));
+                    if let Some(sub) = n.subtree.and_then(|s| memo.get(&s)) {
+                        list.extend(sub.iter().map(|(p, m)| (name.join(p), m.clone())));
+                    }
+                    if n.swamp
+                        .as_ref()
+                        .is_some_and(|s| s.format >= 2 && s.problem.is_none())
+                    {
+                        list.push((name, n));
+                    }
+                }
+                memo.insert(tid, Arc::new(list));
+            }
+        }
+    }
+    Ok(memo[id].clone())
+}
+
 /// Searches every snapshot, oldest first.
 pub fn run(repo: &Repository, opts: &FindOptions, _progress: &Progress) -> Result<Outcome> {
     let glob: GlobMatcher = Glob::new(&opts.key)
@@ -82,20 +134,13 @@ pub fn run(repo: &Repository, opts: &FindOptions, _progress: &Progress) -> Resul
     let keep = |e: &IndexEntry| glob.is_match(String::from_utf8_lossy(&e.key).as_ref());
     let mut by_page: HashMap<Id, Hits> = HashMap::new();
     let mut by_content: HashMap<Vec<Id>, Hits> = HashMap::new();
+    let mut trees: HashMap<Id, Arc<Below>> = HashMap::new();
     let mut found: Sightings = BTreeMap::new();
     for (sid, snap) in &snaps {
-        let mut nodes = Vec::new();
-        walk_tree(repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
-            if n.swamp
-                .as_ref()
-                .is_some_and(|s| s.format >= 2 && s.problem.is_none())
-                && filter.selects(n)
-            {
-                nodes.push((rel.display().to_string(), n.clone()));
-            }
-            Ok(())
-        })?;
+        let below = swamps_below(repo, &index, &snap.tree, &mut trees)?;
+        let nodes = below.iter().filter(|(_, n)| filter.selects(n));
         for (path, n) in nodes {
+            let path = path.display().to_string();
             let mut hits: Hits = Vec::new();
             let hit = |e: IndexEntry| (e.key, e.value_len, e.value_hash, e.modified_ns);
             match n.logical() {
