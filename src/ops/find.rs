@@ -1,7 +1,7 @@
 //! `find --key`: which snapshots and Swamps hold Treasures whose key matches a pattern, and when
-//! each value changed. Logical captures are searched through their record index pages (each
-//! distinct page is read once, whatever the number of snapshots sharing it); file captures are
-//! replayed, once per distinct content.
+//! each value changed. Each distinct tree is loaded once, whatever the number of snapshots
+//! sharing it; logical captures are searched through their record index pages (each distinct
+//! page read once); file captures are replayed, once per distinct content.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
