@@ -95,7 +95,7 @@ pub enum Command {
     /// header's CreatedAt, `modified` the file's mtime: its last write).
     Show(ShowOptions),
     /// Find Treasures by key across snapshots: where each is and when its value changed.
-    Find(hydrabackup::ops::find::FindOptions),
+    Find(hydrabackup::ops::find_key::FindKeyOptions),
     /// Check the repository; with --read-data also every stored byte.
     #[command(alias = "check")]
     Verify(VerifyOptions),

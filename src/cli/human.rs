@@ -203,7 +203,7 @@ fn time(ns: i64) -> String {
 }
 
 /// `find --key`: per Swamp and key, the snapshots holding it (`*` where the value changed).
-pub fn find(out: &hydrabackup::ops::find::Outcome) {
+pub fn find_key(out: &hydrabackup::ops::find_key::Outcome) {
     println!(
         "{} matching Treasure(s) in {} snapshot(s)",
         out.found.len(),

@@ -334,11 +334,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Find(a) => {
             let repo = open(g)?;
-            let out = ops::find::run(&repo, &a, &none)?;
+            let out = ops::find_key::run(&repo, &a, &none)?;
             if g.json {
                 print_outcome(&out);
             } else if !g.quiet {
-                human::find(&out);
+                human::find_key(&out);
             }
             finish(&[&repo], 0)
         }

@@ -6,7 +6,7 @@
 pub mod backup;
 pub mod copies;
 pub mod copy;
-pub mod find;
+pub mod find_key;
 pub mod forget;
 pub mod init;
 pub mod key;

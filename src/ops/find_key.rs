@@ -1,5 +1,5 @@
-//! `find --key`: which snapshots and Swamps hold Treasures whose key matches a pattern, and when
-//! each value changed. Each distinct tree is loaded once, whatever the number of snapshots
+//! `find --key`: which snapshots and Swamps hold Treasures whose key matches a pattern, and
+//! when each value changed. Each distinct tree is loaded once, whatever the number of snapshots
 //! sharing it; logical captures are searched through their record index pages (each distinct
 //! page read once); file captures are replayed, once per distinct content.
 
@@ -21,7 +21,7 @@ use crate::{Error, Id, Result};
 
 /// Options of `find`.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct FindOptions {
+pub struct FindKeyOptions {
     /// Treasure keys matching this glob (`*`, `?`, `[...]`; a plain key matches itself).
     #[arg(long)]
     pub key: String,
@@ -124,7 +124,7 @@ fn swamps_below(
 }
 
 /// Searches every snapshot, oldest first.
-pub fn run(repo: &Repository, opts: &FindOptions, _progress: &Progress) -> Result<Outcome> {
+pub fn run(repo: &Repository, opts: &FindKeyOptions, _progress: &Progress) -> Result<Outcome> {
     let glob: GlobMatcher = Glob::new(&opts.key)
         .map_err(|e| Error::InvalidInput(format!("bad key pattern {:?}: {e}", opts.key)))?
         .compile_matcher();
