@@ -81,7 +81,11 @@ impl LogicalCtx<'_> {
             Ok(r) => r,
             Err(e) => return Converted::Bad(format!("record data does not replay: {e}")),
         };
-        let recipe = super::recipe::derive(&bytes, &r.live, r.name.as_deref());
+        // Only a file holding no dead entry can have a recipe (a version-2 name entry aside):
+        // others are not re-encoded to find out.
+        let recipe = (r.entries <= r.live.len() as u64 + 1)
+            .then(|| super::recipe::derive(&bytes, &r.live, r.name.as_deref()))
+            .flatten();
         drop(bytes);
         let mut groups = Vec::new();
         let mut pages = Vec::new();
