@@ -164,7 +164,7 @@ pub fn run(repo: &Repository, opts: &FindKeyOptions, _progress: &Progress) -> Re
                 }
                 None => {
                     if !by_content.contains_key(&n.content) {
-                        let all = crate::logical::treasure::list(repo, &index, &n)?;
+                        let all = crate::logical::treasure::list(repo, &index, n)?;
                         let h = all.into_iter().filter(|e| keep(e)).map(hit).collect();
                         by_content.insert(n.content.clone(), h);
                     }
