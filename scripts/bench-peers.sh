@@ -5,7 +5,8 @@
 # For every tool, on identical copies of the same data, in the same run: init + initial backup,
 # an unchanged re-backup, a churn day + backup, full restore, single-Swamp restore, full
 # verification reading every byte, an appends-only day + backup, a compaction-only day + backup,
-# forget-all-but-last + prune. Each step is measured with /usr/bin/time (wall, user+sys CPU,
+# forget-all-but-last + prune, and a backup of a churn day during a prune of many forgotten
+# snapshots (beside the same backup alone; restic refuses it, rustic and hydrabackup run both). Each step is measured with /usr/bin/time (wall, user+sys CPU,
 # peak RSS) plus the process's I/O counters, and the repository is measured with `du -sb`.
 # With a warm page cache, and also a cold one when /proc/sys/vm/drop_caches can be written.
 #
@@ -233,6 +234,17 @@ measure() {
     "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" "$rss" "$repo")"
   return 0
 }
+# Sets the wall time of the last row of the TSV.
+set_last_wall() { python3 - "$tsv" "$1" <<'EOF'
+import sys
+p, wall = sys.argv[1], sys.argv[2]
+lines = open(p).read().splitlines()
+cols = lines[-1].split("\t")
+cols[4] = wall
+lines[-1] = "\t".join(cols)
+open(p, "w").write("\n".join(lines) + "\n")
+EOF
+}
 # Appends a note to the last row of the TSV (used for post-step checks).
 note_last() { python3 - "$tsv" "$1" <<'EOF'
 import sys
@@ -362,6 +374,29 @@ for mode in "${mode_list[@]}"; do
     check_tree "$SRC" 2
     measure "$mode" "$tool" backup-compaction "${tool}_backup"
     measure "$mode" "$tool" forget-prune "${tool}_forget_prune"
+
+    # 9. Backup during prune: many forgotten snapshots, then the churn day's backup alone (on a
+    # copy of the repository) and beside the tool's default prune.
+    if declare -F "${tool}_prune" >/dev/null; then
+      for k in 1 2 3 4 5 6; do
+        churn_day "$SRC" $((k % 3)) >/dev/null
+        "${tool}_backup" >/dev/null 2>&1 || die "$tool: untimed backup $k failed"
+      done
+      "${tool}_forget" >/dev/null 2>&1 || die "$tool: untimed forget failed"
+      churn_day "$SRC" 0 >/dev/null
+      big_rm "$base/repo-alone"
+      cp -a "$REPO" "$base/repo-alone"
+      REPO=$base/repo-alone measure "$mode" "$tool" backup-alone "${tool}_backup"
+      big_rm "$base/repo-alone"
+      measure "$mode" "$tool" backup-during-prune backup_during_prune "$tool"
+      read -r b_wall b_rc p_wall p_rc <"$CACHE/during.times"
+      # The row's wall time is the backup's own (the step also waited for the prune).
+      set_last_wall "$b_wall"
+      note_last "wall: the backup's own (exit $b_rc); the prune beside it took ${p_wall} s (exit $p_rc)"
+      row "$mode" "$tool" prune-during-backup "$([ "$p_rc" = 0 ] && echo ok || echo "failed (exit $p_rc)")" \
+        "$p_wall" - - - - - - - - - - - - "the tool's default prune, a backup started 1 s after it"
+      log "$mode $tool backup during prune: backup ${b_wall}s (exit $b_rc), prune ${p_wall}s (exit $p_rc)"
+    fi
 
     [ "$keep" = 1 ] || big_rm "$base"
   done

@@ -19,9 +19,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-echo "== building (release)"
+start=$SECONDS
+# Each phase line says how long the run has taken so far.
+step() { echo; echo "== [$((SECONDS - start)) s] $*"; }
+
+step "building (release): the first build compiles every dependency, about 10 minutes on 2 cores
+   (cargo shows its progress below); later runs take seconds"
 bash scripts/system-deps.sh build
-cargo build --release --bins -q
+cargo build --release --bins
 hb=$PWD/target/release/hydrabackup
 gen=$PWD/target/release/hydgen
 
@@ -30,8 +35,6 @@ if [ "$keep" = 0 ]; then trap 'rm -rf "$work"' EXIT; else echo "work folder: $wo
 export HYDRABACKUP_REPOSITORY=$work/repo
 printf 'demo-password-%s\n' "$seed" > "$work/password"
 export HYDRABACKUP_PASSWORD_FILE=$work/password
-
-step() { echo; echo "== $*"; }
 
 step "generating a HydrAIDE data root: $swamps swamps, ~$size (V3 with some V2 and V1)"
 "$gen" gen --root "$work/data" --seed "$seed" --swamps "$swamps" --size "$size" --v2-percent 10 --v1-percent 3
@@ -71,7 +74,7 @@ cmp "$work/one/$rel" "$work/captured/$rel"
 echo "swamp $name restored alone and byte-identical ($rel)"
 
 step "retention: forget the first snapshot (keep the last one), prune its data, verify again"
-"$hb" forget --keep-last 1 --prune
+"$hb" forget --keep-last 1 --prune --yes
 "$hb" verify --read-data
 rm -rf "$work/restore" && "$hb" restore latest --target "$work/restore" -q
 diff -r "$work/captured" "$work/restore"

@@ -15,6 +15,9 @@ if [ "$what" = test ]; then
   command -v openssl >/dev/null || missing+=(openssl)                 # REST tests: certificates
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)                  # SFTP tests: a real sshd
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+  # Object lock tests: moto's S3 server, installed into a virtual environment.
+  command -v python3 >/dev/null || missing+=(python3)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -10,8 +10,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No repository at the given location.
-    #[error("repository {0} does not exist (run `hydrabackup init` first)")]
+    #[error(
+        "repository {0} does not exist: check the location (-r/--repo or HYDRABACKUP_REPOSITORY)"
+    )]
     RepoNotFound(String),
+    /// A repository location with a scheme hydrabackup does not know.
+    #[error(
+        "unknown location scheme {0:?}: use a path, local:PATH, sftp:, s3: or rest: (a local folder whose name has a colon needs local:)"
+    )]
+    UnknownScheme(String),
+    /// The command whose output was being backed up (`--stdin-from-command`) failed.
+    #[error("the command failed: {0}")]
+    CommandFailed(String),
     /// `init` over an existing repository.
     #[error("a repository already exists at {0}")]
     RepoExists(String),
@@ -78,6 +88,16 @@ pub enum Error {
         "{0} damaged snapshot(s) (named above): prune would delete the data only they use; remove them with `hydrabackup forget ID` or run prune with --ignore-damaged-snapshots"
     )]
     PruneDamaged(usize),
+    /// A backup found, before writing its snapshot, that data it relies on was deleted by a
+    /// prune while it ran (it ran past the lock staleness window); no snapshot was written.
+    #[error(
+        "data this backup relies on was deleted by a prune while it ran ({0}): no snapshot was written; run the backup again"
+    )]
+    BackupLost(String),
+    /// A destructive command was neither confirmed on a terminal nor given `--yes`; it did
+    /// nothing but show what it would do.
+    #[error("nothing was changed: confirm on a terminal or give --yes (above: what would be done)")]
+    NotConfirmed,
     /// `restore` left out files whose data is damaged or missing; the rest was restored.
     #[error(
         "{0} file(s) not restored: their data is damaged or missing (run `hydrabackup verify --read-data`)"
@@ -87,6 +107,14 @@ pub enum Error {
     /// was restored.
     #[error("{0} path(s) could not be written to the target; everything else was restored")]
     RestoreIncomplete(usize),
+    /// The `--hook-before` command failed, so the command did not run.
+    #[error("the --hook-before command failed ({0}); the command did not run")]
+    HookBefore(String),
+    /// `verify` found objects whose object lock ends sooner than the configured period.
+    #[error(
+        "{0} object(s) are locked for less than the configured retention (named above); `hydrabackup prune` extends them"
+    )]
+    RetentionShort(usize),
 }
 
 impl Error {
@@ -94,8 +122,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::RestoreIncomplete(_) => 3,
+            Error::HookBefore(_) => 15,
             Error::RepoNotFound(_) => 10,
+            Error::UnknownScheme(_) => 2,
             Error::Locked(_) => 11,
+            Error::NotConfirmed => 17,
             Error::WrongPassword => 12,
             Error::Damaged(_)
             | Error::RestoreDamaged(_)
@@ -107,6 +138,7 @@ impl Error {
             {
                 14
             }
+            Error::RetentionShort(_) => 18,
             _ => 1,
         }
     }

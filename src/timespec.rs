@@ -45,3 +45,56 @@ mod tests {
         assert!(parse("yesterday-ish").is_err());
     }
 }
+
+/// Parses a duration such as `23h`, `90m`, `1d12h` or `0s` (units d, h, m = minutes, s) into
+/// seconds.
+pub fn parse_duration(s: &str) -> Result<i64> {
+    let t = s.trim();
+    let bad = || {
+        Error::InvalidInput(format!(
+            "cannot read the duration {s:?}: use e.g. 23h, 90m, 1d12h or 0s"
+        ))
+    };
+    let (mut total, mut num) = (0i64, String::new());
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() || t.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("23h").unwrap(), 23 * 3600);
+        assert_eq!(
+            parse_duration("1d12h30m5s").unwrap(),
+            86_400 + 12 * 3600 + 1800 + 5
+        );
+        assert_eq!(parse_duration("0s").unwrap(), 0);
+        for bad in ["", "5", "h", "3x", "-1h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

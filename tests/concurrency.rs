@@ -37,7 +37,9 @@ fn simultaneous_backups_both_succeed_and_restore() {
             o.status,
             String::from_utf8_lossy(&o.stderr)
         );
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // The JSON-lines stream's last line is the summary.
+        let out = String::from_utf8_lossy(&o.stdout);
+        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
         ids.push(v["snapshot_id"].as_str().unwrap().to_string());
     }
     assert_ne!(ids[0], ids[1]);

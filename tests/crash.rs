@@ -64,7 +64,8 @@ fn crash_and_recover(failpoint: &str, big: usize, check: impl Fn(&TestRepo, &Val
     check(&t, &report);
 
     // The stale (dead pid) lock blocks not even an exclusive lock.
-    t.run(&["key", "remove", &other_key]).expect_code(0);
+    t.run(&["key", "remove", "--yes", &other_key])
+        .expect_code(0);
 
     let b = t.backup(&[&src]);
     assert_eq!(b["source_errors"].as_array().unwrap().len(), 0);

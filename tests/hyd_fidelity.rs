@@ -128,7 +128,7 @@ fn a_tail_that_stays_torn_is_stored_as_its_loadable_prefix_with_the_raw_bytes_be
     assert_prefix_and_raw(&hb, &src, &victim, "torn tail", &prefix);
 
     // The raw bytes are referenced by the snapshot: prune keeps them, verify reads them.
-    hb.run(&["prune"]).expect(0);
+    hb.run(&["prune", "--yes", "--instant-delete"]).expect(0);
     hb.run(&["verify", "--read-data"]).expect(0);
     let raw = hb.path("raw-after-prune");
     hb.restore("latest", &raw, &["--raw-quarantined"]);

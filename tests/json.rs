@@ -1,4 +1,7 @@
-//! `--json`: every command prints exactly one JSON document on stdout, also when it fails.
+//! `--json`: every command prints exactly one JSON document on stdout, also when it fails; the
+//! long commands (backup, restore, verify, copy, forget, prune) print JSON lines whose last one
+//! is that document with `"message_type": "summary"` (or `"exit_error"`; the stream is tested in
+//! obs.rs).
 
 mod common;
 
@@ -13,6 +16,14 @@ fn json_of(t: &TestRepo, args: &[&str], code: i32) -> Value {
     let r = t.run(args);
     r.expect_code(code);
     let v = r.json();
+    if ["backup", "restore", "verify", "copy", "forget", "prune"].contains(&args[0]) {
+        let want = if v["error"].is_string() {
+            "exit_error"
+        } else {
+            "summary"
+        };
+        assert_eq!(v["message_type"], want, "{args:?}: {v}");
+    }
     if code != 0 && code != 13 {
         assert_eq!(v["exit_code"], code, "{args:?}: {v}");
         assert!(
@@ -108,7 +119,7 @@ fn every_command_prints_one_json_document() {
         .unwrap()
         .to_string();
     assert_eq!(
-        json_of(&t, &["key", "remove", "--json", &added], 0)["removed"].as_str(),
+        json_of(&t, &["key", "remove", "--yes", "--json", &added], 0)["removed"].as_str(),
         Some(added.as_str())
     );
     let v = json_of(

@@ -102,7 +102,7 @@ fn another_key_can_be_removed() {
     let r = with_password(
         &t,
         "replacement",
-        &["key", "remove", &old_id[..10], "--json"],
+        &["key", "remove", "--yes", &old_id[..10], "--json"],
     );
     r.expect_code(0);
     assert_eq!(r.json()["removed"].as_str(), Some(old_id.as_str()));
@@ -115,7 +115,7 @@ fn another_key_can_be_removed() {
 
     // Unknown id.
     let unknown = if left[0].0.starts_with('0') { "1" } else { "0" };
-    let r = with_password(&t, "replacement", &["key", "remove", unknown]);
+    let r = with_password(&t, "replacement", &["key", "remove", "--yes", unknown]);
     r.expect_code(1).expect_clean_error();
     assert!(r.stderr.contains("not found"), "{}", r.stderr);
 }
@@ -124,14 +124,14 @@ fn another_key_can_be_removed() {
 fn the_last_key_and_the_key_in_use_cannot_be_removed() {
     let t = TestRepo::init();
     let only = current(&keys(&t, PASSWORD));
-    let r = t.run(&["key", "remove", &only]);
+    let r = t.run(&["key", "remove", "--yes", &only]);
     r.expect_code(1).expect_clean_error();
     assert!(r.stderr.contains("refusing"), "{}", r.stderr);
     assert_eq!(keys(&t, PASSWORD), vec![(only.clone(), true)]);
 
     let f = password_file(&t, "other.pw", "other");
     t.json(&["key", "add", "--new-password-file", f.to_str().unwrap()]);
-    t.run(&["key", "remove", &only[..8]])
+    t.run(&["key", "remove", "--yes", &only[..8]])
         .expect_code(1)
         .expect_clean_error();
     assert_eq!(keys(&t, PASSWORD).len(), 2);
@@ -154,7 +154,11 @@ fn ambiguous_key_prefix_is_refused() {
         t.json(&["key", "add", "--new-password-file", f.to_str().unwrap()]);
     };
     let before = keys(&t, PASSWORD).len();
-    let r = with_password(&t, "same for all", &["key", "remove", &shared.to_string()]);
+    let r = with_password(
+        &t,
+        "same for all",
+        &["key", "remove", "--yes", &shared.to_string()],
+    );
     r.expect_code(1).expect_clean_error();
     assert!(r.stderr.contains("ambiguous"), "{}", r.stderr);
     assert_eq!(keys(&t, PASSWORD).len(), before);
@@ -293,8 +297,9 @@ fn key_files_out_of_bounds_are_skipped_and_cannot_lock_out_the_real_key() {
     with_password(&t, "wrong", &["snapshots"]).expect_code(12);
     // `key list` shows the usable key; `key remove` removes a forged one by name.
     assert_eq!(keys(&t, PASSWORD), vec![(real.clone(), true)]);
-    t.run(&["key", "remove", &huge[..16]]).expect_code(0);
-    t.run(&["key", "remove", &no_lanes]).expect_code(0);
+    t.run(&["key", "remove", "--yes", &huge[..16]])
+        .expect_code(0);
+    t.run(&["key", "remove", "--yes", &no_lanes]).expect_code(0);
     let r = t.run(&["snapshots"]);
     r.expect_code(0);
     assert!(!r.stderr.contains("skipped"), "{}", r.stderr);

@@ -67,7 +67,7 @@ fn live_exclusive_lock_blocks_with_exit_11() {
         &["restore", "latest", "--target", out.to_str().unwrap()],
     );
     expect_locked(&t, &["verify"]);
-    expect_locked(&t, &["key", "remove", &key]);
+    expect_locked(&t, &["key", "remove", "--yes", &key]);
     assert_eq!(
         repo_files(&t.repo, ""),
         before,
@@ -96,9 +96,13 @@ fn live_shared_lock_blocks_only_exclusive_commands() {
     t.backup(&[&src]);
     t.assert_verify_ok(&[]);
     t.restore("latest", &t.path("out"), &[]);
-    expect_locked(&t, &["key", "remove", &key]);
+    expect_locked(&t, &["prune", "--yes", "--instant-delete"]);
+    // Deleting commands that backups run beside are not refused by a shared lock.
+    t.run(&["prune", "--yes"]).expect_code(0);
+    t.run(&["key", "remove", "--yes", &key]).expect_code(0);
     drop(guard);
-    t.run(&["key", "remove", &key]).expect_code(0);
+    t.run(&["prune", "--yes", "--instant-delete"])
+        .expect_code(0);
 }
 
 #[test]
@@ -151,6 +155,8 @@ fn foreign_lock(t: &TestRepo, exclusive: bool, age: i64) -> (String, i64) {
         user: "operator".into(),
         time,
         purpose: "prune".into(),
+        deleting: false,
+        created: time,
     };
     let bytes = object::seal(repo.keys().seal_key(), &info);
     let name = Id::of_stored(&bytes).to_hex();
@@ -184,7 +190,7 @@ fn a_lock_from_another_host_says_when_it_goes_stale_and_how_to_remove_it() {
     // Not refreshed for more than 30 minutes: stale, it blocks nothing and `unlock` removes it.
     let (old, _) = foreign_lock(&t, true, 31 * 60);
     t.backup(&[&src]);
-    t.run(&["key", "remove", &key]).expect_code(0);
+    t.run(&["key", "remove", "--yes", &key]).expect_code(0);
     assert_eq!(t.json(&["unlock"])["removed"], serde_json::json!([old]));
     assert!(lock_names(&t).is_empty());
 }

@@ -38,34 +38,36 @@ fn assert_locked<T: std::fmt::Debug>(r: hydrabackup::Result<T>) {
 }
 
 #[test]
-fn operations_that_delete_refuse_a_repository_a_backup_holds() {
+fn only_an_instant_prune_refuses_a_repository_a_backup_holds() {
     let t = repo_with_snapshots();
     let holder = open(&t);
     let repo = open(&t);
     let p = Progress::default();
     let n = repo.snapshots().unwrap().len();
-    {
-        // A running backup's shared lock.
-        let _lock = holder.lock(false, "backup").unwrap();
-        assert_locked(ops::prune::run(&repo, &Default::default(), &p));
-        let forget = ops::forget::ForgetOptions {
-            keep_last: Some(1),
-            prune: true,
-            ..Default::default()
-        };
-        assert_locked(ops::forget::run(&repo, &forget, &p));
-        assert_eq!(repo.snapshots().unwrap().len(), n, "nothing was forgotten");
-    }
-    // Without the other lock both run, and their own locks are gone afterwards.
-    let forget = ops::forget::ForgetOptions {
-        keep_last: Some(1),
-        prune: true,
+    let instant = ops::prune::PruneOptions {
+        instant_delete: true,
         ..Default::default()
     };
-    let out = ops::forget::run(&repo, &forget, &p).unwrap();
-    assert_eq!(out.summary.removed, 1);
-    assert!(out.prune.is_some());
-    ops::prune::run(&repo, &Default::default(), &p).unwrap();
+    let forget = |prune_options: &ops::prune::PruneOptions| ops::forget::ForgetOptions {
+        keep_last: Some(1),
+        prune: true,
+        prune_options: prune_options.clone(),
+        ..Default::default()
+    };
+    {
+        // A running backup's shared lock refuses what deletes at once.
+        let _lock = holder.lock(false, "backup").unwrap();
+        assert_locked(ops::prune::run(&repo, &instant, &p));
+        assert_locked(ops::forget::run(&repo, &forget(&instant), &p));
+        assert_eq!(repo.snapshots().unwrap().len(), n, "nothing was forgotten");
+        // Forget and a two-phase prune run beside it.
+        let out = ops::forget::run(&repo, &forget(&Default::default()), &p).unwrap();
+        assert_eq!(out.summary.removed, 1);
+        assert!(out.prune.unwrap().packs_marked > 0);
+    }
+    // Without the other lock an instant prune runs, and its lock is gone afterwards.
+    let out = ops::prune::run(&repo, &instant, &p).unwrap();
+    assert!(out.summary.packs_removed > 0);
     t.assert_verify_ok(&[]);
 }
 

@@ -31,6 +31,10 @@ const VOLATILE: &[&str] = &[
     "bytes_unused",
     "bytes_unused_left",
     "bytes_deleted",
+    "bytes_marked",
+    "bytes_removed",
+    "bytes_waiting",
+    "waiting_until",
     "pack_bytes",
     "pack_bytes_before",
     "pack_bytes_after",
@@ -281,6 +285,24 @@ fn every_command_human_and_json_output_is_pinned() {
         p.pin(name, &[(&a, args), (&a, &json)]);
     }
 
+    // conf (issue 17): diff, find, the stored policy, config show.
+    let ids: Vec<String> = a
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let (s1, s2) = (&ids[0][..8], &ids[1][..8]);
+    for (name, args) in [
+        ("diff", &["diff", s1, s2][..]),
+        ("find", &["find", "b"]),
+        ("policy_set", &["policy", "set", "--retention", "7d,4w"]),
+        ("policy_show", &["policy", "show"]),
+        ("config_show", &["config", "show"]),
+    ] {
+        let json: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+        p.pin(name, &[(&a, args), (&a, &json)]);
+    }
+
     let r1 = a.path("r1");
     let r2 = a.path("r2");
     let r3 = a.path("r3");
@@ -317,6 +339,35 @@ fn every_command_human_and_json_output_is_pinned() {
         ],
     );
 
+    // Options restic users reach for (their behaviour: tests/restore_options.rs, listing.rs).
+    write(&r1.join("stray"), b"not in the snapshot");
+    let r1s = r1.to_str().unwrap();
+    p.pin(
+        "restic_options",
+        &[
+            (
+                &a,
+                &["restore", "latest", "--delete", "--verify", "-t", r1s],
+            ),
+            (
+                &a,
+                &[
+                    "restore",
+                    "latest:sub",
+                    "--json",
+                    "--verify",
+                    "-t",
+                    r3.to_str().unwrap(),
+                ],
+            ),
+            (&a, &["snapshots", "--latest", "1", "--tag", "first"]),
+            (
+                &a,
+                &["snapshots", "--json", "--latest", "1", "--host", "testhost"],
+            ),
+        ],
+    );
+
     // copy: into `c` (which has one backup of its own) with a second source of the same data.
     let mut c = c;
     c.env.push((
@@ -338,9 +389,11 @@ fn every_command_human_and_json_output_is_pinned() {
         "forget_prune",
         &[
             (&c, &["forget", "--keep-last", "2", "--prune"]),
-            (&c, &["forget", "--json", "--keep-last", "1"]),
-            (&c, &["prune"]),
-            (&c, &["prune", "--json"]),
+            (&c, &["forget", "--yes", "--keep-last", "2", "--prune"]),
+            (&c, &["forget", "--yes", "--json", "--keep-last", "1"]),
+            (&c, &["prune", "--yes", "--keep-delete", "0s"]),
+            (&c, &["prune", "--yes", "--json", "--keep-delete", "0s"]),
+            (&c, &["prune", "--yes", "--instant-delete"]),
         ],
     );
 
@@ -356,6 +409,7 @@ fn every_command_human_and_json_output_is_pinned() {
         &[
             (&a, &["key", "add", "--new-password-file", npf]),
             (&a, &["key", "remove", &added[..12]]),
+            (&a, &["key", "remove", "--yes", &added[..12]]),
             (&a, &["key", "add", "--json", "--new-password-file", npf]),
         ],
     );
@@ -406,6 +460,15 @@ fn every_command_human_and_json_output_is_pinned() {
             (&a, &["ls", "--json", "deadbeef"]),
             (&a, &["prune", "--max-unused", "101"]),
             (&a, &["prune", "--json", "--max-unused", "101"]),
+        ],
+    );
+    p.pin(
+        "tag_repair",
+        &[
+            (&a, &["tag", "latest", "--add", "pinned"]),
+            (&a, &["tag", "--json", "latest", "--remove", "pinned"]),
+            (&a, &["repair", "index", "--dry-run"]),
+            (&a, &["repair", "snapshots", "--json"]),
         ],
     );
 }

@@ -1,6 +1,8 @@
 //! `forget` (by id and by retention policy) and `prune`: space comes back, every remaining
 //! snapshot still restores byte for byte, a kill at any instant leaves a repository that
-//! verifies, and a damaged repository is never pruned.
+//! verifies, and a damaged repository is never pruned. The prune tests run twice: with
+//! `--instant-delete`, and two-phase after the grace period (`--keep-delete 0s`, where a first
+//! prune marks and a second deletes).
 
 mod common;
 
@@ -104,31 +106,80 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// How prunes run in a test: at once, or two-phase with no grace period.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Instant,
+    TwoPhase,
+}
+
+impl Mode {
+    /// `prune --yes` with this mode's options and `extra`.
+    fn args<'a>(self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec!["prune", "--yes"];
+        a.extend_from_slice(match self {
+            Mode::Instant => &["--instant-delete"][..],
+            Mode::TwoPhase => &["--keep-delete", "0s"],
+        });
+        a.extend_from_slice(extra);
+        a
+    }
+
+    /// Prunes until the space is back: once when instant, twice (mark, then delete) otherwise.
+    /// Returns the last prune's document.
+    fn prune(self, t: &TestRepo, extra: &[&str]) -> serde_json::Value {
+        let first = t.json(&self.args(extra));
+        if self == Mode::Instant {
+            return first;
+        }
+        let second = t.json(&self.args(extra));
+        assert_eq!(second["packs_marked"], 0, "{second:#}");
+        assert_eq!(second["packs_waiting"], 0, "{second:#}");
+        assert_eq!(second["index_files_waiting"], 0, "{second:#}");
+        second
+    }
+}
+
 #[test]
 fn prune_frees_what_forgotten_snapshots_alone_used() {
+    frees_what_forgotten_snapshots_alone_used(Mode::Instant);
+}
+
+#[test]
+fn two_phase_prune_frees_what_forgotten_snapshots_alone_used() {
+    frees_what_forgotten_snapshots_alone_used(Mode::TwoPhase);
+}
+
+fn frees_what_forgotten_snapshots_alone_used(mode: Mode) {
     let t = small_repo();
     let all = history(&t, 4);
     let before = repo_bytes(&t.repo);
 
     // Nothing is forgotten yet: prune finds nothing to free.
-    let p = t.json(&["prune"]);
+    let p = mode.prune(&t, &[]);
     assert_eq!(p["bytes_unused"], 0, "{p:#}");
     assert_eq!(p["packs_deleted"], 0, "{p:#}");
     assert_eq!(repo_bytes(&t.repo), before);
 
     // Forget the first two by id.
-    let f = t.json(&["forget", &all[0], &all[1][..8]]);
+    let f = t.json(&["forget", "--yes", &all[0], &all[1][..8]]);
     assert_eq!(f["removed"], 2, "{f:#}");
     assert_eq!(ids(&t), all[2..].iter().cloned().collect());
 
     // A dry run reports and changes nothing.
     let files_before = repo_files(&t.repo, "");
-    let d = t.json(&["prune", "--dry-run", "--max-unused", "0"]);
+    let d = t.json(&mode.args(&["--dry-run", "--max-unused", "0"]));
     assert!(d["bytes_unused"].as_u64().unwrap() > 0, "{d:#}");
     assert_eq!(repo_files(&t.repo, ""), files_before);
 
-    let p = t.json(&["prune", "--max-unused", "0"]);
-    assert_eq!(p["bytes_unused"], d["bytes_unused"], "{p:#}");
+    let p = mode.prune(&t, &["--max-unused", "0"]);
+    if mode == Mode::Instant {
+        assert_eq!(p["bytes_unused"], d["bytes_unused"], "{p:#}");
+    } else {
+        // The first prune only marked; the second deleted what it marked.
+        assert!(p["packs_removed"].as_u64().unwrap() > 0, "{p:#}");
+        assert_eq!(p["packs_removed"], d["packs_marked"], "{d:#} then {p:#}");
+    }
     assert_eq!(p["pack_bytes_after"].as_u64().unwrap(), repo_bytes(&t.repo));
     // Generations 1 and 2 each had 3 files of their own (900 kB) plus their own 200 kB file.
     let freed = before - repo_bytes(&t.repo);
@@ -138,10 +189,11 @@ fn prune_frees_what_forgotten_snapshots_alone_used() {
     assert_restorable(&t, &all);
 
     // With nothing unused left, a second prune changes nothing.
-    let again = t.json(&["prune", "--max-unused", "0"]);
+    let again = t.json(&mode.args(&["--max-unused", "0"]));
     assert_eq!(again["bytes_unused"], 0, "{again:#}");
     assert_eq!(again["packs_rewritten"], 0, "{again:#}");
     assert_eq!(again["index_files_written"], 0, "{again:#}");
+    assert_eq!(again["index_files_deleted"], 0, "{again:#}");
 
     // Backups after a prune reuse what is left and restore exactly.
     let src = generation(&t, 4);
@@ -180,15 +232,21 @@ fn forget_applies_a_retention_policy_per_group() {
         .to_string();
 
     let mut c = t.command();
-    c.env("TZ", "UTC")
-        .args(["forget", "--policy", "2d,2w,3m", "--dry-run", "--json"]);
+    c.env("TZ", "UTC").args([
+        "forget",
+        "--yes",
+        "--policy",
+        "2d,2w,3m",
+        "--dry-run",
+        "--json",
+    ]);
     let dry = run_cmd(c).expect_code(0).json();
     assert_eq!(dry["groups"].as_array().unwrap().len(), 2, "{dry:#}");
     assert_eq!(ids(&t).len(), 9, "a dry run removed snapshots");
 
     let mut c = t.command();
     c.env("TZ", "UTC")
-        .args(["forget", "--policy", "2d,2w,3m", "--json"]);
+        .args(["forget", "--yes", "--policy", "2d,2w,3m", "--json"]);
     let v = run_cmd(c).expect_code(0).json();
     assert_eq!(v["removed"], dry["removed"]);
     // 2d: 11-11 20:00, 11-10 20:00. 2w: 11-11 20:00 (week 46), 11-04 (week 45).
@@ -228,15 +286,28 @@ fn forget_refuses_unclear_requests() {
     write(&src.join("a"), b"x");
     t.backup(&[&src]);
     for (args, needle) in [
-        (vec!["forget"], "no policy"),
-        (vec!["forget", "--policy", "7x"], "retention policy"),
-        (vec!["forget", "--keep-within", "soon"], "span"),
+        (vec!["forget", "--yes"], "no policy"),
         (
-            vec!["forget", "--keep-last", "1", "--group-by", "colour"],
+            vec!["forget", "--yes", "--policy", "7x"],
+            "retention policy",
+        ),
+        (vec!["forget", "--yes", "--keep-within", "soon"], "span"),
+        (
+            vec![
+                "forget",
+                "--yes",
+                "--keep-last",
+                "1",
+                "--group-by",
+                "colour",
+            ],
             "group by",
         ),
-        (vec!["forget", "deadbeef"], "not found"),
-        (vec!["prune", "--max-unused", "150"], "percentage"),
+        (vec!["forget", "--yes", "deadbeef"], "not found"),
+        (
+            vec!["prune", "--yes", "--instant-delete", "--max-unused", "150"],
+            "percentage",
+        ),
     ] {
         let r = t.run(&args);
         r.expect_clean_error();
@@ -253,24 +324,33 @@ fn forget_refuses_unclear_requests() {
 fn forgotten_history() -> (TestRepo, Vec<String>) {
     let t = small_repo();
     let all = history(&t, 4);
-    t.json(&["forget", &all[0], &all[1]]);
+    t.json(&["forget", "--yes", &all[0], &all[1]]);
     (t, all)
 }
 
-fn crashed_prune(t: &TestRepo, failpoint: &str) {
+/// Runs `args` with a crash point; returns whether the process was killed there.
+fn crashed(t: &TestRepo, failpoint: &str, args: &[&str]) -> bool {
     let mut c = t.command();
-    c.env("HYDRABACKUP_FAILPOINT", failpoint)
-        .args(["prune", "--max-unused", "0", "--json"]);
+    c.env("HYDRABACKUP_FAILPOINT", failpoint).args(args);
     let r = run_cmd(c);
-    assert_eq!(
-        r.signal,
-        Some(SIGKILL),
-        "prune was not killed at {failpoint}: {r:?}"
-    );
+    if r.signal == Some(SIGKILL) {
+        return true;
+    }
+    r.expect_code(0);
+    false
 }
 
 #[test]
 fn a_prune_killed_at_any_point_leaves_a_good_repository() {
+    killed_at_any_point(Mode::Instant);
+}
+
+#[test]
+fn a_two_phase_prune_killed_at_any_point_leaves_a_good_repository() {
+    killed_at_any_point(Mode::TwoPhase);
+}
+
+fn killed_at_any_point(mode: Mode) {
     for fp in [
         "after-pack:1",
         "prune-after-rewrite",
@@ -279,19 +359,24 @@ fn a_prune_killed_at_any_point_leaves_a_good_repository() {
         "prune-mid-delete:2",
     ] {
         let (t, all) = forgotten_history();
-        crashed_prune(&t, fp);
+        // Two-phase, a point of the deleting phase is reached by the second prune.
+        let args = mode.args(&["--max-unused", "0", "--json"]);
+        let killed = crashed(&t, fp, &args) || (mode == Mode::TwoPhase && crashed(&t, fp, &args));
+        assert!(killed, "prune was not killed at {fp}");
         assert_objects_complete(&t.repo);
         // The kill left a stale lock that blocks nothing; verify sees no damage (unreferenced
         // packs are not damage).
         t.assert_verify_ok(&["--read-data"]);
         assert_restorable(&t, &all);
-        // The next prune finishes the job.
-        let p = t.json(&["prune", "--max-unused", "0"]);
-        let again = t.json(&["prune", "--max-unused", "0", "--dry-run"]);
+        // The next prunes finish the job.
+        let p = mode.prune(&t, &["--max-unused", "0"]);
+        let again = t.json(&mode.args(&["--max-unused", "0", "--dry-run"]));
         assert_eq!(again["bytes_unused"], 0, "{fp}: {p:#} then {again:#}");
         assert_eq!(again["packs_unindexed"], 0, "{fp}: {again:#}");
-        // Nothing is left over, superseded index files included: a third prune changes nothing.
-        let third = t.json(&["prune", "--max-unused", "0"]);
+        assert_eq!(again["packs_waiting"], 0, "{fp}: {again:#}");
+        // Nothing is left over, superseded index files included: a further prune changes
+        // nothing.
+        let third = t.json(&mode.args(&["--max-unused", "0"]));
         assert_eq!(third["index_files_deleted"], 0, "{fp}: {third:#}");
         assert_eq!(third["index_files_written"], 0, "{fp}: {third:#}");
         t.assert_verify_ok(&["--read-data"]);
@@ -331,7 +416,7 @@ fn a_damaged_repository_is_not_pruned() {
         .clone();
     fs::remove_file(&needed).unwrap();
     let files_before = repo_files(&t.repo, "");
-    let r = t.run(&["prune"]);
+    let r = t.run(&["prune", "--yes", "--instant-delete"]);
     r.expect_code(13).expect_clean_error();
     assert!(r.stderr.contains("nothing was pruned"), "{}", r.stderr);
     assert_eq!(repo_files(&t.repo, ""), files_before);

@@ -81,6 +81,7 @@ fn forge(t: &TestRepo, how: Forgery) -> (String, String) {
         version: INDEX_VERSION,
         supersedes: Vec::new(),
         packs: vec![IndexPack::from_entries(forged.id, &forged.entries)],
+        ..Default::default()
     };
     if let Forgery::Supersedes = how {
         // The superseded files' tree packs are carried over, so that only data is redirected.
@@ -216,9 +217,24 @@ fn prune_never_deletes_the_only_intact_copy() {
         let a = attacked(how);
         let r = if forget {
             // `forget --prune -q`, as the README's schedule runs it on the server.
-            a.t.run(&["forget", &a.snapshots[0], "--prune", "-q", "--json"])
+            a.t.run(&[
+                "forget",
+                "--yes",
+                "--instant-delete",
+                &a.snapshots[0],
+                "--prune",
+                "-q",
+                "--json",
+            ])
         } else {
-            a.t.run(&["prune", "--max-unused", "0", "--json"])
+            a.t.run(&[
+                "prune",
+                "--yes",
+                "--instant-delete",
+                "--max-unused",
+                "0",
+                "--json",
+            ])
         };
         let v = r.expect_code(0).json();
         let p = if forget { v["prune"].clone() } else { v };
@@ -259,7 +275,15 @@ fn an_honest_prune_checks_nothing_extra() {
         .to_string();
     random_files(&src, 4, 2, 250_000);
     t.backup(&[&src]);
-    let v = t.json(&["forget", &first, "--prune", "--max-unused", "0"]);
+    let v = t.json(&[
+        "forget",
+        "--yes",
+        "--instant-delete",
+        &first,
+        "--prune",
+        "--max-unused",
+        "0",
+    ]);
     let p = &v["prune"];
     let dropped = p["packs_deleted"].as_u64().unwrap() + p["packs_rewritten"].as_u64().unwrap();
     assert!(dropped > 0, "{v:#}");
@@ -293,11 +317,12 @@ fn a_pack_whose_header_disagrees_with_the_index_is_damage() {
         version: INDEX_VERSION,
         supersedes: Vec::new(),
         packs: vec![record],
+        ..Default::default()
     };
     let forged_index = store_index(&repo, &file, true);
 
     let before = repo_files(&t.repo, "");
-    let r = t.run(&["prune", "--max-unused", "0"]);
+    let r = t.run(&["prune", "--yes", "--instant-delete", "--max-unused", "0"]);
     r.expect_code(13).expect_clean_error();
     assert!(
         r.stderr.contains(&pack) && r.stderr.contains("nothing was pruned"),
@@ -341,6 +366,7 @@ fn supersedes_is_honoured_only_when_covered() {
             .map(|(n, _)| Id::from_hex(n).unwrap())
             .collect(),
         packs: Vec::new(),
+        ..Default::default()
     };
     store_index(&repo, &file, false);
 
@@ -352,7 +378,7 @@ fn supersedes_is_honoured_only_when_covered() {
         .collect();
     assert_eq!(stranded.len(), packs(&t.repo).len(), "{v:#}");
 
-    let p = t.json(&["prune", "--max-unused", "0"]);
+    let p = t.json(&["prune", "--yes", "--instant-delete", "--max-unused", "0"]);
     assert_eq!(p["packs_deleted"], 0, "{p:#}");
     t.assert_verify_ok(&["--read-data"]);
     let out = t.path("out");
@@ -387,6 +413,7 @@ fn undecodable_index_files_are_skipped_and_stop_prune() {
         version: INDEX_VERSION,
         supersedes: Vec::new(),
         packs: vec![IndexPack::from_entries(loc.pack, &[huge])],
+        ..Default::default()
     };
     let huge_name = store_index(&repo, &file, true);
 
@@ -403,7 +430,7 @@ fn undecodable_index_files_are_skipped_and_stop_prune() {
     }
 
     let before = repo_files(&t.repo, "");
-    let r = t.run(&["prune"]);
+    let r = t.run(&["prune", "--yes", "--instant-delete"]);
     r.expect_code(13).expect_clean_error();
     assert!(r.stderr.contains(&garbage_name), "{}", r.stderr);
     assert_eq!(repo_files(&t.repo, ""), before);
@@ -449,6 +476,7 @@ fn a_forged_blob_length_damages_only_its_file() {
         version: INDEX_VERSION,
         supersedes: Vec::new(),
         packs: vec![IndexPack::from_entries(forged.id, &forged.entries)],
+        ..Default::default()
     };
     store_index(&repo, &file, true);
 

@@ -143,7 +143,7 @@ fn damaged_snapshots_are_skipped_and_named_and_everything_else_works() {
     assert_eq!(dst.snapshots().len(), 3);
 
     // forget by policy decides over the readable snapshots only.
-    let r = t.run(&["forget", "--keep-last", "2", "--json"]);
+    let r = t.run(&["forget", "--yes", "--keep-last", "2", "--json"]);
     expect_skipped(&r, &bad);
     assert_eq!(r.json()["removed"], 1);
     assert_eq!(repo_files(&t.repo, "snapshots").len(), 4);
@@ -152,14 +152,21 @@ fn damaged_snapshots_are_skipped_and_named_and_everything_else_works() {
 #[test]
 fn prune_refuses_while_snapshots_are_damaged_unless_told() {
     let (t, src, ids) = setup();
-    t.run(&["forget", &ids[0]]).expect_code(0);
+    t.run(&["forget", "--yes", &ids[0]]).expect_code(0);
     let bad = plant_damaged_snapshots(&t);
     let before = repo_files(&t.repo, "");
 
     for args in [
-        &["prune"][..],
-        &["prune", "--dry-run"],
-        &["forget", "--keep-last", "1", "--prune"],
+        &["prune", "--yes", "--instant-delete"][..],
+        &["prune", "--yes", "--instant-delete", "--dry-run"],
+        &[
+            "forget",
+            "--yes",
+            "--instant-delete",
+            "--keep-last",
+            "1",
+            "--prune",
+        ],
     ] {
         let r = t.run(args);
         r.expect_code(13);
@@ -184,7 +191,13 @@ fn prune_refuses_while_snapshots_are_damaged_unless_told() {
     );
 
     // Told explicitly, prune frees the forgotten snapshot's data and keeps the live one's.
-    let r = t.run(&["prune", "--ignore-damaged-snapshots", "--json"]);
+    let r = t.run(&[
+        "prune",
+        "--yes",
+        "--instant-delete",
+        "--ignore-damaged-snapshots",
+        "--json",
+    ]);
     expect_skipped(&r, &bad);
     let v = r.json();
     assert!(v["bytes_unused"].as_u64().unwrap() >= 30_000, "{v}");
@@ -202,7 +215,7 @@ fn a_damaged_snapshot_named_by_forget_is_removed() {
     // A damaged snapshot named on its own is an error (it cannot be shown).
     t.run(&["ls", &bad[0]]).expect_code(13).expect_clean_error();
 
-    let v = t.json(&["forget", &bad[0][..12], &bad[1]]);
+    let v = t.json(&["forget", "--yes", &bad[0][..12], &bad[1]]);
     assert_eq!(v["removed"], 2, "{v}");
     assert_eq!(v["kept"], 2, "{v}");
     let names: Vec<String> = repo_files(&t.repo, "snapshots")
@@ -214,7 +227,7 @@ fn a_damaged_snapshot_named_by_forget_is_removed() {
     assert_eq!(names, expected);
     // Nothing is damaged any more: every command is clean again.
     t.json(&["snapshots"]);
-    t.json(&["prune"]);
+    t.json(&["prune", "--yes", "--instant-delete"]);
     t.assert_verify_ok(&[]);
 }
 

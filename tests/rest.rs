@@ -84,6 +84,8 @@ fn backup_verify_restore_prune_over_https_with_users() {
         ca,
         &[
             "forget",
+            "--yes",
+            "--instant-delete",
             "--keep-last",
             "1",
             "--prune",
@@ -189,10 +191,22 @@ fn an_append_only_server_keeps_every_backup() {
 
     // Forgetting and pruning are refused, clearly, and change nothing that matters.
     let id = first["snapshot_id"].as_str().unwrap();
-    let r = hb(&t, &loc, None, &["forget", id]);
+    let r = hb(&t, &loc, None, &["forget", "--yes", id]);
     r.expect_clean_error();
     assert!(r.stderr.contains("append-only"), "{}", r.stderr);
-    let r = hb(&t, &loc, None, &["forget", "--keep-last", "1", "--prune"]);
+    let r = hb(
+        &t,
+        &loc,
+        None,
+        &[
+            "forget",
+            "--yes",
+            "--instant-delete",
+            "--keep-last",
+            "1",
+            "--prune",
+        ],
+    );
     r.expect_clean_error();
     let snaps = hb(&t, &loc, None, &["snapshots", "--json"])
         .expect_code(0)

@@ -98,7 +98,7 @@ fn backup_restore_verify_forget_prune_over_s3() {
         .map(String::as_str)
         .filter(|i| *i != third_id)
         .collect();
-    let f = t.json(&["forget", old[0], old[1]]);
+    let f = t.json(&["forget", "--yes", old[0], old[1]]);
     assert_eq!(f["removed"], 2, "{f:#}");
     let stored = || -> u64 {
         files_below(&objects.join("data"))
@@ -107,7 +107,7 @@ fn backup_restore_verify_forget_prune_over_s3() {
             .sum()
     };
     let before = stored();
-    let p = t.json(&["prune", "--max-unused", "0"]);
+    let p = t.json(&["prune", "--yes", "--instant-delete", "--max-unused", "0"]);
     assert!(u(&p, "bytes_unused") > 0, "{p:#}");
     assert_eq!(u(&p, "pack_bytes_before"), before, "{p:#}");
     assert_eq!(u(&p, "pack_bytes_after"), stored(), "{p:#}");

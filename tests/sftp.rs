@@ -74,8 +74,11 @@ fn full_cycle_over_sftp() {
     random_files(&src.join("more"), 2, 4, 200_000);
     let third = snapshot_id(&sshd.json(&t, &["backup", src.to_str().unwrap()]));
     assert!(packs(&t.repo).len() > packs_before);
-    sshd.json(&t, &["forget", &third]);
-    sshd.json(&t, &["prune", "--max-unused", "0"]);
+    sshd.json(&t, &["forget", "--yes", &third]);
+    sshd.json(
+        &t,
+        &["prune", "--yes", "--instant-delete", "--max-unused", "0"],
+    );
     assert_eq!(packs(&t.repo).len(), packs_before);
     let ids: Vec<String> = sshd
         .json(&t, &["snapshots"])

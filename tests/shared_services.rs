@@ -99,6 +99,7 @@ fn a_blob_indexed_at_another_blobs_offset_is_damage_not_the_other_blobs_bytes() 
             .map(|(n, _)| Id::from_hex(n).unwrap())
             .collect(),
         packs: files.iter().flat_map(|(_, f)| f.packs.clone()).collect(),
+        ..Default::default()
     };
     let at_a = forged
         .packs

@@ -389,8 +389,9 @@ fn a_snapshot_tree_10000_deep_verifies_lists_shows_copies_and_prunes() {
         .to_string();
     let depth = 10_000;
     deepen_latest(&t, depth);
-    t.run(&["forget", &first]).expect_code(0);
-    t.run(&["prune"]).expect_code(0);
+    t.run(&["forget", "--yes", &first]).expect_code(0);
+    t.run(&["prune", "--yes", "--instant-delete"])
+        .expect_code(0);
     t.assert_verify_ok(&["--read-data"]);
     let bottom = format!("{}f", "d/".repeat(depth));
     let ls = t

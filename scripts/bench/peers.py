@@ -44,6 +44,9 @@ STEPS = [
     ("backup-appends", "7a. backup after an appends-only day"),
     ("backup-compaction", "7b. backup after a compaction-only day"),
     ("forget-prune", "8. forget all but the last snapshot + prune"),
+    ("backup-alone", "9a. backup of a churn day (many forgotten snapshots), alone"),
+    ("backup-during-prune", "9b. the same backup while a prune runs"),
+    ("prune-during-backup", "9c. that prune, beside the backup"),
 ]
 STEP_TITLE = dict(STEPS)
 TOOLS = ["hydrabackup", "restic", "borg", "rustic"]

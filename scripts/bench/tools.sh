@@ -16,6 +16,8 @@
 #   restore_one TARGET REL   restore only the file REL (relative to the data root) into TARGET
 #   verify                   check the repository reading every stored byte
 #   forget_prune             forget all snapshots but the last one and free their space
+#   forget                   forget all snapshots but the last one, nothing else
+#   prune                    prune as the tool does by default (no forget)
 #   version                  print one line: the tool's version
 #   before_restore REL       optional, untimed, run in bench-peers.sh's own shell before the
 #                            restore steps: export whatever the restores need to look up
@@ -42,7 +44,10 @@ hydrabackup_restore_one() {
   fi
 }
 hydrabackup_verify() { hydrabackup_env; "$HB" verify --read-data --json; }
-hydrabackup_forget_prune() { hydrabackup_env; "$HB" forget --keep-last 1 --prune --json; }
+hydrabackup_forget_prune() { hydrabackup_env; "$HB" forget --keep-last 1 --prune --instant-delete --yes --json; }
+hydrabackup_forget() { hydrabackup_env; "$HB" forget --keep-last 1 --yes -q; }
+# The default two-phase prune: it runs beside backups (repo-format.md §9a).
+hydrabackup_prune() { hydrabackup_env; "$HB" prune --yes --json; }
 hydrabackup_version() { "$HB" --version; }
 hydrabackup_before_restore() {
   hydrabackup_env
@@ -67,6 +72,8 @@ restic_restore_all() { restic_env; restic restore latest --host bench --target "
 restic_restore_one() { restic_env; restic restore latest --host bench --target "$1" --include "/$2"; }
 restic_verify() { restic_env; restic check --read-data; }
 restic_forget_prune() { restic_env; restic forget --host bench --keep-last 1 --prune; }
+restic_forget() { restic_env; restic forget --host bench --keep-last 1; }
+restic_prune() { restic_env; restic prune; }
 restic_version() { restic version | awk 'NR == 1'; }
 
 # --- borg --------------------------------------------------------------------------------------
@@ -96,4 +103,30 @@ rustic_restore_one() { rustic_env; rustic restore "latest:/$2" "$1/$2"; }
 rustic_verify() { rustic_env; rustic check --read-data; }
 # --instant-delete: without it rustic keeps the packs it drops for 23 h, so prune frees nothing now.
 rustic_forget_prune() { rustic_env; rustic forget --keep-last 1 --prune --instant-delete; }
+rustic_forget() { rustic_env; rustic forget --keep-last 1; }
+# rustic's default prune is two-phase and lock-free, like hydrabackup's.
+rustic_prune() { rustic_env; rustic prune; }
 rustic_version() { rustic --version; }
+
+# --- backup during prune (any tool with prune) ---------------------------------------------------
+# TOOL: starts the tool's prune, and one second later (it holds its lock by then) a backup of
+# $SRC; waits for both. Prints the backup's output; writes "backup_wall backup_rc prune_wall
+# prune_rc" to $CACHE/during.times. A tool that refuses the backup while it prunes shows it in
+# backup_rc (restic: exclusive lock).
+backup_during_prune() {
+  local tool=$1 t0 t1 t2 brc=0
+  t0=$(date +%s.%N)
+  ( "${tool}_prune" >"$CACHE/prune.out" 2>"$CACHE/prune.err"; echo "$? $(date +%s.%N)" >"$CACHE/prune.end" ) &
+  local pid=$!
+  sleep 1
+  t1=$(date +%s.%N)
+  "${tool}_backup" >"$CACHE/backup.out" 2>"$CACHE/backup.err" || brc=$?
+  t2=$(date +%s.%N)
+  wait "$pid" || true
+  local prc pend
+  read -r prc pend <"$CACHE/prune.end"
+  awk -v a="$t1" -v b="$t2" -v c="$t0" -v d="$pend" -v br="$brc" -v pr="$prc" \
+    'BEGIN {printf "%.2f %s %.2f %s\n", b - a, br, d - c, pr}' >"$CACHE/during.times"
+  cat "$CACHE/backup.out"
+  return "$brc"
+}

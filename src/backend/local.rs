@@ -134,6 +134,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Backend for LocalBackend {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn location(&self) -> String {
         self.root.display().to_string()
     }

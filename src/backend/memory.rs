@@ -58,6 +58,10 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn location(&self) -> String {
         "memory:".into()
     }

@@ -7,18 +7,22 @@
 //! ([`Retry`]). Every backend passes the conformance suite in `tests/backend_conformance.rs`.
 
 mod http;
+mod limit;
 mod local;
 mod memory;
+mod objlock;
 mod rest;
 mod retry;
 pub mod s3;
 pub mod sftp;
 
+pub use limit::{Bucket, Limited, Limits};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use objlock::{LockMode, ObjectLock, Purged, parse_retention};
 pub use rest::{RestBackend, RestOptions};
 pub use retry::{Retry, RetryOptions};
-pub use s3::{S3Backend, S3Options};
+pub use s3::{ObjectVersion, S3Backend, S3Options};
 pub use sftp::{SftpBackend, SftpOptions};
 
 use crate::{Error, Result};
@@ -38,17 +42,20 @@ pub enum FileKind {
     Snapshot,
     /// `locks/<id>`.
     Lock,
+    /// `policy/<id>`: the stored retention policy (normally one object).
+    Policy,
 }
 
 impl FileKind {
     /// The kinds listed by a full scan, in a stable order.
-    pub const ALL: [FileKind; 6] = [
+    pub const ALL: [FileKind; 7] = [
         FileKind::Config,
         FileKind::Key,
         FileKind::Pack,
         FileKind::Index,
         FileKind::Snapshot,
         FileKind::Lock,
+        FileKind::Policy,
     ];
 
     /// The folder of this kind in the repository layout (`None` for the config at the root).
@@ -60,6 +67,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
+            FileKind::Policy => "policy",
         })
     }
 
@@ -77,6 +85,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshot",
             FileKind::Lock => "lock",
+            FileKind::Policy => "policy",
         }
     }
 }
@@ -115,6 +124,42 @@ pub trait Backend: Send + Sync {
     fn remove_stale_temporaries(&self) -> Result<u64> {
         Ok(0)
     }
+    /// Whether reads are local (a path on this machine, or memory): local caches then hold
+    /// only what saves more than a read (README "Local cache"). Remote backends keep the default.
+    fn is_local(&self) -> bool {
+        false
+    }
+    /// Sets the object lock (WORM) that every later write of an object but a lock carries
+    /// (`None`: unlocked). Only the S3 backend has object lock; the others refuse a lock.
+    fn set_object_lock(&self, lock: Option<ObjectLock>) -> Result<()> {
+        match lock {
+            None => Ok(()),
+            Some(_) => Err(no_object_lock(&self.location())),
+        }
+    }
+    /// When the object lock of an object ends (`None`: not locked, or no object lock here).
+    fn retention(&self, kind: FileKind, name: &str) -> Result<Option<jiff::Timestamp>> {
+        let _ = (kind, name);
+        Ok(None)
+    }
+    /// Locks an object until `until` (a lock is never shortened by the storage: S3 refuses).
+    fn extend_retention(&self, kind: FileKind, name: &str, until: jiff::Timestamp) -> Result<()> {
+        let _ = (kind, name, until);
+        Err(no_object_lock(&self.location()))
+    }
+    /// With object lock, removing an object only hides it (the storage keeps the locked
+    /// version); this removes for good the hidden versions whose lock has ended and says what
+    /// stays. Backends without versions have nothing hidden.
+    fn purge_hidden(&self) -> Result<Purged> {
+        Ok(Purged::default())
+    }
+}
+
+/// The refusal of object lock by a backend without it.
+fn no_object_lock(location: &str) -> Error {
+    Error::InvalidInput(format!(
+        "{location}: object lock needs an S3 repository (s3:...) on a bucket with Object Lock"
+    ))
 }
 
 /// Checks that an object name is a plain token (letters, digits, `-`, `_`; 1 to 128 bytes),
@@ -200,6 +245,18 @@ impl Scheme {
     }
 }
 
+/// The scheme of a location that looks like `NAME:...` with a scheme hydrabackup does not know
+/// (`b2:`, `gs:`, `https:`), unless a local path of that name exists.
+fn unknown_scheme(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once(':')?;
+    let looks = scheme.len() >= 2
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    (looks && scheme != "local" && !std::path::Path::new(location).exists()).then_some(scheme)
+}
+
 /// The settings of every backend that do not come from the location itself. The defaults use
 /// no credentials and read nothing from the environment.
 #[derive(Debug, Clone, Default)]
@@ -212,6 +269,8 @@ pub struct BackendOptions {
     pub s3: S3Options,
     /// For `sftp:` locations.
     pub sftp: SftpOptions,
+    /// Bandwidth limits (every location).
+    pub limits: Limits,
 }
 
 /// Opens the backend for a repository location (see [`Scheme`]) with default options: right
@@ -220,10 +279,11 @@ pub fn open(location: &str) -> Result<Box<dyn Backend>> {
     open_with(location, &BackendOptions::default())
 }
 
-/// Opens the backend for a repository location (see [`Scheme`]), wrapped in the retry layer.
+/// Opens the backend for a repository location (see [`Scheme`]), wrapped in the retry layer
+/// and, with [`BackendOptions::limits`], the bandwidth limits.
 pub fn open_with(location: &str, opts: &BackendOptions) -> Result<Box<dyn Backend>> {
     let retry = opts.retry;
-    Ok(match Scheme::of(location) {
+    let b: Box<dyn Backend> = match Scheme::of(location) {
         Scheme::S3 => Box::new(Retry::new(S3Backend::open(location, &opts.s3)?, retry)),
         Scheme::Rest => Box::new(Retry::new(
             RestBackend::open(&location["rest:".len()..], &opts.rest)?,
@@ -231,8 +291,12 @@ pub fn open_with(location: &str, opts: &BackendOptions) -> Result<Box<dyn Backen
         )),
         Scheme::Sftp => Box::new(Retry::new(SftpBackend::open(location, &opts.sftp)?, retry)),
         Scheme::Local => {
+            if let Some(scheme) = unknown_scheme(location) {
+                return Err(crate::Error::UnknownScheme(scheme.to_string()));
+            }
             let path = location.strip_prefix("local:").unwrap_or(location);
             Box::new(Retry::new(LocalBackend::new(path), retry))
         }
-    })
+    };
+    Ok(Limited::wrap(b, opts.limits))
 }

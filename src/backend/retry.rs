@@ -112,6 +112,27 @@ impl<B: Backend> Backend for Retry<B> {
     fn remove_stale_temporaries(&self) -> Result<u64> {
         self.run(|_| self.inner.remove_stale_temporaries())
     }
+
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
+
+    fn set_object_lock(&self, lock: Option<super::ObjectLock>) -> Result<()> {
+        self.inner.set_object_lock(lock)
+    }
+
+    fn retention(&self, kind: FileKind, name: &str) -> Result<Option<jiff::Timestamp>> {
+        self.run(|_| self.inner.retention(kind, name))
+    }
+
+    fn extend_retention(&self, kind: FileKind, name: &str, until: jiff::Timestamp) -> Result<()> {
+        self.run(|_| self.inner.extend_retention(kind, name, until))
+    }
+
+    fn purge_hidden(&self) -> Result<super::Purged> {
+        // Each step is repeated inside; a failed purge is redone by the next prune.
+        self.inner.purge_hidden()
+    }
 }
 
 #[cfg(test)]

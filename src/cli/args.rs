@@ -15,10 +15,23 @@ use hydrabackup::ops::snapshots::SnapshotsOptions;
 use hydrabackup::ops::stats::StatsOptions;
 use hydrabackup::ops::unlock::UnlockOptions;
 use hydrabackup::ops::verify::VerifyOptions;
+use hydrabackup::ops::{
+    diff::DiffOptions,
+    find::FindOptions,
+    policy::PolicySetOptions,
+    repair::{RepairIndexOptions, RepairSnapshotsOptions},
+    tag::TagOptions,
+};
 
 /// Zero-downtime, deduplicating, encrypted backups of HydrAIDE data roots.
 #[derive(Parser, Debug)]
-#[command(name = "hydrabackup", version, about, propagate_version = true)]
+#[command(
+    name = "hydrabackup",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Environment: HYDRABACKUP_REPOSITORY, HYDRABACKUP_PASSWORD, HYDRABACKUP_PASSWORD_FILE, HYDRABACKUP_PASSWORD_COMMAND (and HYDRABACKUP_NEW_PASSWORD[_FILE] for new keys); see the README for the backends' variables."
+)]
 pub struct Cli {
     /// Global options.
     #[command(flatten)]
@@ -28,8 +41,9 @@ pub struct Cli {
     pub cmd: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes (listed after each command's own).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository location: a local or mounted path, `sftp:USER@HOST:PATH`,
     /// `s3:https://HOST/BUCKET[/PREFIX]` or `rest:https://[USER:PASS@]HOST:PORT/REPO`.
@@ -40,7 +54,8 @@ pub struct Global {
         global = true
     )]
     pub repo: Option<String>,
-    /// Read the password from this file (first line).
+    /// Read the password from this file (first line). Or give it in HYDRABACKUP_PASSWORD;
+    /// with none of these it is asked for on a terminal.
     #[arg(long, env = "HYDRABACKUP_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and use its first output line as the password.
@@ -69,12 +84,66 @@ pub struct Global {
     /// `~/.cache/hydrabackup`).
     #[arg(long, env = "HYDRABACKUP_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Use the options of this profile (README, "Profiles").
+    #[arg(
+        short = 'P',
+        long,
+        env = "HYDRABACKUP_PROFILE",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub profile: Option<String>,
+    /// The profile file (default `~/.config/hydrabackup/profiles.toml`, then
+    /// `/etc/hydrabackup/profiles.toml`).
+    #[arg(
+        long,
+        env = "HYDRABACKUP_PROFILE_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub profile_file: Option<PathBuf>,
+    /// Worker threads for hashing, compression and parallel reads (default: one per core).
+    #[arg(long, env = "HYDRABACKUP_THREADS", global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Limit writes to the repository to this many KiB/s.
+    #[arg(long, env = "HYDRABACKUP_LIMIT_UPLOAD", global = true, value_name = "KIB_S",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit_upload: Option<u32>,
+    /// Limit reads from the repository to this many KiB/s.
+    #[arg(long, env = "HYDRABACKUP_LIMIT_DOWNLOAD", global = true, value_name = "KIB_S",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit_download: Option<u32>,
+    /// Metrics and hooks.
+    #[command(flatten)]
+    pub observe: Observe,
     /// Argon2id memory in KiB for keys created by this command (tests use small values).
     #[arg(long, env = "HYDRABACKUP_KDF_MEMORY", global = true, hide = true)]
     pub kdf_memory: Option<u32>,
     /// Argon2id iterations for keys created by this command.
     #[arg(long, env = "HYDRABACKUP_KDF_ITERATIONS", global = true, hide = true)]
     pub kdf_iterations: Option<u32>,
+}
+
+/// Metrics and notification hooks (README, "Monitoring"); plain fields, one profile key each.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Observe {
+    /// Write Prometheus metrics of the run to this file, atomically (node_exporter's textfile
+    /// collector); backup, verify, forget, prune, copy and restore.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Push the same metrics to this Prometheus Pushgateway (`http://HOST:9091`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub metrics_push: Option<String>,
+    /// Run this shell command before the command; if it fails, the command does not run (exit 15).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_before: Option<String>,
+    /// Run this shell command after the command succeeded (outcome in HYDRABACKUP_* variables).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_after: Option<String>,
+    /// Run this shell command after the command failed (outcome in HYDRABACKUP_* variables).
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub hook_failure: Option<String>,
 }
 
 /// The commands.
@@ -94,8 +163,6 @@ pub enum Command {
     /// Show a snapshot's HydrAIDE catalogue: every Swamp with its facts (`created` is the
     /// header's CreatedAt, `modified` the file's mtime: its last write).
     Show(ShowOptions),
-    /// Find Treasures by key across snapshots: where each is and when its value changed.
-    Find(hydrabackup::ops::find_key::FindKeyOptions),
     /// Check the repository; with --read-data also every stored byte.
     #[command(alias = "check")]
     Verify(VerifyOptions),
@@ -116,6 +183,67 @@ pub enum Command {
     Serve(ServeArgs),
     /// Add a user to a users file for `serve`, or change their password.
     ServeUser(ServeUserArgs),
+    /// Browse the snapshots as a read-only file system (FUSE) until Ctrl-C or unmount.
+    Mount(hydrabackup::ops::mount::MountOptions),
+    /// Write a file of a snapshot to standard output (a folder as a tar archive).
+    Dump(hydrabackup::ops::dump::DumpOptions),
+    /// Print a repository object, decrypted (JSON; a data blob as raw bytes), for debugging.
+    Cat(hydrabackup::ops::cat::CatOptions),
+    // conf (issue 17): configuration and the commands restic users reach for.
+    /// Show the settings in effect: profile, environment and command line merged.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The retention policy stored in the repository (`forget` without arguments applies it).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Forget snapshots by the stored retention policy, then prune (HydrAIDE plan's name).
+    Purge(PruneOptions),
+    /// What changed between two snapshots: files and Swamps added, removed, changed.
+    Diff(DiffOptions),
+    /// Which snapshots hold a path or Swamp name matching a pattern, newest first; with --key,
+    /// which hold Treasures whose key matches (and when each value changed).
+    Find(FindOptions),
+    /// Add, remove or set tags of snapshots (each is rewritten as a new snapshot).
+    Tag(TagOptions),
+    /// Rebuild index files from pack headers, or snapshots without their missing data.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (one per command) into a folder.
+    #[command(hide = true)]
+    Man {
+        /// The folder (created when missing).
+        dir: PathBuf,
+    },
+}
+
+/// `config` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the merged settings and where each comes from (secrets redacted).
+    Show,
+}
+
+/// `policy` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Store a retention policy in the repository.
+    Set(PolicySetOptions),
+    /// Print the stored retention policy.
+    Show,
+}
+
+/// `repair` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Write index files for every pack, read from the pack headers.
+    Index(RepairIndexOptions),
+    /// Write new snapshots without references to missing or damaged data.
+    Snapshots(RepairSnapshotsOptions),
 }
 
 /// `init`.
@@ -173,7 +301,8 @@ pub enum KeyCommand {
 /// Where a new password comes from.
 #[derive(Args, Debug)]
 pub struct NewPassword {
-    /// Read the new password from this file.
+    /// Read the new password from this file (first line). Or give it in
+    /// HYDRABACKUP_NEW_PASSWORD; with neither it is asked for on a terminal.
     #[arg(long, env = "HYDRABACKUP_NEW_PASSWORD_FILE")]
     pub new_password_file: Option<PathBuf>,
 }
@@ -212,6 +341,14 @@ pub struct ServeArgs {
     /// connection waits for a free slot before it is answered 503.
     #[arg(long, default_value_t = 10)]
     pub request_timeout: u64,
+    /// Answer `GET /metrics` (Prometheus) on the main address, behind the same authentication
+    /// (a repository named `metrics` is then out of reach).
+    #[arg(long)]
+    pub metrics: bool,
+    /// Answer `GET /metrics` without authentication on this separate plain-HTTP address
+    /// (e.g. `127.0.0.1:9300`; port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `serve-user`.

@@ -33,6 +33,9 @@ pub fn backup(out: &backup::Outcome, quiet: bool, say: &dyn Fn(String)) {
     for e in &out.source_errors {
         eprintln!("hydrabackup: warning: {}: {}", e.path, e.error);
     }
+    for p in &out.unmatched_excludes {
+        eprintln!("hydrabackup: warning: exclude pattern {p:?} matched nothing");
+    }
     if !quiet {
         for f in &out.special {
             eprintln!(
@@ -88,6 +91,36 @@ pub fn backup(out: &backup::Outcome, quiet: bool, say: &dyn Fn(String)) {
     }
 }
 
+/// Notes on source paths that are not what a user may think: a symlink (such as `/dev/stdin`)
+/// is stored as a link, a FIFO or device is not read.
+pub fn source_notes(paths: &[std::path::PathBuf]) {
+    for p in paths {
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            let to = std::fs::read_link(p)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            eprintln!(
+                "hydrabackup: note: {} is a symbolic link{to}: the link is stored, not what it points to{}",
+                p.display(),
+                if p.starts_with("/dev") || p.starts_with("/proc") {
+                    "; use --stdin to back up standard input"
+                } else {
+                    ""
+                }
+            );
+        } else if !ft.is_file() && !ft.is_dir() {
+            eprintln!(
+                "hydrabackup: note: {} is not a regular file or folder: it is not read; use --stdin (or --stdin-from-command) to back up a stream",
+                p.display()
+            );
+        }
+    }
+}
+
 /// `snapshots`: a table.
 pub fn snapshots(out: &SnapshotsOutcome) {
     println!(
@@ -112,15 +145,34 @@ pub fn snapshots(out: &SnapshotsOutcome) {
     println!("{} snapshot(s)", out.0.len());
 }
 
-/// `ls`: one line per entry.
-pub fn ls(out: &ls::LsOutcome) {
+/// `ls`: one line per entry; `ls -l` as `ls -l` prints it, with the time in UTC.
+pub fn ls(out: &ls::LsOutcome, long: bool) {
     for e in &out.0 {
         let kind = match e.kind {
             NodeKind::Dir => 'd',
             NodeKind::File => '-',
             NodeKind::Symlink => 'l',
         };
-        println!("{kind}{:04o} {:>12} /{}", e.mode, e.size, e.path);
+        if !long {
+            println!("{kind}{:04o} {:>12} /{}", e.mode, e.size, e.path);
+            continue;
+        }
+        let mut perms = String::new();
+        for (i, c) in "rwxrwxrwx".chars().enumerate() {
+            perms.push(if e.mode & (0o400 >> i) != 0 { c } else { '-' });
+        }
+        let t = jiff::Timestamp::from_nanosecond(i128::from(e.mtime_ns))
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|_| "?".into());
+        let to = e
+            .target
+            .as_deref()
+            .map(|t| format!(" -> {t}"))
+            .unwrap_or_default();
+        println!(
+            "{kind}{perms} {:>5} {:>5} {:>12} {t} /{}{to}",
+            e.uid, e.gid, e.size, e.path
+        );
     }
 }
 
@@ -147,6 +199,22 @@ pub fn restore(out: &restore::Outcome, quiet: bool, json: bool, say: &dyn Fn(Str
         human(s.bytes),
         s.packs_read
     ));
+    for p in &s.deleted {
+        say(format!(
+            "{} {p}",
+            if out.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            }
+        ));
+    }
+    if let Some(n) = s.verified {
+        say(format!("verified {n} files against the snapshot"));
+    }
+    for p in &s.unmatched_patterns {
+        eprintln!("hydrabackup: warning: pattern {p:?} matched nothing");
+    }
     for d in &s.damaged {
         eprintln!("damaged: {}: {}", d.path, d.error);
     }
@@ -187,6 +255,15 @@ pub fn verify(out: &verify::Outcome, say: &dyn Fn(String)) {
             "{} pack(s) are in no index (left by an interrupted backup; harmless)",
             r.unreferenced_packs.len()
         ));
+    }
+    for o in r.short_retention.iter().take(20) {
+        let until = o
+            .until
+            .map_or("not locked".to_string(), |t| format!("locked until {t}"));
+        eprintln!("short retention: {} {}: {until}", o.kind, o.name);
+    }
+    if r.short_retention.len() > 20 {
+        eprintln!("  ... and {} more objects", r.short_retention.len() - 20);
     }
     if out.ok {
         say("no errors were found".into());
@@ -344,6 +421,23 @@ pub fn forget(s: &ForgetSummary) {
         }
     }
     println!("{verb} {} snapshot(s), kept {}", s.removed, s.kept);
+    if let Some(t) = s.locked_until {
+        println!(
+            "object lock: the removed snapshot files stay stored (hidden) until {t}; a prune after that frees them"
+        );
+    }
+}
+
+/// A period in its largest whole unit (`30d`, `180h`, `90s`, `2.5s`).
+pub fn period(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if d.subsec_nanos() != 0 => format!("{:.1}s", d.as_secs_f64()),
+        _ if s > 0 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s > 0 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s > 0 && s.is_multiple_of(60) => format!("{}min", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 /// `prune`: used and unused space, then what was (or would be) deleted and rewritten.
@@ -362,14 +456,57 @@ pub fn prune(s: &PruneSummary) {
         s.blobs_unused
     );
     println!(
-        "{would}delete {} pack(s), {would}rewrite {} ({} copied), {} unindexed; {verb} {} ({} -> {}); {} unused left",
+        "{would}take out {} unused pack(s), {would}rewrite {} ({} copied), {} unindexed; {} unused left",
         s.packs_deleted,
         s.packs_rewritten,
         human(s.bytes_rewritten),
         s.packs_unindexed,
+        human(s.bytes_unused_left)
+    );
+    let freed = format!(
+        "{verb} {} ({} -> {})",
         human(s.pack_bytes_before.saturating_sub(s.pack_bytes_after)),
         human(s.pack_bytes_before),
         human(s.pack_bytes_after),
-        human(s.bytes_unused_left)
     );
+    if s.instant_delete {
+        println!("{would}delete {} pack(s) at once; {freed}", s.packs_removed);
+    } else {
+        println!(
+            "{would}mark {} pack(s) ({}) for deletion, {would}take back {} still in use, {would}delete {} marked earlier ({}); {freed}",
+            s.packs_marked,
+            human(s.bytes_marked),
+            s.packs_recovered,
+            s.packs_removed,
+            human(s.bytes_removed),
+        );
+        if s.packs_waiting > 0 || s.index_files_waiting > 0 {
+            let held = match s.packs_held_by_locks {
+                0 => String::new(),
+                n => format!(" ({n} kept by locks of backups that started before their mark)"),
+            };
+            println!(
+                "{} marked pack(s) ({}) and {} index file(s) wait for a prune from {}{held}",
+                s.packs_waiting,
+                human(s.bytes_waiting),
+                s.index_files_waiting,
+                s.waiting_until.as_deref().unwrap_or("now"),
+            );
+        }
+    }
+    if let Some(l) = &s.object_lock {
+        let h = &l.hidden;
+        println!(
+            "object lock: {} of {} object(s) extended; removed objects: {} version(s) freed ({}), {} still locked ({})",
+            l.extended,
+            l.objects,
+            h.versions_removed,
+            human(h.bytes_freed),
+            h.versions_locked,
+            human(h.bytes_locked)
+        );
+        if let Some(t) = h.locked_until {
+            println!("object lock: that space comes back with the first prune after {t}");
+        }
+    }
 }

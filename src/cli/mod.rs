@@ -2,14 +2,18 @@
 //! prints its result (human text, or JSON with --json). Errors become one line and an exit code.
 
 mod args;
+mod conf;
+mod confirm;
 mod env;
 mod human;
 mod password;
+mod profile;
 mod progress;
+mod report;
 
 use std::sync::Arc;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use hydrabackup::backend;
 use hydrabackup::crypto::KdfParams;
 use hydrabackup::ops::progress::Progress;
@@ -21,6 +25,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use args::{Cli, Command, Global, KeyCommand};
+use report::Report;
 
 /// Stack size of the thread that runs a command and of rayon's workers. Source folders and
 /// snapshot trees are walked recursively (a few KiB per level), and a deep chain of folders
@@ -30,10 +35,6 @@ const STACK: usize = 256 << 20;
 
 /// Runs the command line; returns the exit code.
 pub fn run() -> i32 {
-    // Fails only if the pool already exists, which it cannot before this point.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .stack_size(STACK)
-        .build_global();
     match std::thread::Builder::new()
         .name("hydrabackup".into())
         .stack_size(STACK)
@@ -48,8 +49,20 @@ pub fn run() -> i32 {
 }
 
 fn run_command() -> i32 {
-    let matches = Cli::command().get_matches();
+    let (matches, loaded) = match conf::parse(std::env::args_os().collect()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("hydrabackup: error: {e}");
+            return 2;
+        }
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Fails only if the pool already exists, which it cannot before this point.
+    let mut pool = rayon::ThreadPoolBuilder::new().stack_size(STACK);
+    if let Some(n) = cli.global.threads {
+        pool = pool.num_threads(n.into());
+    }
+    let _ = pool.build_global();
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -66,18 +79,33 @@ fn run_command() -> i32 {
         .without_time()
         .init();
     let json = cli.global.json;
+    let observe = cli.global.observe.clone();
+    let cmd = matches.subcommand_name().unwrap_or_default();
+    if (observe.metrics_file.is_some() || observe.metrics_push.is_some())
+        && !report::METRIC_COMMANDS.contains(&cmd)
+    {
+        eprintln!(
+            "hydrabackup: error: --metrics-file and --metrics-push apply to {} only",
+            report::METRIC_COMMANDS.join(", ")
+        );
+        return 2;
+    }
     // `-v` shows each command's start and end, and every line logged meanwhile carries its name.
-    let _span = tracing::info_span!("command", cmd = matches.subcommand_name()).entered();
+    let _span = tracing::info_span!("command", cmd).entered();
     let started = std::time::Instant::now();
     tracing::info!("started");
-    let result = dispatch(cli);
+    let mut rep = Report::new(cmd, &observe);
+    let before = report::before(&observe, cmd);
+    // A command its before-hook stopped has no after- or failure-hook.
+    let ran = before.is_ok();
+    let result = before.and_then(|()| dispatch(cli, &mut rep, &matches, loaded.as_ref()));
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         ok = result.is_ok(),
         "finished"
     );
-    match result {
-        Ok(code) => code,
+    let (code, error) = match result {
+        Ok(code) => (code, None),
         Err(e) => {
             let code = e.exit_code();
             // `verify` has already printed its report (with "ok": false) as the one JSON
@@ -86,18 +114,40 @@ fn run_command() -> i32 {
                 && !matches!(
                     e,
                     Error::Damaged(_)
+                        | Error::NotConfirmed
                         | Error::RestoreDamaged(_)
                         | Error::RestoreIncomplete(_)
                         | Error::SnapshotsSkipped(_)
+                        | Error::RetentionShort(_)
                 )
             {
-                println!("{}", json!({"error": e.to_string(), "exit_code": code}));
+                let mut doc = json!({"error": e.to_string(), "exit_code": code});
+                if STREAMS.contains(&cmd) {
+                    doc["message_type"] = "exit_error".into();
+                }
+                println!("{doc}");
             }
             eprintln!("hydrabackup: error: {e}");
-            code
+            (code, Some(e.to_string()))
         }
+    };
+    rep.write_metrics(&observe, code, started.elapsed());
+    if ran {
+        report::after(
+            &observe,
+            cmd,
+            &rep,
+            code,
+            error.as_deref(),
+            started.elapsed(),
+        );
     }
+    code
 }
+
+/// The long commands: with `--json` they print a stream of JSON lines (`status`, `error`,
+/// `verbose_status`, then the `summary`: the outcome document plus `"message_type"`).
+const STREAMS: &[&str] = &["backup", "restore", "verify", "copy", "forget", "prune"];
 
 fn kdf(g: &Global) -> KdfParams {
     let mut k = KdfParams::default();
@@ -110,13 +160,23 @@ fn kdf(g: &Global) -> KdfParams {
     k
 }
 
+/// The backend options for `loc`: the environment's, with the command line's bandwidth limits.
+fn backend_options(g: &Global, loc: &str) -> Result<backend::BackendOptions> {
+    let mut o = env::backend_options(loc)?;
+    o.limits = backend::Limits {
+        upload: g.limit_upload.map(|k| u64::from(k) * 1024),
+        download: g.limit_download.map(|k| u64::from(k) * 1024),
+    };
+    Ok(o)
+}
+
 pub(crate) fn backend_of(g: &Global) -> Result<Arc<dyn backend::Backend>> {
     let loc = g.repo.as_deref().ok_or_else(|| {
         Error::InvalidInput("no repository given: use -r/--repo or HYDRABACKUP_REPOSITORY".into())
     })?;
     Ok(Arc::from(backend::open_with(
         loc,
-        &env::backend_options(loc)?,
+        &backend_options(g, loc)?,
     )?))
 }
 
@@ -154,14 +214,14 @@ pub(crate) fn finish(repos: &[&Repository], code: i32) -> Result<i32> {
 }
 
 /// Opens the other repository of `copy` / `init --copy-params`.
-pub(crate) fn open_from(f: &args::FromRepo) -> Result<Repository> {
+pub(crate) fn open_from(g: &Global, f: &args::FromRepo) -> Result<Repository> {
     let loc = f.from_repo.as_deref().ok_or_else(|| {
         Error::InvalidInput(
             "no source repository given: use --from-repo or HYDRABACKUP_FROM_REPOSITORY".into(),
         )
     })?;
     let b: Arc<dyn backend::Backend> =
-        Arc::from(backend::open_with(loc, &env::backend_options(loc)?)?);
+        Arc::from(backend::open_with(loc, &backend_options(g, loc)?)?);
     if !b.exists()? {
         return Err(Error::RepoNotFound(b.location()));
     }
@@ -193,17 +253,47 @@ pub(crate) fn print_json(v: &serde_json::Value) {
 }
 
 /// Prints an outcome as the `--json` document (keys sorted, as a `serde_json::Value` has them).
-fn print_outcome<T: Serialize>(out: &T) {
+pub(crate) fn print_outcome<T: Serialize>(out: &T) {
     print_json(&serde_json::to_value(out).expect("outcomes serialize"));
 }
 
-/// Runs `op` with a progress display labelled `label` (a terminal only, not with -q or --json).
-fn with_progress<T>(g: &Global, label: &'static str, op: impl FnOnce(&Progress) -> T) -> T {
-    let p = Arc::new(Progress::default());
-    let disp = progress::start(p.clone(), label, !g.quiet && !g.json);
+/// Runs `op` with progress shown as `g` asks: the `--json` stream, or a bar labelled `label`
+/// on a terminal (naming the current item with `names`), or nothing (-q, not a terminal).
+pub(crate) fn with_progress<T>(
+    g: &Global,
+    label: &'static str,
+    names: bool,
+    op: impl FnOnce(&Progress) -> T,
+) -> T {
+    use progress::Mode;
+    let mode = match (g.json, g.quiet) {
+        (true, _) => Mode::Json,
+        (_, true) => Mode::Off,
+        _ => Mode::Bar { names },
+    };
+    let p = match mode {
+        Mode::Json => Progress::with_messages(g.verbose > 0),
+        _ => Progress::default(),
+    };
+    let p = Arc::new(p.counting_first(mode.active()));
+    let disp = progress::start(p.clone(), label, mode);
     let r = op(&p);
     drop(disp);
     r
+}
+
+/// A long command's outcome: kept for the hooks and, with `--json`, printed as the stream's
+/// last line, the `summary` message (the outcome's fields plus `"message_type": "summary"`).
+pub(crate) fn summary<T: Serialize>(g: &Global, rep: &mut Report, out: &T) {
+    let mut v = serde_json::to_value(out).expect("outcomes serialize");
+    if let Some(m) = v.as_object_mut() {
+        m.insert("message_type".into(), "summary".into());
+    }
+    let line = v.to_string();
+    if g.json {
+        println!("{line}");
+    }
+    rep.summary = Some(line);
 }
 
 /// The warnings of a prune: forged copies (even with -q: a client with the password may be
@@ -221,15 +311,20 @@ fn warn_prune(repo: &Repository, r: Result<Option<&PruneSummary>, &Error>) {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(
+    cli: Cli,
+    rep: &mut Report,
+    matches: &clap::ArgMatches,
+    loaded: Option<&conf::Loaded>,
+) -> Result<i32> {
     let g = &cli.global;
     let say = |s: String| {
         if !g.quiet && !g.json {
             println!("{s}");
         }
     };
-    let human = !g.quiet && !g.json;
     let none = Progress::default();
+    let human = !g.quiet && !g.json;
     match cli.cmd {
         Command::Init(a) => {
             let b = backend_of(g)?;
@@ -238,7 +333,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             let mut cfg = a.opts.config(None)?;
             if a.opts.copy_params {
-                cfg = a.opts.config(Some(open_from(&a.from)?.config()))?;
+                cfg = a.opts.config(Some(open_from(g, &a.from)?.config()))?;
             }
             let pw = password::password(g, true)?;
             let out = ops::init::run(b, &pw, kdf(g), cfg)?;
@@ -250,16 +345,31 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 out.id.short(),
                 out.repository
             ));
+            if let Some(l) = out.object_lock {
+                let lock = l.lock();
+                say(format!(
+                    "object lock: {} for {}; run `prune` at least every {} to keep it whole",
+                    l.mode.s3_name().to_lowercase(),
+                    human::period(lock.retention),
+                    human::period(lock.renewal())
+                ));
+            }
             say("keep the password safe: without it the data cannot be recovered".into());
             Ok(0)
         }
         Command::Backup(a) => {
             a.check()?;
             let repo = open(g)?;
-            let out = with_progress(g, "backup", |p| ops::backup::run(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
+            rep.host = a.host.clone();
+            rep.opened(&repo);
+            if !g.quiet && !a.stdin_from_command {
+                human::source_notes(&a.paths);
             }
+            let out = with_progress(g, "backup", a.show_names, |p| {
+                ops::backup::run(&repo, &a, p)
+            })?;
+            summary(g, rep, &out);
+            rep.backup(&repo, &out);
             human::backup(&out, g.quiet, &say);
             finish(&[&repo], if out.source_errors.is_empty() { 0 } else { 3 })
         }
@@ -279,13 +389,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
             if g.json {
                 print_outcome(&out);
             } else if !g.quiet {
-                human::ls(&out);
+                human::ls(&out, a.long);
             }
             finish(&[&repo], 0)
         }
         Command::Restore(a) => {
             let repo = open(g)?;
-            let out = with_progress(g, "restore", |p| ops::restore::run(&repo, &a, p))?;
+            rep.opened(&repo);
+            // --raw writes the values to stdout: no JSON stream there, and no summary line.
+            let out = if a.raw && g.json {
+                ops::restore::run(&repo, &a, &none)?
+            } else {
+                with_progress(g, "restore", false, |p| ops::restore::run(&repo, &a, p))?
+            };
+            rep.restore(&repo, &out);
             if a.raw {
                 use std::io::Write;
                 let mut o = std::io::stdout().lock();
@@ -294,9 +411,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .map_err(|e| Error::io("stdout", e))?;
                 return Ok(0);
             }
-            if g.json {
-                print_outcome(&out);
-            }
+            summary(g, rep, &out);
             human::restore(&out, g.quiet, g.json, &say);
             let s = &out.summary;
             // Damaged snapshots are named whatever else happened; damaged data decides first.
@@ -309,17 +424,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
         Command::Verify(a) => {
-            let repo = open(g)?;
-            let out = with_progress(g, "verify", |p| ops::verify::run(&repo, &a, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else {
+            // Verify checks the repository itself, never a cached copy.
+            let repo = open(g)?.with_cache_root(None);
+            rep.opened(&repo);
+            let out = with_progress(g, "verify", false, |p| ops::verify::run(&repo, &a, p))?;
+            summary(g, rep, &out);
+            rep.verify(&repo, &out);
+            if !g.json {
                 human::verify(&out, &say);
             }
-            if out.ok {
-                Ok(0)
-            } else {
-                Err(Error::Damaged(out.report.problems.len()))
+            match out.report.short_retention.len() {
+                _ if !out.ok => Err(Error::Damaged(out.report.problems.len())),
+                0 => Ok(0),
+                n => Err(Error::RetentionShort(n)),
             }
         }
         Command::Show(a) => {
@@ -329,16 +446,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 print_outcome(&out);
             } else if !g.quiet {
                 human::show(&out);
-            }
-            finish(&[&repo], 0)
-        }
-        Command::Find(a) => {
-            let repo = open(g)?;
-            let out = ops::find_key::run(&repo, &a, &none)?;
-            if g.json {
-                print_outcome(&out);
-            } else if !g.quiet {
-                human::find_key(&out);
             }
             finish(&[&repo], 0)
         }
@@ -354,12 +461,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             finish(&[&repo], 0)
         }
         Command::Copy(a) => {
-            let src = open_from(&a.from)?;
+            let src = open_from(g, &a.from)?;
             let dst = open(g)?;
-            let out = with_progress(g, "copy", |p| ops::copy::run(&dst, &src, &a.opts, p))?;
-            if g.json {
-                print_outcome(&out);
-            } else if !g.quiet {
+            rep.opened(&dst);
+            let out = with_progress(g, "copy", false, |p| ops::copy::run(&dst, &src, &a.opts, p))?;
+            summary(g, rep, &out);
+            rep.copy(&dst, &out);
+            if human {
                 human::copy(&out);
             }
             finish(&[&src, &dst], 0)
@@ -377,30 +485,80 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Forget(a) => {
             a.check()?;
             let repo = open(g)?;
-            let r = with_progress(g, "prune", |p| ops::forget::run(&repo, &a, p));
-            warn_prune(&repo, r.as_ref().map(|o| o.prune.as_ref()));
-            let out = r?;
-            if g.json {
-                print_outcome(&out);
-            } else if human {
-                human::forget(&out.summary);
-                if let Some(p) = &out.prune {
-                    human::prune(p);
-                }
+            rep.opened(&repo);
+            // Without snapshots or rules: the policy stored in the repository (`policy set`).
+            let a = ops::policy::apply_stored(&repo, &a)?;
+            if !g.yes && !a.prune_options.dry_run {
+                let mut dry = a.clone();
+                dry.prune_options.dry_run = true;
+                forget_cmd(
+                    g,
+                    &mut Report::new("forget", &Default::default()),
+                    &repo,
+                    &dry,
+                )?;
+                confirm::ask("forget (and prune) as shown?")?;
             }
-            finish(&[&repo], 0)
+            forget_cmd(g, rep, &repo, &a)
         }
         Command::Prune(a) => {
             a.check()?;
             let repo = open(g)?;
-            let r = with_progress(g, "prune", |p| ops::prune::run(&repo, &a, p));
-            warn_prune(&repo, r.as_ref().map(|o| Some(&o.summary)));
-            let out = r?;
+            rep.opened(&repo);
+            if !g.yes && !a.dry_run {
+                let mut dry = a.clone();
+                dry.dry_run = true;
+                prune_cmd(
+                    g,
+                    &mut Report::new("prune", &Default::default()),
+                    &repo,
+                    &dry,
+                )?;
+                confirm::ask("prune as shown?")?;
+            }
+            prune_cmd(g, rep, &repo, &a)
+        }
+        Command::Dump(a) => {
+            let repo = open(g)?;
+            let out = ops::dump::run(&repo, &a, &none, &mut std::io::stdout().lock())?;
+            // Standard output holds the bytes: the summary goes to stderr.
+            if g.json {
+                eprintln!(
+                    "{}",
+                    serde_json::to_string(&out).expect("outcomes serialize")
+                );
+            }
+            finish(&[&repo], 0)
+        }
+        Command::Cat(a) => {
+            let repo = open(g)?;
+            match ops::cat::run(&repo, &a, &none)? {
+                ops::cat::CatOutcome::Json(v) => print_json(&v),
+                ops::cat::CatOutcome::Bytes(b) => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&b)
+                        .map_err(|e| Error::io("standard output", e))?;
+                }
+            }
+            Ok(0)
+        }
+        Command::Mount(a) => {
+            let repo = open(g)?;
+            let m = ops::mount::mount(&repo, &a)?;
+            if g.json {
+                print_outcome(m.outcome());
+            }
+            say(format!(
+                "mounted {} snapshot(s) on {}; Ctrl-C or umount to unmount",
+                m.outcome().snapshots,
+                a.mountpoint.display()
+            ));
+            let out = m.serve()?;
             if g.json {
                 print_outcome(&out);
-            } else if human {
-                human::prune(&out.summary);
             }
+            say("unmounted".into());
             finish(&[&repo], 0)
         }
         Command::Unlock(a) => {
@@ -416,7 +574,57 @@ fn dispatch(cli: Cli) -> Result<i32> {
             ));
             Ok(0)
         }
+        // conf (issue 17): configuration and the commands restic users reach for.
+        c @ (Command::Config(_)
+        | Command::Policy(_)
+        | Command::Purge(_)
+        | Command::Diff(_)
+        | Command::Find(_)
+        | Command::Tag(_)
+        | Command::Repair(_)
+        | Command::Completion { .. }
+        | Command::Man { .. }) => conf::dispatch(g, c, rep, matches, loaded),
     }
+}
+
+/// `forget` (a dry run shows what a confirmed one would do).
+fn forget_cmd(
+    g: &Global,
+    rep: &mut Report,
+    repo: &Repository,
+    a: &ops::forget::ForgetOptions,
+) -> Result<i32> {
+    let label = if a.prune { "prune" } else { "forget" };
+    let r = with_progress(g, label, false, |p| ops::forget::run(repo, a, p));
+    warn_prune(repo, r.as_ref().map(|o| o.prune.as_ref()));
+    let out = r?;
+    summary(g, rep, &out);
+    rep.forget(repo, &out);
+    if !g.json && !g.quiet {
+        human::forget(&out.summary);
+        if let Some(p) = &out.prune {
+            human::prune(p);
+        }
+    }
+    finish(&[repo], 0)
+}
+
+/// `prune` (a dry run shows what a confirmed one would do).
+fn prune_cmd(
+    g: &Global,
+    rep: &mut Report,
+    repo: &Repository,
+    a: &ops::prune::PruneOptions,
+) -> Result<i32> {
+    let r = with_progress(g, "prune", false, |p| ops::prune::run(repo, a, p));
+    warn_prune(repo, r.as_ref().map(|o| Some(&o.summary)));
+    let out = r?;
+    summary(g, rep, &out);
+    rep.prune(repo, &out.summary);
+    if !g.json && !g.quiet {
+        human::prune(&out.summary);
+    }
+    finish(&[repo], 0)
 }
 
 fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
@@ -453,6 +661,14 @@ fn key_cmd(g: &Global, k: KeyCommand) -> Result<i32> {
             out
         }
         KeyCommand::Remove { id } => {
+            if !g.yes {
+                let name = key::resolve(&repo, &id)?;
+                if g.json {
+                    print_json(&json!({ "would_remove": name }));
+                }
+                say(format!("would remove key {}", &name[..name.len().min(12)]));
+                confirm::ask("remove this key?")?;
+            }
             let out = key::remove(&repo, &id)?;
             say(format!("removed key {}", short(&out.removed)));
             out
@@ -494,14 +710,24 @@ fn serve_cmd(g: &Global, a: args::ServeArgs) -> Result<i32> {
         private_repos: a.private_repos,
         max_connections: a.max_connections.max(1),
         request_timeout: std::time::Duration::from_secs(a.request_timeout.max(1)),
+        metrics: a.metrics,
+        metrics_listen: a.metrics_listen,
     };
     let json = g.json;
-    hydrabackup::server::serve(opts, |addr| {
+    hydrabackup::server::serve(opts, |addr, metrics| {
         // Always printed (also with -q): scripts and tests read the address from it.
+        let metrics = metrics.map(|m| format!("http://{m}/metrics"));
         if json {
-            println!("{}", json!({"listening": format!("{scheme}://{addr}")}));
+            let mut doc = json!({"listening": format!("{scheme}://{addr}")});
+            if let Some(m) = &metrics {
+                doc["metrics"] = m.clone().into();
+            }
+            println!("{doc}");
         } else {
             println!("listening on {scheme}://{addr}");
+            if let Some(m) = &metrics {
+                println!("metrics on {m}");
+            }
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

@@ -101,7 +101,12 @@ pub fn new_password(file: Option<&Path>) -> Result<Password> {
     if let Ok(p) = std::env::var("HYDRABACKUP_NEW_PASSWORD") {
         return non_empty(Zeroizing::new(p.into_bytes()));
     }
-    prompt("enter new password: ", true)
+    prompt("enter new password: ", true).map_err(|e| match e {
+        Error::NoPassword => Error::InvalidInput(
+            "no new password given: use --new-password-file or HYDRABACKUP_NEW_PASSWORD (or run on a terminal)".into(),
+        ),
+        e => e,
+    })
 }
 
 fn prompt(msg: &str, confirm: bool) -> Result<Password> {

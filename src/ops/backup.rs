@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, unbounded};
@@ -16,11 +16,11 @@ use crate::backend::FileKind;
 use crate::chunker::Chunker;
 use crate::logical::capture::{LogicalCtx, group_seed};
 use crate::ops::progress::Progress;
+use crate::pattern::{PathPatterns, Pattern};
 use crate::repo::Repository;
 use crate::repo::snapshot::{CatalogueSummary, Snapshot, SnapshotSummary};
 use crate::repo::tree::Decision;
 use crate::repo::writer::PackWriter;
-use crate::source::Excludes;
 use crate::source::build::TreeBuilder;
 use crate::source::dir::Dir;
 use crate::source::pipeline::{ChunkJob, Event, FileDone, Reader, Workers};
@@ -28,7 +28,9 @@ use crate::source::report::GONE;
 use crate::source::walk::{DirDraft, FileJob, WalkCtx, WalkResult, Walker};
 use crate::{Error, Id, Result};
 
+mod live;
 mod run;
+mod sources;
 pub use run::{Outcome, run};
 
 pub use crate::source::report::{
@@ -38,8 +40,9 @@ pub use crate::source::report::{
 /// Options of one backup run.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BackupOptions {
-    /// Files and directories to back up (a HydrAIDE data root, typically).
-    #[arg(required_unless_present = "instance")]
+    /// Files and directories to back up (a HydrAIDE data root, typically); with
+    /// --stdin-from-command, the command and its arguments (after `--`).
+    #[arg(required_unless_present_any = ["instance", "files_from", "files_from_verbatim", "files_from_raw", "stdin"])]
     pub paths: Vec<PathBuf>,
     /// Back up the data root of this HydrAIDE instance (from ~/.hydraide/metadata.json).
     #[arg(long)]
@@ -56,9 +59,50 @@ pub struct BackupOptions {
     /// Host name to record instead of this machine's.
     #[arg(long)]
     pub host: Option<String>,
-    /// Skip paths matching this glob (repeatable); with a `/` it matches the whole path.
-    #[arg(long = "exclude")]
+    /// Skip paths matching this glob (repeatable): without a leading `/` it matches a name or
+    /// path at any depth (`cache`, `logs/*.gz`), with one the absolute path; `*` stays within
+    /// a name, `**` crosses folders.
+    #[arg(long = "exclude", value_name = "PATTERN")]
     pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case (repeatable).
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexcludes: Vec<String>,
+    /// Read exclude patterns from this file (one per line, `#` comments; repeatable).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Read case-insensitive exclude patterns from this file (repeatable).
+    #[arg(long = "iexclude-file", value_name = "FILE")]
+    pub iexclude_files: Vec<PathBuf>,
+    /// Skip folders holding a CACHEDIR.TAG file with the standard signature.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Do not cross file systems: folders on another device than the source paths (mount
+    /// points) are stored empty.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Read the paths to back up from this file (one per line, `#` comments; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Read paths from this file, one per line exactly as written (no comments, no trimming).
+    #[arg(long, value_name = "FILE")]
+    pub files_from_verbatim: Vec<PathBuf>,
+    /// Read NUL-separated paths from this file (as `find -print0` writes them).
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
+    /// Back up standard input as one file (named by --stdin-filename).
+    #[arg(long, conflicts_with_all = ["instance", "files_from", "files_from_verbatim", "files_from_raw"])]
+    pub stdin: bool,
+    /// The file name standard input is stored under.
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    pub stdin_filename: String,
+    /// Run the command given as the paths (after `--`) and back up its output as one file; a
+    /// command that fails writes no snapshot.
+    #[arg(long, requires = "paths", conflicts_with_all = ["stdin", "instance", "files_from", "files_from_verbatim", "files_from_raw"])]
+    pub stdin_from_command: bool,
+    /// Compression of the data added by this run: auto, off, fastest, better, max or a zstd
+    /// level 0-19 (default: the repository's).
+    #[arg(long, value_parser = crate::repo::config::Compression::parse)]
+    pub compression: Option<crate::repo::config::Compression>,
     /// Read and chunk everything, write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -97,6 +141,33 @@ pub struct BackupOutcome {
     pub quarantine: Vec<SwampDecision>,
     /// Per-Swamp decisions (filled for dry runs).
     pub decisions: Vec<SwampDecision>,
+    /// Exclude patterns that matched nothing.
+    pub unmatched_excludes: Vec<String>,
+    /// Packs a prune marked while this backup ran that its snapshot uses, taken back into the
+    /// index before the snapshot was written.
+    pub packs_recovered: u64,
+}
+
+/// The file node `backup --stdin` stores the stream as (its size is set once it is read).
+fn stream_node(name: &str, time: jiff::Timestamp) -> crate::repo::tree::Node {
+    let ns = time.as_nanosecond() as i64;
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    crate::repo::tree::Node {
+        name: name.as_bytes().to_vec(),
+        kind: crate::repo::tree::NodeKind::File,
+        mode: 0o600,
+        mtime_ns: ns,
+        ctime_ns: ns,
+        inode: 0,
+        uid,
+        gid,
+        size: 0,
+        content: Vec::new(),
+        subtree: None,
+        target: None,
+        swamp: None,
+    }
 }
 
 /// Resolves the parent snapshot for these options.
@@ -119,6 +190,57 @@ fn find_parent(
         .find(|(_, s)| s.host == host && s.paths == paths))
 }
 
+/// Whether `p` is one of HydrAIDE's temporaries, which the walk skips.
+fn hyd_temporary(p: &Path) -> bool {
+    let name = p.as_os_str().as_bytes();
+    [crate::hyd::COMPACT_SUFFIX, crate::hyd::FMTMIGRATE_SUFFIX]
+        .iter()
+        .any(|s| {
+            name.strip_suffix(s.as_bytes())
+                .is_some_and(|n| n.ends_with(crate::hyd::HYD_SUFFIX.as_bytes()))
+        })
+}
+
+/// Counts the regular files and their bytes under `paths` (not following symlinks, leaving out
+/// what `excludes` matches) into `progress`'s totals: a metadata walk, much faster than the
+/// backup's reads, so a display knows the totals early. An estimate: whatever changes meanwhile
+/// is counted by the backup itself. Stops early once `walked` is set (the walk is through: its
+/// own counts are complete then).
+fn count_sources(
+    paths: &[PathBuf],
+    patterns: &[Pattern],
+    progress: &Progress,
+    walked: &AtomicBool,
+) {
+    let Ok(excludes) = PathPatterns::new(patterns, "exclude") else {
+        return;
+    };
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        if walked.load(Ordering::Relaxed) {
+            return;
+        }
+        if excludes.is_match(&p) {
+            continue;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if md.is_file() && !hyd_temporary(&p) {
+            files += 1;
+            bytes += md.len();
+        }
+    }
+    if !walked.load(Ordering::Relaxed) {
+        progress.total_at_least(files, bytes);
+    }
+}
+
 /// Runs a backup.
 pub fn backup(
     repo: &Repository,
@@ -134,24 +256,20 @@ pub fn backup(
         Some(t) => Some(crate::timespec::parse(t)?.as_nanosecond() as i64),
         None => None,
     };
-    let mut sources = opts.paths.clone();
-    if let Some(inst) = &opts.instance {
-        sources.push(crate::source::instance_data_root(inst)?);
-    }
     crate::source::dir::raise_open_file_limit();
-    if sources.is_empty() {
-        return Err(Error::InvalidInput(
-            "nothing to back up: give at least one path".into(),
-        ));
+    let patterns = sources::excludes(opts)?;
+    let excludes = PathPatterns::new(&patterns, "exclude")?;
+    let streaming = opts.stdin || opts.stdin_from_command;
+    if streaming {
+        sources::check_stream(opts)?;
     }
-    let mut paths = Vec::new();
-    for p in &sources {
-        let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
-        std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
-        paths.push(abs);
-    }
-    paths.sort();
-    paths.dedup();
+    let (paths, missing) = match streaming {
+        true => (vec![Path::new("/").join(&opts.stdin_filename)], Vec::new()),
+        false => {
+            let s = sources::resolve(opts)?;
+            (s.paths, s.missing)
+        }
+    };
     // Recorded without a trailing `/`, so `dir/` and `dir` find the same parent snapshot.
     let path_strings: Vec<String> = paths
         .iter()
@@ -166,17 +284,25 @@ pub fn backup(
     // The parent first: its index was written before it, so the index loaded next covers it
     // even when another backup finishes in between.
     let parent = find_parent(repo, opts, &host, &path_strings)?;
-    let index = repo.load_index()?;
-    let parent_root = match &parent {
-        Some((_, s)) => Some(repo.load_tree(&index, &s.tree)?),
-        None => None,
+    // Deduplicate only against live packs (nothing a prune marked); the parent's root may be
+    // read from any copy.
+    let (index, parent_root, start_files) = {
+        let files = repo.load_readable_index_files()?;
+        let names: HashSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let parent_root = match &parent {
+            Some((_, s)) => {
+                Some(repo.load_tree(&crate::repo::index::reader_index(&files), &s.tree)?)
+            }
+            None => None,
+        };
+        (crate::repo::index::live_index(&files), parent_root, names)
     };
+    crate::failpoint::hook("backup-after-index", Path::new(""));
 
     let chunker = Chunker::new(&repo.config().chunker);
     let hyd = repo.config().hyd_chunker;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    // The worker pool's size: one per core, or `--threads`.
+    let cores = rayon::current_num_threads();
     let writer = PackWriter::new(repo, 2, opts.dry_run);
     let workers = Workers {
         repo,
@@ -185,16 +311,32 @@ pub fn backup(
         blobs_added: AtomicU64::new(0),
         bytes_added: AtomicU64::new(0),
         bytes_stored: AtomicU64::new(0),
+        level: opts
+            .compression
+            .map_or(repo.config().compression, |c| c.zstd_level()),
     };
-    let excludes = Excludes::new(&opts.excludes)?;
     let (files_tx, files_rx) = bounded::<FileJob>(1024);
     let (chunks_tx, chunks_rx) = bounded::<ChunkJob>(2 * cores);
     let (events_tx, events_rx) = unbounded::<Event>();
     let files_read = AtomicU64::new(0);
 
-    let (read, found) = (
+    // With the totals counted up front, the walk only marks files taken unread as done; when it
+    // is through, its own counts (exact) replace the estimate.
+    let (walk_items, walk_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let tally_walk = |items, bytes| {
+        walk_items.fetch_add(items, Ordering::Relaxed);
+        walk_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if !progress.count_first {
+            progress.total(items, bytes)
+        }
+    };
+    let (read, found, reused) = (
         |items, bytes| progress.done(items, bytes),
-        |items, bytes| progress.total(items, bytes),
+        |items, bytes| tally_walk(items, bytes),
+        |items, bytes| {
+            tally_walk(items, bytes);
+            progress.done(items, bytes)
+        },
     );
     let mode = opts.mode.or(repo.config().backup_mode).unwrap_or_default();
     let logical = (mode != crate::logical::BackupMode::File).then(|| LogicalCtx {
@@ -202,8 +344,20 @@ pub fn backup(
         keys: repo.keys(),
         seed: group_seed(repo.config().hyd_chunker.seed),
     });
-    let (root, mut walker, queued) = std::thread::scope(|s| {
-        for _ in 0..2 {
+    // Started only now, with the lock held and the parent found: a command that fails here
+    // has cost nothing.
+    let mut stream = match streaming {
+        true => Some(sources::stream(opts)?),
+        false => None,
+    };
+    let walked = AtomicBool::new(false);
+    let (root, mut walker, queued, unmatched_excludes) = std::thread::scope(|s| {
+        if progress.count_first && !streaming {
+            let (paths, patterns) = (&paths, &patterns);
+            let walked = &walked;
+            s.spawn(move || count_sources(paths, patterns, progress, walked));
+        }
+        for _ in 0..cores.min(2) {
             let (rx, tx, ev) = (files_rx.clone(), chunks_tx.clone(), events_tx.clone());
             let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
             s.spawn(move || {
@@ -220,9 +374,24 @@ pub fn backup(
                         break;
                     }
                     let file = job.idx;
+                    if opts.show_names {
+                        progress.set_current(job.display.display());
+                    }
+                    let display = job.display.clone();
                     let done = reader.read(job);
                     files_read.fetch_add(1, Ordering::Relaxed);
-                    progress.done(1, 0);
+                    // A grown Swamp is read from where its last capture ended: the bytes
+                    // before count as done too.
+                    progress.done(1, done.size.saturating_sub(done.read));
+                    let quarantined = done.swamp.as_ref().and_then(|i| i.problem.as_ref());
+                    match (&done.error, quarantined) {
+                        (Some(e), _) if !done.gone => progress.error(display.display(), e),
+                        (Some(_), _) => {}
+                        (None, Some(p)) => {
+                            progress.error(display.display(), format_args!("quarantined: {p}"))
+                        }
+                        (None, None) => progress.verbose("read", display.display(), done.read),
+                    }
                     let _ = ev.send(Event::FileDone {
                         file,
                         done: Box::new(done),
@@ -240,17 +409,32 @@ pub fn backup(
             repo,
             index: &index,
             excludes,
+            exclude_caches: opts.exclude_caches,
+            devices: opts.one_file_system.then(|| {
+                paths
+                    .iter()
+                    .filter_map(|p| std::fs::metadata(p).ok())
+                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                    .collect()
+            }),
             force: opts.force,
             since_ns,
             files_tx,
             next_file: AtomicUsize::new(0),
             progress: &found,
+            reused: &reused,
         };
         let mut walker = Walker {
             ctx: &ctx,
             res: WalkResult::default(),
         };
-        let root = if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
+        let root = if let Some((src, _)) = stream.as_mut() {
+            let src = std::mem::replace(src, Box::new(std::io::empty()));
+            let node = stream_node(&opts.stdin_filename, time);
+            DirDraft {
+                entries: vec![walker.stream(node, &paths[0], src)],
+            }
+        } else if paths.len() == 1 && std::fs::metadata(&paths[0]).is_ok_and(|m| m.is_dir()) {
             match Dir::open(&paths[0]) {
                 Ok(d) => walker.dir(&d, &paths[0], parent_root.as_ref()),
                 Err(e) => {
@@ -289,12 +473,25 @@ pub fn backup(
             entries.sort_by(|a, b| a.node.name.cmp(&b.node.name));
             DirDraft { entries }
         };
+        walked.store(true, Ordering::Relaxed);
+        if progress.count_first {
+            progress.set_total(
+                walk_items.load(Ordering::Relaxed),
+                walk_bytes.load(Ordering::Relaxed),
+            );
+        }
         let res = walker.res;
+        let unmatched = ctx.excludes.unmatched();
         let queued = ctx.next_file.load(Ordering::Relaxed);
         // Dropping the context closes the file queue: readers, then workers, finish.
         drop(ctx);
-        Ok((root, res, queued))
+        Ok((root, res, queued, unmatched))
     })?;
+
+    // What the walk could not read (the readers' failures were reported as they happened).
+    for e in &walker.errors {
+        progress.error(&e.path, &e.error);
+    }
 
     // Collect chunk ids per file.
     let mut contents: HashMap<usize, Vec<(u32, Id)>> = HashMap::new();
@@ -356,6 +553,15 @@ pub fn backup(
         bytes_read: 0,
     }));
     let stats = writer.finish(opts.dry_run)?;
+    if let Some((_, child)) = stream {
+        sources::finish_command(child, opts)?;
+        if let Some(e) = file_errors.first() {
+            return Err(Error::InvalidInput(format!(
+                "reading {}: {}; no snapshot was written",
+                e.path, e.error
+            )));
+        }
+    }
     let root_id = root_id?;
     let names_id = names_id?;
 
@@ -371,6 +577,7 @@ pub fn backup(
     summary.bytes_stored = stats.pack_bytes;
     summary.tree_blobs_added = tree_added;
     let mut errors = walker.errors;
+    errors.extend(missing);
     errors.extend(file_errors);
     errors.sort_by(|a, b| a.path.cmp(&b.path));
     let mut gone = walker.gone;
@@ -379,6 +586,10 @@ pub fn backup(
     let mut special = walker.special;
     special.sort_by(|a, b| a.path.cmp(&b.path));
     summary.errors = errors.len() as u64;
+    if opts.stdin || opts.stdin_from_command {
+        // The stream's size is known only once it is read.
+        summary.total_bytes = summary.bytes_read;
+    }
     summary.duration_secs = started.elapsed().as_secs_f64();
     catalogue.quarantined = summary.swamps_quarantined;
     let quarantine: Vec<SwampDecision> = decisions
@@ -393,7 +604,7 @@ pub fn backup(
         user: crate::sys::username(),
         paths: path_strings,
         tags: opts.tags.clone(),
-        excludes: opts.excludes.clone(),
+        excludes: patterns.iter().map(|p| p.text.clone()).collect(),
         parent: parent.as_ref().map(|p| p.0),
         tree: root_id,
         summary: summary.clone(),
@@ -401,6 +612,18 @@ pub fn backup(
         names: names_id,
         original: None,
         program: format!("hydrabackup {}", env!("CARGO_PKG_VERSION")),
+    };
+    let packs_recovered = if opts.dry_run {
+        0
+    } else {
+        live::ensure_live(
+            repo,
+            &index,
+            &start_files,
+            &stats.index_ids,
+            root_id,
+            names_id,
+        )?
     };
     let snapshot_id = if opts.dry_run {
         None
@@ -417,5 +640,7 @@ pub fn backup(
         special,
         quarantine,
         decisions: if opts.dry_run { decisions } else { Vec::new() },
+        unmatched_excludes,
+        packs_recovered,
     })
 }

@@ -330,7 +330,8 @@ fn copy(
     }
 
     let src_index = src.load_index()?;
-    let dst_index = dst.load_index()?;
+    // Deduplicate only against live packs: a marked one may be deleted by a later prune.
+    let dst_index = dst.load_live_index()?;
     let roots: Vec<Id> = chosen.iter().map(|(_, s)| s.tree).collect();
     let trees = load_trees(src, &src_index, &roots)?;
     let data: HashSet<Id> = trees

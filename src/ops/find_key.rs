@@ -19,15 +19,18 @@ use crate::repo::tree::{Node, Tree};
 use crate::repo::{DamagedSnapshot, Repository};
 use crate::{Error, Id, Result};
 
-/// Options of `find`.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Options of `find --key` (on the command line: [`crate::ops::find::FindOptions`] with
+/// `--key`).
+#[derive(Debug, Clone, Default)]
 pub struct FindKeyOptions {
     /// Treasure keys matching this glob (`*`, `?`, `[...]`; a plain key matches itself).
-    #[arg(long)]
     pub key: String,
     /// Only Swamps whose name matches this glob.
-    #[arg(long)]
     pub swamp: Option<String>,
+    /// Only these snapshots (id prefixes or `latest`; none: all).
+    pub snapshots: Vec<String>,
+    /// Only snapshots of this host.
+    pub host: Option<String>,
 }
 
 /// One snapshot holding a matching Treasure.
@@ -130,7 +133,7 @@ pub fn run(repo: &Repository, opts: &FindKeyOptions, _progress: &Progress) -> Re
         .compile_matcher();
     let filter = SwampFilter::new(opts.swamp.as_slice())?;
     let index = repo.load_index()?;
-    let snaps = repo.snapshots()?;
+    let snaps = crate::ops::find::selected_snapshots(repo, &opts.snapshots, opts.host.as_deref())?;
     let keep = |e: &IndexEntry| glob.is_match(String::from_utf8_lossy(&e.key).as_ref());
     let mut by_page: HashMap<Id, Hits> = HashMap::new();
     let mut by_content: HashMap<Vec<Id>, Hits> = HashMap::new();

@@ -1,5 +1,7 @@
 //! `forget`: removes snapshots, named or by a retention policy applied per group of snapshots.
-//! Only snapshot files are deleted; `prune` frees the data no remaining snapshot uses.
+//! Only snapshot files are deleted, under a shared lock: backups, and other forgets, run beside
+//! it (a snapshot already removed by another forget is simply gone). `prune` frees the data no
+//! remaining snapshot uses.
 
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -7,6 +9,7 @@ use serde::Serialize;
 use crate::backend::FileKind;
 use crate::ops::progress::Progress;
 use crate::ops::prune::{self, PruneOptions};
+use crate::repo::lock::LockKind;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{DamagedSnapshot, Repository};
 use crate::retention::{Policy, Verdict, parse_span};
@@ -162,12 +165,15 @@ pub struct ForgetSummary {
     pub removed: u64,
     /// Whether nothing was deleted.
     pub dry_run: bool,
+    /// With object lock: the removed snapshot files are hidden at once but stay stored until
+    /// their lock ends, the latest at this time (a `prune` after it frees them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<jiff::Timestamp>,
 }
 
 const GROUP_KEYS: [&str; 3] = ["host", "paths", "tags"];
 
-/// Decides which snapshots go, and (unless a dry run) deletes them. The caller holds an
-/// exclusive lock.
+/// Decides which snapshots go, and (unless a dry run) deletes them. The caller holds a lock.
 fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<ForgetSummary> {
     let policy = opts.retention()?;
     let group_by = opts.group_keys();
@@ -283,10 +289,15 @@ fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<Forg
             summary.groups.push(g);
         }
     }
+    let names: Vec<String> = remove.iter().map(Id::to_hex).collect();
+    summary.locked_until = super::objlock::locked_until(repo, FileKind::Snapshot, &names)?;
     if !dry_run {
         for id in &remove {
-            repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
-            repo.forget_damaged(&id.to_hex());
+            match repo.backend().remove(FileKind::Snapshot, &id.to_hex()) {
+                // Another forget removed it meanwhile: it is gone, as asked.
+                Err(e) if !crate::repo::is_not_found(&e) => return Err(e),
+                _ => repo.forget_damaged(&id.to_hex()),
+            }
         }
     }
     Ok(summary)
@@ -314,11 +325,17 @@ pub struct Outcome {
     pub damaged_snapshots: Vec<DamagedSnapshot>,
 }
 
-/// Forgets snapshots (and prunes, with `opts.prune`) under one lock, exclusive unless a dry
-/// run. Periods of the policy are calendar periods of the system time zone.
+/// Forgets snapshots (and prunes, with `opts.prune`) under one lock: shared, or the prune's
+/// (see [`PruneOptions::lock_kind`]) with `opts.prune`. Periods of the policy are calendar
+/// periods of the system time zone.
 pub fn run(repo: &Repository, opts: &ForgetOptions, progress: &Progress) -> Result<Outcome> {
     opts.check()?;
-    let _lock = repo.lock(!opts.prune_options.dry_run, "forget")?;
+    let kind = if opts.prune {
+        opts.prune_options.lock_kind()
+    } else {
+        LockKind::Shared
+    };
+    let _lock = repo.lock_kind(kind, "forget")?;
     let summary = forget(repo, opts, &TimeZone::system())?;
     let prune = if opts.prune {
         Some(prune::prune(repo, &opts.prune_options, progress)?)

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::crypto::KdfParams;
 use crate::repo::Repository;
+use crate::repo::lock::LockKind;
 use crate::{Error, Result};
 
 /// One key file.
@@ -62,9 +63,8 @@ pub fn add(repo: &Repository, password: &[u8], kdf: KdfParams) -> Result<KeyChan
     })
 }
 
-/// Removes the key whose id starts with `prefix`; never the key in use.
-pub fn remove(repo: &Repository, prefix: &str) -> Result<KeyChange> {
-    let _lock = repo.lock(true, "key remove")?;
+/// The key whose id starts with `prefix`, if it may be removed (not the key in use).
+pub fn resolve(repo: &Repository, prefix: &str) -> Result<String> {
     let names = repo.key_names()?;
     let m: Vec<_> = names.iter().filter(|n| n.starts_with(prefix)).collect();
     let name = match m.as_slice() {
@@ -79,6 +79,15 @@ pub fn remove(repo: &Repository, prefix: &str) -> Result<KeyChange> {
     if name == repo.key_name() {
         return Err(Error::InvalidInput("refusing to remove the key in use; open the repository with another password to remove it".into()));
     }
+    Ok(name)
+}
+
+/// Removes the key whose id starts with `prefix`; never the key in use, never the last one.
+/// Takes a deleting lock (backups run beside it; two key removals cannot race past the
+/// last-key guard).
+pub fn remove(repo: &Repository, prefix: &str) -> Result<KeyChange> {
+    let _lock = repo.lock_kind(LockKind::Deleting, "key remove")?;
+    let name = resolve(repo, prefix)?;
     repo.remove_key(&name)?;
     Ok(KeyChange {
         added: None,
@@ -88,7 +97,7 @@ pub fn remove(repo: &Repository, prefix: &str) -> Result<KeyChange> {
 
 /// Replaces the key in use by one for `password`.
 pub fn passwd(repo: &Repository, password: &[u8], kdf: KdfParams) -> Result<KeyChange> {
-    let _lock = repo.lock(true, "key passwd")?;
+    let _lock = repo.lock_kind(LockKind::Deleting, "key passwd")?;
     let name = repo.add_key(password, kdf)?;
     repo.remove_key(repo.key_name())?;
     Ok(KeyChange {

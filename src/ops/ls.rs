@@ -17,6 +17,9 @@ pub struct LsOptions {
     pub snapshot: String,
     /// Only list below this path of the snapshot.
     pub path: Option<String>,
+    /// Long listing: permissions, owner, size, modification time and symlink targets.
+    #[arg(short = 'l', long = "long")]
+    pub long: bool,
 }
 
 /// One entry of the snapshot.
@@ -33,6 +36,15 @@ pub struct LsEntry {
     pub mode: u32,
     /// Modification time (unix ns).
     pub mtime_ns: i64,
+    /// Owner's user id (in `ls -l`).
+    #[serde(skip)]
+    pub uid: u32,
+    /// Owner's group id (in `ls -l`).
+    #[serde(skip)]
+    pub gid: u32,
+    /// A symlink's target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// The entries in tree order (the `--json` document is this list).
@@ -57,6 +69,12 @@ pub fn run(repo: &Repository, opts: &LsOptions, _progress: &Progress) -> Result<
                 size: n.size,
                 mode: n.mode,
                 mtime_ns: n.mtime_ns,
+                uid: n.uid,
+                gid: n.gid,
+                target: n
+                    .target
+                    .as_ref()
+                    .map(|t| String::from_utf8_lossy(t).into_owned()),
             });
         }
         Ok(())

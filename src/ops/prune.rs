@@ -1,16 +1,24 @@
 //! `prune`: frees the space of blobs no snapshot uses.
 //!
-//! Under an exclusive lock: mark every blob reachable from a snapshot (trees, data, name
-//! indexes); delete packs with nothing used; rewrite packs that hold mostly unused blobs, copying
-//! their used blobs (each opened and checked first) into new packs; then replace the index.
+//! Mark every blob reachable from a snapshot (trees, data, name indexes); packs with nothing
+//! used, and packs that hold mostly unused blobs once their used blobs are copied (each opened
+//! and checked first) into new packs, leave the index.
+//!
+//! By default in two phases (repo-format.md §9a), under a *deleting* lock that backups run
+//! beside: packs leaving the index are **marked** (with the time) in the new index file, and a
+//! later prune deletes a marked pack once it has been marked longer than `--keep-delete`, no live
+//! lock of another process was taken before the mark, and no snapshot uses it again (then it is
+//! taken back into the index). Index files it supersedes wait the same way.
+//! `--instant-delete` deletes at once under an exclusive lock.
+//!
 //! The write order keeps every instant consistent, so a kill at any point leaves a repository
 //! that verifies and a later prune finishes the job:
 //!
 //! 1. new packs, then the index files that list them (the pack writer's order);
 //! 2. index files for the packs that stay, the last of them naming every old index file in
-//!    `supersedes` (readers skip superseded files only once that last file exists);
-//! 3. the old index files are deleted; only then
-//! 4. the packs nothing indexes any more (unused, rewritten, or left by killed runs).
+//!    `supersedes` (and carrying the marks);
+//! 3. the old index files whose time has come are deleted; only then
+//! 4. the packs whose time has come.
 //!
 //! Nothing referenced is ever deleted: a snapshot whose blobs are not all indexed, a used
 //! blob that does not open, or a pack whose header disagrees with an index file, stops the prune
@@ -34,16 +42,26 @@ use crate::ops::progress::Progress;
 use crate::ops::reach::for_each_tree;
 use crate::repo::blob::{BlobType, SealedBlob, open_blob};
 use crate::repo::index::{
-    BlobLocation, INDEX_VERSION, Index, IndexFile, IndexPack, by_priority, effective,
+    self, BlobLocation, INDEX_VERSION, Index, IndexFile, IndexPack, MarkedPack, by_priority,
+    effective,
 };
+use crate::repo::lock::{self, LockKind};
 use crate::repo::pack::{PackEntry, read_header};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::PackWriter;
 use crate::repo::{DamagedSnapshot, Repository};
 use crate::{Error, Id, Result};
 
+/// The time of a mark made by this run, until the file carrying it is written.
+const NEW_MARK: i64 = i64::MIN;
+
 /// Blobs per index file written by prune.
 const INDEX_FILE_BLOBS: usize = 50_000;
+
+/// How long after a mark a lock still counts as taken before it (repo-format.md §9a): covers
+/// the time to write the index file that carries the mark and the clock difference between
+/// hosts.
+pub const MARK_MARGIN_SECS: i64 = 5 * 60;
 
 /// Options of a prune.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +77,14 @@ pub struct PruneOptions {
     /// counts as unused and is deleted. Without it prune refuses (exit 13).
     #[arg(long)]
     pub ignore_damaged_snapshots: bool,
+    /// Delete at once under an exclusive lock (no backup may run meanwhile), packs marked by
+    /// earlier prunes included, instead of marking packs for a later prune.
+    #[arg(long)]
+    pub instant_delete: bool,
+    /// How long a marked pack (or superseded index file) waits before a later prune may delete
+    /// it: e.g. 23h, 90m, 0s.
+    #[arg(long, value_name = "DURATION", default_value = "23h")]
+    pub keep_delete: String,
 }
 
 impl Default for PruneOptions {
@@ -67,6 +93,8 @@ impl Default for PruneOptions {
             dry_run: false,
             max_unused_percent: 5.0,
             ignore_damaged_snapshots: false,
+            instant_delete: false,
+            keep_delete: "23h".into(),
         }
     }
 }
@@ -112,8 +140,35 @@ pub struct PruneSummary {
     pub copies_checked: u64,
     /// Copies that failed that check (missing, damaged or forged); an intact one was kept.
     pub copies_damaged: u64,
+    /// Whether packs were deleted at once (`--instant-delete`) rather than marked.
+    pub instant_delete: bool,
+    /// Packs newly marked for deletion by a later prune.
+    pub packs_marked: u64,
+    /// Their bytes.
+    pub bytes_marked: u64,
+    /// Marked packs taken back into the index because a snapshot uses them again.
+    pub packs_recovered: u64,
+    /// Packs deleted from storage by this run (for a dry run: that would be).
+    pub packs_removed: u64,
+    /// Their bytes.
+    pub bytes_removed: u64,
+    /// Marked packs left for a later prune (new marks included).
+    pub packs_waiting: u64,
+    /// Their bytes.
+    pub bytes_waiting: u64,
+    /// Marked packs whose time has come but that a live lock taken before their mark keeps.
+    pub packs_held_by_locks: u64,
+    /// Superseded index files left for a later prune.
+    pub index_files_waiting: u64,
+    /// From when a prune may delete everything left waiting (RFC 3339; none when nothing
+    /// waits), provided no backup that started before it still runs.
+    pub waiting_until: Option<String>,
     /// Whether nothing was changed.
     pub dry_run: bool,
+    /// Object lock maintenance (repositories with object lock; not in a dry run): locks
+    /// extended, and what removed objects still hold until their lock ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<super::objlock::LockMaintenance>,
 }
 
 /// The blobs some snapshot uses.
@@ -232,6 +287,7 @@ struct PackPlan<'a> {
 fn pack_records(
     repo: &Repository,
     files: &[(String, IndexFile)],
+    marked: &[&MarkedPack],
     stored: &HashMap<Id, u64>,
 ) -> Result<Vec<IndexPack>> {
     let mut by_pack: HashMap<Id, Vec<(&String, &IndexPack)>> = HashMap::new();
@@ -243,6 +299,14 @@ fn pack_records(
                 order.push(p.id);
             }
             v.push((name, p));
+        }
+    }
+    // A marked pack only the mark lists (its old index files are gone) keeps its marked record.
+    let mark_name = String::from("(marked)");
+    for m in marked {
+        if let std::collections::hash_map::Entry::Vacant(v) = by_pack.entry(m.pack.id) {
+            v.insert(vec![(&mark_name, &m.pack)]);
+            order.push(m.pack.id);
         }
     }
     order
@@ -395,9 +459,29 @@ fn plan_verified<'a>(
 }
 
 impl PruneOptions {
-    /// Refuses options no prune can run with (a `max_unused_percent` outside 0..=100); `run`
-    /// checks them too, a caller may check them before opening the repository.
+    /// `keep_delete` in seconds.
+    pub fn keep_delete_secs(&self) -> Result<i64> {
+        crate::timespec::parse_duration(&self.keep_delete)
+            .map_err(|e| Error::InvalidInput(format!("--keep-delete: {e}")))
+    }
+
+    /// The lock a prune with these options takes: shared for a dry run, exclusive with
+    /// `instant_delete`, otherwise a deleting lock that backups run beside.
+    pub fn lock_kind(&self) -> LockKind {
+        if self.dry_run {
+            LockKind::Shared
+        } else if self.instant_delete {
+            LockKind::Exclusive
+        } else {
+            LockKind::Deleting
+        }
+    }
+
+    /// Refuses options no prune can run with (a `max_unused_percent` outside 0..=100, an
+    /// unreadable `keep_delete`); `run` checks them too, a caller may check them before opening
+    /// the repository.
     pub fn check(&self) -> Result<()> {
+        self.keep_delete_secs()?;
         let v = self.max_unused_percent;
         if !(0.0..=100.0).contains(&v) {
             return Err(Error::InvalidInput(format!(
@@ -419,10 +503,10 @@ pub struct Outcome {
     pub damaged_snapshots: Vec<DamagedSnapshot>,
 }
 
-/// Prunes the repository under an exclusive lock (shared for a dry run).
+/// Prunes the repository under the lock [`PruneOptions::lock_kind`] names.
 pub fn run(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Result<Outcome> {
     opts.check()?;
-    let _lock = repo.lock(!opts.dry_run, "prune")?;
+    let _lock = repo.lock_kind(opts.lock_kind(), "prune")?;
     let summary = prune(repo, opts, progress)?;
     Ok(Outcome {
         summary,
@@ -430,37 +514,114 @@ pub fn run(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resul
     })
 }
 
-/// Prunes the repository. The caller holds an exclusive lock.
+/// When the things a prune leaves the index may be deleted (repo-format.md §9a).
+struct Grace {
+    now: i64,
+    keep_delete: i64,
+    instant: bool,
+    /// Creation time of the oldest live lock another process holds.
+    oldest_lock: Option<i64>,
+}
+
+impl Grace {
+    /// Whether something marked (or superseded) at `t` by an earlier prune may go now: it has
+    /// waited `keep_delete`, and every live lock of another process was taken after the mark
+    /// (with a margin), so no running backup can have read the index before it.
+    fn due(&self, t: i64) -> bool {
+        self.instant || (self.waited(t) && self.unlocked(t))
+    }
+
+    fn waited(&self, t: i64) -> bool {
+        t <= self.now - self.keep_delete
+    }
+
+    fn unlocked(&self, t: i64) -> bool {
+        self.oldest_lock
+            .is_none_or(|o| o > t.saturating_add(MARK_MARGIN_SECS))
+    }
+}
+
+/// For each superseded index file, the earliest time a present file that supersedes it was
+/// written (0 when that file carries no time: an instant prune wrote it).
+fn superseded_since(files: &[(String, IndexFile)]) -> HashMap<String, i64> {
+    let mut out: HashMap<String, i64> = HashMap::new();
+    for (_, f) in files {
+        for old in &f.supersedes {
+            let e = out.entry(old.to_hex()).or_insert(f.time);
+            *e = (*e).min(f.time);
+        }
+    }
+    out
+}
+
+/// Prunes the repository, then (unless a dry run) maintains its object lock
+/// ([`super::objlock::maintain`]). The caller holds the lock [`PruneOptions::lock_kind`] names.
 pub(crate) fn prune(
     repo: &Repository,
     opts: &PruneOptions,
     progress: &Progress,
 ) -> Result<PruneSummary> {
-    let files = repo.load_index_files()?;
-    let index = Index::from_files(by_priority(&files).map(|(_, f)| f));
+    let mut s = prune_packs(repo, opts, progress)?;
+    if !opts.dry_run {
+        s.object_lock = super::objlock::maintain(repo)?;
+    }
+    Ok(s)
+}
+
+/// Marks, deletes and rewrites packs and index files.
+fn prune_packs(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &Progress,
+) -> Result<PruneSummary> {
+    let grace = Grace {
+        now: jiff::Timestamp::now().as_second(),
+        keep_delete: opts.keep_delete_secs()?,
+        instant: opts.instant_delete,
+        oldest_lock: if opts.instant_delete {
+            None
+        } else {
+            lock::oldest_other(repo.backend().as_ref(), repo.keys().seal_key())?
+        },
+    };
+    // Locks (above), then snapshots, then the index: a snapshot is written after the index
+    // files that cover it, so backups that finish meanwhile cannot leave a listed snapshot
+    // uncovered; one that finishes later still holds its lock (§9a (b)).
     let snapshots = repo.snapshots()?;
+    let files = repo.load_index_files()?;
     // A damaged snapshot may be real: treating its data as unused would lose it for good.
     let damaged = repo.damaged_snapshots().len();
     if damaged > 0 && !opts.ignore_damaged_snapshots {
         return Err(Error::PruneDamaged(damaged));
     }
-    let used = mark_used(repo, &index, &snapshots)?;
-    let mut s = PruneSummary {
-        snapshots: snapshots.len() as u64,
-        dry_run: opts.dry_run,
-        ..PruneSummary::default()
-    };
-
     let stored: HashMap<Id, u64> = repo
         .backend()
         .list(FileKind::Pack)?
         .into_iter()
         .filter_map(|(n, size)| Some((Id::from_hex(&n)?, size)))
         .collect();
+    // Marks of packs already deleted are stale: they are dropped.
+    let marks: HashMap<Id, &MarkedPack> = index::marks(&files)
+        .into_iter()
+        .filter(|(id, _)| stored.contains_key(id))
+        .collect();
+    let marked: Vec<&MarkedPack> = marks.values().copied().collect();
+    let index = Index::from_records(
+        by_priority(&files)
+            .flat_map(|(_, f)| &f.packs)
+            .chain(marked.iter().map(|m| &m.pack)),
+    );
+    let used = mark_used(repo, &index, &snapshots)?;
+    let mut s = PruneSummary {
+        snapshots: snapshots.len() as u64,
+        dry_run: opts.dry_run,
+        instant_delete: opts.instant_delete,
+        ..PruneSummary::default()
+    };
     s.packs_before = stored.len() as u64;
     s.pack_bytes_before = stored.values().sum();
 
-    let records = pack_records(repo, &files, &stored)?;
+    let records = pack_records(repo, &files, &marked, &stored)?;
     let mut kept = Kept {
         index: &index,
         used: &used,
@@ -489,40 +650,237 @@ pub(crate) fn prune(
         .filter(|id| !indexed.contains(id))
         .copied()
         .collect();
-    s.packs_unindexed = unindexed.len() as u64;
+    let was_marked = |id: &Id| marks.contains_key(id) && !opts.instant_delete;
+    s.packs_unindexed = unindexed.iter().filter(|id| !was_marked(id)).count() as u64;
     for p in &plans {
         match p.fate {
-            Fate::Delete => s.packs_deleted += 1,
+            Fate::Delete if !was_marked(&p.record.id) => s.packs_deleted += 1,
             Fate::Rewrite => {
                 s.packs_rewritten += 1;
                 s.bytes_rewritten += p.used_bytes;
             }
-            Fate::Keep => {}
+            Fate::Keep if marks.contains_key(&p.record.id) => s.packs_recovered += 1,
+            _ => {}
         }
-        if p.fate != Fate::Keep {
+        if p.fate != Fate::Keep && !was_marked(&p.record.id) {
             s.bytes_deleted += p.size;
         }
     }
-    s.bytes_deleted += unindexed.iter().map(|id| stored[id]).sum::<u64>();
-    let doomed: Vec<Id> = plans
+    s.bytes_deleted += unindexed
+        .iter()
+        .filter(|id| !was_marked(id))
+        .map(|id| stored[id])
+        .sum::<u64>();
+    // Packs leaving the index, with their records (empty for unindexed ones).
+    let empty = |id: Id| IndexPack {
+        id,
+        blobs: Vec::new(),
+    };
+    let doomed: Vec<IndexPack> = plans
         .iter()
         .filter(|p| p.fate != Fate::Keep && stored.contains_key(&p.record.id))
-        .map(|p| p.record.id)
-        .chain(unindexed)
+        .map(|p| p.record.clone())
+        .chain(unindexed.into_iter().map(empty))
         .collect();
-    // Index files superseded by a prune that was killed before deleting them are garbage too.
+
+    // Which old index files go now: those an earlier prune superseded whose time has come
+    // (when instant, every old file once this run has superseded them: see below).
+    let since = superseded_since(&files);
+    let mut files_going: HashSet<&str> = files
+        .iter()
+        .filter(|(n, _)| since.get(n).is_some_and(|&t| grace.due(t)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    // Where each pack is listed as live: a pack goes only with every file that lists it.
+    let mut listed_by: HashMap<Id, Vec<&str>> = HashMap::new();
+    for (n, f) in &files {
+        for p in &f.packs {
+            listed_by.entry(p.id).or_default().push(n);
+        }
+    }
+    let mut remove: Vec<Id> = Vec::new();
+    let mut new_marks: Vec<MarkedPack> = Vec::new();
+    for r in doomed {
+        let size = stored[&r.id];
+        let mark = marks.get(&r.id).map(|m| m.time);
+        let free = opts.instant_delete
+            || (mark.is_some_and(|t| grace.due(t))
+                && listed_by
+                    .get(&r.id)
+                    .is_none_or(|v| v.iter().all(|n| files_going.contains(n))));
+        if free {
+            s.packs_removed += 1;
+            s.bytes_removed += size;
+            remove.push(r.id);
+            continue;
+        }
+        if mark.is_some_and(|t| grace.waited(t) && !grace.unlocked(t)) {
+            s.packs_held_by_locks += 1;
+        }
+        if mark.is_none() {
+            s.packs_marked += 1;
+            s.bytes_marked += size;
+        }
+        s.packs_waiting += 1;
+        s.bytes_waiting += size;
+        // A new mark gets its time when the file that carries it is written (below).
+        new_marks.push(MarkedPack {
+            pack: r,
+            time: mark.unwrap_or(NEW_MARK),
+        });
+    }
+    let live_before: HashSet<Id> = index::live_packs(&files);
+    let live_after: HashSet<Id> = plans
+        .iter()
+        .filter(|p| p.fate == Fate::Keep && stored.contains_key(&p.record.id))
+        .map(|p| p.record.id)
+        .collect();
+    let marks_changed = s.packs_marked > 0
+        || new_marks.len() + s.packs_removed as usize != marks.len()
+        || s.packs_recovered > 0;
     let superseded = files.len() - effective(&files).count();
-    let nothing_to_do = doomed.is_empty()
-        && superseded == 0
-        && plans.iter().all(|p| stored.contains_key(&p.record.id));
-    if opts.dry_run || nothing_to_do {
-        s.pack_bytes_after = s.pack_bytes_before - s.bytes_deleted + s.bytes_rewritten;
+    let write = s.packs_rewritten > 0
+        || live_before != live_after
+        || marks_changed
+        || (opts.instant_delete && superseded > 0);
+    if opts.instant_delete && write {
+        files_going = files.iter().map(|(n, _)| n.as_str()).collect();
+    }
+    let waiting_files = files
+        .iter()
+        .filter(|(n, _)| !files_going.contains(n.as_str()))
+        .filter(|(n, _)| write || since.contains_key(n))
+        .count() as u64;
+    s.index_files_waiting = if opts.instant_delete {
+        0
+    } else {
+        waiting_files
+    };
+    let latest = new_marks
+        .iter()
+        .map(|m| {
+            if m.time == NEW_MARK {
+                grace.now
+            } else {
+                m.time
+            }
+        })
+        .chain(
+            files
+                .iter()
+                .filter(|(n, _)| !files_going.contains(n.as_str()))
+                .filter_map(|(n, _)| match since.get(n) {
+                    Some(&t) => Some(t),
+                    None => write.then_some(grace.now),
+                }),
+        )
+        .max();
+    s.waiting_until = latest
+        .filter(|_| !opts.instant_delete)
+        .and_then(|t| jiff::Timestamp::from_second(t.saturating_add(grace.keep_delete)).ok())
+        .map(|t| t.to_string());
+    s.pack_bytes_after = s.pack_bytes_before - s.bytes_removed;
+    if opts.dry_run || (!write && remove.is_empty() && files_going.is_empty()) {
+        s.pack_bytes_after += s.bytes_rewritten;
         return Ok(s);
     }
 
-    // 1. Rewrite: used blobs of the packs to rewrite go to new packs.
-    let rewrite: Vec<&PackPlan> = plans.iter().filter(|p| p.fate == Fate::Rewrite).collect();
-    progress.total(rewrite.len() as u64, s.bytes_rewritten);
+    if write {
+        // 1. Rewrite: used blobs of the packs to rewrite go to new packs.
+        let rewrite: Vec<&PackPlan> = plans.iter().filter(|p| p.fate == Fate::Rewrite).collect();
+        let (packs, index_files) =
+            rewrite_packs(repo, &rewrite, &kept, s.bytes_rewritten, progress)?;
+        s.packs_written = packs;
+        s.index_files_written = index_files;
+        crate::failpoint::hit("prune-after-rewrite");
+
+        // 2. Index files for the packs that stay; the last one supersedes every old file and
+        // carries the marks.
+        let keep: Vec<IndexPack> = plans
+            .iter()
+            .filter(|p| p.fate == Fate::Keep && stored.contains_key(&p.record.id))
+            .map(|p| p.record.clone())
+            .collect();
+        let mut batches: Vec<Vec<IndexPack>> = vec![Vec::new()];
+        let mut n = 0;
+        for p in keep {
+            n += p.blobs.len();
+            batches.last_mut().expect("one batch").push(p);
+            if n >= INDEX_FILE_BLOBS {
+                batches.push(Vec::new());
+                n = 0;
+            }
+        }
+        let old: Vec<Id> = files.iter().filter_map(|(n, _)| Id::from_hex(n)).collect();
+        let last = batches.len() - 1;
+        // Marks are timed when they are about to become visible: a backup that reads the
+        // index before this file exists took its lock before this time (§9a (b)).
+        let stamp = jiff::Timestamp::now().as_second();
+        for m in &mut new_marks {
+            if m.time == NEW_MARK {
+                m.time = stamp;
+            }
+        }
+        for (i, packs) in batches.into_iter().enumerate() {
+            if packs.is_empty() && i != last {
+                continue;
+            }
+            let f = IndexFile {
+                version: INDEX_VERSION,
+                supersedes: if i == last { old.clone() } else { Vec::new() },
+                packs,
+                marked: if i == last {
+                    std::mem::take(&mut new_marks)
+                } else {
+                    Vec::new()
+                },
+                time: if opts.instant_delete { 0 } else { stamp },
+            };
+            repo.save_object(FileKind::Index, &f)?;
+            s.index_files_written += 1;
+            crate::failpoint::hit("prune-after-index");
+        }
+    }
+
+    crate::failpoint::hook("prune-deleting", std::path::Path::new(""));
+    // 3. Old index files whose time has come, then 4. the packs whose time has come.
+    for (name, _) in files
+        .iter()
+        .filter(|(n, _)| files_going.contains(n.as_str()))
+    {
+        match repo.backend().remove(FileKind::Index, name) {
+            Err(e) if !crate::repo::is_not_found(&e) => return Err(e),
+            _ => s.index_files_deleted += 1,
+        }
+    }
+    crate::failpoint::hit("prune-before-delete");
+    for id in &remove {
+        match repo.backend().remove(FileKind::Pack, &id.to_hex()) {
+            Err(e) if !crate::repo::is_not_found(&e) => return Err(e),
+            _ => {}
+        }
+        crate::failpoint::hit("prune-mid-delete");
+    }
+    repo.backend().remove_stale_temporaries()?;
+    s.pack_bytes_after = repo
+        .backend()
+        .list(FileKind::Pack)?
+        .iter()
+        .map(|(_, size)| size)
+        .sum();
+    Ok(s)
+}
+
+/// Copies the used blobs of `rewrite` (each opened and checked) into new packs; returns the
+/// packs and index files written.
+fn rewrite_packs(
+    repo: &Repository,
+    rewrite: &[&PackPlan],
+    kept: &Kept,
+    bytes: u64,
+    progress: &Progress,
+) -> Result<(u64, u64)> {
+    progress.total(rewrite.len() as u64, bytes);
     let writer = PackWriter::new(repo, 2, false);
     let copied: Result<()> = rewrite.par_iter().try_for_each(|p| {
         let tx = writer.sender();
@@ -563,58 +921,52 @@ pub(crate) fn prune(
     let stats = writer.finish(false);
     copied?;
     let stats = stats?;
-    s.packs_written = stats.packs;
-    s.index_files_written = stats.index_files;
-    crate::failpoint::hit("prune-after-rewrite");
+    Ok((stats.packs, stats.index_files))
+}
 
-    // 2. Index files for the packs that stay; the last one supersedes every old file.
-    let keep: Vec<IndexPack> = plans
-        .iter()
-        .filter(|p| p.fate == Fate::Keep && stored.contains_key(&p.record.id))
-        .map(|p| p.record.clone())
-        .collect();
-    let mut batches: Vec<Vec<IndexPack>> = vec![Vec::new()];
-    let mut n = 0;
-    for p in keep {
-        n += p.blobs.len();
-        batches.last_mut().expect("one batch").push(p);
-        if n >= INDEX_FILE_BLOBS {
-            batches.push(Vec::new());
-            n = 0;
-        }
-    }
-    let old: Vec<Id> = files.iter().filter_map(|(n, _)| Id::from_hex(n)).collect();
-    let last = batches.len() - 1;
-    for (i, packs) in batches.into_iter().enumerate() {
-        if packs.is_empty() && i != last {
-            continue;
-        }
-        let f = IndexFile {
-            version: INDEX_VERSION,
-            supersedes: if i == last { old.clone() } else { Vec::new() },
-            packs,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_is_due_after_the_grace_period_and_the_older_locks() {
+        let g = |keep_delete, oldest_lock| Grace {
+            now: 10_000,
+            keep_delete,
+            instant: false,
+            oldest_lock,
         };
-        repo.save_object(FileKind::Index, &f)?;
-        s.index_files_written += 1;
-        crate::failpoint::hit("prune-after-index");
+        // Waited long enough, no other lock.
+        assert!(g(100, None).due(9_900));
+        assert!(!g(100, None).due(9_901));
+        // A lock taken before the mark (or within the margin after it) holds it back.
+        assert!(!g(0, Some(9_000)).due(9_000));
+        assert!(!g(0, Some(9_000 + MARK_MARGIN_SECS)).due(9_000));
+        assert!(g(0, Some(9_001 + MARK_MARGIN_SECS)).due(9_000));
+        // A lock of unknown age (0) holds everything back; instant ignores all of it.
+        assert!(!g(0, Some(0)).due(1));
+        let instant = Grace {
+            instant: true,
+            ..g(1_000_000, Some(0))
+        };
+        assert!(instant.due(10_000));
     }
 
-    // 3. Old index files, then 4. the packs nothing lists any more.
-    for (name, _) in &files {
-        repo.backend().remove(FileKind::Index, name)?;
-        s.index_files_deleted += 1;
+    #[test]
+    fn superseded_files_count_from_the_earliest_present_superseding_file() {
+        let f = |time, sup: &[u8]| IndexFile {
+            supersedes: sup.iter().map(|&n| Id([n; 32])).collect(),
+            time,
+            ..IndexFile::default()
+        };
+        let files = vec![
+            (Id([1; 32]).to_hex(), f(0, &[])),
+            (Id([2; 32]).to_hex(), f(500, &[1])),
+            (Id([3; 32]).to_hex(), f(900, &[1, 2])),
+        ];
+        let since = superseded_since(&files);
+        assert_eq!(since[&Id([1; 32]).to_hex()], 500);
+        assert_eq!(since[&Id([2; 32]).to_hex()], 900);
+        assert!(!since.contains_key(&Id([3; 32]).to_hex()));
     }
-    crate::failpoint::hit("prune-before-delete");
-    for id in &doomed {
-        repo.backend().remove(FileKind::Pack, &id.to_hex())?;
-        crate::failpoint::hit("prune-mid-delete");
-    }
-    repo.backend().remove_stale_temporaries()?;
-    s.pack_bytes_after = repo
-        .backend()
-        .list(FileKind::Pack)?
-        .iter()
-        .map(|(_, size)| size)
-        .sum();
-    Ok(s)
 }

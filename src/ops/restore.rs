@@ -10,12 +10,12 @@ mod target;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -38,7 +38,8 @@ pub use run::{Outcome, run};
 /// Options of a restore.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RestoreOptions {
-    /// Snapshot id (prefix) or `latest`.
+    /// Snapshot id (prefix) or `latest`; `SNAPSHOT:PATH` restores the contents of the folder
+    /// PATH of the snapshot into the target.
     #[arg(required_unless_present = "at")]
     pub snapshot: Option<String>,
     /// Restore the newest snapshot taken at or before this time instead of an id.
@@ -58,9 +59,28 @@ pub struct RestoreOptions {
     )]
     pub target: PathBuf,
     /// Only restore paths matching this glob (repeatable); a match on a directory restores
-    /// everything below it.
-    #[arg(long = "include")]
+    /// everything below it. Without a leading `/` a pattern matches at any depth, with one
+    /// from the snapshot root, as --exclude of backup.
+    #[arg(long = "include", value_name = "PATTERN")]
     pub includes: Vec<String>,
+    /// Like --include, ignoring case (repeatable).
+    #[arg(long = "iinclude", value_name = "PATTERN")]
+    pub iincludes: Vec<String>,
+    /// Leave out paths matching this glob, and everything below them (repeatable).
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case (repeatable).
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexcludes: Vec<String>,
+    /// Delete what the target holds that the snapshot does not, in the folders restored
+    /// (implies --overwrite; never follows a symlink, never leaves the target).
+    #[arg(long)]
+    pub delete: bool,
+    /// After restoring, read every restored file again and check it against the snapshot (a
+    /// logical Swamp: its records against the live-set digest). Not with the record filters
+    /// (--key, --modified-after/--modified-before), whose Swamps differ from the snapshot's.
+    #[arg(long, conflicts_with_all = ["keys", "modified_after", "modified_before"])]
+    pub verify: bool,
     /// Show what would be restored.
     #[arg(long)]
     pub dry_run: bool,
@@ -152,6 +172,15 @@ pub struct RestoreSummary {
     /// With `--raw`: the values of the `--key` Treasures found, in Swamp and key order.
     #[serde(skip)]
     pub raw: Vec<u8>,
+    /// Entries `--delete` removed from the target (relative paths).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
+    /// Files `--verify` read back and found as in the snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<u64>,
+    /// Include and exclude patterns that matched nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_patterns: Vec<String>,
 }
 
 /// An entry that could not be restored.
@@ -161,16 +190,6 @@ pub struct NotRestored {
     pub path: String,
     /// Why.
     pub error: String,
-}
-
-fn build_globs(pats: &[String]) -> Result<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    for p in pats {
-        let p = p.trim_start_matches('/');
-        b.add(Glob::new(p).map_err(|e| Error::InvalidInput(format!("bad pattern {p:?}: {e}")))?);
-    }
-    b.build()
-        .map_err(|e| Error::InvalidInput(format!("bad pattern: {e}")))
 }
 
 /// The permission bits a restored entry gets: the recorded ones, but set-user-id and
@@ -216,6 +235,8 @@ fn temp_names(fi: usize) -> impl Iterator<Item = Vec<u8>> {
 /// What was not restored, and which files are given up (nothing more is written to them).
 struct Lost<'p> {
     plan: &'p Plan,
+    /// Told of each path as it is given up.
+    progress: &'p Progress,
     dead: Vec<AtomicBool>,
     /// (damaged data?, path, why)
     list: Mutex<Vec<(bool, PathBuf, String)>>,
@@ -223,6 +244,7 @@ struct Lost<'p> {
 
 impl Lost<'_> {
     fn note(&self, damaged: bool, path: PathBuf, why: String) {
+        self.progress.error(path.display(), &why);
         self.list
             .lock()
             .expect("lost list")
@@ -283,7 +305,12 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &Progress,
 ) -> Result<RestoreSummary> {
-    let by_name = opts.includes.is_empty() && !opts.swamps.is_empty();
+    let by_name = opts.includes.is_empty()
+        && opts.iincludes.is_empty()
+        && opts.excludes.is_empty()
+        && opts.iexcludes.is_empty()
+        && !opts.delete
+        && !opts.swamps.is_empty();
     let mut plan = match &snap.names {
         Some(names) if by_name => plan::by_names(repo, index, &snap.tree, names, &opts.swamps)?,
         _ => plan::by_walk(repo, index, &snap.tree, opts)?,
@@ -297,10 +324,23 @@ pub fn restore(
         }
     }
     let filter = opts.record_filter()?;
+    if filter.is_some() && opts.verify {
+        return Err(Error::InvalidInput(
+            "--verify checks whole files; it does not go with --key, --modified-after or \
+             --modified-before"
+                .into(),
+        ));
+    }
     if filter.is_some() {
-        // Only Swamps are cut down to records; other files are left out.
-        plan.files
-            .retain(|f| f.node.swamp.as_ref().is_some_and(|s| s.format >= 2));
+        // Only Swamps are cut down to records; other files are left out (and, as excluded
+        // ones, kept by --delete).
+        let (swamps, others) = std::mem::take(&mut plan.files)
+            .into_iter()
+            .partition(|f| f.node.swamp.as_ref().is_some_and(|s| s.format >= 2));
+        plan.files = swamps;
+        let others: Vec<Entry> = others;
+        plan.excluded
+            .extend(others.into_iter().map(|f| (f.dir, f.node.name)));
     }
     if opts.raw {
         let mut summary = RestoreSummary::default();
@@ -322,7 +362,10 @@ pub fn restore(
         return Ok(summary);
     }
     let files = &plan.files;
-    let mut summary = RestoreSummary::default();
+    let mut summary = RestoreSummary {
+        unmatched_patterns: std::mem::take(&mut plan.unmatched),
+        ..RestoreSummary::default()
+    };
     if !opts.swamps.is_empty() && files.is_empty() && plan.dirs() == 0 {
         return Err(Error::NotFound(format!(
             "Swamp matching {} in this snapshot",
@@ -364,7 +407,26 @@ pub fn restore(
         }
     }
     summary.packs_read = reads.packs() as u64;
+    // The names this restore creates, per folder. Temporary names never equal a name this restore creates in the same folder: a file
+    // renamed into place would replace another's temporary file.
+    let taken: HashSet<(usize, &[u8])> = plan.folders[1..]
+        .iter()
+        .map(|f| (f.parent, f.name.as_slice()))
+        .chain(
+            files
+                .iter()
+                .chain(&plan.links)
+                .map(|e| (e.dir, e.node.name.as_slice())),
+        )
+        .collect();
     if opts.dry_run {
+        // What --delete would remove, where the target's folders already exist.
+        if opts.delete
+            && let Ok(tgt) = Target::open(&opts.target, &plan.folders)
+        {
+            let ok = vec![true; plan.folders.len()];
+            summary.deleted = delete_extra(&plan, &tgt, &ok, &taken, true).0;
+        }
         summary.damaged = unplanned
             .iter()
             .map(|(fi, why)| NotRestored {
@@ -385,7 +447,7 @@ pub fn restore(
             .map_err(|e| Error::io(target, e))?
             .next()
             .is_some();
-        if non_empty && !opts.overwrite {
+        if non_empty && !opts.overwrite && !opts.delete {
             return Err(Error::InvalidInput(format!(
                 "target {} is not empty; use --overwrite to restore into it",
                 target.display()
@@ -396,6 +458,7 @@ pub fn restore(
     let tgt = Target::open(target, &plan.folders).map_err(|e| Error::io(target, e))?;
     let lost = Lost {
         plan: &plan,
+        progress,
         dead: files.iter().map(|_| AtomicBool::new(false)).collect(),
         list: Mutex::new(Vec::new()),
     };
@@ -414,18 +477,6 @@ pub fn restore(
             lost.failed(plan.folder_path(i), e)?;
         }
     }
-    // Temporary names never equal a name this restore creates in the same folder: a file
-    // renamed into place would replace another's temporary file.
-    let taken: HashSet<(usize, &[u8])> = plan.folders[1..]
-        .iter()
-        .map(|f| (f.parent, f.name.as_slice()))
-        .chain(
-            files
-                .iter()
-                .chain(&plan.links)
-                .map(|e| (e.dir, e.node.name.as_slice())),
-        )
-        .collect();
     let tmps: Vec<OnceLock<Vec<u8>>> = files.iter().map(|_| OnceLock::new()).collect();
     let result = write_files(
         repo,
@@ -465,6 +516,13 @@ pub fn restore(
             lost.failed(plan.path(l), e)?;
         }
     }
+    if opts.delete {
+        let (deleted, failed) = delete_extra(&plan, &tgt, &folder_ok, &taken, false);
+        summary.deleted = deleted;
+        for (path, e) in failed {
+            lost.failed(path, e)?;
+        }
+    }
     // Folder metadata last, deepest first, so creating children does not disturb it.
     for (i, f) in plan.folders.iter().enumerate().rev() {
         if let Some(n) = &f.node
@@ -478,6 +536,10 @@ pub fn restore(
                 lost.failed(plan.folder_path(i), e)?;
             }
         }
+    }
+    if opts.verify {
+        crate::failpoint::hook("restore-verify", target);
+        summary.verified = Some(verify_files(repo, index, &plan, &tgt, &lost, &folder_ok));
     }
     let mut list = lost.list.into_inner().expect("lost list");
     list.sort();
@@ -496,6 +558,115 @@ pub fn restore(
     // under a real name, since files are renamed only when complete; durability against power
     // loss is the page cache's, so run `sync` before pulling the plug.
     Ok(summary)
+}
+
+/// `--delete`: removes every entry of a restored folder that the snapshot does not have there
+/// (folders with all they hold, never following a symlink; with `dry`, nothing); returns
+/// their paths and the entries that could not be removed.
+fn delete_extra(
+    plan: &Plan,
+    tgt: &Target<'_>,
+    folder_ok: &[bool],
+    taken: &HashSet<(usize, &[u8])>,
+    dry: bool,
+) -> (Vec<String>, Vec<(PathBuf, io::Error)>) {
+    let kept: HashSet<(usize, &[u8])> = plan
+        .excluded
+        .iter()
+        .map(|(d, n)| (*d, n.as_slice()))
+        .collect();
+    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+    for (i, f) in plan.folders.iter().enumerate() {
+        let complete = if i == 0 { plan.whole } else { f.node.is_some() };
+        if !complete || !folder_ok[i] {
+            continue;
+        }
+        let r = tgt.dir(i).and_then(|dir| {
+            for name in target::names(&dir)? {
+                if taken.contains(&(i, name.as_slice())) || kept.contains(&(i, name.as_slice())) {
+                    continue;
+                }
+                let path = plan.folder_path(i).join(std::ffi::OsStr::from_bytes(&name));
+                match if dry {
+                    Ok(())
+                } else {
+                    tgt.remove_all(&dir, &name)
+                } {
+                    Ok(()) => deleted.push(path.display().to_string()),
+                    Err(e) => failed.push((path, e)),
+                }
+            }
+            Ok(())
+        });
+        // A folder of the plan missing from the target (dry runs) holds nothing to delete.
+        if let Err(e) = r
+            && !dry
+        {
+            failed.push((plan.folder_path(i), e));
+        }
+    }
+    deleted.sort();
+    (deleted, failed)
+}
+
+/// `--verify`: reads every restored file back (through its folder's handle, not following a
+/// symlink) and checks each blob-sized piece against the blob's id. A file that differs is
+/// reported as not restored; returns how many files matched.
+fn verify_files(
+    repo: &Repository,
+    index: &Index,
+    plan: &Plan,
+    tgt: &Target<'_>,
+    lost: &Lost<'_>,
+    folder_ok: &[bool],
+) -> u64 {
+    use std::io::Read;
+    let check = |f: &Entry| -> io::Result<Option<String>> {
+        let mut file = tgt.open_read(&*tgt.dir(f.dir)?, &f.node.name)?;
+        // A logical Swamp is rebuilt, not copied: its live set must be the one captured.
+        if let Some(l) = f.node.logical() {
+            return Ok(
+                match crate::hyd::replay::replay(std::io::BufReader::new(file)) {
+                    Ok(r) if r.digest() == l.digest => None,
+                    Ok(_) => Some("records differ from the snapshot".into()),
+                    Err(e) => Some(format!("does not load: {e}")),
+                },
+            );
+        }
+        let mut buf = Vec::new();
+        for id in &f.node.content {
+            let Some(loc) = index.get(BlobType::Data, id) else {
+                return Ok(Some(format!("blob {id} is not in the index")));
+            };
+            buf.resize(loc.entry.raw_len as usize, 0);
+            if let Err(e) = file.read_exact(&mut buf) {
+                return Ok(Some(format!("shorter than in the snapshot ({e})")));
+            }
+            if repo.keys().blob_id(&buf) != *id {
+                return Ok(Some("content differs from the snapshot".into()));
+            }
+        }
+        if file.read(&mut [0u8; 1])? != 0 {
+            return Ok(Some("longer than in the snapshot".into()));
+        }
+        Ok(None)
+    };
+    let ok = AtomicUsize::new(0);
+    plan.files.par_iter().enumerate().for_each(|(fi, f)| {
+        if lost.is_dead(fi) || !folder_ok[f.dir] {
+            return;
+        }
+        let why = match check(f) {
+            Ok(None) => {
+                ok.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(Some(why)) => why,
+            Err(e) => e.to_string(),
+        };
+        lost.note(false, plan.path(f), format!("verification failed: {why}"));
+    });
+    ok.into_inner() as u64
 }
 
 /// Sets a complete temporary file's metadata and renames it to its real name; a logical

@@ -10,12 +10,31 @@ use crate::{Id, Result};
 /// Options of `snapshots`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SnapshotsOptions {
-    /// Only snapshots of this host.
+    /// Only snapshots of this host (repeatable: any of them).
     #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots with this tag.
+    pub host: Vec<String>,
+    /// Only snapshots with these tags (`a,b`: both; repeatable: any of the lists).
     #[arg(long)]
-    pub tag: Option<String>,
+    pub tag: Vec<String>,
+    /// Only snapshots that include this backed-up path (repeatable: all of them).
+    #[arg(long)]
+    pub path: Vec<String>,
+    /// Only the newest N snapshots of each host and set of paths.
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+}
+
+impl SnapshotsOptions {
+    /// Whether `s` passes the host, tag and path filters.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        let tags_ok = |list: &String| list.split(',').all(|t| s.tags.iter().any(|x| x == t));
+        (self.host.is_empty() || self.host.contains(&s.host))
+            && (self.tag.is_empty() || self.tag.iter().any(tags_ok))
+            && self.path.iter().all(|p| {
+                let p = p.trim_end_matches('/');
+                s.paths.iter().any(|x| x == p)
+            })
+    }
 }
 
 /// One snapshot with its id: the snapshot's fields plus `id` and `short_id`.
@@ -41,11 +60,24 @@ pub fn run(
     opts: &SnapshotsOptions,
     _progress: &Progress,
 ) -> Result<SnapshotsOutcome> {
+    let mut list: Vec<(Id, Snapshot)> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| opts.matches(s))
+        .collect();
+    if let Some(n) = opts.latest {
+        // Newest first per group, then back to oldest first.
+        let mut seen: std::collections::HashMap<(String, Vec<String>), usize> = Default::default();
+        list.reverse();
+        list.retain(|(_, s)| {
+            let c = seen.entry((s.host.clone(), s.paths.clone())).or_default();
+            *c += 1;
+            *c <= n
+        });
+        list.reverse();
+    }
     Ok(SnapshotsOutcome(
-        repo.snapshots()?
-            .into_iter()
-            .filter(|(_, s)| opts.host.as_ref().is_none_or(|h| &s.host == h))
-            .filter(|(_, s)| opts.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+        list.into_iter()
             .map(|(id, snapshot)| SnapshotEntry {
                 id,
                 short_id: id.short(),

@@ -16,7 +16,7 @@ use crate::ops::walk::{Visit, walk};
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, open_blob};
 use crate::repo::filter::SwampFilter;
-use crate::repo::index::{Index, IndexFile, by_priority, effective};
+use crate::repo::index::{self, Index, IndexFile, by_priority, effective};
 use crate::repo::keyfile::KeyFile;
 use crate::repo::pack::{PackEntry, decode_header, read_header};
 use crate::repo::snapshot::Snapshot;
@@ -136,6 +136,8 @@ pub enum ProblemKind {
     MissingBlob,
     /// A captured Swamp does not load.
     Swamp,
+    /// The stored retention policy is damaged, or there are several.
+    Policy,
 }
 
 /// One problem found.
@@ -174,6 +176,10 @@ pub struct VerifyReport {
     pub unreferenced_packs: Vec<String>,
     /// Problems found.
     pub problems: Vec<Problem>,
+    /// With object lock: stored objects whose lock ends sooner than the configured period
+    /// (not damage; `prune` extends them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub short_retention: Vec<super::objlock::ShortRetention>,
 }
 
 impl VerifyReport {
@@ -207,7 +213,8 @@ pub struct Outcome {
 pub fn run(repo: &Repository, opts: &VerifyOptions, progress: &Progress) -> Result<Outcome> {
     let read_data = opts.read_data()?;
     let only = SwampFilter::new(&opts.swamps)?;
-    let report = verify(repo, read_data, &only, progress)?;
+    let mut report = verify(repo, read_data, &only, progress)?;
+    report.short_retention = super::objlock::short_retention(repo)?;
     Ok(Outcome {
         ok: report.ok(),
         report,
@@ -258,6 +265,27 @@ fn verify(
     }
     report.snapshots = snapshots.len() as u64;
 
+    // The stored retention policy (repo-format.md §7c): each object whole, and only one.
+    let policies = backend.list(FileKind::Policy)?;
+    for (name, _) in &policies {
+        if let Err(e) = repo.load_object::<crate::ops::policy::StoredPolicy>(FileKind::Policy, name)
+        {
+            let what = format!("policy {name}");
+            report
+                .problems
+                .push(problem(ProblemKind::Policy, what, e.to_string(), &[]));
+        }
+    }
+    if policies.len() > 1 {
+        let detail = format!(
+            "{} policies stored: run `policy set` to keep one",
+            policies.len()
+        );
+        report
+            .problems
+            .push(problem(ProblemKind::Policy, "policy".into(), detail, &[]));
+    }
+
     // Index files.
     let mut files: Vec<(String, IndexFile)> = Vec::new();
     for (name, _) in backend.list(FileKind::Index)? {
@@ -273,10 +301,14 @@ fn verify(
     }
     report.index_files = files.len() as u64;
     // Every index file counts, superseded ones as fallbacks: a superseding file may be forged.
-    let index = Index::from_files(by_priority(&files).map(|(_, f)| f));
+    // Packs a prune marked for deletion come last (a snapshot written while the prune ran may
+    // use them until a later prune takes them back); they count as covered.
+    let index = index::reader_index(&files);
     report.blobs = index.len() as u64;
+    let marked: HashSet<Id> = index::marks(&files).into_keys().collect();
     let effective_packs: HashSet<Id> = effective(&files)
         .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .chain(marked.iter().copied())
         .collect();
     // Per pack, the distinct entries all index files list, and which file listed what.
     let mut pack_entries: HashMap<Id, Vec<PackEntry>> = HashMap::new();
@@ -308,7 +340,7 @@ fn verify(
         .collect();
     report.unreferenced_packs = present
         .keys()
-        .filter(|p| !pack_entries.contains_key(p))
+        .filter(|p| !pack_entries.contains_key(p) && !marked.contains(p))
         .map(|p| p.to_hex())
         .collect();
     report.unreferenced_packs.sort();
@@ -494,6 +526,10 @@ fn verify(
         &present,
     );
     report.problems.extend(found);
+    // The structure's problems are known now; those of the data as each pack is read.
+    for p in &report.problems {
+        progress.error(&p.object, &p.detail);
+    }
 
     // Read data.
     if read_data != ReadData::None {
@@ -568,6 +604,7 @@ fn verify(
                 c.2 += bytes.len() as u64;
                 out
             })
+            .inspect(|p| progress.error(&p.object, &p.detail))
             .collect();
         let c = counters.into_inner().expect("counters");
         (report.packs_read, report.blobs_read, report.bytes_read) = c;

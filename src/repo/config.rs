@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Id;
+use crate::backend::{LockMode, ObjectLock};
 
 /// Current repository format version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -67,6 +68,28 @@ pub struct Config {
     /// How `backup` captures `.hyd` files unless `--mode` says otherwise (absent: `file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_mode: Option<crate::logical::BackupMode>,
+    /// S3 Object Lock of every object but the locks (absent: none; repo-format.md §1a).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockConfig>,
+}
+
+/// The object lock a repository's objects are written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLockConfig {
+    /// `governance` or `compliance`.
+    pub mode: LockMode,
+    /// The protected period in seconds.
+    pub retention_secs: u64,
+}
+
+impl ObjectLockConfig {
+    /// The lock the backend writes with.
+    pub fn lock(&self) -> ObjectLock {
+        ObjectLock {
+            mode: self.mode,
+            retention: std::time::Duration::from_secs(self.retention_secs),
+        }
+    }
 }
 
 impl Config {
@@ -83,6 +106,7 @@ impl Config {
                 Id::random().0[..8].try_into().expect("8 bytes"),
             )),
             backup_mode: None,
+            object_lock: None,
         }
     }
 }
@@ -132,5 +156,56 @@ impl HydChunking {
         h = (h ^ (h >> 27)).wrapping_mul(0x94d049bb133111eb);
         h ^= h >> 31;
         h % u64::from(self.avg.max(1)) < block_len as u64
+    }
+}
+
+/// A compression setting by restic's names (`--compression`), or a zstd level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// The default: zstd level 1 (HydrAIDE blocks are already Snappy-compressed, so higher
+    /// levels cost time for little); chunks that do not shrink are stored raw.
+    Auto,
+    /// No compression.
+    Off,
+    /// zstd level 1.
+    Fastest,
+    /// zstd level 9.
+    Better,
+    /// zstd level 19.
+    Max,
+    /// A zstd level from 0 (off) to 19.
+    Level(i32),
+}
+
+impl Compression {
+    /// The zstd level this setting means (0: store uncompressed): the one mapping of names to
+    /// levels.
+    pub fn zstd_level(self) -> i32 {
+        match self {
+            Compression::Off => 0,
+            Compression::Auto | Compression::Fastest => 1,
+            Compression::Better => 9,
+            Compression::Max => 19,
+            Compression::Level(l) => l,
+        }
+    }
+
+    /// Parses `auto`, `off`, `fastest`, `better`, `max` or a level from 0 to 19 (for clap).
+    pub fn parse(s: &str) -> Result<Compression, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => Compression::Auto,
+            "off" => Compression::Off,
+            "fastest" => Compression::Fastest,
+            "better" => Compression::Better,
+            "max" => Compression::Max,
+            n => match n.parse::<i32>() {
+                Ok(l) if (0..=19).contains(&l) => Compression::Level(l),
+                _ => {
+                    return Err(format!(
+                        "{s:?} is not auto, off, fastest, better, max or a zstd level from 0 to 19"
+                    ));
+                }
+            },
+        })
     }
 }

@@ -1,7 +1,8 @@
 //! The `--swamp` selection shared by restore, verify and show: Swamp-name globs in which `*`
-//! stays within one name part and `**` crosses them. No pattern selects every node.
+//! stays within one name part and `**` crosses them (compiled by [`crate::pattern::glob`], as
+//! path patterns are; Swamp names are always anchored). No pattern selects every node.
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 
 use crate::repo::tree::Node;
 use crate::{Error, Result};
@@ -18,11 +19,7 @@ impl SwampFilter {
     pub fn new(patterns: &[String]) -> Result<SwampFilter> {
         let mut b = GlobSetBuilder::new();
         for p in patterns {
-            let g = GlobBuilder::new(p)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| Error::InvalidInput(format!("bad Swamp pattern {p:?}: {e}")))?;
-            b.add(g);
+            b.add(crate::pattern::glob(p, false, "Swamp", p)?);
         }
         let globs = b
             .build()

@@ -30,6 +30,28 @@ pub struct IndexFile {
     pub supersedes: Vec<Id>,
     /// Packs and their blobs.
     pub packs: Vec<IndexPack>,
+    /// Packs a two-phase prune took out of the index, to be deleted by a later prune
+    /// (repo-format.md §9a). Readers use them only as a last fallback; backups never
+    /// deduplicate against them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marked: Vec<MarkedPack>,
+    /// When a prune wrote this file (unix seconds; 0 when unknown): the time from which the
+    /// files it supersedes count as superseded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time: i64,
+}
+
+fn is_zero(t: &i64) -> bool {
+    *t == 0
+}
+
+/// A pack marked for deletion: its record and when it was marked (unix seconds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MarkedPack {
+    /// The pack's record (empty `blobs` for a pack no index listed when it was marked).
+    pub pack: IndexPack,
+    /// When it was marked.
+    pub time: i64,
 }
 
 /// One pack in an index file.
@@ -140,6 +162,47 @@ pub fn by_priority(files: &[(String, IndexFile)]) -> impl Iterator<Item = &(Stri
     first.into_iter().chain(rest)
 }
 
+/// Packs some effective index file lists as live: they are in the index, whatever marks say.
+pub fn live_packs(files: &[(String, IndexFile)]) -> HashSet<Id> {
+    effective(files)
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .collect()
+}
+
+/// Packs marked for deletion by an effective index file and listed live by none, with the
+/// earliest time they were marked and their record.
+pub fn marks(files: &[(String, IndexFile)]) -> HashMap<Id, &MarkedPack> {
+    let live = live_packs(files);
+    let mut out: HashMap<Id, &MarkedPack> = HashMap::new();
+    for m in effective(files).flat_map(|(_, f)| &f.marked) {
+        if live.contains(&m.pack.id) {
+            continue;
+        }
+        let e = out.entry(m.pack.id).or_insert(m);
+        if m.time < e.time {
+            *e = m;
+        }
+    }
+    out
+}
+
+/// The index readers use: every pack record in priority order (effective files, then
+/// superseded ones), then the records of marked packs as a last fallback (a snapshot written
+/// while a prune ran may use them until a later prune takes them back).
+pub fn reader_index(files: &[(String, IndexFile)]) -> Index {
+    let marked: Vec<&IndexPack> = files
+        .iter()
+        .flat_map(|(_, f)| f.marked.iter().map(|m| &m.pack))
+        .collect();
+    Index::from_records(by_priority(files).flat_map(|(_, f)| &f.packs).chain(marked))
+}
+
+/// The index a backup deduplicates against: only packs effective files list as live, so that
+/// nothing a prune marked (or a superseded file lists) is used again.
+pub fn live_index(files: &[(String, IndexFile)]) -> Index {
+    Index::from_records(effective(files).flat_map(|(_, f)| &f.packs))
+}
+
 /// The in-memory index of a repository.
 #[derive(Default)]
 pub struct Index {
@@ -154,13 +217,16 @@ impl Index {
     /// keeps every distinct location, the first-loaded first. A pack record that does not
     /// decode is left out (`verify` reports it, prune stops at it).
     pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Index {
+        Self::from_records(files.into_iter().flat_map(|f| &f.packs))
+    }
+
+    /// Builds the index from pack records in priority order (see [`Index::from_files`]).
+    pub fn from_records<'a>(packs: impl IntoIterator<Item = &'a IndexPack>) -> Index {
         let mut ix = Index::default();
         let mut pack_no: HashMap<Id, u32> = HashMap::new();
-        for f in files {
-            for p in &f.packs {
-                if let Ok(entries) = p.entries() {
-                    ix.add_pack(&mut pack_no, p.id, &entries);
-                }
+        for p in packs {
+            if let Ok(entries) = p.entries() {
+                ix.add_pack(&mut pack_no, p.id, &entries);
             }
         }
         ix.seal();
@@ -325,6 +391,7 @@ mod tests {
                 Id([1; 32]),
                 &[pe(BlobType::Data, 5, 0), pe(BlobType::Tree, 6, 100)],
             )],
+            ..Default::default()
         };
         let f2 = IndexFile {
             version: 1,
@@ -333,6 +400,7 @@ mod tests {
                 Id([2; 32]),
                 &[pe(BlobType::Data, 5, 0), pe(BlobType::Data, 7, 100)],
             )],
+            ..Default::default()
         };
         let ix = Index::from_files([&f1, &f2, &f1]);
         assert_eq!(ix.len(), 3);
@@ -371,6 +439,7 @@ mod tests {
                         Id([n; 32]),
                         &[pe(BlobType::Data, 5, 0)],
                     )],
+                    ..Default::default()
                 },
             )
         };
@@ -387,6 +456,7 @@ mod tests {
                 version: 1,
                 supersedes: vec![Id([9; 32])],
                 packs: vec![IndexPack { id: Id([3; 32]), blobs: blobs.into_iter().map(|(f, i, o, l, r)| (f, Id(i), o, l, r)).collect() }],
+                ..Default::default()
             };
             let back: IndexFile = from_cbor(&to_cbor(&f), "index").unwrap();
             prop_assert_eq!(back, f);

@@ -1,7 +1,8 @@
 //! Repository locks: `locks/<hash>` objects naming host, pid and a refreshed time.
 //!
-//! Backups, restores and verifies take shared locks; operations that delete (prune, key remove)
-//! take exclusive ones. A lock is stale when its time is older than [`STALE_AFTER`] or when its
+//! Backups, restores, verifies and forgets take shared locks; a two-phase prune and `key
+//! remove`/`passwd` take deleting locks (shared with everyone but other deleters); `prune
+//! --instant-delete` takes an exclusive one. A lock is stale when its time is older than [`STALE_AFTER`] or when its
 //! owner is a process on this host that no longer runs; stale locks are ignored and removed by
 //! `unlock`.
 
@@ -37,6 +38,39 @@ pub struct LockInfo {
     pub time: i64,
     /// What the owner is doing.
     pub purpose: String,
+    /// Held by a deleter (two-phase prune, key removal): conflicts only with other deleters
+    /// and exclusive locks.
+    #[serde(default)]
+    pub deleting: bool,
+    /// When the owner took the lock (unix seconds; kept across refreshes; 0 when unknown,
+    /// which counts as "before anything").
+    #[serde(default)]
+    pub created: i64,
+}
+
+/// What a lock allows others to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Readers and writers of new objects (backup, restore, verify, forget): many at once.
+    Shared,
+    /// A deleter that backups may run beside (two-phase prune, key removal): one at a time.
+    Deleting,
+    /// Nothing else may run (`prune --instant-delete`).
+    Exclusive,
+}
+
+impl LockInfo {
+    /// Whether this lock and a wanted lock of `kind` exclude each other.
+    fn conflicts(&self, kind: LockKind) -> bool {
+        self.exclusive
+            || kind == LockKind::Exclusive
+            || (self.deleting && kind == LockKind::Deleting)
+    }
+
+    /// Whether this lock belongs to the calling process.
+    pub fn is_mine(&self) -> bool {
+        self.pid == std::process::id() && self.host == crate::sys::hostname()
+    }
 }
 
 impl LockInfo {
@@ -61,6 +95,8 @@ impl LockInfo {
             "{} lock held by pid {} on {} ({}), last refreshed {}",
             if self.exclusive {
                 "exclusive"
+            } else if self.deleting {
+                "deleting"
             } else {
                 "shared"
             },
@@ -137,7 +173,7 @@ fn write_lock(backend: &dyn Backend, key: &SealKey, info: &LockInfo) -> Result<S
 pub fn acquire(
     backend: Arc<dyn Backend>,
     key: &SealKey,
-    exclusive: bool,
+    kind: LockKind,
     purpose: &str,
 ) -> Result<LockGuard> {
     let conflict = |me: Option<&str>| -> Result<Option<LockInfo>> {
@@ -147,7 +183,7 @@ pub fn acquire(
             }
             if let Some(i) = info
                 && !i.is_stale()
-                && (exclusive || i.exclusive)
+                && i.conflicts(kind)
             {
                 return Ok(Some(i));
             }
@@ -157,13 +193,16 @@ pub fn acquire(
     if let Some(i) = conflict(None)? {
         return Err(Error::Locked(i.refusal()));
     }
+    let now = jiff::Timestamp::now().as_second();
     let info = LockInfo {
-        exclusive,
+        exclusive: kind == LockKind::Exclusive,
         host: crate::sys::hostname(),
         pid: std::process::id(),
         user: crate::sys::username(),
-        time: jiff::Timestamp::now().as_second(),
+        time: now,
         purpose: purpose.to_string(),
+        deleting: kind == LockKind::Deleting,
+        created: now,
     };
     let name = write_lock(backend.as_ref(), key, &info)?;
     // Re-check after writing: of two racing lockers at least one sees the other.
@@ -217,6 +256,21 @@ impl Drop for LockGuard {
     }
 }
 
+/// The earliest creation time of the live locks other processes hold (`None`: there are
+/// none). Locks that do not open count as created at time 0: they may belong to anyone.
+pub fn oldest_other(backend: &dyn Backend, key: &SealKey) -> Result<Option<i64>> {
+    let mut oldest: Option<i64> = None;
+    for (_, info) in list(backend, key)? {
+        let created = match info {
+            Some(i) if i.is_stale() || i.is_mine() => continue,
+            Some(i) => i.created,
+            None => 0,
+        };
+        oldest = Some(oldest.map_or(created, |o| o.min(created)));
+    }
+    Ok(oldest)
+}
+
 /// Removes stale locks (or all locks with `all`); returns the names removed.
 pub fn unlock(backend: &dyn Backend, key: &SealKey, all: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
@@ -228,4 +282,35 @@ pub fn unlock(backend: &dyn Backend, key: &SealKey, all: bool) -> Result<Vec<Str
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleters_exclude_each_other_and_nothing_else() {
+        let held = |exclusive, deleting| LockInfo {
+            exclusive,
+            host: "h".into(),
+            pid: 1,
+            user: "u".into(),
+            time: 0,
+            purpose: "p".into(),
+            deleting,
+            created: 0,
+        };
+        let shared = held(false, false);
+        let deleting = held(false, true);
+        let exclusive = held(true, false);
+        assert!(!shared.conflicts(LockKind::Shared));
+        assert!(!shared.conflicts(LockKind::Deleting));
+        assert!(shared.conflicts(LockKind::Exclusive));
+        assert!(!deleting.conflicts(LockKind::Shared));
+        assert!(deleting.conflicts(LockKind::Deleting));
+        assert!(deleting.conflicts(LockKind::Exclusive));
+        for k in [LockKind::Shared, LockKind::Deleting, LockKind::Exclusive] {
+            assert!(exclusive.conflicts(k));
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! a [`Backend`]. Only this layer knows byte layouts (see `repo-format.md`).
 
 pub mod blob;
+pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod filter;
@@ -44,7 +45,13 @@ pub struct Repository {
     damaged: Mutex<BTreeMap<String, String>>,
     /// Root of the local caches (see [`Repository::with_cache_root`]); `None`: no cache.
     cache_root: Option<PathBuf>,
+    /// The cache of snapshots, index files and trees in [`Repository::cache_dir`].
+    cache: Option<cache::Cache>,
 }
+
+/// A snapshot read by [`Repository::snapshots`]: its name, the snapshot and its object's
+/// plaintext (or why not), and whether it came from the local cache.
+type LoadedSnapshot = (String, Result<(Snapshot, Vec<u8>)>, bool);
 
 /// A snapshot file that was skipped because it does not open or decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,7 +70,7 @@ fn hyd_chunking_is_valid(c: &Config) -> bool {
 }
 
 /// Whether `e` says the object is not there (removed between a listing and a read).
-fn is_not_found(e: &Error) -> bool {
+pub(crate) fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
@@ -88,6 +95,13 @@ impl Repository {
             ));
         }
         kdf.check().map_err(Error::InvalidInput)?;
+        if let Some(l) = &config.object_lock {
+            if l.retention_secs == 0 {
+                return Err(Error::InvalidInput("the retention must be positive".into()));
+            }
+            // Before anything is written: `create` makes the bucket with Object Lock.
+            backend.set_object_lock(Some(l.lock()))?;
+        }
         backend.create()?;
         let mut master = Zeroizing::new([0u8; 32]);
         fill_random(master.as_mut());
@@ -103,6 +117,7 @@ impl Repository {
             master,
             damaged: Mutex::default(),
             cache_root: None,
+            cache: None,
         })
     }
 
@@ -187,6 +202,13 @@ impl Repository {
         if !hyd_chunking_is_valid(&config) {
             return Err(Error::corrupt("config", "invalid hyd_chunker parameters"));
         }
+        if let Some(l) = &config.object_lock
+            && let Err(e) = backend.set_object_lock(Some(l.lock()))
+        {
+            // A copy of the bucket on other storage stays readable; what is written there is
+            // not locked (and `verify` lists it).
+            tracing::warn!("{e}: objects written here are not locked");
+        }
         Ok(Repository {
             keys: Keys::new(seal, config.id_key.0),
             backend,
@@ -195,6 +217,7 @@ impl Repository {
             master,
             damaged: Mutex::default(),
             cache_root: None,
+            cache: None,
         })
     }
 
@@ -218,6 +241,8 @@ impl Repository {
     /// only: what is read from it is checked against the repository, never trusted over it.
     pub fn with_cache_root(mut self, root: Option<PathBuf>) -> Self {
         self.cache_root = root;
+        let remote = !self.backend.is_local();
+        self.cache = self.cache_dir().map(|d| cache::Cache::new(d, remote));
         self
     }
 
@@ -254,49 +279,100 @@ impl Repository {
         name: &str,
         listed: Option<u64>,
     ) -> Result<T> {
-        let bytes = object::read_capped(self.backend.as_ref(), kind, name, listed)?;
-        let what = format!("{} {name}", kind.label());
-        if Id::of_stored(&bytes).to_hex() != name {
-            return Err(Error::corrupt(what, "content does not match its name"));
+        let cache = self.cache.as_ref().filter(|_| kind == FileKind::Index);
+        if let Some(bytes) = cache.and_then(|c| c.index_file(name)) {
+            return self.open_stored(kind, name, &bytes);
         }
-        object::open_limited(self.keys.seal_key(), &bytes, &what, object::max_size(kind))
+        let bytes = self.fetch(kind, name, listed)?;
+        let value = self.open_stored(kind, name, &bytes)?;
+        if let Some(c) = cache {
+            c.missed();
+            c.save_index_file(name, &bytes);
+        }
+        Ok(value)
+    }
+
+    /// Reads an object from the repository and checks it against its name (size cap first).
+    fn fetch(&self, kind: FileKind, name: &str, listed: Option<u64>) -> Result<Vec<u8>> {
+        let bytes = object::read_capped(self.backend.as_ref(), kind, name, listed)?;
+        if Id::of_stored(&bytes).to_hex() != name {
+            return Err(Error::corrupt(
+                format!("{} {name}", kind.label()),
+                "content does not match its name",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Opens the stored bytes of an object (already checked against its name).
+    fn open_stored<T: DeserializeOwned>(&self, kind: FileKind, name: &str, b: &[u8]) -> Result<T> {
+        let what = format!("{} {name}", kind.label());
+        object::open_limited(self.keys.seal_key(), b, &what, object::max_size(kind))
     }
 
     /// Loads every index file (in parallel) into the shared in-memory index, superseded files
     /// as fallback copies. A damaged index file (or one forged by a client with append-only
     /// access) is skipped with a warning: `verify` reports it, and prune stops at it.
+    /// Marked packs (repo-format.md §9a) come last, as a fallback.
     pub fn load_index(&self) -> Result<Index> {
+        let index = index::reader_index(&self.load_readable_index_files()?);
+        if let Some(c) = &self.cache {
+            c.trim_trees(&index);
+        }
+        Ok(index)
+    }
+
+    /// The index a writer deduplicates against: only live packs (nothing a prune marked,
+    /// repo-format.md §9a), so that no new snapshot comes to depend on a pack on its way out.
+    pub fn load_live_index(&self) -> Result<Index> {
+        Ok(index::live_index(&self.load_readable_index_files()?))
+    }
+
+    /// Every index file that loads, with its name: damaged ones are skipped with a warning,
+    /// and files a prune deleted since the listing are passed over (only superseded files are
+    /// deleted, and only once no reader that listed them before can still be running).
+    pub fn load_readable_index_files(&self) -> Result<Vec<(String, IndexFile)>> {
         let names = self.backend.list(FileKind::Index)?;
+        if let Some(c) = &self.cache {
+            c.retain_index_files(&names);
+        }
         let loaded: Vec<Option<(String, IndexFile)>> = names
             .par_iter()
-            .map(|(n, _)| match self.load_object(FileKind::Index, n) {
-                Ok(f) => Ok(Some((n.clone(), f))),
-                Err(e @ Error::Corrupt { .. }) => {
-                    tracing::warn!("{e}; skipped");
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            })
+            .map(
+                |(n, size)| match self.load_sized(FileKind::Index, n, Some(*size)) {
+                    Ok(f) => Ok(Some((n.clone(), f))),
+                    Err(e @ Error::Corrupt { .. }) => {
+                        tracing::warn!("{e}; skipped");
+                        Ok(None)
+                    }
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )
             .collect::<Result<_>>()?;
         let files: Vec<(String, IndexFile)> = loaded.into_iter().flatten().collect();
         tracing::info!(files = files.len(), "index loaded");
-        Ok(Index::from_files(
-            index::by_priority(&files).map(|(_, f)| f),
-        ))
+        Ok(files)
     }
 
-    /// Loads every index file with its name.
+    /// Loads every index file with its name; a damaged one is an error (prune stops at it).
+    /// A file deleted since the listing is passed over.
     pub fn load_index_files(&self) -> Result<Vec<(String, IndexFile)>> {
         let names = self.backend.list(FileKind::Index)?;
-        names
+        if let Some(c) = &self.cache {
+            c.retain_index_files(&names);
+        }
+        let loaded: Vec<Option<(String, IndexFile)>> = names
             .par_iter()
-            .map(|(n, size)| {
-                Ok((
-                    n.clone(),
-                    self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size))?,
-                ))
-            })
-            .collect()
+            .map(
+                |(n, size)| match self.load_sized::<IndexFile>(FileKind::Index, n, Some(*size)) {
+                    Ok(f) => Ok(Some((n.clone(), f))),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )
+            .collect::<Result<_>>()?;
+        Ok(loaded.into_iter().flatten().collect())
     }
 
     /// All readable snapshots, oldest first. A snapshot file that does not open or decode is
@@ -304,18 +380,57 @@ impl Repository {
     /// any append-only client can store, must not stop every command.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let names = self.backend.list(FileKind::Snapshot)?;
-        let loaded: Vec<(String, Result<Snapshot>)> = names
-            .par_iter()
-            .map(|(n, size)| {
-                let s = self.load_sized::<Snapshot>(FileKind::Snapshot, n, Some(*size));
-                (n.clone(), s)
+        let key = self.keys.seal_key();
+        let mut cached = self
+            .cache
+            .as_ref()
+            .map(|c| c.snapshot_list(key))
+            .unwrap_or_default();
+        let listed_before = cached.len();
+        // A cached snapshot counts only while the repository lists its name.
+        let (mut hits, mut misses) = (Vec::new(), Vec::new());
+        for (n, size) in names {
+            match cached.remove(&n) {
+                Some(plain) => hits.push((n, size, plain)),
+                None => misses.push((n, size)),
+            }
+        }
+        let decode = |n: &str, plain: &[u8]| -> Result<Snapshot> {
+            let what = format!("snapshot {n}");
+            object::decode_limited(plain, &what, object::max_size(FileKind::Snapshot))
+        };
+        let fetch = |n: &str, size: u64| -> Result<(Snapshot, Vec<u8>)> {
+            let bytes = self.fetch(FileKind::Snapshot, n, Some(size))?;
+            let plain = key
+                .open(&bytes)
+                .map_err(|e| Error::corrupt(format!("snapshot {n}"), e.to_string()))?;
+            Ok((decode(n, &plain)?, plain))
+        };
+        let loaded: Vec<LoadedSnapshot> = hits
+            .into_par_iter()
+            .map(|(n, size, plain)| match decode(&n, &plain) {
+                Ok(s) => (n, Ok((s, plain)), true),
+                Err(_) => {
+                    let r = fetch(&n, size);
+                    (n, r, false)
+                }
             })
+            .chain(misses.into_par_iter().map(|(n, size)| {
+                let r = fetch(&n, size);
+                (n, r, false)
+            }))
             .collect();
+        let fetched = loaded.iter().filter(|(_, _, hit)| !hit).count();
+        let loaded_hits = loaded.len() - fetched;
         let mut v = Vec::new();
+        let mut keep = Vec::new();
         let mut damaged = self.damaged.lock().expect("damaged snapshots");
-        for (n, r) in loaded {
+        for (n, r, _) in loaded {
             match (r, Id::from_hex(&n)) {
-                (Ok(s), Some(id)) => v.push((id, s)),
+                (Ok((s, b)), Some(id)) => {
+                    keep.push((n, b));
+                    v.push((id, s));
+                }
                 (Ok(_), None) => {
                     damaged.insert(n, "bad name".into());
                 }
@@ -326,9 +441,16 @@ impl Repository {
                 (Err(e), _) => return Err(e),
             }
         }
-        v.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        if let Some(c) = &self.cache {
+            c.snapshots_used(loaded_hits, fetched);
+            if fetched > 0 || keep.len() != listed_before {
+                c.save_snapshot_list(key, keep);
+            }
+        }
+        v.sort_by_cached_key(|(id, s)| (s.timestamp(), *id));
         tracing::info!(
             snapshots = v.len(),
+            fetched,
             damaged = damaged.len(),
             "snapshots read"
         );
@@ -399,12 +521,17 @@ impl Repository {
 
     /// Takes a shared or exclusive lock for the duration of an operation.
     pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<lock::LockGuard> {
-        lock::acquire(
-            self.backend.clone(),
-            self.keys.seal_key(),
-            exclusive,
-            purpose,
-        )
+        let kind = if exclusive {
+            lock::LockKind::Exclusive
+        } else {
+            lock::LockKind::Shared
+        };
+        self.lock_kind(kind, purpose)
+    }
+
+    /// Takes a lock of any [`lock::LockKind`] for the duration of an operation.
+    pub fn lock_kind(&self, kind: lock::LockKind, purpose: &str) -> Result<lock::LockGuard> {
+        lock::acquire(self.backend.clone(), self.keys.seal_key(), kind, purpose)
     }
 
     /// Reads one blob through the index, checking its id; a copy that fails its check is
@@ -421,10 +548,26 @@ impl Repository {
         id: &Id,
         skip: Option<&Id>,
     ) -> Result<Vec<u8>> {
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| kind == BlobType::Tree && skip.is_none());
         let mut first_error = None;
         for loc in index.copies(kind, id).filter(|l| Some(&l.pack) != skip) {
-            match self.read_blob_at(&loc) {
-                Ok(plain) => return Ok(plain),
+            if let Some(plain) = cache.and_then(|c| c.tree(&self.keys, id)) {
+                return Ok(plain);
+            }
+            match self
+                .read_sealed(&loc)
+                .and_then(|s| Ok((blob::open_blob(&self.keys, &loc.entry, &s)?, s)))
+            {
+                Ok((plain, sealed)) => {
+                    if let Some(c) = cache {
+                        c.missed();
+                        c.save_tree(&loc.entry, &sealed);
+                    }
+                    return Ok(plain);
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -441,9 +584,13 @@ impl Repository {
 
     /// Reads and checks the copy of a blob at `loc`.
     pub fn read_blob_at(&self, loc: &index::BlobLocation) -> Result<Vec<u8>> {
+        blob::open_blob(&self.keys, &loc.entry, &self.read_sealed(loc)?)
+    }
+
+    /// Reads the sealed bytes of the copy of a blob at `loc`.
+    fn read_sealed(&self, loc: &index::BlobLocation) -> Result<Vec<u8>> {
         let e = loc.entry;
-        let sealed = self
-            .backend
+        self.backend
             .read_range(
                 FileKind::Pack,
                 &loc.pack.to_hex(),
@@ -460,8 +607,7 @@ impl Repository {
                     )
                 }
                 other => other,
-            })?;
-        blob::open_blob(&self.keys, &e, &sealed)
+            })
     }
 
     /// Loads a tree blob.

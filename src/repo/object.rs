@@ -21,7 +21,7 @@ pub const MAX_OBJECT: usize = 1 << 30;
 /// range, never whole through this cap.
 pub fn max_size(kind: FileKind) -> usize {
     match kind {
-        FileKind::Config | FileKind::Key | FileKind::Lock => 64 << 10,
+        FileKind::Config | FileKind::Key | FileKind::Lock | FileKind::Policy => 64 << 10,
         FileKind::Snapshot => 16 << 20,
         FileKind::Index => 256 << 20,
         FileKind::Pack => MAX_OBJECT,
@@ -112,7 +112,8 @@ pub fn decode_plain<T: DeserializeOwned>(plain: &[u8], what: &str) -> Result<T> 
     decode_limited(plain, what, MAX_OBJECT)
 }
 
-fn decode_limited<T: DeserializeOwned>(plain: &[u8], what: &str, limit: usize) -> Result<T> {
+/// Decodes the plaintext of a sealed object, refusing decompression beyond `limit` bytes.
+pub fn decode_limited<T: DeserializeOwned>(plain: &[u8], what: &str, limit: usize) -> Result<T> {
     match plain.split_first() {
         Some((&RAW, body)) => from_cbor(body, what),
         Some((&ZSTD, body)) => {
@@ -155,6 +156,7 @@ mod tests {
                 id: Id::of_stored(b"pack"),
                 blobs,
             }],
+            ..Default::default()
         };
         let sealed = seal(&SealKey::new(&[3; 32]), &f);
         assert!(sealed.len() > 4 << 20, "{} bytes", sealed.len());

@@ -150,7 +150,8 @@ pub enum Body {
 }
 
 impl Body {
-    fn len(&self) -> u64 {
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,

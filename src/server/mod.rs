@@ -22,6 +22,7 @@ pub mod auth;
 pub mod conn;
 pub mod http;
 pub mod objects;
+pub mod stats;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -59,6 +60,10 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Time for the TLS handshake and each request head, and the longest wait for a slot.
     pub request_timeout: Duration,
+    /// Answer `GET /metrics` (Prometheus) on the main address, behind the same authentication.
+    pub metrics: bool,
+    /// Also answer `GET /metrics`, without authentication, on this separate plain-HTTP address.
+    pub metrics_listen: Option<String>,
 }
 
 struct Ctx {
@@ -66,10 +71,12 @@ struct Ctx {
     users: Option<auth::Users>,
     repos: Mutex<HashMap<String, Arc<LocalBackend>>>,
     slots: Slots,
+    stats: Arc<stats::ServerStats>,
 }
 
-/// Serves until the process is stopped; calls `ready` with the bound address first.
-pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+/// Serves until the process is stopped; calls `ready` with the bound address (and that of the
+/// separate metrics listener) first.
+pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr, Option<SocketAddr>)) -> Result<()> {
     let tls = match &opts.tls {
         Some((cert, key)) => Some(Arc::new(tls_config(cert, key)?)),
         None => None,
@@ -89,13 +96,28 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io(&opts.listen, e))?;
+    let stats = Arc::new(stats::ServerStats::default());
+    let metrics_addr = match &opts.metrics_listen {
+        Some(a) => {
+            let l = TcpListener::bind(a).map_err(|e| Error::io(a, e))?;
+            let bound = l.local_addr().map_err(|e| Error::io(a, e))?;
+            let st = stats.clone();
+            std::thread::Builder::new()
+                .name("metrics".into())
+                .spawn(move || stats::serve_metrics(l, st))
+                .map_err(|e| Error::io(a, e))?;
+            Some(bound)
+        }
+        None => None,
+    };
     let ctx = Arc::new(Ctx {
         slots: Slots::new(opts.max_connections, opts.request_timeout),
         opts,
         users,
         repos: Mutex::new(HashMap::new()),
+        stats,
     });
-    ready(addr);
+    ready(addr, metrics_addr);
     for conn in listener.incoming() {
         let Ok(tcp) = conn else {
             // Out of file descriptors or the like: let connections end before trying again.
@@ -213,6 +235,12 @@ fn connection<S: Conn>(stream: S, ctx: &Ctx, slot: &Slot, peer: IpAddr) {
         // A body left unread cannot be skipped safely: close instead.
         let close = req.close || !body_read;
         let head_only = req.method == "HEAD";
+        let received = match (req.method.as_str(), resp.status, body_read) {
+            ("POST", 200, true) => req.content_length().unwrap_or(0),
+            _ => 0,
+        };
+        let sent = if head_only { 0 } else { resp.body.len() };
+        ctx.stats.request(&req.method, resp.status, received, sent);
         if resp.write(r.get_mut(), head_only, close).is_err() {
             return;
         }
@@ -277,12 +305,14 @@ impl Ctx {
             Some(u) => match u.check(req.header("authorization"), peer) {
                 Login::Passed(name) => Some(name),
                 Login::Failed => {
+                    self.stats.auth_failure();
                     let mut r = Response::text(401, "authentication required");
                     r.headers
                         .push(("www-authenticate", "Basic realm=\"hydrabackup\"".into()));
                     return (r, no_body);
                 }
                 Login::Slowed(wait) => {
+                    self.stats.auth_failure();
                     let secs = wait.as_secs() + 1;
                     let msg = format!("too many failed logins: retry in {secs} s");
                     let mut r = Response::text(429, &msg);
@@ -291,6 +321,9 @@ impl Ctx {
                 }
             },
         };
+        if self.opts.metrics && req.path == "/metrics" && req.method == "GET" {
+            return (self.stats.response(), no_body);
+        }
         let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let repo = parts[0];
         if !valid_repo_name(repo) {
@@ -351,6 +384,12 @@ impl Ctx {
                 Err(e) => (error_response(&e), no_body),
             },
             "GET" => (get(&repo_dir, kind, name, req), no_body),
+            // The stored retention policy decides what a server-side `forget` deletes: a
+            // client that may not delete must not be able to change it either.
+            "POST" if self.opts.append_only && kind == FileKind::Policy => (
+                Response::text(403, "append-only repository: the policy cannot be changed"),
+                no_body,
+            ),
             "POST" => match self.symlink_refusal(repo, crate::backend::TMP_DIR) {
                 // Uploads pass through `tmp/`.
                 Some(r) => (r, no_body),

@@ -1,4 +1,5 @@
-//! What is backed up: file-system metadata and exclusion rules (and the HydrAIDE-aware source).
+//! What is backed up: file-system metadata (and the HydrAIDE-aware source); exclude patterns are
+//! [`crate::pattern`]'s.
 
 pub(crate) mod build;
 pub mod dir;
@@ -14,14 +15,10 @@ pub use open::{Identity, Trouble, open_checked, trouble};
 /// with (items, bytes) to add (found by the walk; read by the readers).
 pub(crate) type Tally<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-
-use globset::{Glob, GlobSet, GlobSetBuilder};
-
 use crate::repo::tree::{Node, NodeKind};
 use crate::{Error, Result};
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
 
 /// Builds a tree node (without content) from `lstat` metadata; `None` for special files
 /// (sockets, FIFOs, devices), which are not backed up.
@@ -51,42 +48,6 @@ pub fn node_from_metadata(name: &[u8], md: &Metadata) -> Option<Node> {
         target: None,
         swamp: None,
     })
-}
-
-/// Exclude patterns: a pattern with a `/` matches the absolute path, one without matches the
-/// file name, as restic users expect.
-pub struct Excludes {
-    paths: GlobSet,
-    names: GlobSet,
-}
-
-impl Excludes {
-    /// Compiles the patterns.
-    pub fn new(patterns: &[String]) -> Result<Excludes> {
-        let (mut p, mut n) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-        for pat in patterns {
-            let g = Glob::new(pat)
-                .map_err(|e| Error::InvalidInput(format!("bad exclude pattern {pat:?}: {e}")))?;
-            if pat.contains('/') {
-                p.add(g);
-            } else {
-                n.add(g);
-            }
-        }
-        let build = |b: GlobSetBuilder| {
-            b.build()
-                .map_err(|e| Error::InvalidInput(format!("bad exclude pattern: {e}")))
-        };
-        Ok(Excludes {
-            paths: build(p)?,
-            names: build(n)?,
-        })
-    }
-
-    /// Whether `path` is excluded.
-    pub fn is_excluded(&self, path: &Path) -> bool {
-        self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))
-    }
 }
 
 /// The data root of a HydrAIDE instance, from the operator CLI's instance list

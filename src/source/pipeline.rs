@@ -86,6 +86,8 @@ pub(crate) struct Workers<'a> {
     pub(crate) blobs_added: AtomicU64,
     pub(crate) bytes_added: AtomicU64,
     pub(crate) bytes_stored: AtomicU64,
+    /// zstd level of the data blobs (0: uncompressed).
+    pub(crate) level: i32,
 }
 
 impl Workers<'_> {
@@ -95,7 +97,7 @@ impl Workers<'_> {
         events: Sender<Event>,
         blobs: Sender<SealedBlob>,
     ) {
-        let level = self.repo.config().compression;
+        let level = self.level;
         for job in rx.iter() {
             let id = self.repo.keys().blob_id(&job.data);
             let new = !self.index.contains(BlobType::Data, &id)
@@ -184,6 +186,7 @@ impl Reader<'_> {
         let mut done = FileDone::default();
         match job.kind {
             JobKind::Plain => self.read_plain(job.idx, &job.path, job.expect, 0, &mut done),
+            JobKind::Stream(src) => self.read_from(job.idx, src, 0, &mut done),
             JobKind::Bytes(data) => {
                 let mut sink = self.sink(job.idx);
                 let mut pos = 0;
@@ -347,11 +350,26 @@ impl Reader<'_> {
         first: u32,
         done: &mut FileDone,
     ) {
-        done.seq_base = first;
         let f = match open_checked(path, expect) {
             Ok(f) => f,
-            Err(e) => return done.fail(e),
+            Err(e) => {
+                done.seq_base = first;
+                return done.fail(e);
+            }
         };
+        self.read_from(file, f, first, done);
+    }
+
+    /// Reads `src` to its end with the generic chunker, numbering chunks from `first`.
+    pub(crate) fn read_from(
+        &mut self,
+        file: usize,
+        src: impl std::io::Read,
+        first: u32,
+        done: &mut FileDone,
+    ) {
+        done.seq_base = first;
+        let f = src;
         let mut stream = ChunkStream::new(self.chunker, f, &mut self.buf);
         let mut seq = first;
         loop {

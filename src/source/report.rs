@@ -47,6 +47,8 @@ pub enum SourceErrorKind {
     /// It was replaced during the backup (a symlink, FIFO, device or other file swapped in
     /// between the walk and the open): it was not read.
     Changed,
+    /// A source path given on the command line does not exist: it was skipped.
+    Missing,
 }
 
 /// What a special file is (serialised as reports name it: `FIFO`, `socket`, ...).

@@ -9,6 +9,7 @@ use crossbeam_channel::Sender;
 use rayon::prelude::*;
 
 use crate::Id;
+use crate::pattern::PathPatterns;
 use crate::repo::Repository;
 use crate::repo::blob::BlobType;
 use crate::repo::index::Index;
@@ -19,9 +20,7 @@ use crate::source::hydraide::HydParent;
 use crate::source::report::{
     SourceError, SourceErrorKind, SpecialFile, SpecialKind, SwampDecision,
 };
-use crate::source::{
-    Excludes, Identity, Tally, Trouble, node_from_metadata, open_checked, trouble,
-};
+use crate::source::{Identity, Tally, Trouble, node_from_metadata, open_checked, trouble};
 
 pub(crate) struct FileJob {
     pub(crate) idx: usize,
@@ -32,8 +31,8 @@ pub(crate) struct FileJob {
     pub(crate) kind: JobKind,
     /// The file the walk saw (for plain files; a `.hyd` file may be compacted meanwhile).
     pub(crate) expect: Option<Identity>,
-    /// Keeps the folder open until the file is read.
-    pub(crate) _dir: Dir,
+    /// Keeps the folder open until the file is read (none for a stream).
+    pub(crate) _dir: Option<Dir>,
 }
 
 /// How a file is read.
@@ -44,6 +43,8 @@ pub(crate) enum JobKind {
     Hyd(Option<HydParent>),
     /// Bytes already read (members of a V1 Swamp folder, captured together).
     Bytes(Vec<u8>),
+    /// A stream read to its end (`backup --stdin`, `--stdin-from-command`).
+    Stream(Box<dyn std::io::Read + Send>),
 }
 
 /// A directory being assembled: nodes whose content may still be in the pipeline.
@@ -63,13 +64,20 @@ pub(crate) struct Draft {
 pub(crate) struct WalkCtx<'a> {
     pub(crate) repo: &'a Repository,
     pub(crate) index: &'a Index,
-    pub(crate) excludes: Excludes,
+    pub(crate) excludes: PathPatterns,
+    /// Skip folders tagged with a CACHEDIR.TAG (`--exclude-caches`).
+    pub(crate) exclude_caches: bool,
+    /// With `--one-file-system`: the devices of the source paths; folders elsewhere are
+    /// stored empty.
+    pub(crate) devices: Option<Vec<u64>>,
     pub(crate) force: bool,
     pub(crate) since_ns: Option<i64>,
     pub(crate) files_tx: Sender<FileJob>,
     pub(crate) next_file: AtomicUsize,
-    /// Files and bytes found.
+    /// Files and bytes found to be read.
     pub(crate) progress: Tally<'a>,
+    /// Files and bytes taken unread from the parent.
+    pub(crate) reused: Tally<'a>,
 }
 
 /// What a walk found, without the shared parts.
@@ -107,6 +115,22 @@ impl WalkResult {
 pub(crate) struct Walker<'a> {
     pub(crate) ctx: &'a WalkCtx<'a>,
     pub(crate) res: WalkResult,
+}
+
+/// The signature a CACHEDIR.TAG file starts with (<https://bford.info/cachedir/>).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// Whether the folder `dir` (holding `names`) is tagged as a cache: a regular CACHEDIR.TAG
+/// file that starts with the standard signature.
+fn is_cache_dir(dir: &Dir, names: &[Vec<u8>]) -> bool {
+    if !names.iter().any(|n| n == b"CACHEDIR.TAG") {
+        return false;
+    }
+    let Ok(mut f) = open_checked(&dir.entry(b"CACHEDIR.TAG"), None) else {
+        return false;
+    };
+    let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+    std::io::Read::read_exact(&mut f, &mut head).is_ok() && head == CACHEDIR_SIGNATURE
 }
 
 /// Whether a node of the parent snapshot still describes the file as it is now.
@@ -189,9 +213,37 @@ impl Walker<'_> {
             display: path.to_path_buf(),
             kind,
             expect,
-            _dir: dir.clone(),
+            _dir: Some(dir.clone()),
         });
         idx
+    }
+
+    /// Queues `src` for reading as the file `node` (`backup --stdin`): the snapshot's only
+    /// entry, reported as `path`.
+    pub(crate) fn stream(
+        &mut self,
+        node: Node,
+        path: &Path,
+        src: Box<dyn std::io::Read + Send>,
+    ) -> Draft {
+        let idx = self.ctx.next_file.fetch_add(1, Ordering::Relaxed);
+        self.res.pending_paths.push((idx, path.to_path_buf()));
+        self.res.summary.files_new += 1;
+        (self.ctx.progress)(1, 0);
+        let _ = self.ctx.files_tx.send(FileJob {
+            idx,
+            path: path.to_path_buf(),
+            display: path.to_path_buf(),
+            kind: JobKind::Stream(src),
+            expect: None,
+            _dir: None,
+        });
+        Draft {
+            node,
+            pending: Some(idx),
+            dir: None,
+            unchanged: false,
+        }
     }
 
     /// The entry `name` of `dir`, reported as `path`.
@@ -202,7 +254,7 @@ impl Walker<'_> {
         name: &[u8],
         parent: Option<&Tree>,
     ) -> Option<Draft> {
-        if self.ctx.excludes.is_excluded(path) {
+        if self.ctx.excludes.is_match(path) {
             return None;
         }
         crate::failpoint::hook("stat", path);
@@ -236,7 +288,27 @@ impl Walker<'_> {
                         return None;
                     }
                 };
+                if self
+                    .ctx
+                    .devices
+                    .as_ref()
+                    .is_some_and(|d| !d.contains(&std::os::unix::fs::MetadataExt::dev(&md)))
+                {
+                    // Another file system (`--one-file-system`): the mount point, empty.
+                    self.res.summary.dirs += 1;
+                    return Some(Draft {
+                        node,
+                        pending: None,
+                        dir: Some(DirDraft {
+                            entries: Vec::new(),
+                        }),
+                        unchanged: false,
+                    });
+                }
                 let names = self.list(&here, path)?;
+                if self.ctx.exclude_caches && is_cache_dir(&here, &names) {
+                    return None;
+                }
                 self.res.summary.dirs += 1;
                 // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
                 let v1 = names.iter().any(|n| n == b"meta")
@@ -323,6 +395,7 @@ impl Walker<'_> {
                         || (is_hyd && self.ctx.since_ns.is_some_and(|s| node.mtime_ns < s)))
                 {
                     self.res.summary.files_unchanged += 1;
+                    (self.ctx.reused)(1, o.size);
                     node.content = o.content.clone();
                     node.size = o.size;
                     // The Swamp facts stay those of the capture that stored these bytes, so the
@@ -530,6 +603,7 @@ impl Walker<'_> {
                 n.content = o.content.clone();
                 self.res.summary.files_unchanged += 1;
                 self.res.summary.total_bytes += n.size;
+                (self.ctx.reused)(1, n.size);
                 entries.push(Draft {
                     node: n,
                     pending: None,

@@ -17,6 +17,19 @@ use tempfile::TempDir;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_hydrabackup");
+
+/// Runs the `hydgen` test-data generator with `args`, expecting success.
+pub fn hydgen(args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hydgen"))
+        .args(args)
+        .output()
+        .expect("hydgen runs");
+    assert!(
+        out.status.success(),
+        "hydgen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 /// The password every test repository is created with.
 pub const PASSWORD: &str = "correct horse battery staple";
 /// Safety net against a hanging command (not a synchronisation device).
@@ -63,14 +76,37 @@ impl Run {
         self
     }
 
-    /// Stdout parsed as one JSON document (panics with the output if it is not).
+    /// Stdout parsed as one JSON document, or for a long command's stream of JSON lines its
+    /// last line (the `summary`, or the `exit_error`); panics with the output otherwise.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON document: {e}\nstdout:\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
+        if let Ok(v) = serde_json::from_str(&self.stdout) {
+            return v;
+        }
+        let last = self.messages().pop().unwrap_or_default();
+        assert!(
+            matches!(
+                last["message_type"].as_str(),
+                Some("summary" | "exit_error")
+            ),
+            "the stream does not end with a summary: {last}\nstdout:\n{}",
+            self.stdout
+        );
+        last
+    }
+
+    /// Stdout parsed as JSON lines, one value each (panics with the output if a line is not).
+    pub fn messages(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!(
+                        "stdout is not JSON lines: {e} in {l:?}\nstdout:\n{}\nstderr:\n{}",
+                        self.stdout, self.stderr
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Asserts the error output is one clean line: no panic, no backtrace.
@@ -160,6 +196,7 @@ impl TestRepo {
             .env("HYDRABACKUP_KDF_ITERATIONS", "1")
             .env("HYDRABACKUP_REPOSITORY", &self.repo)
             .env("HYDRABACKUP_PASSWORD", &self.password)
+            .env("HYDRABACKUP_CACHE_DIR", self.path("cache"))
             // A panic would print a backtrace, which the error tests look for.
             .env("RUST_BACKTRACE", "1")
             .stdin(std::process::Stdio::null());

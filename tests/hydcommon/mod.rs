@@ -56,15 +56,19 @@ impl Out {
         self
     }
 
-    /// Stdout as one JSON document.
+    /// Stdout as one JSON document, or a long command's JSON-lines stream's last line (its
+    /// `summary`).
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON: {e}\nstdout:\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
+        let last = self.stdout.trim_end().lines().last().unwrap_or_default();
+        serde_json::from_str(&self.stdout)
+            .or_else(|_| serde_json::from_str(last))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "stdout is not JSON: {e}\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                )
+            })
     }
 }
 
@@ -202,6 +206,7 @@ impl Hb {
             .env("HYDRABACKUP_KDF_ITERATIONS", "1")
             .env("HYDRABACKUP_REPOSITORY", &self.repo)
             .env("HYDRABACKUP_PASSWORD", PASSWORD)
+            .env("HYDRABACKUP_CACHE_DIR", self.path("cache"))
             .stdin(std::process::Stdio::null());
         if let Some(id) = self.run_as {
             use std::os::unix::process::CommandExt;

@@ -184,7 +184,62 @@ pub(super) struct Reply {
     pub(super) status: u16,
     pub(super) content_length: Option<u64>,
     pub(super) content_range: Option<String>,
+    /// `x-amz-object-lock-retain-until-date`: when the version's object lock ends.
+    pub(super) retain_until: Option<String>,
     pub(super) body: Vec<u8>,
+}
+
+/// One entry of a `ListObjectVersions` answer: a stored version or a delete marker.
+#[derive(Debug, Clone)]
+pub(super) struct VersionEntry {
+    pub(super) key: String,
+    pub(super) version_id: String,
+    pub(super) is_latest: bool,
+    pub(super) size: u64,
+    pub(super) delete_marker: bool,
+}
+
+/// One page of a `ListObjectVersions` answer (only the fields used).
+#[derive(FromXml)]
+#[xml(
+    rename = "ListVersionsResult",
+    ns("http://s3.amazonaws.com/doc/2006-03-01/")
+)]
+struct VersionsPage {
+    versions: Vec<VersionXml>,
+    markers: Vec<DeleteMarkerXml>,
+    #[xml(rename = "IsTruncated")]
+    is_truncated: Option<bool>,
+    #[xml(rename = "NextKeyMarker")]
+    next_key_marker: Option<String>,
+    #[xml(rename = "NextVersionIdMarker")]
+    next_version_id_marker: Option<String>,
+}
+
+/// A stored version.
+#[derive(FromXml)]
+#[xml(rename = "Version", ns("http://s3.amazonaws.com/doc/2006-03-01/"))]
+struct VersionXml {
+    #[xml(rename = "Key")]
+    key: String,
+    #[xml(rename = "VersionId")]
+    version_id: String,
+    #[xml(rename = "IsLatest")]
+    is_latest: Option<bool>,
+    #[xml(rename = "Size")]
+    size: Option<u64>,
+}
+
+/// A delete marker.
+#[derive(FromXml)]
+#[xml(rename = "DeleteMarker", ns("http://s3.amazonaws.com/doc/2006-03-01/"))]
+struct DeleteMarkerXml {
+    #[xml(rename = "Key")]
+    key: String,
+    #[xml(rename = "VersionId")]
+    version_id: String,
+    #[xml(rename = "IsLatest")]
+    is_latest: Option<bool>,
 }
 
 /// The request to send: method and body (the URL is signed separately).
@@ -197,9 +252,23 @@ enum Call<'a> {
     Head,
     Put {
         body: &'a [u8],
-        if_none_match: bool,
+        /// Extra headers, signed with the URL.
+        headers: &'a [(&'static str, String)],
     },
     Delete,
+}
+
+/// The headers of an object-lock `PUT`: mode, retain-until date and the body's Content-MD5,
+/// which S3 requires on every request that sets a lock.
+fn lock_headers(body: &[u8], mode: &str, until: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+    vec![
+        ("x-amz-object-lock-mode", mode.to_string()),
+        ("x-amz-object-lock-retain-until-date", until.to_string()),
+        ("content-md5", md5),
+    ]
 }
 
 impl Client {
@@ -249,13 +318,10 @@ impl Client {
                 r.call()
             }
             Call::Head => self.agent.head(url).call(),
-            Call::Put {
-                body,
-                if_none_match,
-            } => {
+            Call::Put { body, headers } => {
                 let mut r = self.agent.put(url);
-                if if_none_match {
-                    r = r.header("If-None-Match", "*");
+                for (name, value) in headers {
+                    r = r.header(*name, value.as_str());
                 }
                 r.send(body)
             }
@@ -271,6 +337,11 @@ impl Client {
         let content_range = resp
             .headers()
             .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let retain_until = resp
+            .headers()
+            .get("x-amz-object-lock-retain-until-date")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         if !(200..300).contains(&status) {
@@ -303,6 +374,7 @@ impl Client {
             status,
             content_length,
             content_range,
+            retain_until,
             body,
         })
     }
@@ -345,8 +417,9 @@ impl Client {
         self.send(Call::Head, url).map(|_| ())
     }
 
-    /// Creates the bucket, in the region of the client.
-    pub(super) fn create_bucket(&self) -> Result<(), Failure> {
+    /// Creates the bucket, in the region of the client; with `object_lock`, with S3 Object
+    /// Lock enabled (which also turns on versioning).
+    pub(super) fn create_bucket(&self, object_lock: bool) -> Result<(), Failure> {
         let region = self.bucket.region();
         let body = if region == "us-east-1" {
             String::new()
@@ -356,10 +429,18 @@ impl Client {
                  <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
             )
         };
-        let url = CreateBucket::new(&self.bucket, &self.credentials).sign(SIGNATURE_VALIDITY);
+        let mut action = CreateBucket::new(&self.bucket, &self.credentials);
+        let mut headers = Vec::new();
+        if object_lock {
+            action
+                .headers_mut()
+                .insert("x-amz-bucket-object-lock-enabled", "true");
+            headers.push(("x-amz-bucket-object-lock-enabled", "true".to_string()));
+        }
+        let url = action.sign(SIGNATURE_VALIDITY);
         let put = Call::Put {
             body: body.as_bytes(),
-            if_none_match: false,
+            headers: &headers,
         };
         match self.send(put, url) {
             Err(Failure::Status { code, .. }) if code == "BucketAlreadyOwnedByYou" => Ok(()),
@@ -417,24 +498,34 @@ impl Client {
         }
     }
 
-    /// `PUT` of an object that must not replace an existing one where the server can tell.
-    pub(super) fn put(&self, key: &str, data: &[u8]) -> Result<(), Failure> {
+    /// `PUT` of an object that must not replace an existing one where the server can tell;
+    /// with `lock` (S3 mode name, retain-until date) the object is locked.
+    pub(super) fn put(
+        &self,
+        key: &str,
+        data: &[u8],
+        lock: Option<(&str, &str)>,
+    ) -> Result<(), Failure> {
         let conditional = self.conditional_put.load(Ordering::Relaxed);
-        let sign_put = |if_none_match: bool| {
-            let mut a = PutObject::new(&self.bucket, Some(&self.credentials), key);
+        let send_put = |if_none_match: bool| {
+            let mut headers =
+                lock.map_or_else(Vec::new, |(mode, until)| lock_headers(data, mode, until));
             if if_none_match {
-                a.headers_mut().insert("if-none-match", "*");
+                headers.push(("if-none-match", "*".to_string()));
             }
-            a.sign(SIGNATURE_VALIDITY)
+            let mut a = PutObject::new(&self.bucket, Some(&self.credentials), key);
+            for (name, value) in &headers {
+                a.headers_mut().insert(*name, value.clone());
+            }
+            self.send(
+                Call::Put {
+                    body: data,
+                    headers: &headers,
+                },
+                a.sign(SIGNATURE_VALIDITY),
+            )
         };
-        let result = self.send(
-            Call::Put {
-                body: data,
-                if_none_match: conditional,
-            },
-            sign_put(conditional),
-        );
-        match result {
+        match send_put(conditional) {
             Ok(_) => Ok(()),
             // The object exists (content-addressed: the same bytes), or a concurrent
             // conditional write of it is in progress.
@@ -445,16 +536,126 @@ impl Client {
             // A server without conditional writes: plain PUTs from now on.
             Err(Failure::Status { code, .. }) if conditional && code == "NotImplemented" => {
                 self.conditional_put.store(false, Ordering::Relaxed);
-                self.send(
-                    Call::Put {
-                        body: data,
-                        if_none_match: false,
-                    },
-                    sign_put(false),
-                )
-                .map(|_| ())
+                send_put(false).map(|_| ())
             }
             Err(f) => Err(f),
+        }
+    }
+
+    /// Whether the bucket has S3 Object Lock enabled (`GET ?object-lock`).
+    pub(super) fn object_lock_enabled(&self) -> Result<bool, Failure> {
+        let mut a = GetObject::new(&self.bucket, Some(&self.credentials), "");
+        a.query_mut().insert("object-lock", "");
+        let get = Call::Get {
+            range: None,
+            limit: ERROR_BODY_LIMIT,
+        };
+        match self.send(get, a.sign(SIGNATURE_VALIDITY)) {
+            Ok(reply) => {
+                let text = String::from_utf8_lossy(&reply.body);
+                Ok(xml_field(&text, "ObjectLockEnabled") == "Enabled")
+            }
+            Err(Failure::Status {
+                status: 404, code, ..
+            }) if code == "ObjectLockConfigurationNotFoundError" => Ok(false),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// The retain-until date of an object's current version, or of `version` (`HEAD`).
+    pub(super) fn retain_until(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<String>, Failure> {
+        let mut a = HeadObject::new(&self.bucket, Some(&self.credentials), key);
+        if let Some(v) = version {
+            a.query_mut().insert("versionId", v);
+        }
+        Ok(self
+            .send(Call::Head, a.sign(SIGNATURE_VALIDITY))?
+            .retain_until)
+    }
+
+    /// Sets the retention of an object's current version (`PUT ?retention`).
+    pub(super) fn put_retention(&self, key: &str, mode: &str, until: &str) -> Result<(), Failure> {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        let body = format!(
+            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
+             <RetainUntilDate>{until}</RetainUntilDate></Retention>"
+        );
+        let md5 =
+            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
+        let headers = [("content-md5", md5)];
+        let mut a = PutObject::new(&self.bucket, Some(&self.credentials), key);
+        a.query_mut().insert("retention", "");
+        a.headers_mut().insert("content-md5", headers[0].1.clone());
+        let put = Call::Put {
+            body: body.as_bytes(),
+            headers: &headers,
+        };
+        self.send(put, a.sign(SIGNATURE_VALIDITY)).map(|_| ())
+    }
+
+    /// `DELETE` of one version of an object (or of a delete marker): removes it for good.
+    pub(super) fn delete_version(&self, key: &str, version: &str) -> Result<(), Failure> {
+        let mut a = DeleteObject::new(&self.bucket, Some(&self.credentials), key);
+        a.query_mut().insert("versionId", version);
+        self.send(Call::Delete, a.sign(SIGNATURE_VALIDITY))
+            .map(|_| ())
+    }
+
+    /// Every version and delete marker below `prefix` (`GET ?versions`), over all pages.
+    pub(super) fn list_versions(&self, prefix: &str) -> Result<Vec<VersionEntry>, Failure> {
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let mut a = GetObject::new(&self.bucket, Some(&self.credentials), "");
+            a.query_mut().insert("versions", "");
+            a.query_mut().insert("prefix", prefix);
+            a.query_mut().insert("max-keys", self.list_page.to_string());
+            if let Some((k, v)) = &marker {
+                a.query_mut().insert("key-marker", k.clone());
+                a.query_mut().insert("version-id-marker", v.clone());
+            }
+            let get = Call::Get {
+                range: None,
+                limit: READ_LIMIT,
+            };
+            let reply = self.send(get, a.sign(SIGNATURE_VALIDITY))?;
+            let text = String::from_utf8_lossy(&reply.body);
+            let page: VersionsPage = instant_xml::from_str(&text).map_err(|e| {
+                Failure::Answer(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("the S3 server sent an unreadable version listing: {e}"),
+                ))
+            })?;
+            out.extend(page.versions.into_iter().map(|v| VersionEntry {
+                key: v.key,
+                version_id: v.version_id,
+                is_latest: v.is_latest.unwrap_or(false),
+                size: v.size.unwrap_or(0),
+                delete_marker: false,
+            }));
+            out.extend(page.markers.into_iter().map(|m| VersionEntry {
+                key: m.key,
+                version_id: m.version_id,
+                is_latest: m.is_latest.unwrap_or(false),
+                size: 0,
+                delete_marker: true,
+            }));
+            let next = match (page.next_key_marker, page.next_version_id_marker) {
+                (Some(k), Some(v)) if page.is_truncated == Some(true) => (k, v),
+                _ => return Ok(out),
+            };
+            if marker.as_ref() == Some(&next) {
+                return Err(Failure::Answer(io::Error::new(
+                    ErrorKind::InvalidData,
+                    "the S3 server repeated a version listing marker",
+                )));
+            }
+            marker = Some(next);
         }
     }
 }

@@ -10,15 +10,23 @@
 //! existing object; a server that ignores the header replaces it with the same bytes, which is
 //! harmless because every name but the lock names is the hash of the content, and lock names
 //! are random. No `HEAD` is spent before a write.
+//!
+//! With object lock ([`ObjectLock`], repo-format.md §1a) every write but a lock's carries the
+//! lock mode, its retain-until date and a Content-MD5; a removal is a plain `DELETE`, which in
+//! a versioned bucket only hides the object behind a delete marker, and [`Backend::purge_hidden`]
+//! removes hidden versions for good once their lock has ended.
 
 mod conn;
 mod location;
 
 use std::io::{self, ErrorKind};
+use std::sync::RwLock;
 
+use jiff::Timestamp;
 use rusty_s3::Credentials;
 
-use super::{Backend, FileKind, Secret};
+use super::objlock::{parse_s3_date, s3_date};
+use super::{Backend, FileKind, ObjectLock, Purged, Secret};
 use crate::{Error, Result};
 pub use conn::MAX_LIST_PAGE;
 use conn::{Client, Failure, READ_LIMIT};
@@ -52,11 +60,26 @@ impl Default for S3Options {
     }
 }
 
+/// One version of an object in a versioned bucket ([`S3Backend::versions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// The version id the server gave it.
+    pub id: String,
+    /// Whether it is the current version (what a read gets, unless a delete marker).
+    pub latest: bool,
+    /// Its size in bytes (0 for a delete marker).
+    pub size: u64,
+    /// Whether it is a delete marker (what a removal writes over a locked object).
+    pub delete_marker: bool,
+}
+
 /// A repository in an S3 bucket.
 pub struct S3Backend {
     location: String,
     prefix: String,
     client: Client,
+    /// The object lock writes carry (see [`Backend::set_object_lock`]).
+    lock: RwLock<Option<ObjectLock>>,
 }
 
 impl S3Backend {
@@ -79,7 +102,43 @@ impl S3Backend {
             location: location.to_string(),
             prefix: loc.prefix,
             client,
+            lock: RwLock::new(None),
         })
+    }
+
+    fn object_lock(&self) -> Option<ObjectLock> {
+        *self.lock.read().expect("object lock setting")
+    }
+
+    /// The stored versions of an object and the delete markers over them (a bucket with
+    /// versioning, as Object Lock requires), newest first where the server says which is
+    /// current; for inspection and recovery.
+    pub fn versions(&self, kind: FileKind, name: &str) -> Result<Vec<ObjectVersion>> {
+        let key = self.key(kind, name)?;
+        let mut out: Vec<ObjectVersion> = self
+            .client
+            .list_versions(&key)
+            .map_err(|f| self.err("list", &key, f))?
+            .into_iter()
+            .filter(|v| v.key == key)
+            .map(|v| ObjectVersion {
+                id: v.version_id,
+                latest: v.is_latest,
+                size: v.size,
+                delete_marker: v.delete_marker,
+            })
+            .collect();
+        out.sort_by_key(|v| std::cmp::Reverse(v.latest));
+        Ok(out)
+    }
+
+    /// Removes one version of an object (or a delete marker) for good; S3 refuses while the
+    /// version is locked.
+    pub fn remove_version(&self, kind: FileKind, name: &str, version: &str) -> Result<()> {
+        let key = self.key(kind, name)?;
+        self.client
+            .delete_version(&key, version)
+            .map_err(|f| self.err("remove", &key, f))
     }
 
     /// The object key of a file.
@@ -121,6 +180,21 @@ impl Backend for S3Backend {
     fn create(&self) -> Result<()> {
         let bucket_key = String::new();
         match self.client.head_bucket() {
+            Ok(()) if self.object_lock().is_some() => {
+                // An existing bucket must have Object Lock already.
+                let enabled = self
+                    .client
+                    .object_lock_enabled()
+                    .map_err(|f| self.err("create", &bucket_key, f))?;
+                return if enabled {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidInput(format!(
+                        "{}: the bucket exists without Object Lock; enable it on the bucket, or let `init --object-lock` create a new bucket",
+                        self.location
+                    )))
+                };
+            }
             Ok(()) => return Ok(()),
             Err(f) if f.is_not_found() => {}
             // Credentials that may not probe the bucket may still create it; otherwise the
@@ -129,7 +203,7 @@ impl Backend for S3Backend {
             Err(f) => return Err(self.err("create", &bucket_key, f)),
         }
         self.client
-            .create_bucket()
+            .create_bucket(self.object_lock().is_some())
             .map_err(|f| self.err("create", &bucket_key, f))
     }
 
@@ -252,8 +326,13 @@ impl Backend for S3Backend {
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let key = self.key(kind, name)?;
+        // Locks are never locked: they are removed when their holder is done.
+        let lock = self
+            .object_lock()
+            .filter(|_| kind != FileKind::Lock)
+            .map(|l| (l.mode.s3_name(), s3_date(l.until(Timestamp::now()))));
         self.client
-            .put(&key, data)
+            .put(&key, data, lock.as_ref().map(|(m, u)| (*m, u.as_str())))
             .map_err(|f| self.err("write", &key, f))
     }
 
@@ -270,6 +349,104 @@ impl Backend for S3Backend {
             .head(&key)
             .map_err(|f| self.err("stat", &key, f))
     }
+
+    fn set_object_lock(&self, lock: Option<ObjectLock>) -> Result<()> {
+        *self.lock.write().expect("object lock setting") = lock;
+        Ok(())
+    }
+
+    fn retention(&self, kind: FileKind, name: &str) -> Result<Option<Timestamp>> {
+        let key = self.key(kind, name)?;
+        let until = self
+            .client
+            .retain_until(&key, None)
+            .map_err(|f| self.err("stat", &key, f))?;
+        until.as_deref().map(parse_s3_date).transpose()
+    }
+
+    fn extend_retention(&self, kind: FileKind, name: &str, until: Timestamp) -> Result<()> {
+        let key = self.key(kind, name)?;
+        let Some(lock) = self.object_lock() else {
+            return Err(Error::InvalidInput(format!(
+                "{}: the repository has no object lock",
+                self.display(&key)
+            )));
+        };
+        self.client
+            .put_retention(&key, lock.mode.s3_name(), &s3_date(until))
+            .map_err(|f| self.err("lock", &key, f))
+    }
+
+    fn purge_hidden(&self) -> Result<Purged> {
+        purge_hidden(self)
+    }
+}
+
+/// [`Backend::purge_hidden`] for S3: lists every version below the prefix; of each key, the
+/// versions that are not current (hidden by a delete marker or by a later version) are removed
+/// for good once unlocked, and delete markers once nothing is left behind them.
+fn purge_hidden(b: &S3Backend) -> Result<Purged> {
+    let mut versions = b
+        .client
+        .list_versions(&b.prefix)
+        .map_err(|f| b.err("list", &b.prefix, f))?;
+    // Per key, latest first (the listing's order is not relied on).
+    versions.sort_by(|a, c| a.key.cmp(&c.key).then(c.is_latest.cmp(&a.is_latest)));
+    let now = Timestamp::now();
+    let mut out = Purged::default();
+    let mut i = 0;
+    while i < versions.len() {
+        let key = versions[i].key.clone();
+        let group_end = versions[i..]
+            .iter()
+            .position(|v| v.key != key)
+            .map_or(versions.len(), |n| i + n);
+        let group = &versions[i..group_end];
+        i = group_end;
+        let mut left = 0;
+        let mut markers = Vec::new();
+        for v in group {
+            if v.delete_marker {
+                markers.push(v);
+                continue;
+            }
+            if v.is_latest {
+                left += 1;
+                continue;
+            }
+            let until = b
+                .client
+                .retain_until(&key, Some(&v.version_id))
+                .map_err(|f| b.err("stat", &key, f))?
+                .as_deref()
+                .map(parse_s3_date)
+                .transpose()?;
+            match until {
+                Some(u) if u > now => {
+                    left += 1;
+                    out.versions_locked += 1;
+                    out.bytes_locked += v.size;
+                    out.locked_until = out.locked_until.max(Some(u));
+                }
+                _ => {
+                    b.client
+                        .delete_version(&key, &v.version_id)
+                        .map_err(|f| b.err("remove", &key, f))?;
+                    out.versions_removed += 1;
+                    out.bytes_freed += v.size;
+                }
+            }
+        }
+        if left == 0 {
+            for m in markers {
+                b.client
+                    .delete_version(&key, &m.version_id)
+                    .map_err(|f| b.err("remove", &key, f))?;
+                out.versions_removed += 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

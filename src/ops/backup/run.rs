@@ -33,14 +33,27 @@ pub struct Outcome {
     pub decisions: Option<Vec<SwampDecision>>,
     /// Snapshots skipped because they are damaged (looking for the parent).
     pub damaged_snapshots: Vec<DamagedSnapshot>,
+    /// Exclude patterns that matched nothing (each is warned about).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_excludes: Vec<String>,
+    /// Packs a prune marked meanwhile that the snapshot uses, taken back into the index.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub packs_recovered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl BackupOptions {
-    /// Refuses options no backup can run with (an unreadable `since` or `time`); `run` checks
-    /// them too, a caller may check them before opening the repository.
+    /// Refuses options no backup can run with (an unreadable `since` or `time`, unusable stream
+    /// options); `run` checks them too, a caller may check them before opening the repository.
     pub fn check(&self) -> Result<()> {
         for t in self.since.iter().chain(&self.time) {
             crate::timespec::parse(t)?;
+        }
+        if self.stdin || self.stdin_from_command {
+            super::sources::check_stream(self)?;
         }
         Ok(())
     }
@@ -61,5 +74,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Resu
         quarantine: out.quarantine,
         decisions: opts.dry_run.then_some(out.decisions),
         damaged_snapshots: repo.damaged_snapshots(),
+        unmatched_excludes: out.unmatched_excludes,
+        packs_recovered: out.packs_recovered,
     })
 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::{RestoreOptions, build_globs};
+use super::RestoreOptions;
+use crate::pattern::{PathPatterns, Pattern};
 use crate::repo::Repository;
 use crate::repo::filter::SwampFilter;
 use crate::repo::index::Index;
@@ -43,27 +44,31 @@ pub struct Plan {
     pub files: Vec<Entry>,
     /// Symlinks.
     pub links: Vec<Entry>,
+    /// Entries of the snapshot left out by `--exclude` (folder, name): `--delete` keeps them.
+    pub excluded: Vec<(usize, Vec<u8>)>,
+    /// Whether the whole snapshot (or subtree) is restored, so `--delete` may clean the
+    /// target folder itself.
+    pub whole: bool,
+    /// Include and exclude patterns that matched nothing.
+    pub unmatched: Vec<String>,
 }
 
 /// Walks the trees below `tree` (see [`crate::ops::walk`]): calls `f(depth, relative path,
-/// node)` for every node (depth 0: the entries of `tree`); a tree that cannot be read ends the
-/// walk with its error.
+/// node)` for every node (depth 0: the entries of `tree`), descending into a folder when `f`
+/// says so; a tree that cannot be read ends the walk with its error.
 fn walk(
     repo: &Repository,
     index: &Index,
     tree: &Id,
     prefix: &Path,
-    f: &mut dyn FnMut(usize, &Path, &Node) -> Result<()>,
+    f: &mut dyn FnMut(usize, &Path, &Node) -> Result<bool>,
 ) -> Result<()> {
     crate::ops::walk::walk(
         repo,
         index,
         tree,
         prefix,
-        &mut |v| {
-            f(v.depth, v.path, v.node)?;
-            Ok(v.node.kind == NodeKind::Dir)
-        },
+        &mut |v| Ok(f(v.depth, v.path, v.node)? && v.node.kind == NodeKind::Dir),
         &mut |_, _, e| Err(e),
     )
 }
@@ -77,7 +82,9 @@ pub fn walk_tree(
     prefix: &Path,
     f: &mut dyn FnMut(&Path, &Node) -> Result<()>,
 ) -> Result<()> {
-    walk(repo, index, tree, prefix, &mut |_, rel, n| f(rel, n))
+    walk(repo, index, tree, prefix, &mut |_, rel, n| {
+        f(rel, n).map(|()| true)
+    })
 }
 
 impl Plan {
@@ -90,6 +97,9 @@ impl Plan {
             }],
             files: Vec::new(),
             links: Vec::new(),
+            excluded: Vec::new(),
+            whole: false,
+            unmatched: Vec::new(),
         }
     }
 
@@ -135,7 +145,8 @@ impl Plan {
     }
 
     /// Adds the nodes below `tree` (the content of folder `base`, at `prefix`) that `chosen`
-    /// picks, and everything below a picked folder.
+    /// picks (`Some(true)`), and everything below a picked folder, leaving out what it
+    /// excludes (`None`) with everything below.
     fn add_tree(
         &mut self,
         repo: &Repository,
@@ -143,20 +154,24 @@ impl Plan {
         tree: &Id,
         base: usize,
         prefix: &Path,
-        chosen: &mut dyn FnMut(&Path, &Node) -> bool,
+        chosen: &mut dyn FnMut(&Path, &Node) -> Option<bool>,
     ) -> Result<()> {
         // The folder each depth's nodes go in.
         let mut chain = vec![base];
         walk(repo, index, tree, prefix, &mut |depth, rel, n| {
             chain.truncate(depth + 1);
             let parent = chain[depth];
-            let pick = self.folders[parent].node.is_some() || chosen(rel, n);
+            let Some(chosen) = chosen(rel, n) else {
+                self.excluded.push((parent, n.name.clone()));
+                return Ok(false);
+            };
+            let pick = self.folders[parent].node.is_some() || chosen;
             if n.kind == NodeKind::Dir {
                 chain.push(self.add_folder(parent, n, pick));
             } else if pick {
                 self.add_entry(parent, n);
             }
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -175,7 +190,7 @@ impl Plan {
         }
         let f = self.add_folder(at, n, true);
         match &n.subtree {
-            Some(sub) => self.add_tree(repo, index, sub, f, rel, &mut |_, _| true),
+            Some(sub) => self.add_tree(repo, index, sub, f, rel, &mut |_, _| Some(true)),
             None => Ok(()),
         }
     }
@@ -203,6 +218,12 @@ impl Plan {
                 });
             }
         }
+        let excluded = self
+            .excluded
+            .into_iter()
+            .filter(|e| need[e.0])
+            .map(|(d, n)| (new[d], n))
+            .collect();
         let renumber = |v: Vec<Entry>| -> Vec<Entry> {
             v.into_iter()
                 .map(|e| Entry {
@@ -215,19 +236,33 @@ impl Plan {
             folders,
             files: renumber(self.files),
             links: renumber(self.links),
+            excluded,
+            whole: self.whole,
+            unmatched: self.unmatched,
         }
     }
 }
 
 /// Plans by walking the whole snapshot tree and testing every node against the selection.
 pub fn by_walk(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<Plan> {
-    let globs = build_globs(&opts.includes)?;
+    let pats = |plain: &[String], icase: &[String]| -> Vec<Pattern> {
+        let p = plain.iter().map(Pattern::new);
+        p.chain(icase.iter().map(Pattern::ignoring_case)).collect()
+    };
+    let includes = PathPatterns::new(&pats(&opts.includes, &opts.iincludes), "include")?;
+    let excludes = PathPatterns::new(&pats(&opts.excludes, &opts.iexcludes), "exclude")?;
     let swamps = SwampFilter::new(&opts.swamps)?;
-    let select_all = opts.includes.is_empty() && opts.swamps.is_empty();
+    let select_all = includes.is_empty() && opts.swamps.is_empty();
+    let abs = |rel: &Path| Path::new("/").join(rel);
     let mut plan = Plan::new();
+    plan.whole = select_all;
     plan.add_tree(repo, index, root, 0, Path::new(""), &mut |rel, n| {
-        select_all || (!opts.includes.is_empty() && globs.is_match(rel)) || swamps.matches_node(n)
+        let rel = abs(rel);
+        (!excludes.is_match(&rel))
+            .then(|| select_all || includes.is_match(&rel) || swamps.matches_node(n))
     })?;
+    plan.unmatched = includes.unmatched();
+    plan.unmatched.extend(excludes.unmatched());
     Ok(plan.keep_needed())
 }
 

@@ -24,7 +24,12 @@ pub struct Outcome {
 /// Restores the snapshot `opts` names (by id or `at` a time) under a shared lock.
 pub fn run(repo: &Repository, opts: &RestoreOptions, progress: &Progress) -> Result<Outcome> {
     let _lock = repo.lock(false, "restore")?;
-    let (id, snap) = match (&opts.snapshot, &opts.at) {
+    // `SNAPSHOT:PATH`: the folder PATH of the snapshot.
+    let (spec, sub) = match opts.snapshot.as_deref().map(|s| s.split_once(':')) {
+        Some(Some((s, p))) => (Some(s), Some(p)),
+        _ => (opts.snapshot.as_deref(), None),
+    };
+    let (id, mut snap) = match (spec, &opts.at) {
         (_, Some(at)) => repo.find_snapshot_at(crate::timespec::parse(at)?)?,
         (Some(s), None) => repo.find_snapshot(s)?,
         (None, None) => {
@@ -34,6 +39,19 @@ pub fn run(repo: &Repository, opts: &RestoreOptions, progress: &Progress) -> Res
         }
     };
     let index = repo.load_index()?;
+    if let Some(path) = sub {
+        let node = crate::ops::dump::lookup(repo, &index, &snap.tree, path)?;
+        match (node.kind, node.subtree) {
+            (crate::repo::tree::NodeKind::Dir, Some(tree)) => snap.tree = tree,
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "{path} is not a folder of the snapshot: restore a folder, or use `dump` for a file"
+                )));
+            }
+        }
+        // The name index holds paths from the snapshot root.
+        snap.names = None;
+    }
     let summary = restore(repo, &index, &snap, opts, progress)?;
     Ok(Outcome {
         summary,

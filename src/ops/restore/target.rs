@@ -78,6 +78,39 @@ enum Kind {
     Other,
 }
 
+/// The names in the open folder `dir` (without `.` and `..`).
+pub(super) fn names(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    // fdopendir takes ownership of the descriptor it is given: give it a duplicate.
+    let dup = dir.try_clone()?;
+    // SAFETY: `dup` is an open directory descriptor we own; on success the DIR stream owns it
+    // (closedir below closes it), on failure it is still ours and OwnedFd closes it.
+    let d = unsafe { libc::fdopendir(dup.as_raw_fd()) };
+    if d.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    std::mem::forget(dup);
+    // The listing starts at the beginning whatever was read through other handles.
+    // SAFETY: `d` is the valid stream just opened.
+    unsafe { libc::rewinddir(d) };
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: `d` is valid until closedir; the returned entry is valid until the next
+        // readdir on `d`, and its name is copied out before that.
+        let e = unsafe { libc::readdir(d) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: `e` points to a dirent whose d_name is NUL-terminated.
+        let name = unsafe { CStr::from_ptr((*e).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            out.push(name.to_vec());
+        }
+    }
+    // SAFETY: `d` is valid and closed exactly once.
+    unsafe { libc::closedir(d) };
+    Ok(out)
+}
+
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -274,6 +307,27 @@ impl<'a> Target<'a> {
             }
             _ => e,
         })
+    }
+
+    /// Opens the file `name` in `dir` for reading, not through a symlink.
+    pub(super) fn open_read(&self, dir: &OwnedFd, name: &[u8]) -> io::Result<File> {
+        open_at(dir, &c_name(name)?, libc::O_RDONLY).map(File::from)
+    }
+
+    /// Removes the entry `name` of `dir`: a folder with everything in it, a symlink as the
+    /// link (never what it points to). Folders are entered only through `O_NOFOLLOW` handles.
+    pub(super) fn remove_all(&self, dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+        let c = c_name(name)?;
+        if kind_at(dir, &c)? == Kind::Dir {
+            let sub = open_dir(dir, &c)?;
+            for n in names(&sub)? {
+                self.remove_all(&sub, &n)?;
+            }
+            // SAFETY: valid descriptor and string, alive for the call.
+            return cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) })
+                .map(drop);
+        }
+        unlink_at(dir, &c)
     }
 
     /// Removes `name` from `dir` (best effort, for temporary files).
