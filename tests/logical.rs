@@ -58,6 +58,22 @@ fn logical_round_trip_gives_the_live_set_and_verifies() {
     let one = hb.path("one");
     hb.restore("latest", &one, &["--swamp", name.as_deref().unwrap()]);
     assert_eq!(&replay_file(&one.join(path)).unwrap().live, live);
+    // dump rebuilds the .hyd as restore does; restore --verify checks each live set.
+    let mut c = hb.command();
+    c.args(["dump", "latest", &format!("/{path}")]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dumped = hydrabackup::hyd::replay::replay_bytes(&o.stdout).expect("dump replays");
+    assert_eq!(&dumped.live, live);
+    let checked = hb.path("checked");
+    let r = hb.json(&[
+        "restore",
+        "latest",
+        "--target",
+        checked.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_eq!(num(&r, "verified"), num(&r, "files"), "{r:#}");
 }
 
 #[test]
@@ -298,6 +314,17 @@ fn single_treasures_by_key_and_time_window() {
     assert_eq!(found[1]["key"], "user-008");
     assert_eq!(seen(1).len(), 1);
     assert_eq!(v["snapshots"], 2);
+    // --snapshot narrows the key search as it does find PATTERN's; the two forms are one
+    // subcommand, one of them required.
+    let v = hb.json(&["find", "--key", "user-00[78]", "--snapshot", "latest"]);
+    assert_eq!(v["snapshots"], 1, "{v:#}");
+    assert_eq!(v["found"].as_array().unwrap().len(), 1, "{v:#}");
+    let by_name = hb.json(&["find", "app/users/all"]);
+    assert_eq!(by_name.as_array().unwrap().len(), 2, "{by_name:#}");
+    let neither = hb.run(&["find"]);
+    assert_ne!(neither.code, 0);
+    assert!(neither.stderr.contains("--key"), "{}", neither.stderr);
+    assert_ne!(hb.run(&["find", "x", "--key", "y"]).code, 0);
 
     // restore --key: a .hyd holding just those records; --raw: the value bytes.
     let out = hb.path("k");

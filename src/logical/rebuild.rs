@@ -77,32 +77,41 @@ pub fn decode_checked(node: &Node, stream_bytes: &[u8]) -> Result<LiveSet, Recor
 /// `.hyd` file holding the records `select` keeps (all without it). Malformed or mismatching
 /// records are `InvalidData` errors.
 pub fn rebuild_file(file: &File, node: &Node, select: Option<Select<'_>>) -> io::Result<()> {
+    let mut data = vec![0u8; node.content_len() as usize];
+    file.read_exact_at(&mut data, 0)?;
+    let out = rebuild_node(node, &data, select)?;
+    drop(data);
+    file.set_len(0)?;
+    file.write_all_at(&out, 0)?;
+    file.set_len(out.len() as u64)
+}
+
+/// The `.hyd` file of a logical Swamp from its content `data` (record stream, then block
+/// recipe), holding the records `select` keeps (all without it: byte-identical where the
+/// capture has a recipe). Malformed or mismatching records are `InvalidData` errors.
+pub fn rebuild_node(node: &Node, data: &[u8], select: Option<Select<'_>>) -> io::Result<Vec<u8>> {
     let l = node
         .logical()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a logical capture"))?;
-    let mut data = vec![0u8; node.content_len() as usize];
-    file.read_exact_at(&mut data, 0)?;
     let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    if data.len() as u64 != node.content_len() {
+        return Err(bad(
+            "the record stream's length differs from the capture's".into()
+        ));
+    }
     let (stream, recipe) = data.split_at(l.stream_size as usize);
     let live = decode_checked(node, stream).map_err(|e| bad(e.to_string()))?;
     let name = node.swamp.as_ref().and_then(|s| s.name.as_deref());
     if select.is_none() && !recipe.is_empty() {
         // Byte for byte: the recipe was checked against the captured file at backup.
-        let out =
-            super::recipe::apply(&l.header, recipe, &live, name).map_err(|e| bad(e.to_string()))?;
-        file.set_len(0)?;
-        file.write_all_at(&out, 0)?;
-        return file.set_len(out.len() as u64);
+        return super::recipe::apply(&l.header, recipe, &live, name)
+            .map_err(|e| bad(e.to_string()));
     }
-    drop(data);
     let records = live
         .iter()
         .filter(|(k, v)| select.is_none_or(|f| f(k, v)))
         .map(|(k, v)| (&k[..], &v[..]));
-    let out = rebuild(&l.header, name, records).map_err(|e| bad(e.to_string()))?;
-    file.set_len(0)?;
-    file.write_all_at(&out, 0)?;
-    file.set_len(out.len() as u64)
+    rebuild(&l.header, name, records).map_err(|e| bad(e.to_string()))
 }
 
 /// Rewrites a restored `.hyd` file (a file capture, `len` bytes) in place to hold only the live
