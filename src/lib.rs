@@ -12,6 +12,7 @@ pub mod error;
 pub mod failpoint;
 pub mod hyd;
 pub mod id;
+pub mod logical;
 pub mod metrics;
 pub mod ops;
 pub mod pattern;

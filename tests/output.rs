@@ -270,6 +270,7 @@ fn every_command_human_and_json_output_is_pinned() {
         ("snapshots", &["snapshots"][..]),
         ("ls", &["ls", "latest", "/"]),
         ("show", &["show", "latest"]),
+        ("find_key", &["find", "--key", "*-0000000[01]"]),
         ("stats", &["stats"]),
         ("verify", &["verify", "--read-data"]),
         ("key_list", &["key", "list"]),

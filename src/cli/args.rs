@@ -203,7 +203,8 @@ pub enum Command {
     Purge(PruneOptions),
     /// What changed between two snapshots: files and Swamps added, removed, changed.
     Diff(DiffOptions),
-    /// Which snapshots hold a path or Swamp name matching a pattern, newest first.
+    /// Which snapshots hold a path or Swamp name matching a pattern, newest first; with --key,
+    /// which hold Treasures whose key matches (and when each value changed).
     Find(FindOptions),
     /// Add, remove or set tags of snapshots (each is rewritten as a new snapshot).
     Tag(TagOptions),

@@ -8,7 +8,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
 use hydrabackup::ops::progress::Progress;
 use hydrabackup::ops::prune::PruneOptions;
-use hydrabackup::ops::{diff, find, policy, repair, tag};
+use hydrabackup::ops::{diff, find, find_key, policy, repair, tag};
 use hydrabackup::{Error, Result};
 use serde_json::{Value, json};
 
@@ -90,6 +90,15 @@ pub(crate) fn dispatch(
         }
         Command::Find(a) => {
             let repo = open(g)?;
+            if let Some(k) = a.key_search() {
+                let out = find_key::run(&repo, &k, &none)?;
+                if g.json {
+                    print_outcome(&out);
+                } else if human {
+                    super::human::find_key(&out);
+                }
+                return finish(&[&repo], 0);
+            }
             let out = find::run(&repo, &a, &none)?;
             if g.json {
                 print_outcome(&out);
@@ -112,7 +121,10 @@ pub(crate) fn dispatch(
                     }
                 }
                 if out.0.is_empty() {
-                    println!("no snapshot holds a match for {:?}", a.pattern);
+                    println!(
+                        "no snapshot holds a match for {:?}",
+                        a.pattern.unwrap_or_default()
+                    );
                 }
             }
             finish(&[&repo], 0)

@@ -279,6 +279,23 @@ fn time(ns: i64) -> String {
         .unwrap_or_else(|_| "-".into())
 }
 
+/// `find --key`: per Swamp and key, the snapshots holding it (`*` where the value changed).
+pub fn find_key(out: &hydrabackup::ops::find_key::Outcome) {
+    println!(
+        "{} matching Treasure(s) in {} snapshot(s)",
+        out.found.len(),
+        out.snapshots
+    );
+    for f in &out.found {
+        println!("{}  {}", f.swamp, f.key);
+        for s in &f.seen {
+            let t = s.modified_ns.map_or_else(|| "-".to_string(), time);
+            let mark = if s.changed { "*" } else { " " };
+            println!("  {mark} {} {} {:>10} {}", s.snapshot, s.time, s.size, t);
+        }
+    }
+}
+
 /// `show`: the totals, then one row per Swamp.
 pub fn show(out: &ShowOutcome) {
     let t = &out.totals;
@@ -310,8 +327,20 @@ pub fn show(out: &ShowOutcome) {
             s.problem
                 .as_deref()
                 .map(|x| format!("  ({x})"))
+                .or(s.records.map(|r| {
+                    let same = if s.byte_identical == Some(true) {
+                        ", byte-identical"
+                    } else {
+                        ""
+                    };
+                    format!("  (logical: {r} records{same})")
+                }))
                 .unwrap_or_default()
         );
+        for k in s.keys.iter().flatten() {
+            let t = k.modified_ns.map_or_else(|| "-".to_string(), time);
+            println!("    {:>10} {:<19} {}", k.size, t, k.key);
+        }
     }
 }
 

@@ -409,9 +409,22 @@ fn dispatch(
         Command::Restore(a) => {
             let repo = open(g)?;
             rep.opened(&repo);
-            let out = with_progress(g, "restore", false, |p| ops::restore::run(&repo, &a, p))?;
-            summary(g, rep, &out);
+            // --raw writes the values to stdout: no JSON stream there, and no summary line.
+            let out = if a.raw && g.json {
+                ops::restore::run(&repo, &a, &none)?
+            } else {
+                with_progress(g, "restore", false, |p| ops::restore::run(&repo, &a, p))?
+            };
             rep.restore(&repo, &out);
+            if a.raw {
+                use std::io::Write;
+                let mut o = std::io::stdout().lock();
+                o.write_all(&out.summary.raw)
+                    .and_then(|()| o.flush())
+                    .map_err(|e| Error::io("stdout", e))?;
+                return Ok(0);
+            }
+            summary(g, rep, &out);
             human::restore(&out, g.quiet, g.json, &say);
             let s = &out.summary;
             // Damaged snapshots are named whatever else happened; damaged data decides first.

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::backend::FileKind;
 use crate::chunker::Chunker;
+use crate::logical::capture::{LogicalCtx, group_seed};
 use crate::ops::progress::Progress;
 use crate::pattern::{PathPatterns, Pattern};
 use crate::repo::Repository;
@@ -116,6 +117,11 @@ pub struct BackupOptions {
     /// Write no snapshot when the tree equals the parent's (nothing changed); `watch` sets it.
     #[arg(skip)]
     pub skip_unchanged: bool,
+    /// How `.hyd` files are captured: `file` (block-aligned copies), `logical` (records) or
+    /// `auto` (records for rewritten Swamps); default: the repository's (`init --mode`), else
+    /// `file`.
+    #[arg(long, value_enum)]
+    pub mode: Option<crate::logical::BackupMode>,
 }
 
 /// What a backup did.
@@ -416,6 +422,12 @@ pub fn backup(
     } else {
         PathBuf::new()
     };
+    let mode = opts.mode.or(repo.config().backup_mode).unwrap_or_default();
+    let logical = (mode != crate::logical::BackupMode::File).then(|| LogicalCtx {
+        mode,
+        keys: repo.keys(),
+        seed: group_seed(repo.config().hyd_chunker.seed),
+    });
     // Started only now, with the lock held and the parent found: a command that fails here
     // has cost nothing.
     let mut stream = match streaming {
@@ -440,6 +452,7 @@ pub fn backup(
                     chunks: tx,
                     sent: Default::default(),
                     progress: read,
+                    logical,
                 };
                 for job in rx.iter() {
                     if writer.failed() {

@@ -74,6 +74,12 @@ pub fn lookup(repo: &Repository, index: &Index, root: &Id, path: &str) -> Result
 
 /// Writes a file's content, blob by blob (each checked against its id).
 fn write_file(repo: &Repository, index: &Index, n: &Node, out: &mut dyn Write) -> Result<u64> {
+    if n.logical().is_some() {
+        let hyd = logical_file(repo, index, n)?;
+        out.write_all(&hyd)
+            .map_err(|e| Error::io("standard output", e))?;
+        return Ok(hyd.len() as u64);
+    }
     let mut bytes = 0;
     for id in &n.content {
         let b = repo.read_blob(index, BlobType::Data, id)?;
@@ -88,6 +94,16 @@ fn write_file(repo: &Repository, index: &Index, n: &Node, out: &mut dyn Write) -
         ));
     }
     Ok(bytes)
+}
+
+/// A logical Swamp's `.hyd` file, rebuilt from its record stream (as restore writes it).
+fn logical_file(repo: &Repository, index: &Index, n: &Node) -> Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(n.content_len() as usize);
+    for id in &n.content {
+        data.extend_from_slice(&repo.read_blob(index, BlobType::Data, id)?);
+    }
+    crate::logical::rebuild::rebuild_node(n, &data, None)
+        .map_err(|e| Error::corrupt(format!("logical Swamp {}", n.name_lossy()), e.to_string()))
 }
 
 /// Streams one file's content into a tar entry without holding it in memory.
@@ -145,6 +161,13 @@ fn write_tar(repo: &Repository, index: &Index, dir: &Node, out: &mut dyn Write) 
                 h.set_size(0);
                 let to = std::ffi::OsStr::from_bytes(n.target.as_deref().unwrap_or_default());
                 tar.append_link(&mut h, rel, to).map_err(io)?;
+            }
+            NodeKind::File if n.logical().is_some() => {
+                let hyd = logical_file(repo, index, n)?;
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(hyd.len() as u64);
+                tar.append_data(&mut h, rel, &hyd[..]).map_err(io)?;
+                bytes += hyd.len() as u64;
             }
             NodeKind::File => {
                 h.set_entry_type(tar::EntryType::Regular);

@@ -10,21 +10,46 @@ use serde::Serialize;
 use crate::ops::progress::Progress;
 use crate::ops::walk::walk;
 use crate::repo::Repository;
+use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::NodeKind;
 use crate::{Error, Id, Result};
 
-/// Options of `find`.
+/// Options of `find`: a `PATTERN` for entry names, paths and Swamp names, or `--key PATTERN`
+/// for Treasure keys ([`crate::ops::find_key`]); one of the two.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["pattern", "key"])))]
 pub struct FindOptions {
     /// Glob matched against entry names, whole paths (`/data/*.hyd`) and Swamp names
     /// (`users/*/*`); `*` does not cross `/`, `**` does.
-    pub pattern: String,
+    pub pattern: Option<String>,
+    /// Search Treasure keys instead: records whose key matches this glob (`*`, `?`, `[...]`; a
+    /// plain key matches itself), per Swamp and key the snapshots holding it, oldest first,
+    /// marking where the value changed.
+    #[arg(long, value_name = "PATTERN")]
+    pub key: Option<String>,
+    /// With --key: only Swamps whose name matches this glob.
+    #[arg(long, value_name = "GLOB", requires = "key")]
+    pub swamp: Option<String>,
     /// Only search these snapshots (id prefixes or `latest`; repeatable).
     #[arg(long = "snapshot")]
     pub snapshots: Vec<String>,
     /// Only snapshots of this host.
     #[arg(long)]
     pub host: Option<String>,
+}
+
+impl FindOptions {
+    /// The record-key search these options ask for (`--key`), if they do.
+    pub fn key_search(&self) -> Option<crate::ops::find_key::FindKeyOptions> {
+        self.key
+            .as_ref()
+            .map(|key| crate::ops::find_key::FindKeyOptions {
+                key: key.clone(),
+                swamp: self.swamp.clone(),
+                snapshots: self.snapshots.clone(),
+                host: self.host.clone(),
+            })
+    }
 }
 
 /// One matching entry.
@@ -62,18 +87,18 @@ pub struct Found {
 #[serde(transparent)]
 pub struct Outcome(pub Vec<Found>);
 
-/// Searches the snapshots.
-pub fn run(repo: &Repository, opts: &FindOptions, _progress: &Progress) -> Result<Outcome> {
-    let glob: GlobMatcher = GlobBuilder::new(&opts.pattern)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| Error::InvalidInput(format!("bad pattern {:?}: {e}", opts.pattern)))?
-        .compile_matcher();
-    let mut snaps = if opts.snapshots.is_empty() {
+/// The snapshots to search, oldest first: `snapshots` (id prefixes or `latest`; none: all),
+/// of `host` only if given.
+pub(crate) fn selected_snapshots(
+    repo: &Repository,
+    snapshots: &[String],
+    host: Option<&str>,
+) -> Result<Vec<(Id, Snapshot)>> {
+    let mut snaps = if snapshots.is_empty() {
         repo.snapshots()?
     } else {
         let mut v = Vec::new();
-        for s in &opts.snapshots {
+        for s in snapshots {
             let found = repo.find_snapshot(s)?;
             if !v.iter().any(|(id, _)| *id == found.0) {
                 v.push(found);
@@ -82,7 +107,24 @@ pub fn run(repo: &Repository, opts: &FindOptions, _progress: &Progress) -> Resul
         v.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
         v
     };
-    snaps.retain(|(_, s)| opts.host.as_ref().is_none_or(|h| &s.host == h));
+    snaps.retain(|(_, s)| host.is_none_or(|h| s.host == h));
+    Ok(snaps)
+}
+
+/// Searches the snapshots (`find PATTERN`; `--key` is [`crate::ops::find_key::run`]).
+pub fn run(repo: &Repository, opts: &FindOptions, _progress: &Progress) -> Result<Outcome> {
+    let Some(pattern) = opts.pattern.as_deref() else {
+        return Err(Error::InvalidInput(
+            "find needs a PATTERN (names, paths, Swamp names) or --key PATTERN (Treasure keys)"
+                .into(),
+        ));
+    };
+    let glob: GlobMatcher = GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("bad pattern {pattern:?}: {e}")))?
+        .compile_matcher();
+    let snaps = selected_snapshots(repo, &opts.snapshots, opts.host.as_deref())?;
     let index = repo.load_index()?;
     // Snapshots share most trees: the matches below a tree are computed once per tree id.
     let mut out = Vec::new();

@@ -28,6 +28,9 @@ pub struct InitOptions {
     /// between the two moves only missing blobs and backups into either deduplicate alike.
     #[arg(long, requires = "from_repo")]
     pub copy_params: bool,
+    /// How backups capture HydrAIDE `.hyd` files by default (`backup --mode` overrides it).
+    #[arg(long, value_enum)]
+    pub mode: Option<crate::logical::BackupMode>,
     /// S3 Object Lock (WORM): write every object but the locks locked in this mode (needs an
     /// `s3:` repository; a new bucket is created with Object Lock).
     #[arg(long, value_enum, requires = "retention")]
@@ -46,6 +49,7 @@ impl InitOptions {
         let mut cfg = Config::new();
         cfg.pack_size = self.pack_size.saturating_mul(1024 * 1024);
         cfg.compression = self.compression.zstd_level();
+        cfg.backup_mode = self.mode;
         let avg = self.chunk_avg.saturating_mul(1024);
         if !avg.is_power_of_two() {
             return Err(Error::InvalidInput(

@@ -22,6 +22,8 @@ use crate::{Id, Result};
 const TTL: Duration = Duration::from_secs(3600);
 /// Data blobs kept decoded for sequential reads (the kernel reads 128 KiB at a time).
 const BLOBS_KEPT: usize = 8;
+/// Logical Swamps kept rebuilt as `.hyd` files (each is read whole to rebuild it).
+const REBUILT_KEPT: usize = 2;
 
 /// What an inode is.
 enum Kind {
@@ -48,6 +50,8 @@ pub struct SnapshotFs<'a> {
     index: Index,
     inodes: Vec<Inode>,
     blobs: VecDeque<(Id, Vec<u8>)>,
+    /// Logical Swamps (by inode) rebuilt as their `.hyd` files, most recent last.
+    rebuilt: VecDeque<(u64, std::sync::Arc<Vec<u8>>)>,
 }
 
 fn time_of(ns: i64) -> SystemTime {
@@ -107,6 +111,7 @@ impl<'a> SnapshotFs<'a> {
             index,
             inodes: Vec::new(),
             blobs: VecDeque::new(),
+            rebuilt: VecDeque::new(),
         };
         // Inode 1 is the root; its entries are filled in below.
         fs.add(
@@ -257,7 +262,44 @@ impl<'a> SnapshotFs<'a> {
         Ok(&self.blobs.back().expect("just pushed").1)
     }
 
+    /// The `.hyd` file of logical Swamp `ino`, rebuilt from its record stream (as restore
+    /// writes it); `None` for other inodes. Its size replaces the captured file's once known.
+    fn logical(&mut self, ino: u64) -> std::result::Result<Option<std::sync::Arc<Vec<u8>>>, i32> {
+        let idx = ino as usize - 1;
+        let node = match self.inodes.get(idx).map(|n| &n.kind) {
+            Some(Kind::File(node, _)) if node.logical().is_some() => node.clone(),
+            _ => return Ok(None),
+        };
+        if let Some((_, b)) = self.rebuilt.iter().find(|(i, _)| *i == ino) {
+            return Ok(Some(b.clone()));
+        }
+        let eio = |e: String| {
+            tracing::warn!("logical Swamp {}: {e}", node.name_lossy());
+            libc::EIO
+        };
+        let mut data = Vec::with_capacity(node.content_len() as usize);
+        for id in &node.content {
+            let b = self.repo.read_blob(&self.index, BlobType::Data, id);
+            data.extend_from_slice(&b.map_err(|e| eio(e.to_string()))?);
+        }
+        let hyd = crate::logical::rebuild::rebuild_node(&node, &data, None)
+            .map_err(|e| eio(e.to_string()))?;
+        let hyd = std::sync::Arc::new(hyd);
+        self.inodes[idx].attr.size = hyd.len() as u64;
+        self.inodes[idx].attr.blocks = (hyd.len() as u64).div_ceil(512);
+        if self.rebuilt.len() == REBUILT_KEPT {
+            self.rebuilt.pop_front();
+        }
+        self.rebuilt.push_back((ino, hyd.clone()));
+        Ok(Some(hyd))
+    }
+
     fn read_at(&mut self, ino: u64, offset: u64, size: u64) -> std::result::Result<Vec<u8>, i32> {
+        if let Some(hyd) = self.logical(ino)? {
+            let from = offset.min(hyd.len() as u64) as usize;
+            let to = offset.saturating_add(size).min(hyd.len() as u64) as usize;
+            return Ok(hyd[from..to].to_vec());
+        }
         let offs = self.offsets(ino)?;
         let content = match &self.inode(ino).map(|n| &n.kind) {
             Some(Kind::File(node, _)) => node.content.clone(),
@@ -322,8 +364,11 @@ impl Filesystem for SnapshotFs<'_> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(libc::EROFS);
         }
-        match self.offsets(ino) {
-            Ok(_) => reply.opened(0, 0),
+        // A logical Swamp is served rebuilt, whose size may differ from the captured file's
+        // (the kernel may have that one): direct I/O reads to the real end.
+        match self.offsets(ino).and_then(|_| self.logical(ino)) {
+            Ok(Some(_)) => reply.opened(0, fuser::consts::FOPEN_DIRECT_IO),
+            Ok(None) => reply.opened(0, 0),
             Err(e) => reply.error(e),
         }
     }

@@ -50,7 +50,13 @@ pub struct RestoreOptions {
     #[arg(long = "swamp")]
     pub swamps: Vec<String>,
     /// Folder to restore into.
-    #[arg(long, short)]
+    #[arg(
+        long,
+        short,
+        required_unless_present = "raw",
+        default_value = "-",
+        hide_default_value = true
+    )]
     pub target: PathBuf,
     /// Only restore paths matching this glob (repeatable); a match on a directory restores
     /// everything below it. Without a leading `/` a pattern matches at any depth, with one
@@ -70,8 +76,10 @@ pub struct RestoreOptions {
     /// (implies --overwrite; never follows a symlink, never leaves the target).
     #[arg(long)]
     pub delete: bool,
-    /// After restoring, read every restored file again and check it against the snapshot.
-    #[arg(long)]
+    /// After restoring, read every restored file again and check it against the snapshot (a
+    /// logical Swamp: its records against the live-set digest). Not with the record filters
+    /// (--key, --modified-after/--modified-before), whose Swamps differ from the snapshot's.
+    #[arg(long, conflicts_with_all = ["keys", "modified_after", "modified_before"])]
     pub verify: bool,
     /// Show what would be restored.
     #[arg(long)]
@@ -82,6 +90,62 @@ pub struct RestoreOptions {
     /// Restore quarantined Swamps as the bytes that were on disk, not their loadable prefix.
     #[arg(long)]
     pub raw_quarantined: bool,
+    /// Only these Treasures (repeatable; needs --swamp): each Swamp restored holds just them.
+    #[arg(long = "key", requires = "swamps")]
+    pub keys: Vec<String>,
+    /// Print the value bytes of the --key Treasures to stdout instead of writing files.
+    #[arg(long, requires = "keys", conflicts_with_all = ["dry_run", "overwrite"])]
+    pub raw: bool,
+    /// Only Treasures whose modified time (their MessagePack `updatedAt`) is at or after this.
+    #[arg(long, requires = "swamps")]
+    pub modified_after: Option<String>,
+    /// Only Treasures whose modified time is before this.
+    #[arg(long, requires = "swamps")]
+    pub modified_before: Option<String>,
+}
+
+impl RestoreOptions {
+    /// The record filter of `--key`, `--modified-after` and `--modified-before`, if any.
+    pub fn record_filter(&self) -> Result<Option<RecordFilter>> {
+        let t = |s: &Option<String>| -> Result<Option<i64>> {
+            s.as_deref()
+                .map(|s| crate::timespec::parse(s).map(|t| t.as_nanosecond() as i64))
+                .transpose()
+        };
+        let f = RecordFilter {
+            keys: self.keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            after: t(&self.modified_after)?,
+            before: t(&self.modified_before)?,
+        };
+        Ok((!f.keys.is_empty() || f.after.is_some() || f.before.is_some()).then_some(f))
+    }
+}
+
+/// Which Treasures of a Swamp a restore keeps.
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    /// Only these keys (all when empty).
+    pub keys: std::collections::BTreeSet<Vec<u8>>,
+    /// Modified at or after (unix ns).
+    pub after: Option<i64>,
+    /// Modified before (unix ns).
+    pub before: Option<i64>,
+}
+
+impl RecordFilter {
+    /// Whether the record is kept; a time window keeps only Treasures that carry a time.
+    pub fn keeps(&self, key: &[u8], value: &[u8]) -> bool {
+        if !self.keys.is_empty() && !self.keys.contains(key) {
+            return false;
+        }
+        if self.after.is_none() && self.before.is_none() {
+            return true;
+        }
+        match crate::logical::msgpack::modified_ns(value).ok().flatten() {
+            Some(t) => self.after.is_none_or(|a| t >= a) && self.before.is_none_or(|b| t < b),
+            None => false,
+        }
+    }
 }
 
 /// What a restore did (or would do).
@@ -105,6 +169,9 @@ pub struct RestoreSummary {
     /// Paths (relative) of the files, for dry runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// With `--raw`: the values of the `--key` Treasures found, in Swamp and key order.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
     /// Entries `--delete` removed from the target (relative paths).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deleted: Vec<String>,
@@ -209,6 +276,16 @@ impl Lost<'_> {
         self.failed(self.plan.path(&self.plan.files[fi]), e)
     }
 
+    /// Gives up file `fi` whose completion failed: a logical Swamp whose records do not
+    /// rebuild is damaged data, anything else the target's refusal.
+    fn finish_failed(&self, fi: usize, e: io::Error) -> Result<()> {
+        if e.kind() == io::ErrorKind::InvalidData && self.plan.files[fi].node.logical().is_some() {
+            self.damaged(fi, &e.to_string());
+            return Ok(());
+        }
+        self.file_failed(fi, e)
+    }
+
     fn is_dead(&self, fi: usize) -> bool {
         self.dead[fi].load(Ordering::Acquire)
     }
@@ -246,6 +323,44 @@ pub fn restore(
             }
         }
     }
+    let filter = opts.record_filter()?;
+    if filter.is_some() && opts.verify {
+        return Err(Error::InvalidInput(
+            "--verify checks whole files; it does not go with --key, --modified-after or \
+             --modified-before"
+                .into(),
+        ));
+    }
+    if filter.is_some() {
+        // Only Swamps are cut down to records; other files are left out (and, as excluded
+        // ones, kept by --delete).
+        let (swamps, others) = std::mem::take(&mut plan.files)
+            .into_iter()
+            .partition(|f| f.node.swamp.as_ref().is_some_and(|s| s.format >= 2));
+        plan.files = swamps;
+        let others: Vec<Entry> = others;
+        plan.excluded
+            .extend(others.into_iter().map(|f| (f.dir, f.node.name)));
+    }
+    if opts.raw {
+        let mut summary = RestoreSummary::default();
+        let keys = filter.map(|f| f.keys).unwrap_or_default();
+        for f in &plan.files {
+            for (_, v) in crate::logical::treasure::values(repo, index, &f.node, &keys)? {
+                summary.raw.extend_from_slice(&v);
+                summary.bytes += v.len() as u64;
+                summary.files += 1;
+            }
+        }
+        if summary.files == 0 {
+            return Err(Error::NotFound(format!(
+                "Treasure {} in the Swamps matching {}",
+                opts.keys.join(" or "),
+                opts.swamps.join(" or ")
+            )));
+        }
+        return Ok(summary);
+    }
     let files = &plan.files;
     let mut summary = RestoreSummary {
         unmatched_patterns: std::mem::take(&mut plan.unmatched),
@@ -280,7 +395,7 @@ pub fn restore(
             locs.push((loc, off));
             off += loc.entry.raw_len as u64;
         }
-        if why.is_none() && off != f.node.size {
+        if why.is_none() && off != f.node.content_len() {
             why = Some("the indexed blob sizes do not add up to the file size".into());
         }
         if let Some(why) = why {
@@ -364,7 +479,17 @@ pub fn restore(
     }
     let tmps: Vec<OnceLock<Vec<u8>>> = files.iter().map(|_| OnceLock::new()).collect();
     let result = write_files(
-        repo, index, &plan, &tgt, &lost, &folder_ok, &taken, &tmps, &reads, progress,
+        repo,
+        index,
+        &plan,
+        &tgt,
+        &lost,
+        &folder_ok,
+        &taken,
+        &tmps,
+        &reads,
+        progress,
+        filter.as_ref(),
     );
     // Temporary files of files given up (or of all, when the restore stops) go; a finished
     // file's temporary name no longer exists.
@@ -498,6 +623,16 @@ fn verify_files(
     use std::io::Read;
     let check = |f: &Entry| -> io::Result<Option<String>> {
         let mut file = tgt.open_read(&*tgt.dir(f.dir)?, &f.node.name)?;
+        // A logical Swamp is rebuilt, not copied: its live set must be the one captured.
+        if let Some(l) = f.node.logical() {
+            return Ok(
+                match crate::hyd::replay::replay(std::io::BufReader::new(file)) {
+                    Ok(r) if r.digest() == l.digest => None,
+                    Ok(_) => Some("records differ from the snapshot".into()),
+                    Err(e) => Some(format!("does not load: {e}")),
+                },
+            );
+        }
         let mut buf = Vec::new();
         for id in &f.node.content {
             let Some(loc) = index.get(BlobType::Data, id) else {
@@ -534,8 +669,21 @@ fn verify_files(
     ok.into_inner() as u64
 }
 
-/// Sets a complete temporary file's metadata and renames it to its real name.
-fn finish(tgt: &Target<'_>, file: &File, f: &Entry, tmp: &[u8]) -> io::Result<()> {
+/// Sets a complete temporary file's metadata and renames it to its real name; a logical
+/// Swamp's record stream is first rewritten in place as a `.hyd` file.
+fn finish(
+    tgt: &Target<'_>,
+    file: &File,
+    f: &Entry,
+    tmp: &[u8],
+    filter: Option<&RecordFilter>,
+) -> io::Result<()> {
+    let select = |k: &[u8], v: &[u8]| filter.is_none_or(|r| r.keeps(k, v));
+    if f.node.logical().is_some() {
+        crate::logical::rebuild::rebuild_file(file, &f.node, filter.map(|_| &select as _))?;
+    } else if filter.is_some() && f.node.swamp.as_ref().is_some_and(|s| s.format >= 2) {
+        crate::logical::rebuild::filter_file(file, f.node.size, &select)?;
+    }
     set_meta(file, &f.node)?;
     let dir = tgt.dir(f.dir)?;
     tgt.rename(&dir, tmp, &f.node.name)
@@ -556,6 +704,7 @@ fn write_files(
     tmps: &[OnceLock<Vec<u8>>],
     reads: &PackReads<Vec<(usize, u64)>>,
     progress: &Progress,
+    filter: Option<&RecordFilter>,
 ) -> Result<()> {
     let files = &plan.files;
     // Writes still to come per file; the write that brings it to zero finishes the file.
@@ -578,14 +727,14 @@ fn write_files(
             let (file, tmp) =
                 tgt.create_temp(&dir, temp_names(fi), |n| taken.contains(&(f.dir, n)))?;
             let tmp = tmps[fi].get_or_init(|| tmp);
-            file.set_len(f.node.size)?;
+            file.set_len(f.node.content_len())?;
             if remaining[fi].load(Ordering::Relaxed) == 0 {
-                finish(tgt, &file, f, tmp)?;
+                finish(tgt, &file, f, tmp, filter)?;
                 progress.done(1, 0);
             }
             Ok(())
         });
-        r.or_else(|e| lost.file_failed(fi, e))
+        r.or_else(|e| lost.finish_failed(fi, e))
     })?;
 
     // Blobs that cannot be read or do not verify mark their files as damaged; everything else
@@ -636,11 +785,12 @@ fn write_files(
                     // The last write of this file: every other one is done.
                     let r = ensure(&mut open, fi).and_then(|()| {
                         let file = open.remove(&fi).expect("just opened");
-                        finish(tgt, &file, &files[fi], tmps[fi].get().expect("created"))
+                        let tmp = tmps[fi].get().expect("created");
+                        finish(tgt, &file, &files[fi], tmp, filter)
                     });
                     match r {
                         Ok(()) => progress.done(1, 0),
-                        Err(er) => lost.file_failed(fi, er)?,
+                        Err(er) => lost.finish_failed(fi, er)?,
                     }
                 }
             }

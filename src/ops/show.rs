@@ -19,6 +19,20 @@ pub struct ShowOptions {
     /// Only Swamps whose name matches this glob (e.g. `users/profiles/*`).
     #[arg(long)]
     pub swamp: Option<String>,
+    /// List each shown Swamp's keys with value sizes and modified times (needs --swamp).
+    #[arg(long, requires = "swamp")]
+    pub keys: bool,
+}
+
+/// One Treasure of a Swamp (`show --keys`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowKey {
+    /// The key (invalid UTF-8 replaced).
+    pub key: String,
+    /// Bytes of its value.
+    pub size: u32,
+    /// The Treasure's modified time (unix ns), when its value carries one.
+    pub modified_ns: Option<i64>,
 }
 
 /// Totals over the Swamps shown.
@@ -57,6 +71,16 @@ pub struct ShowSwamp {
     pub decision: Decision,
     /// Why it was quarantined, if it was.
     pub problem: Option<String>,
+    /// Live records, for a logical capture (stored as records, not as the file; absent for
+    /// file captures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+    /// For a logical capture: whether a block recipe restores it byte for byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub byte_identical: Option<bool>,
+    /// With `--keys`: its Treasures in key order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<ShowKey>>,
 }
 
 /// A snapshot's catalogue (the `--json` document).
@@ -78,6 +102,7 @@ pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Resul
     let index = repo.load_index()?;
     let filter = SwampFilter::new(opts.swamp.as_slice())?;
     let mut swamps = Vec::new();
+    let mut keyed = Vec::new();
     walk_tree(repo, &index, &snap.tree, Path::new(""), &mut |rel, n| {
         if let Some(s) = &n.swamp
             && filter.selects(n)
@@ -93,10 +118,28 @@ pub fn run(repo: &Repository, opts: &ShowOptions, _progress: &Progress) -> Resul
                 modified_ns: s.modified_ns,
                 decision: s.decision,
                 problem: s.problem.clone(),
+                records: s.logical.as_ref().map(|l| l.records),
+                byte_identical: s.logical.as_ref().map(|l| l.recipe_len > 0),
+                keys: None,
             });
+            if opts.keys && s.format >= 2 && s.problem.is_none() {
+                keyed.push((swamps.len() - 1, n.clone()));
+            }
         }
         Ok(())
     })?;
+    for (i, n) in keyed {
+        let list = crate::logical::treasure::list(repo, &index, &n)?;
+        swamps[i].keys = Some(
+            list.into_iter()
+                .map(|e| ShowKey {
+                    key: String::from_utf8_lossy(&e.key).into_owned(),
+                    size: e.value_len,
+                    modified_ns: e.modified_ns,
+                })
+                .collect(),
+        );
+    }
     let totals = ShowTotals {
         swamps: swamps.len(),
         entries: swamps.iter().map(|s| s.entries).sum(),

@@ -65,6 +65,9 @@ pub struct Config {
     pub compression: i32,
     /// Block-aligned chunking of HydrAIDE `.hyd` data.
     pub hyd_chunker: HydChunking,
+    /// How `backup` captures `.hyd` files unless `--mode` says otherwise (absent: `file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_mode: Option<crate::logical::BackupMode>,
     /// S3 Object Lock of every object but the locks (absent: none; repo-format.md §1a).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLockConfig>,
@@ -102,6 +105,7 @@ impl Config {
             hyd_chunker: HydChunking::with_seed(u64::from_le_bytes(
                 Id::random().0[..8].try_into().expect("8 bytes"),
             )),
+            backup_mode: None,
             object_lock: None,
         }
     }

@@ -116,6 +116,30 @@ pub struct SwampInfo {
     /// Length of the bytes in `raw`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub raw_size: u64,
+    /// A logical capture (repo-format.md §6c): the node's content is the record stream, not
+    /// the file's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical: Option<Box<LogicalInfo>>,
+}
+
+/// What a logical capture of a `.hyd` file stores beside its record stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LogicalInfo {
+    /// The captured 64-byte file header and, for version 3, the name bytes.
+    #[serde(with = "serde_bytes")]
+    pub header: Vec<u8>,
+    /// Live records.
+    pub records: u64,
+    /// [`crate::hyd::live_digest`] of the live set.
+    pub digest: u64,
+    /// Bytes of the record stream (the sum of the content blobs' lengths).
+    pub stream_size: u64,
+    /// Record index pages, one per record group of the content, in the same order (data blobs).
+    pub index: Vec<Id>,
+    /// Length of the block recipe (the content's last blob, after the record groups) that
+    /// re-encodes the captured file byte for byte; 0 when there is none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recipe_len: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -173,13 +197,32 @@ impl Node {
     /// Swamp.
     pub fn data_blobs(&self) -> impl Iterator<Item = &Id> {
         let raw = self.swamp.as_ref().map_or(&[][..], |s| &s.raw[..]);
-        self.content.iter().chain(raw)
+        let pages = self.logical().map_or(&[][..], |l| &l.index[..]);
+        self.content.iter().chain(raw).chain(pages)
+    }
+
+    /// The logical capture facts, when the node's content is a record stream.
+    pub fn logical(&self) -> Option<&LogicalInfo> {
+        self.swamp.as_ref().and_then(|s| s.logical.as_deref())
+    }
+
+    /// Bytes of the node's content blobs: the record stream's length for a logical capture,
+    /// else the file size.
+    pub fn content_len(&self) -> u64 {
+        self.logical()
+            .map_or(self.size, |l| l.stream_size + l.recipe_len)
     }
 
     /// [`Node::data_blobs`], mutable (to rewrite ids).
     pub fn data_blobs_mut(&mut self) -> impl Iterator<Item = &mut Id> {
-        let raw = self.swamp.as_mut().map_or(&mut [][..], |s| &mut s.raw[..]);
-        self.content.iter_mut().chain(raw)
+        let (raw, pages) = match self.swamp.as_mut() {
+            Some(s) => (
+                &mut s.raw[..],
+                s.logical.as_mut().map_or(&mut [][..], |l| &mut l.index[..]),
+            ),
+            None => (&mut [][..], &mut [][..]),
+        };
+        self.content.iter_mut().chain(raw).chain(pages)
     }
 
     /// The name as a (lossy) string for display.

@@ -210,6 +210,7 @@ pub fn capture(
             && p.swamp.format == info.format
             && !p.content.is_empty()
             && p.swamp.problem.is_none()
+            && p.swamp.logical.is_none()
         {
             let same_tail = match &p.swamp.tail {
                 Some(t) => {

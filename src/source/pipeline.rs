@@ -13,6 +13,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::Id;
 use crate::chunker::{ChunkStream, Chunker};
+use crate::logical::BackupMode;
+use crate::logical::capture::{Buffer, Converted, LogicalCtx, MAX_LOGICAL_FILE, Stream};
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
 use crate::repo::config::HydChunking;
@@ -206,6 +208,8 @@ pub(crate) struct Reader<'a> {
     pub(crate) sent: Rc<Cell<u32>>,
     /// Bytes read.
     pub(crate) progress: Tally<'a>,
+    /// Logical capture of `.hyd` files (`--mode logical|auto`), if on.
+    pub(crate) logical: Option<LogicalCtx<'a>>,
 }
 
 /// Sends one file's chunks to the workers, numbering them; an attempt that starts over gets a
@@ -248,6 +252,16 @@ impl ChunkSink for FileSink<'_> {
     }
 }
 
+/// Hands a buffered capture's chunks to the file's sink as a new attempt.
+fn forward(sink: &mut FileSink<'_>, buf: Buffer) {
+    sink.restart();
+    for ch in buf.chunks {
+        if !sink.chunk(ch) {
+            return;
+        }
+    }
+}
+
 impl Reader<'_> {
     pub(crate) fn read(&mut self, job: FileJob) -> FileDone {
         crate::failpoint::hook("open", &job.display);
@@ -281,7 +295,49 @@ impl Reader<'_> {
                     next: 0,
                     base: 0,
                 };
-                match capture(&job.path, parent.as_ref(), &self.hyd, &mut sink) {
+                let logical = self.logical.filter(|_| {
+                    std::fs::symlink_metadata(&job.path).is_ok_and(|m| m.len() <= MAX_LOGICAL_FILE)
+                });
+                let result = match logical {
+                    None => capture(&job.path, parent.as_ref(), &self.hyd, &mut sink),
+                    Some(lc) => {
+                        // Logical mode reads whole; auto lets the capture prove an append.
+                        let p = parent.as_ref().filter(|_| lc.mode == BackupMode::Auto);
+                        let mut buf = Buffer::default();
+                        match capture(&job.path, p, &self.hyd, &mut buf) {
+                            Ok(Capture::Captured(mut c)) => {
+                                if parent.is_some() && c.swamp.decision == Decision::New {
+                                    c.swamp.decision = Decision::Rewritten;
+                                }
+                                match lc.convert(&c, &buf.chunks) {
+                                    Converted::Stream(st) => {
+                                        done.read = c.bytes_read;
+                                        Self::stored_stream(&mut sink, c, st, &mut done);
+                                        return done;
+                                    }
+                                    Converted::File => {
+                                        forward(&mut sink, buf);
+                                        Ok(Capture::Captured(c))
+                                    }
+                                    Converted::Bad(reason) => {
+                                        forward(&mut sink, buf);
+                                        Ok(Capture::Quarantine {
+                                            reason,
+                                            swamp: c.swamp.clone(),
+                                            prefix: Some(Box::new(c)),
+                                        })
+                                    }
+                                }
+                            }
+                            Ok(q) => {
+                                forward(&mut sink, buf);
+                                Ok(q)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                match result {
                     Ok(Capture::Captured(c)) => {
                         done.read = c.bytes_read;
                         Self::captured(&mut sink, c, &mut done);
@@ -333,6 +389,30 @@ impl Reader<'_> {
         let base = sink.base;
         if !sink.send(base, c.header_blob) {
             done.error = Some("backup aborted".into());
+        }
+    }
+
+    /// Records a logical capture: its record groups and block recipe (numbered as the file's
+    /// chunks), then its index pages (stored, named in the Swamp facts, not part of the content).
+    pub(crate) fn stored_stream(
+        sink: &mut FileSink<'_>,
+        c: HydCapture,
+        st: Stream,
+        done: &mut FileDone,
+    ) {
+        sink.restart();
+        done.seq_base = sink.next;
+        done.chunks = (st.groups.len() + usize::from(st.recipe.is_some())) as u32;
+        done.size = c.size;
+        let mut swamp = c.swamp;
+        swamp.tail = None;
+        swamp.logical = Some(Box::new(st.info));
+        done.swamp = Some(swamp);
+        for data in st.groups.into_iter().chain(st.recipe).chain(st.pages) {
+            if !sink.chunk(data) {
+                done.error = Some("backup aborted".into());
+                return;
+            }
         }
     }
 

@@ -280,7 +280,7 @@ impl<'a> Target<'a> {
     ) -> io::Result<(File, Vec<u8>)> {
         for name in names.filter(|n| !taken(n)) {
             let c = c_name(&name)?;
-            match open_at(dir, &c, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL) {
+            match open_at(dir, &c, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL) {
                 Ok(fd) => return Ok((File::from(fd), name)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -289,9 +289,10 @@ impl<'a> Target<'a> {
         Err(in_the_way("no free temporary name in the folder"))
     }
 
-    /// Opens an existing temporary file of ours for writing.
+    /// Opens an existing temporary file of ours for writing (and reading back: a logical
+    /// Swamp's record stream becomes its `.hyd` in place).
     pub(super) fn reopen(&self, dir: &OwnedFd, name: &[u8]) -> io::Result<File> {
-        open_at(dir, &c_name(name)?, libc::O_WRONLY).map(File::from)
+        open_at(dir, &c_name(name)?, libc::O_RDWR).map(File::from)
     }
 
     /// Renames `from` to `to` in `dir`, replacing a file or symlink but never a folder.
