@@ -68,7 +68,7 @@ pub struct Global {
     /// Print nothing but errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Do destructive commands (forget, prune, key remove) without asking.
+    /// Do destructive commands (forget, prune, purge, key remove) without asking.
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
     /// More log output (-v info, -vv debug).
