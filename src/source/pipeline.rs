@@ -313,6 +313,7 @@ impl Reader<'_> {
                                     Converted::Stream(st) => {
                                         done.read = c.bytes_read;
                                         Self::stored_stream(&mut sink, c, st, &mut done);
+                                        done.sent = self.sent.get();
                                         return done;
                                     }
                                     Converted::File => {
