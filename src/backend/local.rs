@@ -197,7 +197,13 @@ impl Backend for LocalBackend {
                 if name.starts_with('.') {
                     continue;
                 }
-                let md = e.metadata().map_err(|er| err("stat", &e.path(), er))?;
+                // Removed since the folder was read (another process's lock, a pruned pack):
+                // not listed, as if the listing had come a moment later.
+                let md = match e.metadata() {
+                    Ok(md) => md,
+                    Err(er) if er.kind() == ErrorKind::NotFound => continue,
+                    Err(er) => return Err(err("stat", &e.path(), er)),
+                };
                 if md.is_file() {
                     out.push((name, md.len()));
                 }
