@@ -27,22 +27,7 @@ pub(super) fn ensure_stored(repo: &Repository, root: Id, names: Option<Id>) -> R
         return Ok(0);
     }
     let index = repo.load_live_index()?;
-    let lost = |e: Error| Error::BackupLost(e.to_string());
-    let mut need: Vec<(BlobType, Id)> = Vec::new();
-    if let Some(n) = names {
-        need.push((BlobType::Tree, n));
-        let pages = repo.load_name_index(&index, &n).map_err(lost)?.pages;
-        need.extend(pages.into_iter().map(|p| (BlobType::Tree, p.id)));
-    }
-    for_each_tree(repo, &index, [root], |id, _, tree| {
-        need.push((BlobType::Tree, id));
-        need.extend(
-            tree.nodes
-                .iter()
-                .flat_map(|n| n.data_blobs().map(|b| (BlobType::Data, *b))),
-        );
-    })
-    .map_err(lost)?;
+    let need = referenced(repo, &index, root, names)?;
     let missing = need
         .iter()
         .filter(|(kind, id)| !index.contains(*kind, id))
@@ -53,6 +38,33 @@ pub(super) fn ensure_stored(repo: &Repository, root: Id, names: Option<Id>) -> R
             "{n} blob(s) it uses are in no stored pack"
         ))),
     }
+}
+
+/// Every blob the snapshot of `root` (and name index `names`) references, its trees read
+/// through `index`; a tree that cannot be read means the backup lost data it relied on.
+fn referenced(
+    repo: &Repository,
+    index: &Index,
+    root: Id,
+    names: Option<Id>,
+) -> Result<Vec<(BlobType, Id)>> {
+    let lost = |e: Error| Error::BackupLost(e.to_string());
+    let mut need: Vec<(BlobType, Id)> = Vec::new();
+    if let Some(n) = names {
+        need.push((BlobType::Tree, n));
+        let pages = repo.load_name_index(index, &n).map_err(lost)?.pages;
+        need.extend(pages.into_iter().map(|p| (BlobType::Tree, p.id)));
+    }
+    for_each_tree(repo, index, [root], |id, _, tree| {
+        need.push((BlobType::Tree, id));
+        need.extend(
+            tree.nodes
+                .iter()
+                .flat_map(|n| n.data_blobs().map(|b| (BlobType::Data, *b))),
+        );
+    })
+    .map_err(lost)?;
+    Ok(need)
 }
 
 /// Makes sure what the snapshot of `root` (and name index `names`) references is live; `start`
@@ -85,22 +97,7 @@ pub(super) fn ensure_live(
     }
     let reader = index::reader_index(&files);
     let live_ix = index::live_index(&files);
-    let lost = |e: Error| Error::BackupLost(e.to_string());
-    let mut need: Vec<(BlobType, Id)> = Vec::new();
-    if let Some(n) = names {
-        need.push((BlobType::Tree, n));
-        let pages = repo.load_name_index(&reader, &n).map_err(lost)?.pages;
-        need.extend(pages.into_iter().map(|p| (BlobType::Tree, p.id)));
-    }
-    for_each_tree(repo, &reader, [root], |id, _, tree| {
-        need.push((BlobType::Tree, id));
-        need.extend(
-            tree.nodes
-                .iter()
-                .flat_map(|n| n.data_blobs().map(|b| (BlobType::Data, *b))),
-        );
-    })
-    .map_err(lost)?;
+    let mut need = referenced(repo, &reader, root, names)?;
     need.retain(|(kind, id)| !live_ix.contains(*kind, id));
     need.sort_by_key(|(k, id)| (*k == BlobType::Tree, *id));
     need.dedup();
