@@ -44,6 +44,17 @@ pub fn backup(out: &backup::Outcome, quiet: bool, say: &dyn Fn(String)) {
             );
         }
     }
+    for p in &out.lost_gone {
+        eprintln!(
+            "hydrabackup: warning: {p}: a prune deleted its stored data during the backup and it is gone from the source: not in the snapshot"
+        );
+    }
+    if out.stored_again > 0 {
+        say(format!(
+            "{} files or folders whose stored data a prune deleted during the backup were read again",
+            out.stored_again
+        ));
+    }
     let s = &out.summary;
     say(format!(
         "files: {} new, {} changed, {} unchanged, {} gone during the backup; {} dirs",

@@ -5,29 +5,24 @@
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::bounded;
 use serde::Serialize;
 
 use crate::backend::FileKind;
-use crate::chunker::Chunker;
-use crate::logical::capture::{LogicalCtx, group_seed};
 use crate::ops::progress::Progress;
 use crate::pattern::{PathPatterns, Pattern};
 use crate::repo::Repository;
 use crate::repo::snapshot::{Snapshot, SnapshotSummary};
 use crate::repo::tree::{Decision, Tree};
-use crate::repo::writer::PackWriter;
 use crate::source::dir::Dir;
-use crate::source::pipeline::{ChunkJob, Reader, Results, Workers};
 use crate::source::report::GONE;
-use crate::source::walk::{Draft, FileJob, WalkCtx, WalkResult, Walker};
+use crate::source::walk::{Draft, Walker};
 use crate::{Error, Id, Result};
 
 mod live;
+mod pass;
 mod run;
 mod sources;
 pub use run::{Outcome, run};
@@ -148,6 +143,12 @@ pub struct BackupOutcome {
     /// Packs a prune marked while this backup ran that its snapshot uses, taken back into the
     /// index before the snapshot was written.
     pub packs_recovered: u64,
+    /// Files and folders whose stored data a prune deleted while this backup ran, read again
+    /// from the source and stored anew (repo-format.md §9a 3).
+    pub stored_again: u64,
+    /// Files and folders whose stored data a prune deleted while this backup ran and that were
+    /// gone from the source when read again (also in `gone`; not in the snapshot).
+    pub lost_gone: Vec<String>,
 }
 
 /// The file node `backup --stdin` stores the stream as (its size is set once it is read).
@@ -194,6 +195,10 @@ fn find_parent(
         .rev()
         .find(|(_, s)| s.host == host && s.paths == paths))
 }
+
+/// Passes of the walk at most: a further pass stores again what a prune deleted while the
+/// last one ran (repo-format.md §9a 3); a prune deleting it again each time fails the backup.
+const PASSES: u32 = 3;
 
 /// Walking threads at least (see `backup`).
 const WALKERS: usize = 8;
@@ -302,6 +307,18 @@ fn count_sources(
     }
 }
 
+/// Adds what a further pass of the walk read and stored to the first pass's counters (which
+/// compare with the parent snapshot; the further pass compares with the first).
+fn add_pass(summary: &mut SnapshotSummary, more: &SnapshotSummary) {
+    summary.files_read += more.files_read;
+    summary.bytes_read += more.bytes_read;
+    summary.files_gone += more.files_gone;
+    summary.data_blobs_added += more.data_blobs_added;
+    summary.bytes_added += more.bytes_added;
+    summary.bytes_stored += more.bytes_stored;
+    summary.tree_blobs_added += more.tree_blobs_added;
+}
+
 /// Runs a backup.
 pub fn backup(
     repo: &Repository,
@@ -319,7 +336,8 @@ pub fn backup(
     };
     crate::source::dir::raise_open_file_limit();
     let patterns = sources::excludes(opts)?;
-    let excludes = PathPatterns::new(&patterns, "exclude")?;
+    // Refused before anything is locked; each pass of the walk builds its own.
+    PathPatterns::new(&patterns, "exclude")?;
     let streaming = opts.stdin || opts.stdin_from_command;
     if streaming {
         sources::check_stream(opts)?;
@@ -364,206 +382,31 @@ pub fn backup(
     };
     crate::failpoint::hook("backup-after-index", Path::new(""));
 
-    let chunker = Chunker::new(&repo.config().chunker);
-    let hyd = repo.config().hyd_chunker;
-    // The worker pool's size: one per core, or `--threads`.
-    let cores = rayon::current_num_threads();
-    let writer = PackWriter::new(repo, 2, opts.dry_run);
-    let workers = Workers {
+    let plan = pass::Plan {
         repo,
-        index: &index,
-        seen: Mutex::new(HashSet::new()),
-        blobs_added: AtomicU64::new(0),
-        bytes_added: AtomicU64::new(0),
-        bytes_stored: AtomicU64::new(0),
-        level: opts
-            .compression
-            .map_or(repo.config().compression, |c| c.zstd_level()),
+        opts,
+        progress,
+        paths: &paths,
+        patterns: &patterns,
+        since_ns,
+        time,
     };
-    let (files_tx, files_rx) = bounded::<FileJob>(1024);
-    let (chunks_tx, chunks_rx) = bounded::<ChunkJob>(2 * cores);
-    let results = Results::default();
-    let files_read = AtomicU64::new(0);
-    // A walking thread waits at the end of each folder for its files to be read, so there are
-    // more of them than cores: several folders are walked (and read) at once.
-    // Folders are walked recursively: their stacks are `WALK_STACK`, or the usual size where
-    // address space is short.
-    let walkers = || {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(WALKERS.max(2 * cores))
-            .thread_name(|i| format!("walk-{i}"))
-    };
-    let pool = walkers()
-        .stack_size(WALK_STACK)
-        .build()
-        .or_else(|_| walkers().build())
-        .map_err(|e| Error::Internal(format!("walker threads: {e}")))?;
-
-    // With the totals counted up front, the walk only marks files taken unread as done; when it
-    // is through, its own counts (exact) replace the estimate.
-    let (walk_items, walk_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-    let tally_walk = |items, bytes| {
-        walk_items.fetch_add(items, Ordering::Relaxed);
-        walk_bytes.fetch_add(bytes, Ordering::Relaxed);
-        if !progress.count_first {
-            progress.total(items, bytes)
-        }
-    };
-    let (read, found, reused) = (
-        |items, bytes| progress.done(items, bytes),
-        |items, bytes| tally_walk(items, bytes),
-        |items, bytes| {
-            tally_walk(items, bytes);
-            progress.done(items, bytes)
-        },
-    );
-    let base = if paths.len() == 1 {
-        paths[0].clone()
-    } else {
-        PathBuf::new()
-    };
-    let mode = opts.mode.or(repo.config().backup_mode).unwrap_or_default();
-    let logical = (mode != crate::logical::BackupMode::File).then(|| LogicalCtx {
-        mode,
-        keys: repo.keys(),
-        seed: group_seed(repo.config().hyd_chunker.seed),
-    });
     // Started only now, with the lock held and the parent found: a command that fails here
     // has cost nothing.
     let mut stream = match streaming {
         true => Some(sources::stream(opts)?),
         false => None,
     };
-    let walked = AtomicBool::new(false);
-    let (root_id, mut walker, tree_added, fatal, unmatched_excludes) = std::thread::scope(|s| {
-        if progress.count_first && !streaming {
-            let (paths, patterns) = (&paths, &patterns);
-            let walked = &walked;
-            s.spawn(move || count_sources(paths, patterns, progress, walked));
-        }
-        for _ in 0..cores.min(2) {
-            let (rx, tx, results) = (files_rx.clone(), chunks_tx.clone(), &results);
-            let (chunker, writer, files_read, read) = (&chunker, &writer, &files_read, &read);
-            s.spawn(move || {
-                let mut reader = Reader {
-                    chunker,
-                    hyd,
-                    buf: Vec::new(),
-                    chunks: tx,
-                    sent: Default::default(),
-                    progress: read,
-                    logical,
-                };
-                for job in rx.iter() {
-                    if writer.failed() {
-                        // No file queued from now on will be read.
-                        results.close();
-                        break;
-                    }
-                    let file = job.idx;
-                    if opts.show_names {
-                        progress.set_current(job.display.display());
-                    }
-                    let display = job.display.clone();
-                    let done = reader.read(job);
-                    files_read.fetch_add(1, Ordering::Relaxed);
-                    // A grown Swamp is read from where its last capture ended: the bytes
-                    // before count as done too.
-                    progress.done(1, done.size.saturating_sub(done.read));
-                    let quarantined = done.swamp.as_ref().and_then(|i| i.problem.as_ref());
-                    match (&done.error, quarantined) {
-                        (Some(e), _) if !done.gone => progress.error(display.display(), e),
-                        (Some(_), _) => {}
-                        (None, Some(p)) => {
-                            progress.error(display.display(), format_args!("quarantined: {p}"))
-                        }
-                        (None, None) => progress.verbose("read", display.display(), done.read),
-                    }
-                    results.done(file, done);
-                }
-            });
-        }
-        for _ in 0..cores {
-            let (rx, bl, results) = (chunks_rx.clone(), writer.sender(), &results);
-            let w = &workers;
-            s.spawn(move || w.run(rx, results, bl));
-        }
-        drop((chunks_tx, chunks_rx, files_rx));
-        let ctx = WalkCtx {
-            repo,
-            index: &index,
-            excludes,
-            exclude_caches: opts.exclude_caches,
-            devices: opts.one_file_system.then(|| {
-                paths
-                    .iter()
-                    .filter_map(|p| std::fs::metadata(p).ok())
-                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-                    .collect()
-            }),
-            force: opts.force,
-            since_ns,
-            files_tx,
-            next_file: AtomicUsize::new(0),
-            progress: &found,
-            results: &results,
-            trees: writer.sender(),
-            trees_seen: Mutex::new((HashSet::new(), 0)),
-            fatal: Mutex::new(None),
-            base,
-            show_names: opts.show_names,
-            all_decisions: opts.dry_run,
-            note_trees: !opts.dry_run,
-            reused: &reused,
-        };
-        let mut walker = Walker {
-            ctx: &ctx,
-            res: WalkResult::default(),
-        };
-        let root = if let Some((src, _)) = stream.as_mut() {
-            let src = std::mem::replace(src, Box::new(std::io::empty()));
-            let node = stream_node(&opts.stdin_filename, time);
-            let entry = Draft {
-                display: Some(paths[0].clone()),
-                ..walker.stream(node, &paths[0], src)
-            };
-            walker.finish(Path::new(""), Path::new(""), vec![entry]).0
-        } else {
-            pool.install(|| walk_sources(&mut walker, &paths, parent_root.as_ref()))?
-        };
-        drop(parent_root);
-        walked.store(true, Ordering::Relaxed);
-        if progress.count_first {
-            progress.set_total(
-                walk_items.load(Ordering::Relaxed),
-                walk_bytes.load(Ordering::Relaxed),
-            );
-        }
-        let names_id = walker.store_names();
-        let res = walker.res;
-        let WalkCtx {
-            trees_seen,
-            fatal,
-            excludes,
-            ..
-        } = ctx;
-        // The context is gone: the file queue is closed, readers and then workers finish.
-        let fatal = fatal.into_inner().expect("fatal");
-        Ok::<_, Error>((
-            (root, names_id),
-            res,
-            trees_seen.into_inner().expect("trees seen").1,
-            fatal,
-            excludes.unmatched(),
-        ))
-    })?;
-    drop(pool);
-
-    // What the walk could not read (the readers' failures were reported as they happened).
-    for e in &walker.errors {
-        progress.error(&e.path, &e.error);
-    }
-    walker.summary.files_read = files_read.load(Ordering::Relaxed);
+    let src = stream
+        .as_mut()
+        .map(|(s, _)| std::mem::replace(s, Box::new(std::io::empty())));
+    let pass::Walked {
+        root: root_id,
+        names: names_id,
+        res: mut walker,
+        unmatched_excludes,
+        stats,
+    } = pass::walk(&plan, &index, parent_root, src, true)?;
     let mut decisions = std::mem::take(&mut walker.built);
     // Depth-first by name, as the snapshot's trees are ordered.
     decisions.sort_by(|a, b| Path::new(&a.path).cmp(Path::new(&b.path)));
@@ -576,10 +419,6 @@ pub fn backup(
         bytes_read: 0,
     }));
     let mut catalogue = std::mem::take(&mut walker.catalogue);
-    let stats = writer.finish(opts.dry_run)?;
-    if let Some(e) = fatal {
-        return Err(e);
-    }
     let file_errors = std::mem::take(&mut walker.read_errors);
     if let Some((_, child)) = stream {
         sources::finish_command(child, opts)?;
@@ -590,7 +429,6 @@ pub fn backup(
             )));
         }
     }
-    let (root_id, names_id) = root_id;
 
     let mut summary = walker.summary;
     let parent_swamps = parent
@@ -599,18 +437,90 @@ pub fn backup(
         .map_or(0, |c| c.swamps);
     // Swamps of the parent not found, and those that vanished during this run.
     summary.swamps_gone += parent_swamps.saturating_sub(walker.parent_swamps_seen);
-    summary.data_blobs_added = workers.blobs_added.load(Ordering::Relaxed);
-    summary.bytes_added = workers.bytes_added.load(Ordering::Relaxed);
-    summary.bytes_stored = stats.pack_bytes;
-    summary.tree_blobs_added = tree_added;
     let mut errors = walker.errors;
     errors.extend(missing);
     errors.extend(file_errors);
-    errors.sort_by(|a, b| a.path.cmp(&b.path));
     let mut gone = walker.gone;
-    gone.sort();
     let mut special = walker.special;
     special.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut quarantine: Vec<SwampDecision> = decisions
+        .iter()
+        .filter(|d| d.decision == Decision::Quarantined)
+        .cloned()
+        .collect();
+    let (mut root_id, mut names_id) = (root_id, names_id);
+    // Same tree as the parent: same files, same metadata, so a snapshot would add nothing.
+    let unchanged =
+        |root: Id| opts.skip_unchanged && parent.as_ref().is_some_and(|p| p.1.tree == root);
+    let (mut packs_recovered, mut stored_again, mut lost_gone) = (0, 0, Vec::new());
+    if opts.dry_run || unchanged(root_id) {
+    } else if repo.is_write_only() {
+        live::ensure_stored(repo, root_id, names_id)?;
+    } else {
+        // The check before the snapshot (repo-format.md §9a 3); when a prune deleted data the
+        // tree references, a further pass of the walk stores it again from the source.
+        let (mut start, mut start_files, mut own) = (index, start_files, stats.index_ids);
+        for walk_pass in 1.. {
+            let check = live::ensure_live(repo, &start, &start_files, &own, root_id, names_id)?;
+            packs_recovered += check.recovered;
+            if check.lost.is_empty() {
+                break;
+            }
+            if streaming || walk_pass == PASSES {
+                return Err(Error::BackupLost(format!(
+                    "{} blob(s) it uses are in no stored pack",
+                    check.blobs_lost
+                )));
+            }
+            tracing::warn!(
+                blobs = check.blobs_lost,
+                "a prune deleted data this backup uses: reading it again from the source"
+            );
+            let (ix, ix_files) = repo.load_live_index_named()?;
+            // What the last pass stored is its parent; what it cannot reuse is read again.
+            let prev = repo.load_tree(&ix, &root_id).or_else(|e| match &parent {
+                Some((_, s)) => repo.load_tree(&ix, &s.tree),
+                None => Err(e),
+            });
+            let again = pass::walk(&plan, &ix, prev.ok(), None, false)?;
+            let present = live::present(repo, again.root, &check.lost)?;
+            for (rel, here) in check.lost.iter().zip(present) {
+                match here {
+                    true => stored_again += 1,
+                    false => {
+                        let p = sources::display(&paths, rel).display().to_string();
+                        summary.files_gone += 1;
+                        gone.push(p.clone());
+                        lost_gone.push(p);
+                    }
+                }
+            }
+            let mut res = again.res;
+            add_pass(&mut summary, &res.summary);
+            let known: HashSet<String> = errors.iter().map(|e| e.path.clone()).collect();
+            errors.extend(
+                res.errors
+                    .into_iter()
+                    .chain(res.read_errors)
+                    .filter(|e| !known.contains(&e.path)),
+            );
+            gone.append(&mut res.gone);
+            let known: HashSet<String> = quarantine.iter().map(|d| d.path.clone()).collect();
+            quarantine.extend(
+                res.built
+                    .into_iter()
+                    .filter(|d| d.decision == Decision::Quarantined && !known.contains(&d.path)),
+            );
+            catalogue = res.catalogue;
+            (root_id, names_id) = (again.root, again.names);
+            (start, own) = (ix, again.stats.index_ids);
+            start_files = ix_files.into_iter().collect();
+        }
+    }
+    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    gone.sort();
+    gone.dedup();
+    quarantine.sort_by(|a, b| Path::new(&a.path).cmp(Path::new(&b.path)));
     summary.errors = errors.len() as u64;
     if opts.stdin || opts.stdin_from_command {
         // The stream's size is known only once it is read.
@@ -618,11 +528,6 @@ pub fn backup(
     }
     summary.duration_secs = started.elapsed().as_secs_f64();
     catalogue.quarantined = summary.swamps_quarantined;
-    let quarantine: Vec<SwampDecision> = decisions
-        .iter()
-        .filter(|d| d.decision == Decision::Quarantined)
-        .cloned()
-        .collect();
 
     let snap = Snapshot {
         time: time.to_string(),
@@ -639,23 +544,7 @@ pub fn backup(
         original: None,
         program: format!("hydrabackup {}", env!("CARGO_PKG_VERSION")),
     };
-    // Same tree as the parent: same files, same metadata, so a snapshot would add nothing.
-    let unchanged = opts.skip_unchanged && parent.as_ref().is_some_and(|p| p.1.tree == root_id);
-    let packs_recovered = if opts.dry_run || unchanged {
-        0
-    } else if repo.is_write_only() {
-        live::ensure_stored(repo, root_id, names_id)?
-    } else {
-        live::ensure_live(
-            repo,
-            &index,
-            &start_files,
-            &stats.index_ids,
-            root_id,
-            names_id,
-        )?
-    };
-    let snapshot_id = if opts.dry_run || unchanged {
+    let snapshot_id = if opts.dry_run || unchanged(root_id) {
         None
     } else {
         crate::failpoint::hit("before-snapshot");
@@ -674,5 +563,7 @@ pub fn backup(
         decisions: if opts.dry_run { decisions } else { Vec::new() },
         unmatched_excludes,
         packs_recovered,
+        stored_again,
+        lost_gone,
     })
 }

@@ -4,16 +4,18 @@
 //! Such packs are still stored (a prune deletes nothing marked after a live lock was taken), so
 //! the backup takes them back: it checks the blobs it needs from them and writes an index file
 //! listing those packs as live. A blob in no stored pack (the prune deleted it: the backup ran
-//! past the lock staleness window) fails the backup before any snapshot is written.
-
+//! past the lock staleness window) is named with the paths that reference it, which the backup
+//! then reads again from the source.
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use crate::backend::FileKind;
 use crate::ops::reach::for_each_tree;
 use crate::repo::Repository;
 use crate::repo::blob::BlobType;
 use crate::repo::index::{self, INDEX_VERSION, Index, IndexFile, IndexPack};
+use crate::repo::tree::Tree;
 use crate::{Error, Id, Result};
 
 /// The last check of a write-only backup (repo-format.md §2a), which can read neither index
@@ -67,9 +69,22 @@ fn referenced(
     Ok(need)
 }
 
+/// What the check before the snapshot found.
+#[derive(Debug, Default)]
+pub(super) struct Check {
+    /// Packs taken back into the index.
+    pub(super) recovered: u64,
+    /// Blobs the snapshot references that are in no stored pack (a prune deleted them).
+    pub(super) blobs_lost: u64,
+    /// Where in the snapshot they are referenced (files, folders whose tree is lost; the
+    /// first path of a tree met at several), each once: what a further pass reads again.
+    pub(super) lost: Vec<PathBuf>,
+}
+
 /// Makes sure what the snapshot of `root` (and name index `names`) references is live; `start`
 /// is the live index the backup read (from the index files named `start_files`), `own` the
-/// index files it wrote. Returns the packs taken back into the index.
+/// index files it wrote. Takes back into the index the marked packs that hold what it
+/// references, and names the paths whose blobs are in no stored pack.
 pub(super) fn ensure_live(
     repo: &Repository,
     start: &Index,
@@ -77,10 +92,10 @@ pub(super) fn ensure_live(
     own: &[Id],
     root: Id,
     names: Option<Id>,
-) -> Result<u64> {
+) -> Result<Check> {
     crate::failpoint::hook("backup-before-check", Path::new(""));
     if nothing_left_the_index(repo, start_files, own)? {
-        return Ok(0);
+        return Ok(Check::default());
     }
     let files = repo.load_readable_index_files()?;
     let live = index::live_packs(&files);
@@ -93,16 +108,13 @@ pub(super) fn ensure_live(
             .iter()
             .all(|n| present.contains(n.as_str()) && !superseded.contains(n))
     {
-        return Ok(0);
+        return Ok(Check::default());
     }
     let reader = index::reader_index(&files);
     let live_ix = index::live_index(&files);
-    let mut need = referenced(repo, &reader, root, names)?;
-    need.retain(|(kind, id)| !live_ix.contains(*kind, id));
-    need.sort_by_key(|(k, id)| (*k == BlobType::Tree, *id));
-    need.dedup();
+    let need = not_live(repo, &reader, &live_ix, root, names);
     if need.is_empty() {
-        return Ok(0);
+        return Ok(Check::default());
     }
     let stored: HashSet<Id> = repo
         .backend()
@@ -116,25 +128,24 @@ pub(super) fn ensure_live(
         .filter(|(n, _)| own.contains(n))
         .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
         .collect();
-    let mut back: HashSet<Id> = HashSet::new();
-    let mut missing = 0u64;
-    for (kind, id) in &need {
-        let found = reader
-            .copies(*kind, id)
-            .filter(|l| stored.contains(&l.pack))
-            .find(|l| written.contains(&l.pack) || repo.read_blob_at(l).is_ok());
-        match found {
-            Some(l) => {
-                back.insert(l.pack);
-            }
-            None => missing += 1,
+    let mut found: HashMap<(BlobType, Id), Option<Id>> = HashMap::new();
+    let mut check = Check::default();
+    let mut lost_paths: HashSet<PathBuf> = HashSet::new();
+    for (kind, id, path) in need {
+        let pack = *found.entry((kind, id)).or_insert_with(|| {
+            let pack = reader
+                .copies(kind, &id)
+                .filter(|l| stored.contains(&l.pack))
+                .find(|l| written.contains(&l.pack) || repo.read_blob_at(l).is_ok())
+                .map(|l| l.pack);
+            check.blobs_lost += u64::from(pack.is_none());
+            pack
+        });
+        if pack.is_none() && lost_paths.insert(path.clone()) {
+            check.lost.push(path);
         }
     }
-    if missing > 0 {
-        return Err(Error::BackupLost(format!(
-            "{missing} blob(s) it uses are in no stored pack"
-        )));
-    }
+    let back: HashSet<Id> = found.into_values().flatten().collect();
     let mut records: HashMap<Id, IndexPack> = HashMap::new();
     for (_, f) in index::by_priority(&files) {
         for p in f.packs.iter().chain(f.marked.iter().map(|m| &m.pack)) {
@@ -143,7 +154,10 @@ pub(super) fn ensure_live(
             }
         }
     }
-    let n = records.len() as u64;
+    check.recovered = records.len() as u64;
+    if records.is_empty() {
+        return Ok(check);
+    }
     let mut packs: Vec<IndexPack> = records.into_values().collect();
     packs.sort_by_key(|p| p.id);
     repo.save_object(
@@ -155,10 +169,91 @@ pub(super) fn ensure_live(
         },
     )?;
     tracing::info!(
-        packs = n,
+        packs = check.recovered,
         "packs a prune had marked were taken back into the index"
     );
-    Ok(n)
+    Ok(check)
+}
+
+/// The blobs the snapshot of `root` (and name index `names`) references that `live` does not
+/// list, each with the snapshot path that references it (the root's for the name index), its
+/// trees read through `reader`. A tree that cannot be read is listed, its entries are not.
+fn not_live(
+    repo: &Repository,
+    reader: &Index,
+    live: &Index,
+    root: Id,
+    names: Option<Id>,
+) -> Vec<(BlobType, Id, PathBuf)> {
+    let mut need = Vec::new();
+    let mut note = |kind, id: Id, path: &Path| {
+        if !live.contains(kind, &id) {
+            need.push((kind, id, path.to_path_buf()));
+        }
+    };
+    if let Some(n) = names {
+        note(BlobType::Tree, n, Path::new(""));
+        if let Ok(ix) = repo.load_name_index(reader, &n) {
+            for p in ix.pages {
+                note(BlobType::Tree, p.id, Path::new(""));
+            }
+        }
+    }
+    let mut seen: HashSet<Id> = HashSet::from([root]);
+    let mut stack = vec![(root, PathBuf::new())];
+    while let Some((id, path)) = stack.pop() {
+        note(BlobType::Tree, id, &path);
+        let Ok(tree) = repo.load_tree(reader, &id) else {
+            continue;
+        };
+        for n in &tree.nodes {
+            let at = path.join(std::ffi::OsStr::from_bytes(&n.name));
+            for b in n.data_blobs() {
+                note(BlobType::Data, *b, &at);
+            }
+            if let Some(s) = n.subtree
+                && seen.insert(s)
+            {
+                stack.push((s, at));
+            }
+        }
+    }
+    need
+}
+
+/// Whether each of `paths` is in the snapshot tree `root` (read through the readers' index).
+pub(super) fn present(repo: &Repository, root: Id, paths: &[PathBuf]) -> Result<Vec<bool>> {
+    let index = repo.load_index()?;
+    let mut trees: HashMap<Id, Tree> = HashMap::new();
+    let mut load = |id: Id| -> Result<Tree> {
+        if let Some(t) = trees.get(&id) {
+            return Ok(t.clone());
+        }
+        let t = repo.load_tree(&index, &id)?;
+        trees.insert(id, t.clone());
+        Ok(t)
+    };
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let mut at = Some(root);
+        let mut found = true;
+        for c in p.components() {
+            let Some(id) = at else {
+                found = false;
+                break;
+            };
+            let tree = load(id)?;
+            match tree.find(c.as_os_str().as_bytes()) {
+                Some(n) => at = n.subtree,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        out.push(found);
+    }
+    Ok(out)
 }
 
 /// The common case, cheaply: every index file the backup started from is still there, and no

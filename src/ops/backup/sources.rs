@@ -163,3 +163,19 @@ pub(super) fn finish_command(child: Option<Child>, opts: &BackupOptions) -> Resu
         status
     )))
 }
+
+/// Where the entry at `rel` in a snapshot of `paths` is in the sources: below the one folder
+/// backed up, or below the source named like its first component.
+pub(super) fn display(paths: &[PathBuf], rel: &Path) -> PathBuf {
+    if let [only] = paths
+        && std::fs::metadata(only).is_ok_and(|m| m.is_dir())
+    {
+        return only.join(rel);
+    }
+    let first = rel.components().next().map(|c| c.as_os_str());
+    paths
+        .iter()
+        .find(|p| p.file_name() == first)
+        .and_then(|p| p.parent())
+        .map_or_else(|| rel.to_path_buf(), |d| d.join(rel))
+}
