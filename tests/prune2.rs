@@ -7,11 +7,14 @@
 //!   100 schedules each on a local repository, fewer over REST, SFTP and S3 (their runs cost
 //!   more; `HB_SCHEDULES` overrides every count).
 //! - Exact instants through test hooks: a backup that read the index before a prune marked packs
-//!   takes the packs it uses back; one whose lock was lost (the timing assumption broken) fails
-//!   before writing a snapshot; a prune's deleting lock refuses another prune, not a backup.
+//!   takes the packs it uses back; one whose lock was lost (the timing assumption broken) and
+//!   whose parent's data or deduplicated chunks a prune deleted meanwhile stores them again from
+//!   the source (a file gone by then is reported, never referenced); a prune's deleting lock
+//!   refuses another prune, not a backup.
 //! - Eight backups into one repository at once; forget beside a backup; the confirmation rule.
 
 mod common;
+mod hydcommon;
 mod restcommon;
 mod s3common;
 mod sshcommon;
@@ -317,32 +320,140 @@ fn a_backup_whose_packs_a_prune_marked_meanwhile_keeps_them() {
     assert_same_dir(&src, &out);
 }
 
+/// A hook command that runs `cmd` the first time the hook point is reached only (a flag file
+/// under the test's folder remembers it).
+fn once(t: &TestRepo, cmd: &str) -> String {
+    let flag = t.path("hook-ran");
+    let flag = flag.display();
+    format!("[ -e {flag} ] || {{ touch {flag} && {cmd}; }}")
+}
+
+/// Breaks the timing assumption on purpose (a running backup's lock stays live: refreshed every
+/// 5 minutes, stale after 30): a prune marks what no snapshot uses, the backup's lock is
+/// removed, and a second prune deletes what the first marked.
+fn prune_past_the_lock() -> String {
+    format!(
+        "{BIN} prune --yes -q --keep-delete 0s && {BIN} unlock -q --remove-all && {BIN} prune --yes -q --keep-delete 0s"
+    )
+}
+
 #[test]
-fn a_backup_past_the_timing_assumption_writes_no_snapshot() {
-    // The stated assumption: a running backup's lock stays live (refreshed every 5 minutes,
-    // stale after 30 without refresh). Broken here on purpose: while the backup pauses after
-    // reading the index, a prune marks the packs it will deduplicate against, its lock is
-    // removed, and a second prune deletes them. The backup notices before its snapshot.
+fn a_backup_whose_parent_data_a_prune_deleted_meanwhile_stores_it_again() {
+    // The backup reuses every Swamp of its parent; before its snapshot the parent is forgotten
+    // and a prune past the timing assumption deletes the parent's packs (and the backup's own,
+    // which no snapshot uses yet). The check before the snapshot finds the blobs gone and a
+    // second pass of the walk reads the Swamps again from the source.
     let t = TestRepo::init();
-    let src = forgotten(&t);
+    let src = t.path("src");
+    hydcommon::gen_root(&src, 12, 12, "2M", 30, 0);
+    let parent = t.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parent_packs = packs(&t.repo);
+    write(&src.join("added.txt"), b"new since the parent");
     let mut c = t.command();
     c.env(
         "HYDRABACKUP_TEST_HOOK",
         format!(
-            "backup-after-index:{BIN} prune --yes -q --keep-delete 0s && {BIN} unlock -q --remove-all && {BIN} prune --yes -q --keep-delete 0s"
+            "backup-before-check:{}",
+            once(
+                &t,
+                &format!(
+                    "{BIN} forget --yes -q {parent} && {}",
+                    prune_past_the_lock()
+                )
+            )
         ),
     )
-    .args(["backup", src.to_str().unwrap()]);
-    let r = run_cmd(c);
-    r.expect_code(1).expect_clean_error();
-    assert!(r.stderr.contains("no snapshot was written"), "{}", r.stderr);
+    .args(["backup", "--json", src.to_str().unwrap()]);
+    let b = run_cmd(c).expect_code(0).json();
+    assert!(t.path("hook-ran").exists(), "the hook ran");
+    assert_eq!(
+        b["swamps_unchanged"], 12,
+        "the first pass reused the parent: {b:#}"
+    );
     assert!(
-        t.snapshots().is_empty(),
-        "a snapshot with dangling references was written"
+        parent_packs.iter().all(|p| !p.exists()),
+        "the parent's packs were deleted"
+    );
+    let files = hydcommon::files_below(&src).len();
+    assert_eq!(
+        b["files_read_again"].as_u64(),
+        Some(files as u64),
+        "every file was read again: {b:#}"
+    );
+    assert_eq!(t.snapshots().len(), 1);
+    t.assert_verify_ok(&["--read-data"]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+}
+
+#[test]
+fn a_backup_whose_deduplicated_chunks_a_prune_deleted_meanwhile_stores_them_again() {
+    // The files are new to the backup (no parent) but their chunks are in the packs of a
+    // forgotten snapshot: the backup deduplicates against them, and while it runs a prune past
+    // the timing assumption deletes them. It stores them again before its snapshot.
+    let t = TestRepo::init();
+    let src = forgotten(&t);
+    let old_packs = packs(&t.repo);
+    let mut c = t.command();
+    c.env(
+        "HYDRABACKUP_TEST_HOOK",
+        format!("backup-after-index:{}", once(&t, &prune_past_the_lock())),
+    )
+    .args(["backup", "--json", src.to_str().unwrap()]);
+    let b = run_cmd(c).expect_code(0).json();
+    assert!(
+        old_packs.iter().all(|p| !p.exists()),
+        "the packs it deduplicated against were deleted"
+    );
+    assert_eq!(b["files_new"], 6, "{b:#}");
+    assert_eq!(b["files_read_again"], 6, "{b:#}");
+    assert!(b["data_blobs_added"].as_u64().unwrap() > 0, "{b:#}");
+    assert_eq!(t.snapshots().len(), 1);
+    t.assert_verify_ok(&["--read-data"]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+}
+
+#[test]
+fn a_file_whose_data_a_prune_deleted_and_that_is_gone_is_reported_not_dangling() {
+    // As above, but one of the files whose chunks were deleted is removed from the source
+    // before the second pass reads it again (the backup reaches `backup-after-index` once per
+    // pass): it is reported gone, the snapshot leaves it out and everything else restores.
+    let t = TestRepo::init();
+    let src = forgotten(&t);
+    // The root folder's tree differs from the forgotten one's: the backup stores it itself.
+    write(&src.join("added.txt"), b"new since the forgotten snapshot");
+    let victim = src.join("file002.bin");
+    let mut c = t.command();
+    c.env(
+        "HYDRABACKUP_TEST_HOOK",
+        format!(
+            "backup-after-index:if [ -e {flag} ]; then rm {v}; else touch {flag} && {p}; fi",
+            flag = t.path("hook-ran").display(),
+            v = victim.display(),
+            p = prune_past_the_lock()
+        ),
+    )
+    .args(["backup", "--json", src.to_str().unwrap()]);
+    let b = run_cmd(c).expect_code(0).json();
+    assert!(!victim.exists(), "the second pass was reached");
+    let victim = victim.display().to_string();
+    assert_eq!(b["lost_gone"], serde_json::json!([victim]), "{b:#}");
+    assert!(
+        b["gone"].as_array().unwrap().iter().any(|g| g == &victim),
+        "{b:#}"
+    );
+    assert_eq!(b["files_gone"], 1, "{b:#}");
+    assert_eq!(
+        b["files_read_again"], 5,
+        "the other lost files were read: {b:#}"
     );
     t.assert_verify_ok(&["--read-data"]);
-    // Run again, it stores the data anew.
-    t.backup(&[&src]);
     let out = t.path("out");
     t.restore("latest", &out, &[]);
     assert_same_dir(&src, &out);

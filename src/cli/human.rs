@@ -49,10 +49,10 @@ pub fn backup(out: &backup::Outcome, quiet: bool, say: &dyn Fn(String)) {
             "hydrabackup: warning: {p}: a prune deleted its stored data during the backup and it is gone from the source: not in the snapshot"
         );
     }
-    if out.stored_again > 0 {
+    if out.files_read_again > 0 {
         say(format!(
-            "{} files or folders whose stored data a prune deleted during the backup were read again",
-            out.stored_again
+            "a prune deleted stored data this backup relied on: {} files read again",
+            out.files_read_again
         ));
     }
     let s = &out.summary;

@@ -143,9 +143,9 @@ pub struct BackupOutcome {
     /// Packs a prune marked while this backup ran that its snapshot uses, taken back into the
     /// index before the snapshot was written.
     pub packs_recovered: u64,
-    /// Files and folders whose stored data a prune deleted while this backup ran, read again
-    /// from the source and stored anew (repo-format.md §9a 3).
-    pub stored_again: u64,
+    /// Files read again by a further pass of the walk because a prune deleted stored data the
+    /// first pass relied on (repo-format.md §9a 3).
+    pub files_read_again: u64,
     /// Files and folders whose stored data a prune deleted while this backup ran and that were
     /// gone from the source when read again (also in `gone`; not in the snapshot).
     pub lost_gone: Vec<String>,
@@ -452,7 +452,7 @@ pub fn backup(
     // Same tree as the parent: same files, same metadata, so a snapshot would add nothing.
     let unchanged =
         |root: Id| opts.skip_unchanged && parent.as_ref().is_some_and(|p| p.1.tree == root);
-    let (mut packs_recovered, mut stored_again, mut lost_gone) = (0, 0, Vec::new());
+    let (mut packs_recovered, mut files_read_again, mut lost_gone) = (0, 0, Vec::new());
     if opts.dry_run || unchanged(root_id) {
     } else if repo.is_write_only() {
         live::ensure_stored(repo, root_id, names_id)?;
@@ -477,6 +477,7 @@ pub fn backup(
                 "a prune deleted data this backup uses: reading it again from the source"
             );
             let (ix, ix_files) = repo.load_live_index_named()?;
+            crate::failpoint::hook("backup-after-index", Path::new(""));
             // What the last pass stored is its parent; what it cannot reuse is read again.
             let prev = repo.load_tree(&ix, &root_id).or_else(|e| match &parent {
                 Some((_, s)) => repo.load_tree(&ix, &s.tree),
@@ -485,17 +486,15 @@ pub fn backup(
             let again = pass::walk(&plan, &ix, prev.ok(), None, false)?;
             let present = live::present(repo, again.root, &check.lost)?;
             for (rel, here) in check.lost.iter().zip(present) {
-                match here {
-                    true => stored_again += 1,
-                    false => {
-                        let p = sources::display(&paths, rel).display().to_string();
-                        summary.files_gone += 1;
-                        gone.push(p.clone());
-                        lost_gone.push(p);
-                    }
+                if !here {
+                    let p = sources::display(&paths, rel).display().to_string();
+                    summary.files_gone += 1;
+                    gone.push(p.clone());
+                    lost_gone.push(p);
                 }
             }
             let mut res = again.res;
+            files_read_again += res.summary.files_read;
             add_pass(&mut summary, &res.summary);
             let known: HashSet<String> = errors.iter().map(|e| e.path.clone()).collect();
             errors.extend(
@@ -563,7 +562,7 @@ pub fn backup(
         decisions: if opts.dry_run { decisions } else { Vec::new() },
         unmatched_excludes,
         packs_recovered,
-        stored_again,
+        files_read_again,
         lost_gone,
     })
 }

@@ -232,9 +232,10 @@ impl Walker<'_> {
         self.res.gone.push(path.display().to_string());
     }
 
-    pub(crate) fn all_indexed(&self, content: &[Id]) -> bool {
-        content
-            .iter()
+    /// Whether every one of `blobs` is a data blob of the index the walk reuses against.
+    pub(crate) fn all_indexed<'i>(&self, blobs: impl IntoIterator<Item = &'i Id>) -> bool {
+        blobs
+            .into_iter()
             .all(|id| self.ctx.index.contains(BlobType::Data, id))
     }
 
@@ -457,7 +458,7 @@ impl Walker<'_> {
         // again (never hidden behind "unchanged"); repaired, it gets a consistent copy.
         if let Some(o) = old
             && !self.ctx.force
-            && self.all_indexed(&o.content)
+            && self.all_indexed(o.data_blobs())
             && o.swamp.as_ref().is_none_or(|s| s.problem.is_none())
             && (unchanged(o, &node)
                 || (is_hyd && unchanged_hyd_prefix(o, &node))

@@ -168,11 +168,10 @@ pub(super) fn walk(
                         match (&done.error, quarantined) {
                             (Some(e), _) if !done.gone => progress.error(display.display(), e),
                             (Some(_), _) => {}
-                            (None, Some(p)) => progress
-                                .error(display.display(), format_args!("quarantined: {p}")),
-                            (None, None) => {
-                                progress.verbose("read", display.display(), done.read)
+                            (None, Some(p)) => {
+                                progress.error(display.display(), format_args!("quarantined: {p}"))
                             }
+                            (None, None) => progress.verbose("read", display.display(), done.read),
                         }
                         results.done(file, done);
                     }

@@ -39,10 +39,9 @@ pub struct Outcome {
     /// Packs a prune marked meanwhile that the snapshot uses, taken back into the index.
     #[serde(skip_serializing_if = "is_zero")]
     pub packs_recovered: u64,
-    /// Files and folders whose stored data a prune deleted while the backup ran, read again
-    /// from the source and stored anew.
+    /// Files read again because a prune deleted stored data the backup relied on while it ran.
     #[serde(skip_serializing_if = "is_zero")]
-    pub stored_again: u64,
+    pub files_read_again: u64,
     /// Files and folders whose stored data a prune deleted while the backup ran and that were
     /// gone from the source when read again: not in the snapshot (also in `gone`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -84,7 +83,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions, progress: &Progress) -> Resu
         damaged_snapshots: repo.damaged_snapshots(),
         unmatched_excludes: out.unmatched_excludes,
         packs_recovered: out.packs_recovered,
-        stored_again: out.stored_again,
+        files_read_again: out.files_read_again,
         lost_gone: out.lost_gone,
     })
 }
