@@ -555,11 +555,11 @@ fn a_marked_pack_the_host_uses_again_is_taken_back() {
     assert_same_dir(&src, &out);
 }
 
-/// The write-only backup's last check: packs it deduplicated against that vanish while it runs
-/// (a prune deleting them, here a hook at the check) fail it before any snapshot is written,
-/// and the next run stores that data again.
+/// The write-only backup's last check: packs it deduplicated against (its parent's, from the
+/// send log) that vanish while it runs (a prune deleting them, here a hook at the check) are
+/// found before any snapshot is written, and a second pass reads those files again.
 #[test]
-fn a_write_only_backup_whose_base_vanishes_writes_no_snapshot() {
+fn a_write_only_backup_whose_base_vanishes_stores_it_again() {
     let t = TestRepo::init();
     add_write_only(&t);
     let src = source(&t);
@@ -578,16 +578,22 @@ fn a_write_only_backup_whose_base_vanishes_writes_no_snapshot() {
             "HYDRABACKUP_TEST_HOOK",
             format!("backup-before-check:{}", rm.join(" && ")),
         )
-        .args(["backup", src.to_str().unwrap()]);
-    let r = run_cmd(c);
-    r.expect_code(1).expect_clean_error();
-    assert!(r.stderr.contains("deleted by a prune"), "{}", r.stderr);
-    assert_eq!(repo_files(&t.repo, "snapshots").len(), 1);
-    let again = host_backup(&t, &src);
+        .args(["backup", "--json", src.to_str().unwrap()]);
+    let again = run_cmd(c).expect_code(0).json();
+    assert_eq!(
+        again["files_unchanged"], 43,
+        "the parent was reused: {again:#}"
+    );
+    assert_eq!(
+        again["files_read_again"], 43,
+        "every file of the parent was read again (`new` was stored by the first pass): {again:#}"
+    );
     assert!(
         again["data_blobs_added"].as_u64().unwrap() >= 3,
         "{again:#}"
     );
+    assert!(before.iter().all(|p| !p.exists()));
+    assert_eq!(repo_files(&t.repo, "snapshots").len(), 2);
     let out = t.path("out");
     t.restore(again["snapshot_id"].as_str().unwrap(), &out, &[]);
     assert_same_dir(&src, &out);

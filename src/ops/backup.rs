@@ -453,17 +453,17 @@ pub fn backup(
     let unchanged =
         |root: Id| opts.skip_unchanged && parent.as_ref().is_some_and(|p| p.1.tree == root);
     let (mut packs_recovered, mut files_read_again, mut lost_gone) = (0, 0, Vec::new());
-    if opts.dry_run || unchanged(root_id) {
-    } else if repo.is_write_only() {
-        live::ensure_stored(repo, root_id, names_id)?;
-    } else {
+    if !opts.dry_run && !unchanged(root_id) {
         // The check before the snapshot (repo-format.md §9a 3); when a prune deleted data the
         // tree references, a further pass of the walk stores it again from the source.
         let (mut start, mut start_files, mut own) = (index, start_files, stats.index_ids);
         for walk_pass in 1.. {
-            let check = live::ensure_live(repo, &start, &start_files, &own, root_id, names_id)?;
+            let check = match repo.is_write_only() {
+                true => live::ensure_stored(repo, root_id, names_id)?,
+                false => live::ensure_live(repo, &start, &start_files, &own, root_id, names_id)?,
+            };
             packs_recovered += check.recovered;
-            if check.lost.is_empty() {
+            if check.blobs_lost == 0 {
                 break;
             }
             if streaming || walk_pass == PASSES {
@@ -476,7 +476,10 @@ pub fn backup(
                 blobs = check.blobs_lost,
                 "a prune deleted data this backup uses: reading it again from the source"
             );
-            let (ix, ix_files) = repo.load_live_index_named()?;
+            let (ix, ix_files) = match repo.is_write_only() {
+                true => (repo.load_live_index()?, Vec::new()),
+                false => repo.load_live_index_named()?,
+            };
             crate::failpoint::hook("backup-after-index", Path::new(""));
             // What the last pass stored is its parent; what it cannot reuse is read again.
             let prev = repo.load_tree(&ix, &root_id).or_else(|e| match &parent {

@@ -11,62 +11,31 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::backend::FileKind;
-use crate::ops::reach::for_each_tree;
 use crate::repo::Repository;
 use crate::repo::blob::BlobType;
 use crate::repo::index::{self, INDEX_VERSION, Index, IndexFile, IndexPack};
 use crate::repo::tree::Tree;
-use crate::{Error, Id, Result};
+use crate::{Id, Result};
 
 /// The last check of a write-only backup (repo-format.md §2a), which can read neither index
 /// files nor a prune's marks: every blob the snapshot of `root` (and name index `names`)
 /// references must be in a pack the repository still stores, as far as its send log knows
-/// (what it deduplicated against and what it wrote). Takes nothing back; returns 0.
-pub(super) fn ensure_stored(repo: &Repository, root: Id, names: Option<Id>) -> Result<u64> {
+/// (what it deduplicated against and what it wrote). Takes nothing back; names the paths whose
+/// blobs are in no stored pack.
+pub(super) fn ensure_stored(repo: &Repository, root: Id, names: Option<Id>) -> Result<Check> {
     crate::failpoint::hook("backup-before-check", Path::new(""));
     if repo.send_log().is_none() {
         // No send log: it deduplicated against nothing it did not write in this run.
-        return Ok(0);
+        return Ok(Check::default());
     }
     let index = repo.load_live_index()?;
-    let need = referenced(repo, &index, root, names)?;
-    let missing = need
-        .iter()
-        .filter(|(kind, id)| !index.contains(*kind, id))
-        .count();
-    match missing {
-        0 => Ok(0),
-        n => Err(Error::BackupLost(format!(
-            "{n} blob(s) it uses are in no stored pack"
-        ))),
-    }
-}
-
-/// Every blob the snapshot of `root` (and name index `names`) references, its trees read
-/// through `index`; a tree that cannot be read means the backup lost data it relied on.
-fn referenced(
-    repo: &Repository,
-    index: &Index,
-    root: Id,
-    names: Option<Id>,
-) -> Result<Vec<(BlobType, Id)>> {
-    let lost = |e: Error| Error::BackupLost(e.to_string());
-    let mut need: Vec<(BlobType, Id)> = Vec::new();
-    if let Some(n) = names {
-        need.push((BlobType::Tree, n));
-        let pages = repo.load_name_index(index, &n).map_err(lost)?.pages;
-        need.extend(pages.into_iter().map(|p| (BlobType::Tree, p.id)));
-    }
-    for_each_tree(repo, index, [root], |id, _, tree| {
-        need.push((BlobType::Tree, id));
-        need.extend(
-            tree.nodes
-                .iter()
-                .flat_map(|n| n.data_blobs().map(|b| (BlobType::Data, *b))),
-        );
-    })
-    .map_err(lost)?;
-    Ok(need)
+    let mut check = Check::default();
+    let mut lost: HashSet<(BlobType, Id)> = HashSet::new();
+    not_live(repo, &index, &index, root, names, |kind, id, path| {
+        check.blobs_lost += u64::from(lost.insert((kind, id)));
+        check.note_lost(path);
+    });
+    Ok(check)
 }
 
 /// What the check before the snapshot found.
@@ -77,8 +46,21 @@ pub(super) struct Check {
     /// Blobs the snapshot references that are in no stored pack (a prune deleted them).
     pub(super) blobs_lost: u64,
     /// Where in the snapshot they are referenced (files, folders whose tree is lost; the
-    /// first path of a tree met at several), each once: what a further pass reads again.
+    /// first path of a tree met at several), each once, at most `LOST_PATHS` of them.
     pub(super) lost: Vec<PathBuf>,
+}
+
+/// Paths with lost blobs listed at most (each a file a further pass may find gone and report):
+/// the list stays small however much a prune deleted; beyond it, files gone are not named.
+const LOST_PATHS: usize = 10_000;
+
+impl Check {
+    /// Notes that `path` references a lost blob (the paths of one file come one after another).
+    fn note_lost(&mut self, path: &Path) {
+        if self.lost.len() < LOST_PATHS && self.lost.last().is_none_or(|p| p != path) {
+            self.lost.push(path.to_path_buf());
+        }
+    }
 }
 
 /// Makes sure what the snapshot of `root` (and name index `names`) references is live; `start`
@@ -112,26 +94,27 @@ pub(super) fn ensure_live(
     }
     let reader = index::reader_index(&files);
     let live_ix = index::live_index(&files);
-    let need = not_live(repo, &reader, &live_ix, root, names);
-    if need.is_empty() {
-        return Ok(Check::default());
-    }
-    let stored: HashSet<Id> = repo
-        .backend()
-        .list(FileKind::Pack)?
-        .into_iter()
-        .filter_map(|(n, _)| Id::from_hex(&n))
-        .collect();
     // Packs this run wrote were checked when stored; copies elsewhere are read and checked.
     let written: HashSet<Id> = files
         .iter()
         .filter(|(n, _)| own.contains(n))
         .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
         .collect();
+    let mut stored: Option<HashSet<Id>> = None;
+    let mut failed = None;
     let mut found: HashMap<(BlobType, Id), Option<Id>> = HashMap::new();
     let mut check = Check::default();
-    let mut lost_paths: HashSet<PathBuf> = HashSet::new();
-    for (kind, id, path) in need {
+    not_live(repo, &reader, &live_ix, root, names, |kind, id, path| {
+        let stored = match &stored {
+            Some(s) => s,
+            None => match repo.backend().list(FileKind::Pack) {
+                Ok(l) => stored.insert(l.iter().filter_map(|(n, _)| Id::from_hex(n)).collect()),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    return;
+                }
+            },
+        };
         let pack = *found.entry((kind, id)).or_insert_with(|| {
             let pack = reader
                 .copies(kind, &id)
@@ -141,9 +124,12 @@ pub(super) fn ensure_live(
             check.blobs_lost += u64::from(pack.is_none());
             pack
         });
-        if pack.is_none() && lost_paths.insert(path.clone()) {
-            check.lost.push(path);
+        if pack.is_none() {
+            check.note_lost(path);
         }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
     let back: HashSet<Id> = found.into_values().flatten().collect();
     let mut records: HashMap<Id, IndexPack> = HashMap::new();
@@ -175,20 +161,21 @@ pub(super) fn ensure_live(
     Ok(check)
 }
 
-/// The blobs the snapshot of `root` (and name index `names`) references that `live` does not
-/// list, each with the snapshot path that references it (the root's for the name index), its
-/// trees read through `reader`. A tree that cannot be read is listed, its entries are not.
+/// Calls `visit` with each blob the snapshot of `root` (and name index `names`) references
+/// that `live` does not list, and the snapshot path that references it (the root's for the
+/// name index), its trees read through `reader`. A tree that cannot be read is visited, its
+/// entries are not. Each tree is walked once (at the first path met).
 fn not_live(
     repo: &Repository,
     reader: &Index,
     live: &Index,
     root: Id,
     names: Option<Id>,
-) -> Vec<(BlobType, Id, PathBuf)> {
-    let mut need = Vec::new();
+    mut visit: impl FnMut(BlobType, Id, &Path),
+) {
     let mut note = |kind, id: Id, path: &Path| {
         if !live.contains(kind, &id) {
-            need.push((kind, id, path.to_path_buf()));
+            visit(kind, id, path);
         }
     };
     if let Some(n) = names {
@@ -218,7 +205,6 @@ fn not_live(
             }
         }
     }
-    need
 }
 
 /// Whether each of `paths` is in the snapshot tree `root` (read through the readers' index).
@@ -230,6 +216,10 @@ pub(super) fn present(repo: &Repository, root: Id, paths: &[PathBuf]) -> Result<
             return Ok(t.clone());
         }
         let t = repo.load_tree(&index, &id)?;
+        if trees.len() >= 256 {
+            // The folders along the paths asked about: a few at a time, never the whole tree.
+            trees.clear();
+        }
         trees.insert(id, t.clone());
         Ok(t)
     };
