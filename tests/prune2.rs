@@ -14,7 +14,6 @@
 //! - Eight backups into one repository at once; forget beside a backup; the confirmation rule.
 
 mod common;
-mod hydcommon;
 mod restcommon;
 mod s3common;
 mod sshcommon;
@@ -345,7 +344,13 @@ fn a_backup_whose_parent_data_a_prune_deleted_meanwhile_stores_it_again() {
     // second pass of the walk reads the Swamps again from the source.
     let t = TestRepo::init();
     let src = t.path("src");
-    hydcommon::gen_root(&src, 12, 12, "2M", 30, 0);
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_hydgen"))
+        .args(["gen", "--seed", "12", "--swamps", "12", "--size", "2M"])
+        .args(["--v2-percent", "30", "--v1-percent", "0", "--root"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(made.success(), "hydgen gen");
     let parent = t.backup(&[&src])["snapshot_id"]
         .as_str()
         .unwrap()
@@ -377,10 +382,10 @@ fn a_backup_whose_parent_data_a_prune_deleted_meanwhile_stores_it_again() {
         parent_packs.iter().all(|p| !p.exists()),
         "the parent's packs were deleted"
     );
-    let files = hydcommon::files_below(&src).len();
+    let files = counts(&scan(&src)).0;
     assert_eq!(
         b["files_read_again"].as_u64(),
-        Some(files as u64),
+        Some(files),
         "every file was read again: {b:#}"
     );
     assert_eq!(t.snapshots().len(), 1);
