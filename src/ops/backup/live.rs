@@ -6,9 +6,12 @@
 //! listing those packs as live. A blob in no stored pack (the prune deleted it: the backup ran
 //! past the lock staleness window) is named with the paths that reference it, which the backup
 //! then reads again from the source.
+
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 
 use crate::backend::FileKind;
 use crate::repo::Repository;
@@ -186,26 +189,38 @@ fn not_live(
             }
         }
     }
+    // Depth first, a few trees loaded in parallel at a time: memory holds the pending folders'
+    // ids and a batch of trees, never a whole level of a wide tree.
     let mut seen: HashSet<Id> = HashSet::from([root]);
     let mut stack = vec![(root, PathBuf::new())];
-    while let Some((id, path)) = stack.pop() {
-        note(BlobType::Tree, id, &path);
-        let Ok(tree) = repo.load_tree(reader, &id) else {
-            continue;
-        };
-        for n in &tree.nodes {
-            let at = path.join(std::ffi::OsStr::from_bytes(&n.name));
-            for b in n.data_blobs() {
-                note(BlobType::Data, *b, &at);
-            }
-            if let Some(s) = n.subtree
-                && seen.insert(s)
-            {
-                stack.push((s, at));
+    while !stack.is_empty() {
+        let batch = stack.split_off(stack.len().saturating_sub(TREE_BATCH));
+        let loaded: Vec<(Id, PathBuf, Option<Tree>)> = batch
+            .into_par_iter()
+            .map(|(id, path)| {
+                let tree = repo.load_tree(reader, &id).ok();
+                (id, path, tree)
+            })
+            .collect();
+        for (id, path, tree) in loaded {
+            note(BlobType::Tree, id, &path);
+            for n in tree.iter().flat_map(|t| &t.nodes) {
+                let at = path.join(std::ffi::OsStr::from_bytes(&n.name));
+                for b in n.data_blobs() {
+                    note(BlobType::Data, *b, &at);
+                }
+                if let Some(s) = n.subtree
+                    && seen.insert(s)
+                {
+                    stack.push((s, at));
+                }
             }
         }
     }
 }
+
+/// Trees the check loads at once (in parallel).
+const TREE_BATCH: usize = 64;
 
 /// Whether each of `paths` is in the snapshot tree `root` (read through the readers' index).
 pub(super) fn present(repo: &Repository, root: Id, paths: &[PathBuf]) -> Result<Vec<bool>> {
