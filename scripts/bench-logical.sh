@@ -56,6 +56,7 @@ for mode in $modes; do
     "${hb[@]}" init --mode "$mode" >/dev/null
     sync
     measure "$mode" initial "$repo" "${hb[@]}" backup "$work"
+    "${hb[@]}" show latest --json >"$out/show.initial.$mode.json"
     "$bin/hydgen" churn --seed 8 "$work" >"$out/churn8.$mode"
     measure "$mode" churn "$repo" "${hb[@]}" backup "$work"
     "${hb[@]}" show latest --json >"$out/show.churn.$mode.json"

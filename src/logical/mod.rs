@@ -23,8 +23,8 @@ pub enum BackupMode {
     File,
     /// The live set of every `.hyd` file as a record stream (equal in content on restore).
     Logical,
-    /// File capture for new and appended Swamps, logical capture for rewritten (compacted) ones
-    /// (the default).
+    /// Logical capture for Swamps rewritten by a compaction (each live record once), file
+    /// capture for all others (the default).
     #[default]
     Auto,
 }
