@@ -53,18 +53,21 @@ for mode in $modes; do
     rm -rf "$work" "$repo" "$data/cache" "$data/restore"
     cp -a "$src" "$work"
     hb=("$bin/hydrabackup" -r "$repo")
+    # With PERF=1 the logical mode's initial backup and restore are profiled (perf at 199 Hz).
+    prof=()
+    [ "${PERF:-0}" = 1 ] && [ "$mode" = logical ] && prof=(perf record -F 199 -g -o)
     "${hb[@]}" init --mode "$mode" >/dev/null
     sync
-    measure "$mode" initial "$repo" "${hb[@]}" backup "$work"
+    measure "$mode" initial "$repo" ${prof[@]+"${prof[@]}" "$out/perf.backup.data"} "${hb[@]}" backup "$work" --json
     "${hb[@]}" show latest --json >"$out/show.initial.$mode.json"
     "$bin/hydgen" churn --seed 8 "$work" >"$out/churn8.$mode"
-    measure "$mode" churn "$repo" "${hb[@]}" backup "$work"
+    measure "$mode" churn "$repo" "${hb[@]}" backup "$work" --json
     "${hb[@]}" show latest --json >"$out/show.churn.$mode.json"
     "$bin/hydgen" churn --seed 10 --append-percent 0 --compact-percent 5 --new-percent 0 \
         --delete-percent 0 "$work" >"$out/churn10.$mode"
-    measure "$mode" compaction "$repo" "${hb[@]}" backup "$work"
+    measure "$mode" compaction "$repo" "${hb[@]}" backup "$work" --json
     "${hb[@]}" show latest --json >"$out/show.compaction.$mode.json"
-    measure "$mode" restore "$repo" "${hb[@]}" restore latest --target "$data/restore"
+    measure "$mode" restore "$repo" ${prof[@]+"${prof[@]}" "$out/perf.restore.data"} "${hb[@]}" restore latest --target "$data/restore"
     rm -rf "$data/restore" "$work" "$repo" "$data/cache"
 done
 
