@@ -185,14 +185,21 @@ fn default_mode_is_auto_unless_init_says_file() {
     let src = hb.path("data");
     gen_root(&src, 31, 30, "2M", 0, 0);
     hb.backup(&src, &[]);
-    assert!(hb.show("latest").values().all(|s| s.get("records").is_none()));
+    assert!(
+        hb.show("latest")
+            .values()
+            .all(|s| s.get("records").is_none())
+    );
     churn_root(&src, 7, &day).expect(0);
     let b = hb.backup(&src, &[]);
     assert!(num(&b, "swamps_rewritten") > 0, "{b:#}");
     let show = hb.show("latest");
     let logical: Vec<_> = show.values().filter(|s| s["records"].is_u64()).collect();
     assert_eq!(logical.len() as u64, num(&b, "swamps_rewritten"), "{b:#}");
-    assert!(logical.iter().all(|s| s["byte_identical"] == true), "{show:#?}");
+    assert!(
+        logical.iter().all(|s| s["byte_identical"] == true),
+        "{show:#?}"
+    );
     let out = hb.path("out");
     hb.restore("latest", &out, &[]);
     assert_same_content(&read_files(&src), &read_files(&out));
@@ -205,7 +212,11 @@ fn default_mode_is_auto_unless_init_says_file() {
     churn_root(&src, 7, &day).expect(0);
     let b = hf.backup(&src, &[]);
     assert!(num(&b, "swamps_rewritten") > 0, "{b:#}");
-    assert!(hf.show("latest").values().all(|s| s.get("records").is_none()));
+    assert!(
+        hf.show("latest")
+            .values()
+            .all(|s| s.get("records").is_none())
+    );
 }
 
 fn write_swamp(path: &Path, name: &str, blocks: &[Vec<Entry>]) {

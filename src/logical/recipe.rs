@@ -40,7 +40,8 @@ pub fn derive(bytes: &[u8], live: &LiveSet, name: Option<&str>) -> Option<Vec<u8
     let mut again = Vec::new();
     let mut at = h.data_start() as usize;
     while at < bytes.len() {
-        let hb: &[u8; BLOCK_HEADER_SIZE] = bytes.get(at..at + BLOCK_HEADER_SIZE)?.try_into().ok()?;
+        let hb: &[u8; BLOCK_HEADER_SIZE] =
+            bytes.get(at..at + BLOCK_HEADER_SIZE)?.try_into().ok()?;
         let bh = BlockHeader::decode(hb);
         let start = at + BLOCK_HEADER_SIZE;
         let payload = bytes.get(start..start + bh.compressed_size as usize)?;
