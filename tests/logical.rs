@@ -167,6 +167,58 @@ fn auto_mode_keeps_appends_as_files_and_rewrites_as_records() {
     hb.run(&["verify", "--read-data"]).expect(0);
 }
 
+#[test]
+fn default_mode_is_auto_unless_init_says_file() {
+    let day = [
+        "--append-percent",
+        "30",
+        "--compact-percent",
+        "40",
+        "--new-percent",
+        "0",
+        "--delete-percent",
+        "0",
+    ];
+    // No --mode anywhere: new Swamps are files, compacted ones records that restore byte for
+    // byte (hydgen's compaction writes HydrAIDE's blocks with the same Snappy encoder).
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 31, 30, "2M", 0, 0);
+    hb.backup(&src, &[]);
+    assert!(
+        hb.show("latest")
+            .values()
+            .all(|s| s.get("records").is_none())
+    );
+    churn_root(&src, 7, &day).expect(0);
+    let b = hb.backup(&src, &[]);
+    assert!(num(&b, "swamps_rewritten") > 0, "{b:#}");
+    let show = hb.show("latest");
+    let logical: Vec<_> = show.values().filter(|s| s["records"].is_u64()).collect();
+    assert_eq!(logical.len() as u64, num(&b, "swamps_rewritten"), "{b:#}");
+    assert!(
+        logical.iter().all(|s| s["byte_identical"] == true),
+        "{show:#?}"
+    );
+    let out = hb.path("out");
+    hb.restore("latest", &out, &[]);
+    assert_same_content(&read_files(&src), &read_files(&out));
+
+    // A repository made with `init --mode file` keeps every Swamp a file.
+    let hf = Hb::with_init(&["--mode", "file"]);
+    let src = hf.path("data");
+    gen_root(&src, 31, 30, "2M", 0, 0);
+    hf.backup(&src, &[]);
+    churn_root(&src, 7, &day).expect(0);
+    let b = hf.backup(&src, &[]);
+    assert!(num(&b, "swamps_rewritten") > 0, "{b:#}");
+    assert!(
+        hf.show("latest")
+            .values()
+            .all(|s| s.get("records").is_none())
+    );
+}
+
 fn write_swamp(path: &Path, name: &str, blocks: &[Vec<Entry>]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut w = HydWriter::create(path, name, Version::V3, 1_700_000_000_000_000_000).unwrap();

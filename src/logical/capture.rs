@@ -79,11 +79,20 @@ impl LogicalCtx<'_> {
         }
         let r = match replay_bytes(&bytes) {
             Ok(r) => r,
+            // As in file mode: stored as captured.
+            Err(_) if self.mode == BackupMode::Auto => return Converted::File,
             Err(e) => return Converted::Bad(format!("record data does not replay: {e}")),
         };
         // Only a file holding no dead entry can have a recipe (a version-2 name entry aside):
         // others are not re-encoded to find out.
-        let recipe = (r.entries <= r.live.len() as u64 + 1)
+        let compacted = r.entries <= r.live.len() as u64 + 1;
+        if self.mode == BackupMode::Auto && !compacted {
+            // Rewritten but holding dead entries: not a compaction's output (a file grown
+            // since a logical capture, replaced or repaired). A file capture keeps it
+            // byte-identical.
+            return Converted::File;
+        }
+        let recipe = compacted
             .then(|| super::recipe::derive(&bytes, &r.live, r.name.as_deref()))
             .flatten();
         drop(bytes);

@@ -20,11 +20,12 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum BackupMode {
     /// Block-aligned copies of the files (byte-identical restore).
-    #[default]
     File,
     /// The live set of every `.hyd` file as a record stream (equal in content on restore).
     Logical,
-    /// File capture for new and appended Swamps, logical capture for rewritten (compacted) ones.
+    /// Logical capture for Swamps rewritten by a compaction (each live record once), file
+    /// capture for all others (the default).
+    #[default]
     Auto,
 }
 

@@ -55,14 +55,14 @@ struct Cursor<'a> {
     p: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn byte(&mut self) -> Result<u8, &'static str> {
         let b = *self.d.get(self.p).ok_or("truncated")?;
         self.p += 1;
         Ok(b)
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], &'static str> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         let end = self.p.checked_add(n).ok_or("truncated")?;
         let s = self.d.get(self.p..end).ok_or("truncated")?;
         self.p = end;
@@ -86,7 +86,7 @@ impl Cursor<'_> {
     }
 
     /// A string's bytes (the cursor moves past it); an error leaves the cursor in place.
-    fn str_bytes(&mut self) -> Result<Vec<u8>, &'static str> {
+    fn str_bytes(&mut self) -> Result<&'a [u8], &'static str> {
         let start = self.p;
         let r = (|| {
             let n = match self.byte()? {
@@ -96,7 +96,7 @@ impl Cursor<'_> {
                 0xdb => self.uint(4)? as usize,
                 _ => return Err("not a string"),
             };
-            Ok(self.take(n)?.to_vec())
+            self.take(n)
         })();
         if r.is_err() {
             self.p = start;

@@ -20,7 +20,9 @@ pub const RECIPE_MAGIC: &[u8; 4] = b"HBRC";
 const NAME_ENTRY: u32 = u32::MAX;
 
 /// The recipe of the captured file `bytes` (whose live set is `live` and version-2 name
-/// `name`), if re-encoding reproduces it exactly.
+/// `name`), if re-encoding reproduces it exactly. Checked block by block on the decompressed
+/// bytes: a block re-encodes to itself when its entries fill it exactly (so encoding them again
+/// gives the same bytes) and Snappy compresses those bytes to the stored payload.
 pub fn derive(bytes: &[u8], live: &LiveSet, name: Option<&str>) -> Option<Vec<u8>> {
     let h = FileHeader::decode(bytes.get(..FILE_HEADER_SIZE)?).ok()?;
     let pos: HashMap<&[u8], u32> = live
@@ -29,55 +31,70 @@ pub fn derive(bytes: &[u8], live: &LiveSet, name: Option<&str>) -> Option<Vec<u8
         .map(|(i, k)| (&k[..], i as u32))
         .collect();
     let mut used = vec![false; live.len()];
-    let mut blocks: Vec<Vec<u32>> = Vec::new();
+    let mut recipe = Vec::new();
+    recipe.extend_from_slice(RECIPE_MAGIC);
+    recipe.push(1);
+    recipe.extend_from_slice(&[0; 4]);
+    let (mut blocks, mut first) = (0u32, true);
+    let mut enc = snap::raw::Encoder::new();
+    let mut again = Vec::new();
     let mut at = h.data_start() as usize;
     while at < bytes.len() {
-        let bh: [u8; BLOCK_HEADER_SIZE] = bytes.get(at..at + BLOCK_HEADER_SIZE)?.try_into().ok()?;
-        let bh = BlockHeader::decode(&bh);
+        let hb: &[u8; BLOCK_HEADER_SIZE] =
+            bytes.get(at..at + BLOCK_HEADER_SIZE)?.try_into().ok()?;
+        let bh = BlockHeader::decode(hb);
         let start = at + BLOCK_HEADER_SIZE;
         let payload = bytes.get(start..start + bh.compressed_size as usize)?;
-        let entries = block::decode_block(&bh, payload).ok()?;
-        let mut order = Vec::with_capacity(entries.len());
-        for e in entries {
-            match e.op {
+        let raw = block::decompress_block(&bh, payload).ok()?;
+        let entries = block::parse_entries(&raw, bh.entry_count).ok()?;
+        let filled: usize = entries.iter().map(|e| 7 + e.key.len() + e.data.len()).sum();
+        if filled != raw.len() {
+            return None;
+        }
+        recipe.extend_from_slice(&bh.entry_count.to_le_bytes());
+        for e in &entries {
+            let p = match e.op {
                 Op::Insert => {
-                    let &p = pos.get(&e.key[..])?;
-                    if used[p as usize] || live.get(&e.key)? != &e.data {
+                    let &p = pos.get(e.key)?;
+                    if used[p as usize] || live.get(e.key)?[..] != *e.data {
                         return None;
                     }
                     used[p as usize] = true;
-                    order.push(p);
+                    p
                 }
                 Op::Metadata
                     if h.version == Version::V2
-                        && blocks.is_empty()
-                        && order.is_empty()
+                        && first
                         && e.key == SWAMP_META_KEY
-                        && Some(e.data.as_slice()) == name.map(str::as_bytes) =>
+                        && Some(e.data) == name.map(str::as_bytes) =>
                 {
-                    order.push(NAME_ENTRY);
+                    NAME_ENTRY
                 }
                 _ => return None,
-            }
+            };
+            first = false;
+            recipe.extend_from_slice(&p.to_le_bytes());
         }
-        blocks.push(order);
-        at = start + bh.compressed_size as usize;
+        again.resize(snap::raw::max_compress_len(raw.len()), 0);
+        let n = enc.compress(&raw, &mut again).ok()?;
+        let rebuilt = BlockHeader {
+            compressed_size: u32::try_from(n).ok()?,
+            uncompressed_size: u32::try_from(raw.len()).ok()?,
+            entry_count: bh.entry_count,
+            checksum: bh.checksum,
+            flags: 0,
+        };
+        if again[..n] != *payload || rebuilt.encode() != *hb {
+            return None;
+        }
+        blocks += 1;
+        at = start + payload.len();
     }
     if !used.iter().all(|&u| u) {
         return None;
     }
-    let mut recipe = Vec::new();
-    recipe.extend_from_slice(RECIPE_MAGIC);
-    recipe.push(1);
-    recipe.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
-    for b in &blocks {
-        recipe.extend_from_slice(&(b.len() as u16).to_le_bytes());
-        for p in b {
-            recipe.extend_from_slice(&p.to_le_bytes());
-        }
-    }
-    let again = apply(&bytes[..h.data_start() as usize], &recipe, live, name).ok()?;
-    (again == bytes).then_some(recipe)
+    recipe[5..9].copy_from_slice(&blocks.to_le_bytes());
+    Some(recipe)
 }
 
 /// Re-encodes a file from its header bytes (header and name, as captured), its recipe and its

@@ -114,7 +114,7 @@ pub struct BackupOptions {
     pub skip_unchanged: bool,
     /// How `.hyd` files are captured: `file` (block-aligned copies), `logical` (records) or
     /// `auto` (records for rewritten Swamps); default: the repository's (`init --mode`), else
-    /// `file`.
+    /// `auto`.
     #[arg(long, value_enum)]
     pub mode: Option<crate::logical::BackupMode>,
 }

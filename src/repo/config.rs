@@ -65,7 +65,7 @@ pub struct Config {
     pub compression: i32,
     /// Block-aligned chunking of HydrAIDE `.hyd` data.
     pub hyd_chunker: HydChunking,
-    /// How `backup` captures `.hyd` files unless `--mode` says otherwise (absent: `file`).
+    /// How `backup` captures `.hyd` files unless `--mode` says otherwise (absent: `auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_mode: Option<crate::logical::BackupMode>,
     /// S3 Object Lock of every object but the locks (absent: none; repo-format.md §1a).

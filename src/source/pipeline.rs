@@ -295,8 +295,12 @@ impl Reader<'_> {
                     next: 0,
                     base: 0,
                 };
-                let logical = self.logical.filter(|_| {
-                    std::fs::symlink_metadata(&job.path).is_ok_and(|m| m.len() <= MAX_LOGICAL_FILE)
+                // `auto` captures a Swamp the parent does not hold as a file: stream it
+                // (flat memory, as in file mode) instead of buffering it for a conversion.
+                let logical = self.logical.filter(|lc| {
+                    !(lc.mode == BackupMode::Auto && parent.is_none())
+                        && std::fs::symlink_metadata(&job.path)
+                            .is_ok_and(|m| m.len() <= MAX_LOGICAL_FILE)
                 });
                 let result = match logical {
                     None => capture(&job.path, parent.as_ref(), &self.hyd, &mut sink),
