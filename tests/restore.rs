@@ -349,3 +349,109 @@ fn one_unwritable_entry_does_not_stop_the_others() {
         assert_eq!(hash_file(&out.join(f)), hash_file(&src.join(f)), "{f}");
     }
 }
+
+#[test]
+fn empty_target_restore_never_replaces_an_entry_that_appears_meanwhile() {
+    // Into an empty target files are created under their real names. Just before two of them
+    // are created, something else puts an entry there: a file at the target's top level and a
+    // symlink (to a sentinel outside the target) in a folder the restore made. Both are kept
+    // as they are and reported; nothing is written through the symlink; the rest is restored.
+    let t = TestRepo::init();
+    let src = t.path("src");
+    sample(&src);
+    t.backup(&[&src]);
+    let out = t.path("out");
+    let sentinel = t.path("sentinel");
+    write(&sentinel, b"outside the target");
+    let cmd = format!(
+        "case \"$HYDRABACKUP_HOOK_PATH\" in \
+         top.txt) printf planted > '{o}/top.txt';; \
+         dir2/e.bin) ln -s '{s}' '{o}/dir2/e.bin';; esac",
+        o = out.display(),
+        s = sentinel.display()
+    );
+    let mut c = t.command();
+    c.env("HYDRABACKUP_TEST_HOOK", format!("restore-create:{cmd}"))
+        .args(["restore", "latest", "--json", "--target"])
+        .arg(&out);
+    let r = run_cmd(c);
+    r.expect_code(3);
+    let v = r.json();
+    let failed: BTreeSet<String> = v["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert!(
+                f["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("appeared in the target"),
+                "{v:#}"
+            );
+            f["path"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(failed, set(&["dir2/e.bin", "top.txt"]), "{v:#}");
+    assert_eq!(fs::read(out.join("top.txt")).unwrap(), b"planted");
+    assert_eq!(
+        fs::read_link(out.join("dir2/e.bin")).unwrap(),
+        sentinel,
+        "the planted symlink is left as it was"
+    );
+    assert_eq!(fs::read(&sentinel).unwrap(), b"outside the target");
+    for rel in [
+        "notes.md",
+        "dir1/a.txt",
+        "dir1/b.log",
+        "dir1/sub/c.txt",
+        "dir2/d.txt",
+    ] {
+        assert_eq!(
+            fs::read(out.join(rel)).unwrap(),
+            fs::read(src.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    let names: Vec<String> = scan(&out).keys().map(|k| show(k)).collect();
+    assert!(
+        names.iter().all(|n| !n.contains(".hydrabackup-tmp")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_killed_restore_shows_its_partial_file_and_overwrite_repairs_it() {
+    // A restore killed in the middle of a large file leaves it under its real name (written
+    // directly into the empty target), full of holes: its modification time is not the
+    // snapshot's, which is set only when a file is complete. A new restore refuses the
+    // non-empty target; with --overwrite it restores everything as in the snapshot.
+    let t = TestRepo::init();
+    let src = t.path("src");
+    write(&src.join("big/file.bin"), &random_bytes(11, 6_000_000));
+    set_mtime(&src.join("big/file.bin"), 1_600_000_000, 0);
+    t.backup(&[&src]);
+    let out = t.path("out");
+    let mut c = t.command();
+    c.env("HYDRABACKUP_FAILPOINT", "restore-wrote:2")
+        .args(["restore", "latest", "--target"])
+        .arg(&out);
+    let r = run_cmd(c);
+    assert_eq!(r.code, None, "the restore was killed: {r:?}");
+    let partial = out.join("big/file.bin");
+    let md = fs::metadata(&partial).expect("the partial file is under its real name");
+    assert_ne!(hash_file(&partial), hash_file(&src.join("big/file.bin")));
+    assert_ne!(
+        md.modified().unwrap(),
+        fs::metadata(src.join("big/file.bin"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        "a partial file does not carry the snapshot's modification time"
+    );
+
+    let r = t.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    r.expect_code(1).expect_clean_error();
+    t.restore("latest", &out, &["--overwrite"]);
+    assert_same_dir(&src, &out);
+}

@@ -1,6 +1,8 @@
 //! `restore`: rebuild a snapshot's files under a target folder. Packs are read in parallel,
-//! each once, in offset order; every blob's id is checked before its bytes are written; files are
-//! written under a short temporary name and renamed only when complete. Everything is created
+//! each once, in offset order; every blob's id is checked before its bytes are written. In a
+//! folder the restore made (or an empty target) a file is created under its real name with
+//! `O_EXCL`, never replacing what appeared there meanwhile; elsewhere (`--overwrite` into an
+//! existing folder) under a short temporary name renamed when complete. Everything is created
 //! through folder handles ([`target`]), so nothing outside the target is ever written, and an
 //! entry that cannot be written is reported while the rest is still restored.
 
@@ -442,8 +444,9 @@ pub fn restore(
     }
 
     let target = &opts.target;
+    let mut non_empty = false;
     if target.exists() {
-        let non_empty = fs::read_dir(target)
+        non_empty = fs::read_dir(target)
             .map_err(|e| Error::io(target, e))?
             .next()
             .is_some();
@@ -467,38 +470,43 @@ pub fn restore(
     }
 
     // Folders, parents first; a folder that cannot be made takes everything below it along.
+    // A folder this restore made (or an empty target) is fresh: its files are written under
+    // their real names directly, elsewhere under temporary names renamed when complete.
     let mut folder_ok = vec![true; plan.folders.len()];
+    let mut fresh = vec![!non_empty; plan.folders.len()];
     for i in 1..plan.folders.len() {
         folder_ok[i] = folder_ok[plan.folders[i].parent];
-        if folder_ok[i]
-            && let Err(e) = tgt.make_dir(i)
-        {
-            folder_ok[i] = false;
-            lost.failed(plan.folder_path(i), e)?;
+        if folder_ok[i] {
+            match tgt.make_dir(i) {
+                Ok(made) => fresh[i] = made,
+                Err(e) => {
+                    folder_ok[i] = false;
+                    lost.failed(plan.folder_path(i), e)?;
+                }
+            }
         }
     }
-    let tmps: Vec<OnceLock<Vec<u8>>> = files.iter().map(|_| OnceLock::new()).collect();
-    let result = write_files(
-        repo,
-        index,
-        &plan,
-        &tgt,
-        &lost,
-        &folder_ok,
-        &taken,
-        &tmps,
-        &reads,
+    let w = Writer {
+        plan: &plan,
+        tgt: &tgt,
+        lost: &lost,
+        folder_ok: &folder_ok,
+        fresh: &fresh,
+        taken: &taken,
+        slots: files.iter().map(|_| Slot::default()).collect(),
+        filter: filter.as_ref(),
         progress,
-        filter.as_ref(),
-    );
-    // Temporary files of files given up (or of all, when the restore stops) go; a finished
-    // file's temporary name no longer exists.
-    for (fi, t) in tmps.iter().enumerate() {
-        if let Some(t) = t.get()
+    };
+    let result = w.write_all(repo, index, &reads);
+    // Unfinished files given up (or all of them, when the restore stops) go: they were created
+    // by this restore, under a temporary name or in a folder it made.
+    for (fi, slot) in w.slots.iter().enumerate() {
+        if let Some(Some(name)) = slot.name.get()
+            && !slot.finished.load(Ordering::Acquire)
             && (result.is_err() || lost.is_dead(fi))
             && let Ok(dir) = tgt.dir(files[fi].dir)
         {
-            tgt.remove(&dir, t);
+            tgt.remove(&dir, name);
         }
     }
     result?;
@@ -507,7 +515,7 @@ pub fn restore(
         let r = if folder_ok[l.dir] {
             tgt.dir(l.dir).and_then(|dir| {
                 let to = l.node.target.as_deref().unwrap_or_default();
-                tgt.symlink(&dir, &l.node.name, to, l.node.mtime_ns)
+                tgt.symlink(&dir, &l.node.name, to, l.node.mtime_ns, fresh[l.dir])
             })
         } else {
             Err(folder_lost())
@@ -554,9 +562,10 @@ pub fn restore(
             summary.failed.push(e);
         }
     }
-    // No fsync per file (as restic and borg): a killed process never leaves a partial file
-    // under a real name, since files are renamed only when complete; durability against power
-    // loss is the page cache's, so run `sync` before pulling the plug.
+    // No fsync per file (as restic and borg): durability against power loss is the page
+    // cache's, so run `sync` before pulling the plug. A killed restore can leave a partial file
+    // under its real name in a folder it made; its modification time is not the snapshot's
+    // (set last), and a restore with --overwrite rewrites it.
     Ok(summary)
 }
 
@@ -669,133 +678,205 @@ fn verify_files(
     ok.into_inner() as u64
 }
 
-/// Sets a complete temporary file's metadata and renames it to its real name; a logical
-/// Swamp's record stream is first rewritten in place as a `.hyd` file.
-fn finish(
-    tgt: &Target<'_>,
-    file: &File,
-    f: &Entry,
-    tmp: &[u8],
-    filter: Option<&RecordFilter>,
-) -> io::Result<()> {
-    let select = |k: &[u8], v: &[u8]| filter.is_none_or(|r| r.keeps(k, v));
-    if f.node.logical().is_some() {
-        crate::logical::rebuild::rebuild_file(file, &f.node, filter.map(|_| &select as _))?;
-    } else if filter.is_some() && f.node.swamp.as_ref().is_some_and(|s| s.format >= 2) {
-        crate::logical::rebuild::filter_file(file, f.node.size, &select)?;
-    }
-    set_meta(file, &f.node)?;
-    let dir = tgt.dir(f.dir)?;
-    tgt.rename(&dir, tmp, &f.node.name)
+/// A file of the plan as it is written.
+#[derive(Default)]
+struct Slot {
+    /// The name it was created under (its real name in a fresh folder, else a temporary
+    /// one), or `None` when it could not be created (reported then).
+    name: OnceLock<Option<Vec<u8>>>,
+    /// Complete under its real name.
+    finished: AtomicBool,
+    /// A blob of zeros was not written: the length is set when the file is finished.
+    holes: AtomicBool,
 }
 
-/// Creates every file under a temporary name, writes the blobs pack by pack and renames each
-/// file when its last blob is written. Files that fail are given up (in `lost`); only running
-/// out of space stops everything.
-#[allow(clippy::too_many_arguments)]
-fn write_files(
-    repo: &Repository,
-    index: &Index,
-    plan: &Plan,
-    tgt: &Target<'_>,
-    lost: &Lost<'_>,
-    folder_ok: &[bool],
-    taken: &HashSet<(usize, &[u8])>,
-    tmps: &[OnceLock<Vec<u8>>],
-    reads: &PackReads<Vec<(usize, u64)>>,
-    progress: &Progress,
-    filter: Option<&RecordFilter>,
-) -> Result<()> {
-    let files = &plan.files;
-    // Writes still to come per file; the write that brings it to zero finishes the file.
-    let remaining: Vec<AtomicUsize> = files.iter().map(|_| AtomicUsize::new(0)).collect();
-    for (_, targets) in reads.blobs() {
-        for &(fi, _) in targets {
-            remaining[fi].fetch_add(1, Ordering::Relaxed);
+/// What writing the files needs: the plan, the target and each file's state.
+struct Writer<'a> {
+    plan: &'a Plan,
+    tgt: &'a Target<'a>,
+    lost: &'a Lost<'a>,
+    folder_ok: &'a [bool],
+    /// Folders this restore made: files there are created under their real names.
+    fresh: &'a [bool],
+    /// The names this restore creates, per folder (never used as temporary names).
+    taken: &'a HashSet<(usize, &'a [u8])>,
+    slots: Vec<Slot>,
+    filter: Option<&'a RecordFilter>,
+    progress: &'a Progress,
+}
+
+impl Writer<'_> {
+    /// Creates file `fi`: under its real name in a fresh folder (never replacing an entry
+    /// that appeared there meanwhile), else under a temporary name.
+    fn create(&self, fi: usize) -> io::Result<(File, Vec<u8>)> {
+        let f = &self.plan.files[fi];
+        if !self.folder_ok[f.dir] {
+            return Err(folder_lost());
+        }
+        let dir = self.tgt.dir(f.dir)?;
+        #[cfg(feature = "test-hooks")]
+        crate::failpoint::hook("restore-create", &self.plan.path(f));
+        if self.fresh[f.dir] {
+            let file = self.tgt.create_new(&dir, &f.node.name)?;
+            return Ok((file, f.node.name.clone()));
+        }
+        self.tgt
+            .create_temp(&dir, temp_names(fi), |n| self.taken.contains(&(f.dir, n)))
+    }
+
+    /// File `fi` open for writing, created by the first caller; `Ok(None)` when it was given
+    /// up (its creation failed and was reported).
+    fn open(&self, fi: usize) -> Result<Option<File>> {
+        let mut made = None;
+        let mut failed = Ok(());
+        let name = self.slots[fi].name.get_or_init(|| match self.create(fi) {
+            Ok((file, name)) => {
+                made = Some(file);
+                Some(name)
+            }
+            Err(e) => {
+                failed = self.lost.file_failed(fi, e);
+                None
+            }
+        });
+        failed?;
+        if made.is_some() {
+            return Ok(made);
+        }
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let f = &self.plan.files[fi];
+        match self
+            .tgt
+            .dir(f.dir)
+            .and_then(|dir| self.tgt.reopen(&dir, name))
+        {
+            Ok(file) => Ok(Some(file)),
+            Err(e) => self.lost.file_failed(fi, e).map(|()| None),
         }
     }
-    // Temporary files, sized up front (sparse where the content is zeros); files without
-    // content are finished right away.
-    files.par_iter().enumerate().try_for_each(|(fi, f)| {
-        if lost.is_dead(fi) {
-            return Ok(());
-        }
-        if !folder_ok[f.dir] {
-            return lost.file_failed(fi, folder_lost());
-        }
-        let r = tgt.dir(f.dir).and_then(|dir| {
-            let (file, tmp) =
-                tgt.create_temp(&dir, temp_names(fi), |n| taken.contains(&(f.dir, n)))?;
-            let tmp = tmps[fi].get_or_init(|| tmp);
-            file.set_len(f.node.content_len())?;
-            if remaining[fi].load(Ordering::Relaxed) == 0 {
-                finish(tgt, &file, f, tmp, filter)?;
-                progress.done(1, 0);
-            }
-            Ok(())
-        });
-        r.or_else(|e| lost.finish_failed(fi, e))
-    })?;
 
-    // Blobs that cannot be read or do not verify mark their files as damaged; everything else
-    // is still restored. Damaged files never appear under their real name.
-    reads.read(repo, index, BlobType::Data, |_, _, blobs| {
-        let mut open: HashMap<usize, File> = HashMap::new();
-        let reopen = |fi: usize| -> io::Result<File> {
-            let tmp = tmps[fi].get().ok_or_else(folder_lost)?;
-            tgt.reopen(&*tgt.dir(files[fi].dir)?, tmp)
-        };
-        let ensure = |open: &mut HashMap<usize, File>, fi: usize| -> io::Result<()> {
-            if let std::collections::hash_map::Entry::Vacant(v) = open.entry(fi) {
-                v.insert(reopen(fi)?);
+    /// Finishes the complete file `fi`: a logical Swamp's record stream is rewritten in place
+    /// as a `.hyd` file, a filtered Swamp cut down; then its metadata is set (the modification
+    /// time last of all) and a temporary file renamed to its real name.
+    fn finish(&self, fi: usize, file: &File) -> io::Result<()> {
+        let f = &self.plan.files[fi];
+        let slot = &self.slots[fi];
+        if slot.holes.load(Ordering::Acquire) {
+            file.set_len(f.node.content_len())?;
+        }
+        let filter = self.filter;
+        let select = |k: &[u8], v: &[u8]| filter.is_none_or(|r| r.keeps(k, v));
+        if f.node.logical().is_some() {
+            crate::logical::rebuild::rebuild_file(file, &f.node, filter.map(|_| &select as _))?;
+        } else if filter.is_some() && f.node.swamp.as_ref().is_some_and(|s| s.format >= 2) {
+            crate::logical::rebuild::filter_file(file, f.node.size, &select)?;
+        }
+        set_meta(file, &f.node)?;
+        let name = slot
+            .name
+            .get()
+            .and_then(|n| n.as_deref())
+            .ok_or_else(folder_lost)?;
+        if name != f.node.name.as_slice() {
+            let dir = self.tgt.dir(f.dir)?;
+            self.tgt.rename(&dir, name, &f.node.name)?;
+        }
+        slot.finished.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Finishes file `fi` and counts it, or gives it up.
+    fn complete(&self, fi: usize, file: &File) -> Result<()> {
+        match self.finish(fi, file) {
+            Ok(()) => {
+                self.progress.done(1, 0);
+                Ok(())
+            }
+            Err(e) => self.lost.finish_failed(fi, e),
+        }
+    }
+
+    /// Writes every file, the blobs pack by pack; a file is created when its first blob is
+    /// written and finished when its last one is. Files that fail are given up (in `lost`);
+    /// only running out of space stops everything.
+    fn write_all(
+        &self,
+        repo: &Repository,
+        index: &Index,
+        reads: &PackReads<Vec<(usize, u64)>>,
+    ) -> Result<()> {
+        let (files, lost) = (&self.plan.files, self.lost);
+        // Writes still to come per file; the write that brings it to zero finishes the file.
+        let remaining: Vec<AtomicUsize> = files.iter().map(|_| AtomicUsize::new(0)).collect();
+        for (_, targets) in reads.blobs() {
+            for &(fi, _) in targets {
+                remaining[fi].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Files without content are created and finished right away.
+        files.par_iter().enumerate().try_for_each(|(fi, _)| {
+            if lost.is_dead(fi) || remaining[fi].load(Ordering::Relaxed) != 0 {
+                return Ok(());
+            }
+            match self.open(fi)? {
+                Some(file) => self.complete(fi, &file),
+                None => Ok(()),
+            }
+        })?;
+
+        // Blobs that cannot be read or do not verify mark their files as damaged; everything
+        // else is still restored. Damaged files are removed when the writing is done.
+        reads.read(repo, index, BlobType::Data, |_, _, blobs| {
+            let mut open: HashMap<usize, File> = HashMap::new();
+            for Read {
+                value: targets,
+                blob,
+                ..
+            } in blobs
+            {
+                // A copy that fails was passed over for another copy the index lists.
+                let blob = match blob {
+                    Ok(b) => b,
+                    Err(why) => {
+                        for &(fi, _) in targets {
+                            lost.damaged(fi, &why);
+                        }
+                        continue;
+                    }
+                };
+                let plain = blob.plain();
+                let zeros = plain.iter().all(|&b| b == 0);
+                for &(fi, off) in targets {
+                    if lost.is_dead(fi) {
+                        continue;
+                    }
+                    if let std::collections::hash_map::Entry::Vacant(v) = open.entry(fi) {
+                        match self.open(fi)? {
+                            Some(file) => v.insert(file),
+                            None => continue,
+                        };
+                    }
+                    // Zeros need no write: the file gets its length when finished (sparse).
+                    if zeros {
+                        self.slots[fi].holes.store(true, Ordering::Release);
+                    } else if let Err(e) = open[&fi].write_all_at(plain, off) {
+                        open.remove(&fi);
+                        lost.file_failed(fi, e)?;
+                        continue;
+                    }
+                    crate::failpoint::hit("restore-wrote");
+                    if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
+                        // The last write of this file: every other one is done.
+                        let file = open.remove(&fi).expect("opened above");
+                        self.complete(fi, &file)?;
+                    }
+                }
+                self.progress
+                    .done(0, plain.len() as u64 * targets.len() as u64);
             }
             Ok(())
-        };
-        for Read {
-            value: targets,
-            blob,
-            ..
-        } in blobs
-        {
-            // A copy that fails was passed over for another copy the index lists.
-            let blob = match blob {
-                Ok(b) => b,
-                Err(why) => {
-                    for &(fi, _) in targets {
-                        lost.damaged(fi, &why);
-                    }
-                    continue;
-                }
-            };
-            let plain = blob.plain();
-            let zeros = plain.iter().all(|&b| b == 0);
-            for &(fi, off) in targets {
-                if lost.is_dead(fi) {
-                    continue;
-                }
-                // Zeros need no write: the file was created sparse.
-                if !zeros
-                    && let Err(er) =
-                        ensure(&mut open, fi).and_then(|()| open[&fi].write_all_at(plain, off))
-                {
-                    lost.file_failed(fi, er)?;
-                    continue;
-                }
-                if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    // The last write of this file: every other one is done.
-                    let r = ensure(&mut open, fi).and_then(|()| {
-                        let file = open.remove(&fi).expect("just opened");
-                        let tmp = tmps[fi].get().expect("created");
-                        finish(tgt, &file, &files[fi], tmp, filter)
-                    });
-                    match r {
-                        Ok(()) => progress.done(1, 0),
-                        Err(er) => lost.finish_failed(fi, er)?,
-                    }
-                }
-            }
-            progress.done(0, plain.len() as u64 * targets.len() as u64);
-        }
-        Ok(())
-    })
+        })
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -177,6 +178,31 @@ fn is_cache_dir(dir: &Dir, names: &[Vec<u8>]) -> bool {
     };
     let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
     std::io::Read::read_exact(&mut f, &mut head).is_ok() && head == CACHEDIR_SIGNATURE
+}
+
+/// The entries of a folder as read from it.
+#[derive(Default)]
+pub(crate) struct Listing {
+    /// The names, sorted (the order of the folder's tree).
+    pub(crate) names: Vec<Vec<u8>>,
+    /// The inode number of each name, as the folder listed it.
+    inodes: Vec<u64>,
+}
+
+impl Listing {
+    /// The listing of `(name, inode)` pairs in any order.
+    fn new(mut entries: Vec<(Vec<u8>, u64)>) -> Listing {
+        entries.sort_unstable();
+        let (names, inodes) = entries.into_iter().unzip();
+        Listing { names, inodes }
+    }
+
+    /// The positions of the names, by inode number.
+    fn by_inode(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.names.len()).collect();
+        order.sort_unstable_by_key(|&i| (self.inodes[i], i));
+        order
+    }
 }
 
 /// Whether a node of the parent snapshot still describes the file as it is now.
@@ -363,13 +389,13 @@ impl Walker<'_> {
         if self.other_file_system(md) {
             return Some(self.mount_point(path, rel, node));
         }
-        let names = self.list(&here, path)?;
-        if self.ctx.exclude_caches && is_cache_dir(&here, &names) {
+        let listing = self.list(&here, path)?;
+        if self.ctx.exclude_caches && is_cache_dir(&here, &listing.names) {
             return None;
         }
         self.res.summary.dirs += 1;
         // Only a folder with a `meta` entry can be a V1 Swamp: no extra stat elsewhere.
-        let v1 = names.iter().any(|n| n == b"meta")
+        let v1 = listing.names.iter().any(|n| n == b"meta")
             && matches!(crate::hyd::v1::detect_v1_swamp(here.path()), Ok(Some(_)));
         let (entries, unchanged) = match v1 {
             true => {
@@ -378,7 +404,7 @@ impl Walker<'_> {
                 node.swamp = Some(info);
                 (entries, unchanged)
             }
-            false => (self.dir_of(&here, path, rel, names, sub.as_ref()), false),
+            false => (self.dir_of(&here, path, rel, listing, sub.as_ref()), false),
         };
         drop((here, sub));
         let (id, read) = self.finish(path, rel, entries);
@@ -513,17 +539,17 @@ impl Walker<'_> {
         rel: &Path,
         parent: Option<&Tree>,
     ) -> Vec<Draft> {
-        let names = self.list(dir, path).unwrap_or_default();
-        self.dir_of(dir, path, rel, names, parent)
+        let listing = self.list(dir, path).unwrap_or_default();
+        self.dir_of(dir, path, rel, listing, parent)
     }
 
-    /// The names in a directory, sorted; an unreadable directory is reported and empty, one
-    /// that vanished is gone (`None`).
-    pub(crate) fn list(&mut self, dir: &Dir, path: &Path) -> Option<Vec<Vec<u8>>> {
-        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(dir.path()) {
+    /// The entries of a directory; an unreadable directory is reported and empty, one that
+    /// vanished is gone (`None`).
+    pub(crate) fn list(&mut self, dir: &Dir, path: &Path) -> Option<Listing> {
+        let entries: Vec<(Vec<u8>, u64)> = match std::fs::read_dir(dir.path()) {
             Ok(rd) => rd
                 .filter_map(|e| match e {
-                    Ok(e) => Some(e.file_name().as_bytes().to_vec()),
+                    Ok(e) => Some((e.file_name().as_bytes().to_vec(), e.ino())),
                     Err(_) => None,
                 })
                 .collect(),
@@ -540,27 +566,31 @@ impl Walker<'_> {
             self.gone(path);
             return None;
         }
-        names.sort();
-        Some(names)
+        Some(Listing::new(entries))
     }
 
+    /// The drafts of the entries `listing` holds, in name order (the tree's order).
     pub(crate) fn dir_of(
         &mut self,
         dir: &Dir,
         path: &Path,
         rel: &Path,
-        names: Vec<Vec<u8>>,
+        listing: Listing,
         parent: Option<&Tree>,
     ) -> Vec<Draft> {
         // Entries are examined in parallel: stat calls and parent-tree loads overlap, and on a
-        // data root of a thousand islands both cores walk.
+        // data root of a thousand islands both cores walk. They are examined in inode order
+        // (each thread a run of it), so a cold cache reads the inode table in sequence rather
+        // than in the hash order of names; the drafts are put back in name order.
         let ctx = self.ctx;
-        let parts: Vec<(WalkResult, Vec<(usize, Draft)>)> = names
+        let names = &listing.names;
+        let parts: Vec<(WalkResult, Vec<(usize, Draft)>)> = listing
+            .by_inode()
             .par_iter()
-            .enumerate()
             .fold(
                 || (WalkResult::default(), Vec::new()),
-                |(res, mut drafts), (i, name)| {
+                |(res, mut drafts), &i| {
+                    let name = &names[i];
                     let mut w = Walker { ctx, res };
                     let name_os = std::ffi::OsStr::from_bytes(name);
                     let (p, r) = (path.join(name_os), rel.join(name_os));

@@ -186,6 +186,17 @@ fn in_the_way(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::AlreadyExists, what.to_string())
 }
 
+/// An entry that exists where a new one was to be created: something put it there during the
+/// restore (in a folder the restore made), and it is kept.
+fn appeared(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::AlreadyExists => {
+            in_the_way("an entry appeared in the target during the restore; not replacing it")
+        }
+        _ => e,
+    }
+}
+
 /// Unix time of `ns` nanoseconds as a timespec.
 fn timespec(ns: i64) -> libc::timespec {
     libc::timespec {
@@ -243,18 +254,20 @@ impl<'a> Target<'a> {
         Ok(fd)
     }
 
-    /// Creates folder `i` in its (existing) parent. An existing folder is kept, a symlink there
-    /// is replaced; anything else in the way is an error.
-    pub(super) fn make_dir(&self, i: usize) -> io::Result<()> {
+    /// Creates folder `i` in its (existing) parent and says whether this call made it (a new,
+    /// empty folder). An existing folder is kept, a symlink there is replaced; anything else in
+    /// the way is an error.
+    pub(super) fn make_dir(&self, i: usize) -> io::Result<bool> {
         let f = &self.folders[i];
         let parent = self.dir(f.parent)?;
         let name = c_name(&f.name)?;
-        match mkdir_at(&parent, &name) {
+        let made = match mkdir_at(&parent, &name) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match kind_at(&parent, &name)? {
-                Kind::Dir => {}
+                Kind::Dir => false,
                 Kind::Symlink => {
                     unlink_at(&parent, &name)?;
                     mkdir_at(&parent, &name)?;
+                    true
                 }
                 _ => {
                     return Err(in_the_way(
@@ -262,12 +275,24 @@ impl<'a> Target<'a> {
                     ));
                 }
             },
-            r => r?,
-        }
+            r => {
+                r?;
+                true
+            }
+        };
         let fd = Arc::new(open_dir(&parent, &name)?);
         let anchor = self.depth[i].is_multiple_of(ANCHOR_EVERY);
         self.cache.lock().expect("folder cache").put(i, fd, anchor);
-        Ok(())
+        Ok(made)
+    }
+
+    /// Creates the new file `name` in `dir` (a folder this restore made), never replacing
+    /// anything: an entry that appeared there meanwhile is an error.
+    pub(super) fn create_new(&self, dir: &OwnedFd, name: &[u8]) -> io::Result<File> {
+        let c = c_name(name)?;
+        open_at(dir, &c, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)
+            .map(File::from)
+            .map_err(appeared)
     }
 
     /// Creates a new temporary file in `dir` under the first name `names` yields that neither
@@ -337,29 +362,35 @@ impl<'a> Target<'a> {
         }
     }
 
-    /// Creates the symlink `name` → `target` in `dir` with modification time `mtime_ns`,
-    /// replacing a file or symlink there but never a folder.
+    /// Creates the symlink `name` → `target` in `dir` with modification time `mtime_ns`. In a
+    /// folder this restore made (`fresh`) nothing is replaced (an entry that appeared there
+    /// meanwhile is an error); elsewhere a file or symlink is replaced, never a folder.
     pub(super) fn symlink(
         &self,
         dir: &OwnedFd,
         name: &[u8],
         target: &[u8],
         mtime_ns: i64,
+        fresh: bool,
     ) -> io::Result<()> {
         let name = c_name(name)?;
         let target =
             CString::new(target).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        match kind_at(dir, &name)? {
-            Kind::Missing => {}
-            Kind::Dir => {
-                return Err(in_the_way(
-                    "a folder is in the way in the target; not replacing it with a symlink",
-                ));
-            }
-            _ => unlink_at(dir, &name)?,
+        match fresh {
+            true => {}
+            false => match kind_at(dir, &name)? {
+                Kind::Missing => {}
+                Kind::Dir => {
+                    return Err(in_the_way(
+                        "a folder is in the way in the target; not replacing it with a symlink",
+                    ));
+                }
+                _ => unlink_at(dir, &name)?,
+            },
         }
         // SAFETY: valid descriptor and strings, alive for the call.
-        cvt(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })?;
+        cvt(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })
+            .map_err(appeared)?;
         let t = [timespec(mtime_ns), timespec(mtime_ns)];
         // SAFETY: valid descriptor and string; `t` is the two-element array utimensat reads.
         cvt(unsafe {
