@@ -389,7 +389,7 @@ during_prune() { # MODE TOOL
   row "$mode" "$tool" prune-during-backup "$([ "$p_rc" = 0 ] && echo ok || echo "failed (exit $p_rc)")" \
     "$wall" "$user" "$sys" "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" "$rss" \
     - - - - - - - - "the tool's default prune, a backup started 1 s after it"
-  log "$mode $tool backup during prune: backup ${b_wall}s (exit $b_rc, ${overlap}s beside the prune), prune ${p_wall}s (exit $p_rc)"
+  log "$mode $tool backup during prune: backup ${b_wall}s (exit $b_rc, ${overlap}s beside the prune; the row above counts both processes' CPU, the TSV the backup's own), prune ${p_wall}s (exit $p_rc)"
 }
 
 for mode in "${mode_list[@]}"; do
