@@ -362,10 +362,11 @@ during_prune() { # MODE TOOL
   declare -F "${tool}_prune" >/dev/null || return 0
   for ((k = 1; k <= prune_days; k++)); do
     "$GEN" churn --root "$SRC" --seed $((seed + 100 + k)) >/dev/null
-    "${tool}_backup" >/dev/null 2>"$logs/$mode.$tool.untimed.err" ||
+    # In a subshell: the drivers cd into the data root.
+    ("${tool}_backup") >/dev/null 2>"$logs/$mode.$tool.untimed.err" ||
       die "$tool: untimed backup $k failed: $(tail -n 2 "$logs/$mode.$tool.untimed.err" | tr '\n' ' ')"
   done
-  "${tool}_forget" >/dev/null 2>"$logs/$mode.$tool.untimed.err" ||
+  ("${tool}_forget") >/dev/null 2>"$logs/$mode.$tool.untimed.err" ||
     die "$tool: untimed forget failed: $(tail -n 2 "$logs/$mode.$tool.untimed.err" | tr '\n' ' ')"
   churn_day "$SRC" 0 >/dev/null
   log "$tool: $prune_days days backed up and forgotten, repository $(du -sb "$REPO" | cut -f1) bytes"
