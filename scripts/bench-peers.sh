@@ -6,8 +6,11 @@
 # an unchanged re-backup, a churn day + backup, full restore, single-Swamp restore, full
 # verification reading every byte, an appends-only day + backup, a compaction-only day + backup,
 # forget-all-but-last + prune, and a backup of a churn day during a prune of many forgotten
-# snapshots (beside the same backup alone; restic refuses it, rustic and hydrabackup run both). Each step is measured with /usr/bin/time (wall, user+sys CPU,
+# snapshots (beside the same backup alone and the same prune alone; restic refuses the backup,
+# rustic and hydrabackup run both). Each step is measured with /usr/bin/time (wall, user+sys CPU,
 # peak RSS) plus the process's I/O counters, and the repository is measured with `du -sb`.
+# `--steps during-prune` runs only that last step (after the initial backup and the
+# days of churn it needs) and writes its rows to during-prune.tsv, leaving RESULTS.md alone.
 # With a warm page cache, and also a cold one when /proc/sys/vm/drop_caches can be written.
 #
 # Writes benches/peers.tsv (raw figures) and regenerates the "Side-by-side" section of
@@ -33,6 +36,11 @@ usage: scripts/bench-peers.sh [options]
   --no-build         do not run `cargo build --release --bins` first
   --no-report        write the TSV but leave RESULTS.md and the charts alone
   --keep             keep the scratch folder
+  --steps STEPS      all (default) or during-prune: only the backup-during-prune step, after
+                     init, the initial backup and the churn days it needs; writes
+                     OUT/during-prune.tsv and leaves RESULTS.md and the charts alone
+  --prune-days N     days of churn (each backed up, all but the last snapshot then forgotten)
+                     before the backup-during-prune step (default 10)
   --scale            instead: peak RSS and time against 10k/100k/1M Swamps, hydrabackup and
                      restic (scripts/bench-scale.sh; --help there for its options)
   -h, --help         this text
@@ -50,7 +58,7 @@ for a in "$@"; do
 done
 bench_dir=$repo_root/scripts/bench
 PEERS=$bench_dir/peers.py
-TOOLS_SH=$bench_dir/tools.sh
+export TOOLS_SH=$bench_dir/tools.sh
 
 cmdline="scripts/bench-peers.sh"
 for a in "$@"; do
@@ -61,7 +69,7 @@ for a in "$@"; do
 done
 
 size="" swamps="" tools=hydrabackup,restic,borg quick=0 modes="" seed=7 threads=$(nproc)
-work=/work/benchdata/peers out=benches build=1 report=1 keep=0
+work=/work/benchdata/peers out=benches build=1 report=1 keep=0 steps=all prune_days=10
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size=${2:?}; shift 2 ;;
@@ -76,10 +84,15 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --no-report) report=0; shift ;;
     --keep) keep=1; shift ;;
+    --steps) steps=${2:?}; shift 2 ;;
+    --prune-days) prune_days=${2:?}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+case "$steps" in all|during-prune) ;; *) echo "unknown --steps: $steps" >&2; exit 2 ;; esac
+case "$prune_days" in ''|*[!0-9]*) echo "--prune-days wants a number" >&2; exit 2 ;; esac
+if [ "$steps" = during-prune ]; then report=0; fi
 if [ "$quick" = 1 ]; then size=${size:-200M} swamps=${swamps:-3000}; fi
 size=${size:-1600M} swamps=${swamps:-20000}
 v2_percent=10 v1_percent=3
@@ -243,13 +256,13 @@ measure() {
     "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" "$rss" "$repo")"
   return 0
 }
-# Sets the wall time of the last row of the TSV.
-set_last_wall() { python3 - "$tsv" "$1" <<'EOF'
+# Sets wall, user, sys, cpu and peak RSS of the last row of the TSV: WALL USER SYS MAXRSS_KIB.
+set_last_times() { python3 - "$tsv" "$@" <<'EOF'
 import sys
-p, wall = sys.argv[1], sys.argv[2]
+p, wall, user, sys_s, rss = sys.argv[1:6]
 lines = open(p).read().splitlines()
 cols = lines[-1].split("\t")
-cols[4] = wall
+cols[4:9] = [wall, user, sys_s, "%.2f" % (float(user) + float(sys_s)), rss]
 lines[-1] = "\t".join(cols)
 open(p, "w").write("\n".join(lines) + "\n")
 EOF
@@ -277,6 +290,7 @@ log "$gen_report"
 files0=$(find "$ref/day0" -type f | wc -l)
 bytes0=$(tree_bytes "$ref/day0")
 
+if [ "$steps" = all ]; then
 # The reference chain of days: each tool's copy must match these digests.
 log "reference churn days"
 cp -a "$ref/day0" "$ref/cur"
@@ -322,6 +336,7 @@ for m in "${mode_list[@]}"; do
     dd if=/dev/zero of="$work/dd" bs=1M count=$(((bytes0 + 1048575) / 1048576)) conv=fsync status=none
   rm -f "$work/dd"
 done
+fi
 
 # ---------------------------------------------------------------------------------- the runs
 # shellcheck source=scripts/bench/tools.sh
@@ -339,6 +354,47 @@ check_tree() { # DIR INDEX: the tool's copy must hold exactly the reference byte
   [ "$got" = "${digests[$2]}" ] || die "the data of day ${day_names[$2]} differs between tools (hydgen churn not deterministic?)"
 }
 
+# 9. Backup during prune: $prune_days days of churn, each backed up, all snapshots but the last
+# forgotten, one more churn day; then its backup alone (on a copy of the repository), the tool's
+# default prune alone (on another copy), and both at once: the prune, and a backup 1 s later.
+during_prune() { # MODE TOOL
+  local mode=$1 tool=$2 k line who rc start end wall user sys rss b0 b1 p0 p1 b_rc p_rc b_wall p_wall
+  declare -F "${tool}_prune" >/dev/null || return 0
+  for ((k = 1; k <= prune_days; k++)); do
+    "$GEN" churn --root "$SRC" --seed $((seed + 100 + k)) >/dev/null
+    # In a subshell: the drivers cd into the data root.
+    ("${tool}_backup") >/dev/null 2>"$logs/$mode.$tool.untimed.err" ||
+      die "$tool: untimed backup $k failed: $(tail -n 2 "$logs/$mode.$tool.untimed.err" | tr '\n' ' ')"
+  done
+  ("${tool}_forget") >/dev/null 2>"$logs/$mode.$tool.untimed.err" ||
+    die "$tool: untimed forget failed: $(tail -n 2 "$logs/$mode.$tool.untimed.err" | tr '\n' ' ')"
+  churn_day "$SRC" 0 >/dev/null
+  log "$tool: $prune_days days backed up and forgotten, repository $(du -sb "$REPO" | cut -f1) bytes"
+  big_rm "$base/repo-copy"
+  cp -a "$REPO" "$base/repo-copy"
+  REPO=$base/repo-copy measure "$mode" "$tool" backup-alone "${tool}_backup"
+  big_rm "$base/repo-copy"
+  cp -a "$REPO" "$base/repo-copy"
+  REPO=$base/repo-copy measure "$mode" "$tool" prune-alone "${tool}_prune"
+  big_rm "$base/repo-copy"
+  prev_repo=$(du -sb "$REPO" | cut -f1)
+  measure "$mode" "$tool" backup-during-prune backup_during_prune "$tool"
+  while read -r who rc start end wall user sys rss; do
+    if [ "$who" = backup ]; then b_rc=$rc b0=$start b1=$end b_wall=$wall; set_last_times "$wall" "$user" "$sys" "$rss"
+    else p_rc=$rc p0=$start p1=$end p_wall=$wall line="$wall $user $sys $rss"; fi
+  done <"$CACHE/during.times"
+  local overlap
+  overlap=$(awk -v a="$b0" -v b="$b1" -v c="$p0" -v d="$p1" \
+    'BEGIN {s = (a > c ? a : c); e = (b < d ? b : d); printf "%.2f", (e > s ? e - s : 0)}')
+  # The row's figures are the backup's own (the step also waited for the prune).
+  note_last "the backup's own figures (exit $b_rc); it ran ${overlap} s of its ${b_wall} s beside the prune (${p_wall} s, exit $p_rc)"
+  read -r wall user sys rss <<<"$line"
+  row "$mode" "$tool" prune-during-backup "$([ "$p_rc" = 0 ] && echo ok || echo "failed (exit $p_rc)")" \
+    "$wall" "$user" "$sys" "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" "$rss" \
+    - - - - - - - - "the tool's default prune, a backup started 1 s after it"
+  log "$mode $tool backup during prune: backup ${b_wall}s (exit $b_rc, ${overlap}s beside the prune; the row above counts both processes' CPU, the TSV the backup's own), prune ${p_wall}s (exit $p_rc)"
+}
+
 for mode in "${mode_list[@]}"; do
   for tool in "${tool_list[@]}"; do
     log "== $mode cache: $tool"
@@ -351,6 +407,11 @@ for mode in "${mode_list[@]}"; do
 
     measure "$mode" "$tool" init "${tool}_init"
     measure "$mode" "$tool" backup-initial "${tool}_backup"
+    if [ "$steps" = during-prune ]; then
+      during_prune "$mode" "$tool"
+      [ "$keep" = 1 ] || big_rm "$base"
+      continue
+    fi
     measure "$mode" "$tool" backup-unchanged "${tool}_backup"
 
     churn_day "$SRC" 0 >/dev/null
@@ -384,29 +445,7 @@ for mode in "${mode_list[@]}"; do
     measure "$mode" "$tool" backup-compaction "${tool}_backup"
     measure "$mode" "$tool" forget-prune "${tool}_forget_prune"
 
-    # 9. Backup during prune: many forgotten snapshots, then the churn day's backup alone (on a
-    # copy of the repository) and beside the tool's default prune.
-    if declare -F "${tool}_prune" >/dev/null; then
-      for k in 1 2 3 4 5 6; do
-        churn_day "$SRC" $((k % 3)) >/dev/null
-        "${tool}_backup" >/dev/null 2>&1 || die "$tool: untimed backup $k failed"
-      done
-      "${tool}_forget" >/dev/null 2>&1 || die "$tool: untimed forget failed"
-      churn_day "$SRC" 0 >/dev/null
-      big_rm "$base/repo-alone"
-      cp -a "$REPO" "$base/repo-alone"
-      REPO=$base/repo-alone measure "$mode" "$tool" backup-alone "${tool}_backup"
-      big_rm "$base/repo-alone"
-      measure "$mode" "$tool" backup-during-prune backup_during_prune "$tool"
-      read -r b_wall b_rc p_wall p_rc <"$CACHE/during.times"
-      # The row's wall time is the backup's own (the step also waited for the prune).
-      set_last_wall "$b_wall"
-      note_last "wall: the backup's own (exit $b_rc); the prune beside it took ${p_wall} s (exit $p_rc)"
-      row "$mode" "$tool" prune-during-backup "$([ "$p_rc" = 0 ] && echo ok || echo "failed (exit $p_rc)")" \
-        "$p_wall" - - - - - - - - - - - - "the tool's default prune, a backup started 1 s after it"
-      log "$mode $tool backup during prune: backup ${b_wall}s (exit $b_rc), prune ${p_wall}s (exit $p_rc)"
-    fi
-
+    during_prune "$mode" "$tool"
     [ "$keep" = 1 ] || big_rm "$base"
   done
 done
@@ -414,6 +453,11 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average after: $load_after"
 
 # ---------------------------------------------------------------------------------- outputs
+if [ "$steps" = during-prune ]; then
+  cp "$tsv" "$out/during-prune.tsv"
+  log "wrote $out/during-prune.tsv"
+  exit 0
+fi
 cp "$tsv" "$out/peers.tsv"
 cpu=$(lscpu | awk -F': *' '/^Model name/ && !n++ {print $2}')
 mem=$(free -h | awk '/^Mem:/ {print $2}')

@@ -47,6 +47,7 @@ STEPS = [
     ("backup-alone", "9a. backup of a churn day (many forgotten snapshots), alone"),
     ("backup-during-prune", "9b. the same backup while a prune runs"),
     ("prune-during-backup", "9c. that prune, beside the backup"),
+    ("prune-alone", "9d. that prune alone (on a copy of the repository)"),
 ]
 STEP_TITLE = dict(STEPS)
 TOOLS = ["hydrabackup", "restic", "borg", "rustic"]

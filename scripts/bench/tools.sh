@@ -110,23 +110,29 @@ rustic_version() { rustic --version; }
 
 # --- backup during prune (any tool with prune) ---------------------------------------------------
 # TOOL: starts the tool's prune, and one second later (it holds its lock by then) a backup of
-# $SRC; waits for both. Prints the backup's output; writes "backup_wall backup_rc prune_wall
-# prune_rc" to $CACHE/during.times. A tool that refuses the backup while it prunes shows it in
-# backup_rc (restic: exclusive lock).
+# $SRC; waits for both. Prints the backup's output; writes one line per process to
+# $CACHE/during.times: "backup|prune rc start end wall user sys maxrss_kib" (start and end in
+# seconds since the epoch, from /usr/bin/time's own process), so that each one's CPU and memory
+# are known and the overlap can be checked. A tool that refuses the backup while it prunes shows
+# it in the backup's rc (restic: exclusive lock).
 backup_during_prune() {
-  local tool=$1 t0 t1 t2 brc=0
-  t0=$(date +%s.%N)
-  ( "${tool}_prune" >"$CACHE/prune.out" 2>"$CACHE/prune.err"; echo "$? $(date +%s.%N)" >"$CACHE/prune.end" ) &
+  local tool=$1 brc=0 prc=0
+  ( t0=$(date +%s.%N)
+    /usr/bin/time -f '%e %U %S %M' -o "$CACHE/prune.time" \
+      bash -c '. "$1"; "$2_prune"' _ "$TOOLS_SH" "$tool" >"$CACHE/prune.out" 2>"$CACHE/prune.err"
+    echo "$? $t0 $(date +%s.%N)" >"$CACHE/prune.end" ) &
   local pid=$!
   sleep 1
-  t1=$(date +%s.%N)
-  "${tool}_backup" >"$CACHE/backup.out" 2>"$CACHE/backup.err" || brc=$?
-  t2=$(date +%s.%N)
+  local b0 b1
+  b0=$(date +%s.%N)
+  /usr/bin/time -f '%e %U %S %M' -o "$CACHE/backup.time" \
+    bash -c '. "$1"; "$2_backup"' _ "$TOOLS_SH" "$tool" >"$CACHE/backup.out" 2>"$CACHE/backup.err" || brc=$?
+  b1=$(date +%s.%N)
   wait "$pid" || true
-  local prc pend
-  read -r prc pend <"$CACHE/prune.end"
-  awk -v a="$t1" -v b="$t2" -v c="$t0" -v d="$pend" -v br="$brc" -v pr="$prc" \
-    'BEGIN {printf "%.2f %s %.2f %s\n", b - a, br, d - c, pr}' >"$CACHE/during.times"
+  local p0 p1
+  read -r prc p0 p1 <"$CACHE/prune.end"
+  { echo "backup $brc $b0 $b1 $(tail -n 1 "$CACHE/backup.time")"
+    echo "prune $prc $p0 $p1 $(tail -n 1 "$CACHE/prune.time")"; } >"$CACHE/during.times"
   cat "$CACHE/backup.out"
   return "$brc"
 }
