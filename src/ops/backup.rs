@@ -122,6 +122,10 @@ pub struct BackupOptions {
     /// `file`.
     #[arg(long, value_enum)]
     pub mode: Option<crate::logical::BackupMode>,
+    /// Walk only these changed paths of the single source folder, taking everything else
+    /// from the parent snapshot unexamined; `watch` sets it.
+    #[arg(skip)]
+    pub restrict: Option<crate::source::reuse::Restrict>,
 }
 
 /// What a backup did.
@@ -148,6 +152,9 @@ pub struct BackupOutcome {
     /// Packs a prune marked while this backup ran that its snapshot uses, taken back into the
     /// index before the snapshot was written.
     pub packs_recovered: u64,
+    /// What the walk examined and what it read, by kind (`watch` reports it).
+    #[serde(skip)]
+    pub work: crate::source::report::WalkWork,
 }
 
 /// The file node `backup --stdin` stores the stream as (its size is set once it is read).
@@ -515,6 +522,11 @@ pub fn backup(
             all_decisions: opts.dry_run,
             note_trees: !opts.dry_run,
             reused: &reused,
+            // Only a walk of one folder with a parent can be restricted.
+            restrict: opts
+                .restrict
+                .as_ref()
+                .filter(|_| parent_root.is_some() && !streaming && paths.len() == 1),
         };
         let mut walker = Walker {
             ctx: &ctx,
@@ -674,5 +686,6 @@ pub fn backup(
         decisions: if opts.dry_run { decisions } else { Vec::new() },
         unmatched_excludes,
         packs_recovered,
+        work: walker.work,
     })
 }
