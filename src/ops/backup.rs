@@ -125,7 +125,7 @@ pub struct BackupOptions {
     /// Walk only these changed paths of the single source folder, taking everything else
     /// from the parent snapshot unexamined; `watch` sets it.
     #[arg(skip)]
-    pub restrict: Option<crate::source::reuse::Restrict>,
+    pub restrict: Option<std::sync::Arc<crate::source::reuse::Restrict>>,
 }
 
 /// What a backup did.
@@ -525,7 +525,7 @@ pub fn backup(
             // Only a walk of one folder with a parent can be restricted.
             restrict: opts
                 .restrict
-                .as_ref()
+                .as_deref()
                 .filter(|_| parent_root.is_some() && !streaming && paths.len() == 1),
         };
         let mut walker = Walker {

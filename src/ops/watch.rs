@@ -282,7 +282,7 @@ pub fn run_with(
             || taken.paths.keys().any(|p| p.is_absolute());
         base.restrict = (!full).then(|| {
             let dirty = taken.paths.keys().chain(&carry).cloned();
-            Restrict::new(dirty, memo.clone())
+            Arc::new(Restrict::new(dirty, memo.clone()))
         });
         crate::failpoint::hook("watch-cycle", &root);
         let result = backup::backup(repo, &base, progress);
@@ -301,7 +301,10 @@ pub fn run_with(
         } else {
             "full"
         };
-        memo.lock().expect("memo").sweep();
+        if walk == "dirty" {
+            // A full walk reuses nothing: the counts stay for the cycles after it.
+            memo.lock().expect("memo").sweep();
+        }
         let end = Instant::now();
         let mut c = Cycle {
             message_type: "cycle",
