@@ -90,7 +90,7 @@ wait "$watcher"
 end_bytes=$(du -sb repo | cut -f1)
 # Tree blobs added while watching: from the index files written since the first cycle.
 comm -13 base-index.txt <(ls repo/index) | while read -r ix; do
-  "$bin/hydrabackup" cat index "$ix"; echo
+  "$bin/hydrabackup" cat index "$ix" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))'
 done >new-index.jsonl
 last_tree=$("$bin/hydrabackup" snapshots --json --latest 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["tree"])')
 
