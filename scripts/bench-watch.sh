@@ -5,8 +5,11 @@
 # append to ~1% of the Swamps per minute (and compact some) for --minutes, then stops both and
 # reports: the capture lag of every change the writer logged (its write → the end of the first
 # successful cycle that started after it: p50/p99/max), the watcher's CPU share of one core and
-# peak RSS while watching (the first cycle, a full backup, apart), the repository's growth against the bytes the cycles read (appended tails plus
-# rewritten Swamps) and the metadata per snapshot. Then `verify --read-data` (every stored Swamp
+# peak RSS while watching (the first cycle, a full backup, apart), how much the cycles walked,
+# and the growth check: the repository's growth G against the bytes the cycles read, split into
+# appended blocks A and Swamps read whole R (rewritten or new), and the number of snapshots S:
+# G <= 1.5*A + R + 2 KB*S; then where the metadata goes (snapshot files, index files, trees: per
+# snapshot and per changed Swamp, the root tree apart). Then `verify --read-data` (every stored Swamp
 # of every snapshot loads as HydrAIDE loads it) and, for the first, middle and last snapshot
 # written, a full restore whose every Swamp must hold a state the writer logged.
 #
@@ -48,6 +51,7 @@ until grep -q '"snapshot_id":"' cycles.jsonl 2>/dev/null; do
   sleep 1
 done
 base_bytes=$(du -sb repo | cut -f1)
+ls repo/index >base-index.txt
 # The first cycle is a full backup; its peak is reported apart, then the peak is reset
 # (clear_refs 5, Linux 4.0+) so that the table shows the watching itself.
 first_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$watcher/status")
@@ -63,6 +67,9 @@ sleep $(( minutes * 60 ))
 touch stop
 wait "$writer"
 stopped_ms=$(date +%s%3N)
+# Cycles run only on events: an event on the root itself (its times, which no snapshot stores)
+# makes the watcher walk everything once more, finding nothing new.
+touch data
 # Wait for a cycle that started after the writer stopped and found nothing new.
 python3 - "$stopped_ms" <<'EOF'
 import json, sys, time, datetime
@@ -84,12 +91,17 @@ rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$watcher/status")
 kill -TERM "$watcher"
 wait "$watcher"
 end_bytes=$(du -sb repo | cut -f1)
+# Tree blobs added while watching: from the index files written since the first cycle.
+comm -13 base-index.txt <(ls repo/index) | while read -r ix; do
+  "$bin/hydrabackup" cat index "$ix" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))'
+done >new-index.jsonl
+last_tree=$("$bin/hydrabackup" snapshots --json --latest 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["tree"])')
 
 echo "first cycle (full backup): peak RSS $(( first_rss_kb / 1024 )) MiB"
-python3 - "$cpu0" "$cpu1" "$t0" "$t1" "$ticks" "$rss_kb" "$base_bytes" "$end_bytes" "$minutes" "$swamps" <<'EOF'
-import json, sys, datetime, bisect
+python3 - "$cpu0" "$cpu1" "$t0" "$t1" "$ticks" "$rss_kb" "$base_bytes" "$end_bytes" "$minutes" "$swamps" "$last_tree" <<'EOF'
+import json, os, sys, datetime, bisect
 cpu0, cpu1, t0, t1, ticks, rss, base, end = map(float, sys.argv[1:9])
-minutes, swamps = sys.argv[9], sys.argv[10]
+minutes, swamps, last_tree = sys.argv[9], sys.argv[10], sys.argv[11]
 cycles = [json.loads(l) for l in open("cycles.jsonl")]
 cycles = [c for c in cycles if c.get("message_type") == "cycle"]
 def ts(c):
@@ -107,18 +119,57 @@ for l in open("live.jsonl"):
 lags.sort()
 pct = lambda p: lags[min(len(lags) - 1, int(p * len(lags)))] if lags else float("nan")
 written = [c for c in cycles[1:] if c["snapshot_id"]]
-read = sum(c["bytes_read"] for c in written)
-growth = end - base
-snaps = len(written)
+watching = cycles[1:]
+A = sum(c["bytes_appended"] for c in watching)
+R = sum(c["bytes_rewritten"] + c["bytes_new"] for c in watching)
+changed = sum(c["swamps_captured"] for c in watching)
+G = end - base
+S = len(written)
+bound = 1.5 * A + R + 2048 * S
 print(f"| swamps | minutes | changes | cycles | snapshots | lag p50 | lag p99 | lag max | CPU (1 core) | peak RSS after the first cycle |")
 print(f"| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-print(f"| {swamps} | {minutes} | {len(lags)} | {len(cycles)} | {snaps} | {pct(0.5):.1f} s | {pct(0.99):.1f} s | {lags[-1] if lags else 0:.1f} s "
+print(f"| {swamps} | {minutes} | {len(lags)} | {len(cycles)} | {S} | {pct(0.5):.1f} s | {pct(0.99):.1f} s | {lags[-1] if lags else 0:.1f} s "
       f"| {100 * (cpu1 - cpu0) / ticks / (t1 - t0):.1f} % | {rss / 1024:.0f} MiB |")
 print()
-print(f"repository growth {growth / 1e6:.2f} MB for {read / 1e6:.2f} MB read by the cycles "
-      f"(appended tails and rewritten Swamps): {growth / max(read, 1):.2f}x; "
-      f"{(growth - read) / max(snaps, 1) / 1024:.1f} KiB per snapshot beyond the bytes read "
-      f"({snaps} snapshots)")
+walks = {}
+for c in watching:
+    walks.setdefault(c["walk"], []).append(c)
+for k, cs in sorted(walks.items()):
+    n = len(cs)
+    print(f"{k} walks: {n} cycles, mean {sum(c['folders_listed'] for c in cs) / n:.0f} folders listed, "
+          f"{sum(c['entries_examined'] for c in cs) / n:.0f} entries examined, "
+          f"{sum(c['duration_secs'] for c in cs) / n:.2f} s")
+print(f"growth G {G / 1e6:.2f} MB; appended blocks A {A / 1e6:.2f} MB, Swamps read whole R "
+      f"{R / 1e6:.2f} MB (rewritten or new), snapshots S {S}: "
+      f"1.5*A + R + 2 KB*S = {bound / 1e6:.2f} MB -> {'met' if G <= bound else 'NOT met'} "
+      f"(G/(A+R) {G / max(A + R, 1):.2f}x)")
+# Where the metadata goes.
+def size(d):
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
+snap_files = [c["snapshot_id"] for c in written]
+snap_bytes = sum(os.path.getsize(f"repo/snapshots/{i}") for i in snap_files if os.path.exists(f"repo/snapshots/{i}"))
+ix_new = set(os.listdir("repo/index")) - set(open("base-index.txt").read().split())
+ix_bytes = sum(os.path.getsize(f"repo/index/{i}") for i in ix_new)
+trees, tree_bytes, tree_raw, root = 0, 0, 0, None
+for line in open("new-index.jsonl"):
+    if not line.strip():
+        continue
+    for p in json.loads(line)["packs"]:
+        for flags, bid, _, stored, raw in p["blobs"]:
+            if flags & 1:
+                trees += 1
+                tree_bytes += stored
+                tree_raw += raw
+                if bid == last_tree:
+                    root = (stored, raw)
+per = lambda x: x / max(S, 1)
+print(f"metadata per snapshot: snapshot file {per(snap_bytes):.0f} B, index file {per(ix_bytes):.0f} B, "
+      f"trees {per(tree_bytes):.0f} B ({per(trees):.1f} tree blobs, {per(tree_raw):.0f} B before compression); "
+      f"trees per changed Swamp {tree_bytes / max(changed, 1):.0f} B ({changed} Swamp captures)")
+if root:
+    print(f"the last root tree: {root[0]} B stored ({root[1]} B raw)")
+else:
+    print("the last root tree was stored before the watch (unchanged root)")
 mean_cycle = sum(c["duration_secs"] for c in cycles[1:]) / max(len(cycles) - 1, 1)
 print(f"mean cycle {mean_cycle:.2f} s")
 EOF

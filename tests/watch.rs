@@ -314,6 +314,7 @@ fn idle_rescans_write_nothing_and_a_swamp_deleted_and_recreated_is_followed() {
     });
     for _ in 0..2 {
         let c = w.cycle("rescanning", |c| c["trigger"] == "rescan");
+        assert_eq!(c["walk"], "full", "{c:#}");
         assert!(c["snapshot_id"].is_null(), "{c:#}");
         assert!(c["error"].is_null(), "{c:#}");
     }
@@ -747,7 +748,7 @@ fn forget_policy_tiers_thin_ten_second_snapshots() {
 }
 
 /// More events than the kernel queues while the watcher is stopped (SIGSTOP): the queue
-/// overflows, the watcher says so and scans everything, and the next snapshot holds every
+/// overflows, the watcher says so and walks everything, and the next snapshot holds every
 /// file made meanwhile.
 #[test]
 fn event_queue_overflow_falls_back_to_a_scan() {
@@ -766,7 +767,7 @@ fn event_queue_overflow_falls_back_to_a_scan() {
             os("--interval"),
             os("1s"),
             os("--rescan"),
-            os("2s"),
+            os("1h"),
             src.as_os_str(),
         ],
         hb.path("watch.err"),
@@ -783,8 +784,12 @@ fn event_queue_overflow_falls_back_to_a_scan() {
     }
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
-    // A cycle that started after it and found nothing new: the flood is in the last snapshot.
-    wait_all_captured(&mut w, now_ms());
+    // No rescan is due (--rescan 1h): the overflow alone makes a cycle walk everything; after
+    // it the last snapshot holds the whole flood.
+    let full = w.cycle("walking everything after the overflow", |c| {
+        c["walk"] == "full" && c["trigger"] != "start"
+    });
+    assert!(full["error"].is_null(), "{full:#}");
     assert!(
         w.log()
             .contains("file-system event queue overflowed; scanning everything"),
@@ -796,4 +801,121 @@ fn event_queue_overflow_falls_back_to_a_scan() {
     let listed = hb.json(&["ls", "latest"]);
     let text = listed.to_string();
     assert!(text.contains(&format!("flood-{}", n - 1)));
+}
+
+/// The paths a cycle's `--lag` list names (captured ones).
+fn lag_paths(c: &Value) -> Vec<PathBuf> {
+    c["lag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["captured"] == true)
+        .map(|l| PathBuf::from(l["path"].as_str().unwrap()))
+        .collect()
+}
+
+/// Between rescans a cycle walks only what events named: a grown Swamp costs its folders'
+/// listings and one stat per path component, not a walk of the root; a folder moved in with
+/// Swamps inside and a Swamp deleted are followed the same way. After these changes, the
+/// watcher's snapshot is exactly what a full `backup` of the unchanged root writes against it:
+/// same tree, same name index, same catalogue, same totals.
+#[test]
+fn a_cycle_walks_only_the_paths_events_named_and_equals_a_full_backup() {
+    let hb = Hb::new();
+    let src = hb.path("data");
+    gen_root(&src, 83, 60, "600K", 20, 10);
+    let mut w = Watch::start(
+        hb.command(),
+        &[
+            os("--interval"),
+            os("1s"),
+            os("--rescan"),
+            os("1h"),
+            os("--lag"),
+            src.as_os_str(),
+        ],
+        hb.path("watch.err"),
+    );
+    let first = w.cycle("writing the first snapshot", |c| {
+        c["snapshot_id"].is_string()
+    });
+    assert_eq!(first["walk"], "full", "{first:#}");
+    let full = num(&first, "entries_examined");
+    assert!(full > 60, "{first:#}");
+
+    // One grown Swamp (a .hyd file, three levels down): its path is all the walk examines.
+    let (grown, _) = swamps(&src)
+        .into_iter()
+        .find(|(p, s)| matches!(s, Swamp::Hyd(_)) && p.ends_with(".hyd"))
+        .unwrap();
+    let file = src.join(&grown);
+    // Touching it is a change (new times): it is read again against its parent copy.
+    let t = std::fs::File::options().append(true).open(&file).unwrap();
+    t.set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    drop(t);
+    let one = w.cycle("capturing the touched Swamp", |c| {
+        c["error"].is_null() && !lag_paths(c).is_empty()
+    });
+    assert_eq!(one["walk"], "dirty", "{one:#}");
+    let named = lag_paths(&one);
+    assert_eq!(named, vec![PathBuf::from(&grown)], "{one:#}");
+    let depth = Path::new(&grown).components().count() as u64;
+    assert_eq!(num(&one, "entries_examined"), depth, "{one:#}");
+    assert_eq!(num(&one, "folders_listed"), depth, "{one:#}");
+
+    // A folder made elsewhere, two Swamps inside, moved in: one event names it, and it is
+    // walked whole.
+    let staging = hb.path("staging");
+    std::fs::create_dir_all(staging.join("inner")).unwrap();
+    let two: Vec<String> = swamps(&src)
+        .into_iter()
+        .filter(|(p, s)| matches!(s, Swamp::Hyd(_)) && *p != grown)
+        .map(|(p, _)| p)
+        .take(2)
+        .collect();
+    for (i, p) in two.iter().enumerate() {
+        std::fs::copy(src.join(p), staging.join("inner").join(format!("s{i}.hyd"))).unwrap();
+    }
+    std::fs::rename(&staging, src.join("moved-in")).unwrap();
+    let moved = w.cycle("capturing the folder moved in", |c| {
+        c["error"].is_null() && lag_paths(c).contains(&PathBuf::from("moved-in"))
+    });
+    assert_eq!(moved["walk"], "dirty", "{moved:#}");
+    assert_eq!(num(&moved, "swamps_captured"), 2, "{moved:#}");
+    assert!(num(&moved, "entries_examined") < full / 4, "{moved:#}");
+
+    // A Swamp deleted.
+    std::fs::remove_file(src.join(&two[0])).unwrap();
+    let gone = w.cycle("noting the deleted Swamp", |c| {
+        c["error"].is_null() && lag_paths(c).contains(&PathBuf::from(&two[0]))
+    });
+    assert_eq!(gone["walk"], "dirty", "{gone:#}");
+    assert_eq!(num(&gone, "swamps_gone"), 1, "{gone:#}");
+    let (st, _) = w.term();
+    assert!(st.success(), "{st}");
+
+    // The last snapshot against a full backup of the same root with it as parent.
+    let last = w.written().last().unwrap().clone();
+    let fresh = hb.backup(&src, &["--parent", &last]);
+    let fresh_id = fresh["snapshot_id"].as_str().unwrap();
+    let (a, b) = (
+        hb.json(&["cat", "snapshot", &last]),
+        hb.json(&["cat", "snapshot", fresh_id]),
+    );
+    assert_eq!(a["tree"], b["tree"]);
+    assert_eq!(a["names"], b["names"]);
+    assert_eq!(a["catalogue"], b["catalogue"]);
+    for k in ["total_bytes", "dirs"] {
+        assert_eq!(a["summary"][k], b["summary"][k], "{k}");
+    }
+    let files = |s: &Value| {
+        ["files_new", "files_changed", "files_unchanged"]
+            .iter()
+            .map(|k| num(&s["summary"], k))
+            .sum::<u64>()
+    };
+    assert_eq!(files(&a), files(&b));
+    assert_eq!(num(&b["summary"], "files_read"), 0, "{b:#}");
+    assert_restores_to(|| hb.command(), &last, &src, &hb.path("r"));
 }

@@ -117,6 +117,10 @@ pub struct BackupOptions {
     /// `auto`.
     #[arg(long, value_enum)]
     pub mode: Option<crate::logical::BackupMode>,
+    /// Walk only these changed paths of the single source folder, taking everything else
+    /// from the parent snapshot unexamined; `watch` sets it.
+    #[arg(skip)]
+    pub restrict: Option<std::sync::Arc<crate::source::reuse::Restrict>>,
 }
 
 /// What a backup did.
@@ -149,6 +153,9 @@ pub struct BackupOutcome {
     /// Files and folders whose stored data a prune deleted while this backup ran and that were
     /// gone from the source when read again (also in `gone`; not in the snapshot).
     pub lost_gone: Vec<String>,
+    /// What the walk examined and what it read, by kind (`watch` reports it).
+    #[serde(skip)]
+    pub work: crate::source::report::WalkWork,
 }
 
 /// The file node `backup --stdin` stores the stream as (its size is set once it is read).
@@ -565,6 +572,7 @@ pub fn backup(
         decisions: if opts.dry_run { decisions } else { Vec::new() },
         unmatched_excludes,
         packs_recovered,
+        work: walker.work,
         files_read_again,
         lost_gone,
     })

@@ -1,12 +1,16 @@
 //! `watch`: continuous backup. File-system events (and a full scan every `--rescan`) say which
 //! paths changed; every `--interval` in which something changed, one cycle captures the root
 //! exactly as `backup` does (it is `backup`, with the previous snapshot as parent) and writes a
-//! snapshot, or nothing when the tree came out equal to the parent's. A failed cycle (repository
+//! snapshot, or nothing when the tree came out equal to the parent's. A cycle walks only the
+//! paths events named (their folders up to the root, and everything under them), taking the
+//! rest of the tree from the parent unexamined; the first cycle, every `--rescan`, a lost event
+//! queue, a parent that is gone or a parent with errors or quarantined Swamps walk everything. A failed cycle (repository
 //! unreachable, locked, full) keeps its changes owed and is retried with back-off. The shared
 //! lock is held only while a cycle runs.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -14,6 +18,7 @@ use serde::Serialize;
 use crate::ops::backup::{self, BackupOptions};
 use crate::ops::progress::Progress;
 use crate::repo::Repository;
+use crate::source::reuse::{Memo, Restrict};
 use crate::{Error, Id, Result};
 
 mod events;
@@ -77,6 +82,12 @@ pub struct Cycle {
     pub time: String,
     /// What made it run: `start`, `events`, `rescan` or `retry`.
     pub trigger: &'static str,
+    /// `full` (every folder examined) or `dirty` (only the paths events named).
+    pub walk: &'static str,
+    /// Folders listed by the walk.
+    pub folders_listed: u64,
+    /// Entries examined (stat'ed) by the walk.
+    pub entries_examined: u64,
     /// The snapshot written; none when nothing changed or the cycle failed.
     pub snapshot_id: Option<Id>,
     /// Its parent.
@@ -91,6 +102,12 @@ pub struct Cycle {
     pub files_changed: u64,
     /// Bytes read from the source.
     pub bytes_read: u64,
+    /// Of those, bytes of Swamps that only grew (their appended blocks).
+    pub bytes_appended: u64,
+    /// Of those, bytes of Swamps read whole because they were rewritten (compacted, replaced).
+    pub bytes_rewritten: u64,
+    /// Of those, bytes of Swamps new since the parent.
+    pub bytes_new: u64,
     /// Bytes added to the repository (packs).
     pub bytes_stored: u64,
     /// Source files that could not be read.
@@ -222,6 +239,13 @@ pub fn run_with(
     }
     let mut pending = Pending::default();
     pending.owe_scan(Instant::now());
+    // Counts of the parent's folders a restricted walk reuses, kept while they are reused.
+    let memo = Arc::new(Mutex::new(Memo::default()));
+    // Folders a cycle found: walked again by the next one, in case entries arrived in them
+    // before their watch was added.
+    let mut carry: Vec<PathBuf> = Vec::new();
+    // The parent's errors and quarantined Swamps are retried only by a full walk.
+    let mut parent_clean = false;
     let mut out = Outcome {
         message_type: "summary",
         ..Outcome::default()
@@ -252,22 +276,44 @@ pub fn run_with(
         let taken = std::mem::take(&mut pending);
         out.cycles += 1;
         let started = Instant::now();
+        let full = taken.scan.is_some()
+            || base.parent.is_none()
+            || !parent_clean
+            || taken.paths.keys().any(|p| p.is_absolute());
+        base.restrict = (!full).then(|| {
+            let dirty = taken.paths.keys().chain(&carry).cloned();
+            Arc::new(Restrict::new(dirty, memo.clone()))
+        });
         crate::failpoint::hook("watch-cycle", &root);
         let result = backup::backup(repo, &base, progress);
-        // An explicit parent that a `forget` removed meanwhile: find the newest again.
+        // An explicit parent that a `forget` removed meanwhile: find the newest again, and
+        // walk everything against it.
         let result = match result {
             Err(Error::NotFound(_)) if base.parent.is_some() => {
                 base.parent = None;
+                base.restrict = None;
                 backup::backup(repo, &base, progress)
             }
             r => r,
         };
+        let walk = if base.restrict.take().is_some() {
+            "dirty"
+        } else {
+            "full"
+        };
+        if walk == "dirty" {
+            // A full walk reuses nothing: the counts stay for the cycles after it.
+            memo.lock().expect("memo").sweep();
+        }
         let end = Instant::now();
         let mut c = Cycle {
             message_type: "cycle",
             cycle: out.cycles,
             time: jiff::Timestamp::now().to_string(),
             trigger,
+            walk,
+            folders_listed: 0,
+            entries_examined: 0,
             snapshot_id: None,
             parent: None,
             swamps_captured: 0,
@@ -275,6 +321,9 @@ pub fn run_with(
             swamps_quarantined: 0,
             files_changed: 0,
             bytes_read: 0,
+            bytes_appended: 0,
+            bytes_rewritten: 0,
+            bytes_new: 0,
             bytes_stored: 0,
             source_errors: 0,
             duration_secs: (end - started).as_secs_f64(),
@@ -304,6 +353,18 @@ pub fn run_with(
                 c.swamps_quarantined = s.swamps_quarantined;
                 c.files_changed = s.files_new + s.files_changed;
                 c.bytes_read = s.bytes_read;
+                c.folders_listed = b.work.folders_listed;
+                c.entries_examined = b.work.entries_examined;
+                c.bytes_appended = b.work.bytes_appended;
+                c.bytes_rewritten = b.work.bytes_rewritten;
+                c.bytes_new = b.work.bytes_new;
+                parent_clean = s.errors == 0 && s.swamps_quarantined == 0;
+                carry = taken
+                    .paths
+                    .keys()
+                    .filter(|p| std::fs::symlink_metadata(root.join(p)).is_ok_and(|m| m.is_dir()))
+                    .cloned()
+                    .collect();
                 c.bytes_stored = s.bytes_stored;
                 c.source_errors = b.errors.len() as u64;
                 c.captured_lag_secs = taken.oldest().map_or(0.0, |t| (end - t).as_secs_f64());
@@ -327,6 +388,7 @@ pub fn run_with(
             Err(e) => {
                 out.failed_cycles += 1;
                 pending.restore(taken);
+                parent_clean = false;
                 // The parent is looked up afresh: a `forget` may have removed it.
                 base.parent = None;
                 let wait = backoff.map_or(opts.interval, |b| (b * 2).min(MAX_BACKOFF));

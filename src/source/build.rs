@@ -29,26 +29,19 @@ impl Walker<'_> {
                 path: rel.as_os_str().as_bytes().to_vec(),
             });
         }
-        let c = &mut self.res.catalogue;
-        c.swamps += 1;
-        c.entries += info.entries;
-        if info.created_ns != 0 {
-            c.oldest_ns = Some(
-                c.oldest_ns
-                    .map_or(info.created_ns, |o| o.min(info.created_ns)),
-            );
-        }
-        if info.modified_ns != 0 {
-            c.newest_ns = Some(
-                c.newest_ns
-                    .map_or(info.modified_ns, |o| o.max(info.modified_ns)),
-            );
-        }
+        crate::source::reuse::catalogue_add(&mut self.res.catalogue, info);
         let decision = if unchanged {
             Decision::Unchanged
         } else {
             info.decision
         };
+        let w = &mut self.res.work;
+        match decision {
+            Decision::Appended => w.bytes_appended += read,
+            Decision::Rewritten => w.bytes_rewritten += read,
+            Decision::New => w.bytes_new += read,
+            _ => {}
+        }
         let reason = match decision {
             Decision::Unchanged => "size, times and inode as in the parent snapshot",
             Decision::Appended => "same file, grown: read from where the parent's capture ended",

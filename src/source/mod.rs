@@ -7,6 +7,7 @@ pub mod hydraide;
 pub mod open;
 pub(crate) mod pipeline;
 pub mod report;
+pub mod reuse;
 pub(crate) mod walk;
 
 pub use open::{Identity, Trouble, open_checked, trouble};

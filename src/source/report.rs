@@ -113,3 +113,29 @@ pub struct SpecialFile {
     /// What it is.
     pub kind: SpecialKind,
 }
+
+/// What a walk examined (a walk restricted to dirty paths examines little) and what its
+/// captured Swamps read, by decision.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct WalkWork {
+    /// Folders listed.
+    pub folders_listed: u64,
+    /// Entries examined (stat'ed); entries taken unexamined from the parent are not.
+    pub entries_examined: u64,
+    /// Bytes read of Swamps that only grew (appended blocks).
+    pub bytes_appended: u64,
+    /// Bytes read of Swamps read whole: rewritten (compacted, replaced).
+    pub bytes_rewritten: u64,
+    /// Bytes read of Swamps new since the parent.
+    pub bytes_new: u64,
+}
+
+impl std::ops::AddAssign for WalkWork {
+    fn add_assign(&mut self, o: WalkWork) {
+        self.folders_listed += o.folders_listed;
+        self.entries_examined += o.entries_examined;
+        self.bytes_appended += o.bytes_appended;
+        self.bytes_rewritten += o.bytes_rewritten;
+        self.bytes_new += o.bytes_new;
+    }
+}

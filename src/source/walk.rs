@@ -68,7 +68,7 @@ pub(crate) struct Draft {
 }
 
 impl Draft {
-    fn of(node: Node) -> Draft {
+    pub(crate) fn of(node: Node) -> Draft {
         Draft {
             node,
             pending: None,
@@ -112,6 +112,8 @@ pub(crate) struct WalkCtx<'a> {
     pub(crate) all_decisions: bool,
     /// Files and bytes taken unread from the parent.
     pub(crate) reused: Tally<'a>,
+    /// Walk only these dirty paths; the parent supplies the rest (`watch`).
+    pub(crate) restrict: Option<&'a crate::source::reuse::Restrict>,
 }
 
 /// What a walk found, without the shared parts.
@@ -135,6 +137,8 @@ pub(crate) struct WalkResult {
     pub(crate) catalogue: CatalogueSummary,
     /// The name index's entries.
     pub(crate) names: Vec<NameEntry>,
+    /// How much the walk looked at and what it read, by kind.
+    pub(crate) work: crate::source::report::WalkWork,
 }
 
 impl WalkResult {
@@ -149,11 +153,8 @@ impl WalkResult {
         self.decisions.extend(other.decisions);
         self.built.extend(other.built);
         self.names.extend(other.names);
-        let (c, o) = (&mut self.catalogue, other.catalogue);
-        c.swamps += o.swamps;
-        c.entries += o.entries;
-        c.oldest_ns = c.oldest_ns.into_iter().chain(o.oldest_ns).min();
-        c.newest_ns = c.newest_ns.into_iter().chain(o.newest_ns).max();
+        self.work += other.work;
+        crate::source::reuse::merge_catalogue(&mut self.catalogue, &other.catalogue);
     }
 }
 
@@ -327,6 +328,7 @@ impl Walker<'_> {
         if self.ctx.excludes.is_match(path) {
             return None;
         }
+        self.res.work.entries_examined += 1;
         crate::failpoint::hook("stat", path);
         let md = match std::fs::symlink_metadata(dir.entry(name)) {
             Ok(m) => m,
@@ -546,6 +548,7 @@ impl Walker<'_> {
     /// The entries of a directory; an unreadable directory is reported and empty, one that
     /// vanished is gone (`None`).
     pub(crate) fn list(&mut self, dir: &Dir, path: &Path) -> Option<Listing> {
+        self.res.work.folders_listed += 1;
         let entries: Vec<(Vec<u8>, u64)> = match std::fs::read_dir(dir.path()) {
             Ok(rd) => rd
                 .filter_map(|e| match e {
@@ -594,7 +597,11 @@ impl Walker<'_> {
                     let mut w = Walker { ctx, res };
                     let name_os = std::ffi::OsStr::from_bytes(name);
                     let (p, r) = (path.join(name_os), rel.join(name_os));
-                    if let Some(d) = w.entry(dir, &p, &r, name, parent) {
+                    let reused = ctx.restrict.and_then(|x| {
+                        let old = x.reusable(&r, parent.and_then(|t| t.find(name)))?;
+                        w.reuse(x, &r, old)
+                    });
+                    if let Some(d) = reused.or_else(|| w.entry(dir, &p, &r, name, parent)) {
                         drafts.push((i, d));
                     }
                     (w.res, drafts)

@@ -209,6 +209,11 @@ pub(super) fn walk(
                 all_decisions: opts.dry_run,
                 note_trees: !opts.dry_run,
                 reused: &reused,
+                // Only the first pass of a walk of one folder with a parent can be restricted
+                // (a later pass must reach whatever lost its data).
+                restrict: opts.restrict.as_deref().filter(|_| {
+                    first && parent.is_some() && stream.is_none() && paths.len() == 1
+                }),
             };
             let mut walker = Walker {
                 ctx: &ctx,
