@@ -618,3 +618,33 @@ fn destructive_commands_without_a_terminal_need_yes() {
         .expect_code(0);
     assert_eq!(repo_files(&t.repo, ""), before);
 }
+
+#[test]
+fn a_prune_runs_at_background_priority_unless_told_otherwise() {
+    // A hook inside the prune records the niceness of each of its threads and its I/O class.
+    let t = TestRepo::init();
+    let probe = |extra: &[&str]| -> (Vec<i64>, String) {
+        forgotten(&t);
+        let o = t.path("prio");
+        let o = o.display();
+        let mut c = t.command();
+        c.env(
+            "HYDRABACKUP_TEST_HOOK",
+            format!(
+                "prune-deleting:for f in /proc/$PPID/task/*/stat; do sed 's/.*) //' $f | cut -d' ' -f17; done >{o}.nice; ionice -p $PPID >{o}.io"
+            ),
+        )
+        .args(["prune", "--yes", "-q", "--keep-delete", "0s"])
+        .args(extra);
+        run_cmd(c).expect_code(0);
+        let nice = std::fs::read_to_string(format!("{o}.nice")).unwrap();
+        let nice = nice.lines().map(|l| l.trim().parse().unwrap()).collect();
+        (nice, std::fs::read_to_string(format!("{o}.io")).unwrap())
+    };
+    let (nice, io) = probe(&[]);
+    assert!(!nice.is_empty() && nice.iter().all(|&n| n >= 10), "{nice:?}");
+    assert!(io.starts_with("idle"), "{io}");
+    let (nice, io) = probe(&["--priority", "normal"]);
+    assert!(nice.iter().all(|&n| n < 10), "{nice:?}");
+    assert!(!io.starts_with("idle"), "{io}");
+}

@@ -609,6 +609,9 @@ fn forget_cmd(
     a: &ops::forget::ForgetOptions,
 ) -> Result<i32> {
     let label = if a.prune { "prune" } else { "forget" };
+    if a.prune {
+        background(&a.prune_options);
+    }
     let r = with_progress(g, label, false, |p| ops::forget::run(repo, a, p));
     warn_prune(repo, r.as_ref().map(|o| o.prune.as_ref()));
     let out = r?;
@@ -623,6 +626,16 @@ fn forget_cmd(
     finish(&[repo], 0)
 }
 
+/// Lowers the process to background priority for a prune that will change something, unless
+/// `--priority normal`: a prune never hurries at the expense of backups beside it.
+fn background(a: &ops::prune::PruneOptions) {
+    if !a.dry_run && a.priority == ops::prune::Priority::Low {
+        if let Err(e) = hydrabackup::sys::lower_priority() {
+            tracing::debug!("could not lower the priority: {e}");
+        }
+    }
+}
+
 /// `prune` (a dry run shows what a confirmed one would do).
 fn prune_cmd(
     g: &Global,
@@ -630,6 +643,7 @@ fn prune_cmd(
     repo: &Repository,
     a: &ops::prune::PruneOptions,
 ) -> Result<i32> {
+    background(a);
     let r = with_progress(g, "prune", false, |p| ops::prune::run(repo, a, p));
     warn_prune(repo, r.as_ref().map(|o| Some(&o.summary)));
     let out = r?;

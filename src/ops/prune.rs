@@ -85,6 +85,19 @@ pub struct PruneOptions {
     /// it: e.g. 23h, 90m, 0s.
     #[arg(long, value_name = "DURATION", default_value = "23h")]
     pub keep_delete: String,
+    /// CPU and I/O priority: `low` (nice 10, idle I/O class) lets backups running beside the
+    /// prune keep their speed; `normal` keeps the priority the prune was started with.
+    #[arg(long, value_enum, default_value_t = Priority::Low)]
+    pub priority: Priority,
+}
+
+/// The scheduling priority a prune runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Priority {
+    /// Background: CPU niceness 10 and the idle I/O class (the default).
+    Low,
+    /// As started.
+    Normal,
 }
 
 impl Default for PruneOptions {
@@ -95,6 +108,7 @@ impl Default for PruneOptions {
             ignore_damaged_snapshots: false,
             instant_delete: false,
             keep_delete: "23h".into(),
+            priority: Priority::Low,
         }
     }
 }
