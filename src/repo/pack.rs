@@ -7,7 +7,7 @@
 //! with a write-only key has its session's envelope in front of the sealed header.
 
 use crate::crypto::{Keys, SEAL_OVERHEAD};
-use crate::repo::blob::{BlobType, open_blob};
+use crate::repo::blob::{BlobType, Scratch, check_blob};
 use crate::{Error, Id, Result};
 
 const MAGIC: &[u8; 4] = b"HBPK";
@@ -157,54 +157,68 @@ pub fn read_pack(keys: &Keys, pack: &[u8]) -> Result<(Vec<PackEntry>, Option<Key
     Ok((entries, session))
 }
 
-/// Accumulates sealed blobs into one pack in memory.
+/// Accumulates sealed blobs into one pack: it keeps each blob's own buffer (no gathering copy);
+/// the pack's bytes are the buffers in order, written out with one vectored write.
 #[derive(Default)]
 pub struct PackBuilder {
-    buf: Vec<u8>,
+    parts: Vec<Vec<u8>>,
     entries: Vec<PackEntry>,
-    /// Bytes reserved at a pack's first blob, so the buffer never doubles past its target.
-    reserve: usize,
+    size: usize,
+}
+
+/// A pack with its header sealed, not yet named nor checked: the sealed blobs, then the sealed
+/// header followed by its length (the last part). Its bytes are the parts in order.
+pub struct SealedPack {
+    /// The pack's bytes, in pieces.
+    pub parts: Vec<Vec<u8>>,
+    /// The blobs in it.
+    pub entries: Vec<PackEntry>,
 }
 
 /// A finished pack: its bytes, its name and what it holds.
 pub struct FinishedPack {
     /// The pack's name: BLAKE3 of its bytes.
     pub id: Id,
-    /// The bytes to store.
-    pub bytes: Vec<u8>,
+    /// The bytes to store, in pieces (see [`FinishedPack::slices`]).
+    pub parts: Vec<Vec<u8>>,
     /// The blobs in it.
     pub entries: Vec<PackEntry>,
 }
 
+fn slices(parts: &[Vec<u8>]) -> Vec<&[u8]> {
+    parts.iter().map(Vec::as_slice).collect()
+}
+
 impl PackBuilder {
-    /// A builder that reserves `bytes` for each pack up front (target size plus one blob and
-    /// the header), instead of letting the buffer double.
-    pub fn with_reserve(bytes: usize) -> Self {
-        PackBuilder {
-            reserve: bytes,
-            ..Default::default()
-        }
+    /// Appends a sealed blob (copied; [`PackBuilder::push`] takes the buffer instead).
+    pub fn add(&mut self, kind: BlobType, id: Id, sealed: &[u8], raw_len: u32, compressed: bool) {
+        self.push(kind, id, sealed.to_vec(), raw_len, compressed);
     }
 
-    /// Appends a sealed blob.
-    pub fn add(&mut self, kind: BlobType, id: Id, sealed: &[u8], raw_len: u32, compressed: bool) {
-        if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(self.reserve.max(sealed.len()));
-        }
+    /// Appends a sealed blob, keeping its buffer as a piece of the pack.
+    pub fn push(
+        &mut self,
+        kind: BlobType,
+        id: Id,
+        sealed: Vec<u8>,
+        raw_len: u32,
+        compressed: bool,
+    ) {
         self.entries.push(PackEntry {
             kind,
             id,
-            offset: self.buf.len() as u32,
+            offset: self.size as u32,
             len: sealed.len() as u32,
             raw_len,
             compressed,
         });
-        self.buf.extend_from_slice(sealed);
+        self.size += sealed.len();
+        self.parts.push(sealed);
     }
 
     /// Bytes of blobs so far.
     pub fn size(&self) -> usize {
-        self.buf.len()
+        self.size
     }
 
     /// Whether no blob was added.
@@ -212,38 +226,112 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Seals the header and returns the finished pack; the builder is left empty.
-    pub fn finish(&mut self, keys: &Keys) -> FinishedPack {
-        let mut bytes = std::mem::take(&mut self.buf);
+    /// Seals the header; the builder is left empty. The pack still has to be named (and,
+    /// before it is stored, checked: [`SealedPack::check`]).
+    pub fn seal(&mut self, keys: &Keys) -> SealedPack {
+        let mut parts = std::mem::take(&mut self.parts);
         let entries = std::mem::take(&mut self.entries);
-        let header = keys.seal(&encode_header(&entries));
-        bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        FinishedPack {
-            id: Id::of_stored(&bytes),
-            bytes,
-            entries,
-        }
+        self.size = 0;
+        let mut header = keys.seal(&encode_header(&entries));
+        let n = header.len() as u32;
+        header.extend_from_slice(&n.to_le_bytes());
+        parts.push(header);
+        SealedPack { parts, entries }
+    }
+
+    /// Seals the header and names the pack, unchecked; the builder is left empty.
+    pub fn finish(&mut self, keys: &Keys) -> FinishedPack {
+        let p = self.seal(keys);
+        let id = p.hash();
+        p.named(id)
     }
 }
 
-/// Checks a finished pack end to end before it is stored: the header authenticates and matches,
-/// and every blob opens, decompresses and hashes to its id. Catches memory or CPU faults before
-/// they reach the repository.
-pub fn verify_pack(keys: &Keys, pack: &FinishedPack) -> Result<()> {
-    let (entries, session) = read_pack(keys, &pack.bytes)?;
-    let keys = session.as_ref().unwrap_or(keys);
-    if entries != pack.entries {
-        return Err(Error::corrupt(
-            "new pack",
-            "header differs from what was written",
-        ));
+impl SealedPack {
+    /// The pack's size.
+    pub fn len(&self) -> u64 {
+        self.parts.iter().map(|p| p.len() as u64).sum()
     }
-    for e in &entries {
-        let sealed = &pack.bytes[e.offset as usize..(e.offset + e.len) as usize];
-        open_blob(keys, e, sealed)?;
+
+    /// Whether the pack has no bytes (never, once sealed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
-    Ok(())
+
+    /// Checks the pack end to end from the bytes that will be stored, and names it, in one
+    /// pass: the header must authenticate and equal what was written (so the lengths, and with
+    /// them the implicit offsets, are the ones the blobs have), and every blob must open,
+    /// decompress and hash to its id; each blob is hashed into the pack's name right before it
+    /// is checked, while its bytes are in the CPU's cache. Catches memory or CPU faults between
+    /// sealing and storing before they reach the repository. Returns the name.
+    pub fn check(&self, keys: &Keys, scratch: &mut Scratch) -> Result<Id> {
+        let bad = |r: &str| Error::corrupt("new pack", r.to_string());
+        let (last, blobs) = self.parts.split_last().ok_or_else(|| bad("no header"))?;
+        let (before, sealed) = split_pack(last)?;
+        if !before.is_empty() {
+            return Err(bad("header length differs from the header"));
+        }
+        let (entries, session) = open_header(keys, sealed)?;
+        if entries != self.entries || entries.len() != blobs.len() {
+            return Err(bad("header differs from what was written"));
+        }
+        let keys = session.as_ref().unwrap_or(keys);
+        let mut h = blake3::Hasher::new();
+        for (e, blob) in entries.iter().zip(blobs) {
+            if blob.len() != e.len as usize {
+                return Err(bad("a blob's length differs from the header"));
+            }
+            h.update(blob);
+            check_blob(keys, e, blob, scratch)?;
+        }
+        h.update(last);
+        Ok(Id(*h.finalize().as_bytes()))
+    }
+
+    /// The pack's name, unchecked: BLAKE3 of its bytes.
+    pub fn hash(&self) -> Id {
+        let mut h = blake3::Hasher::new();
+        for part in &self.parts {
+            h.update(part);
+        }
+        Id(*h.finalize().as_bytes())
+    }
+
+    /// The pack under its name (from [`SealedPack::check`] or [`SealedPack::hash`]).
+    pub fn named(self, id: Id) -> FinishedPack {
+        FinishedPack {
+            id,
+            parts: self.parts,
+            entries: self.entries,
+        }
+    }
+
+    /// The pieces, in order, for a vectored write.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        slices(&self.parts)
+    }
+}
+
+impl FinishedPack {
+    /// The pack's size.
+    pub fn len(&self) -> u64 {
+        self.parts.iter().map(|p| p.len() as u64).sum()
+    }
+
+    /// Whether the pack has no bytes (never, once sealed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces, in order, for a vectored write.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        slices(&self.parts)
+    }
+
+    /// The pack's bytes in one buffer (a copy).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +348,60 @@ mod tests {
             raw_len: raw,
             compressed: c,
         }
+    }
+
+    #[test]
+    fn check_names_the_pack_and_catches_any_flipped_bit() {
+        use crate::crypto::SealKey;
+        use crate::repo::blob::seal_blob;
+        let keys = Keys::new(SealKey::new(&[5; 32]), [6; 32]);
+        let mut b = PackBuilder::default();
+        for i in 0..5u32 {
+            let plain = format!("blob {i} ").repeat(50 + 100 * i as usize);
+            let id = keys.blob_id(plain.as_bytes());
+            let s = seal_blob(&keys, BlobType::Data, id, plain.as_bytes(), (i % 2) as i32);
+            b.push(s.kind, s.id, s.sealed, s.raw_len, s.compressed);
+        }
+        let pack = b.seal(&keys);
+        assert!(b.is_empty() && b.size() == 0);
+        let mut scratch = Scratch::default();
+        let id = pack.check(&keys, &mut scratch).unwrap();
+        let bytes = pack.parts.concat();
+        assert_eq!(id, Id::of_stored(&bytes));
+        assert_eq!(id, pack.hash());
+        assert_eq!(read_header(&keys, &bytes).unwrap(), pack.entries);
+        // A bit flipped anywhere (blob or header) is caught before the pack is stored.
+        let mut at = Vec::new();
+        for (p, part) in pack.parts.iter().enumerate() {
+            at.extend([(p, 0), (p, part.len() / 2), (p, part.len() - 1)]);
+        }
+        for (p, i) in at {
+            let mut parts = pack.parts.clone();
+            parts[p][i] ^= 0x10;
+            let bad = SealedPack {
+                parts,
+                entries: pack.entries.clone(),
+            };
+            assert!(bad.check(&keys, &mut scratch).is_err(), "part {p} byte {i}");
+        }
+        // So is a header that lists other blobs than the builder wrote.
+        let mut entries = pack.entries.clone();
+        entries[1].raw_len += 1;
+        let other = SealedPack {
+            parts: pack.parts.clone(),
+            entries,
+        };
+        assert!(other.check(&keys, &mut scratch).is_err());
+        // And two blobs swapped.
+        let mut parts = pack.parts.clone();
+        parts.swap(0, 2);
+        let swapped = SealedPack {
+            parts,
+            entries: pack.entries.clone(),
+        };
+        assert!(swapped.check(&keys, &mut scratch).is_err());
+        let named = pack.named(id);
+        assert_eq!((named.len(), named.to_bytes()), (bytes.len() as u64, bytes));
     }
 
     proptest! {
