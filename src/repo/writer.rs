@@ -135,7 +135,10 @@ impl PackWriter {
         let packer = std::thread::spawn(move || {
             let mut data = PackBuilder::default();
             let mut tree = PackBuilder::default();
-            for b in rx.iter() {
+            for mut b in rx.iter() {
+                // A memory fault between sealing and storing, for the tests: the pack check
+                // must refuse the pack.
+                crate::failpoint::fault("sealed-blob", &mut b.sealed);
                 let builder = match b.kind {
                     BlobType::Data => &mut data,
                     BlobType::Tree => &mut tree,
