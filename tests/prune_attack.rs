@@ -75,7 +75,7 @@ fn forge(t: &TestRepo, how: Forgery) -> (String, String) {
     }
     let forged = pack.finish(repo.keys());
     repo.backend()
-        .write(FileKind::Pack, &forged.id.to_hex(), &forged.to_bytes())
+        .write(FileKind::Pack, &forged.id.to_hex(), &forged.bytes)
         .unwrap();
     let mut file = IndexFile {
         version: INDEX_VERSION,
@@ -470,7 +470,7 @@ fn a_forged_blob_length_damages_only_its_file() {
     pack.add(e.kind, e.id, &sealed, e.raw_len, e.compressed);
     let forged = pack.finish(repo.keys());
     repo.backend()
-        .write(FileKind::Pack, &forged.id.to_hex(), &forged.to_bytes())
+        .write(FileKind::Pack, &forged.id.to_hex(), &forged.bytes)
         .unwrap();
     let file = IndexFile {
         version: INDEX_VERSION,

@@ -131,12 +131,6 @@ impl Backend for Limited {
         }
         self.inner.write(kind, name, data)
     }
-    fn write_parts(&self, kind: FileKind, name: &str, parts: &[&[u8]]) -> Result<()> {
-        if let Some(u) = &self.up {
-            u.pass(parts.iter().map(|p| p.len() as u64).sum());
-        }
-        self.inner.write_parts(kind, name, parts)
-    }
     fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
         self.inner.remove(kind, name)
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,39 +120,6 @@ impl LocalBackend {
         }
         result
     }
-}
-
-/// `parts` cut at byte `at`: the pieces before it and those after.
-fn split_parts<'a>(parts: &[&'a [u8]], mut at: usize) -> (Vec<&'a [u8]>, Vec<&'a [u8]>) {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for &p in parts {
-        let n = at.min(p.len());
-        a.push(&p[..n]);
-        b.push(&p[n..]);
-        at -= n;
-    }
-    (a, b)
-}
-
-/// Writes every byte of `parts`, in order, with as few (vectored) system calls as it takes.
-fn write_all_parts(f: &mut File, parts: &[&[u8]]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| IoSlice::new(p))
-        .collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        // IOV_MAX is 1024 on Linux; more in one call is EINVAL.
-        let n = rest.len().min(1024);
-        match f.write_vectored(&rest[..n]) {
-            Ok(0) => return Err(io::Error::from(ErrorKind::WriteZero)),
-            Ok(w) => IoSlice::advance_slices(&mut rest, w),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -289,23 +256,19 @@ impl Backend for LocalBackend {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
-        self.write_parts(kind, name, &[data])
-    }
-
-    fn write_parts(&self, kind: FileKind, name: &str, parts: &[&[u8]]) -> Result<()> {
         let p = self.path(kind, name)?;
         if p.exists() {
             return Ok(());
         }
         self.store(&p, name, |f, tmp| {
-            let total: usize = parts.iter().map(|p| p.len()).sum();
-            if kind == FileKind::Pack && total > 1 {
-                let (a, b) = split_parts(parts, total / 2);
-                write_all_parts(f, &a).map_err(|e| err("write", tmp, e))?;
+            if kind == FileKind::Pack && data.len() > 1 {
+                f.write_all(&data[..data.len() / 2])
+                    .map_err(|e| err("write", tmp, e))?;
                 crate::failpoint::hit("mid-pack-write");
-                write_all_parts(f, &b).map_err(|e| err("write", tmp, e))
+                f.write_all(&data[data.len() / 2..])
+                    .map_err(|e| err("write", tmp, e))
             } else {
-                write_all_parts(f, parts).map_err(|e| err("write", tmp, e))
+                f.write_all(data).map_err(|e| err("write", tmp, e))
             }
         })
     }
@@ -358,27 +321,5 @@ impl Backend for LocalBackend {
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
         let p = self.path(kind, name)?;
         Ok(fs::metadata(&p).map_err(|e| err("stat", &p, e))?.len())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parts_are_written_in_order_past_iov_max() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
-        b.create().unwrap();
-        let parts: Vec<Vec<u8>> = (0..3000u32)
-            .map(|i| i.to_le_bytes().repeat(i as usize % 7))
-            .collect();
-        let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        let name = "ab".repeat(32);
-        b.write_parts(FileKind::Pack, &name, &slices).unwrap();
-        assert_eq!(b.read(FileKind::Pack, &name).unwrap(), parts.concat());
-        let (x, y) = split_parts(&slices, 5000);
-        assert_eq!(x.concat().len(), 5000);
-        assert_eq!([x.concat(), y.concat()].concat(), parts.concat());
     }
 }

@@ -114,11 +114,6 @@ pub trait Backend: Send + Sync {
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// Writes a file atomically and durably; an existing file of that name is left untouched.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
-    /// [`Backend::write`] of the concatenation of `parts`: the local backend writes them with
-    /// vectored writes, the others (whose requests take one body) join them first.
-    fn write_parts(&self, kind: FileKind, name: &str, parts: &[&[u8]]) -> Result<()> {
-        self.write(kind, name, &parts.concat())
-    }
     /// Removes a file. Removing one that is not there succeeds or fails with `NotFound` (S3
     /// cannot tell the two apart without another request).
     fn remove(&self, kind: FileKind, name: &str) -> Result<()>;

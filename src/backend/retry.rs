@@ -97,10 +97,6 @@ impl<B: Backend> Backend for Retry<B> {
         self.run(|_| self.inner.write(kind, name, data))
     }
 
-    fn write_parts(&self, kind: FileKind, name: &str, parts: &[&[u8]]) -> Result<()> {
-        self.run(|_| self.inner.write_parts(kind, name, parts))
-    }
-
     fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
         self.run(|again| match self.inner.remove(kind, name) {
             // An earlier attempt removed it before its answer was lost.

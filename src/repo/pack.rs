@@ -157,20 +157,19 @@ pub fn read_pack(keys: &Keys, pack: &[u8]) -> Result<(Vec<PackEntry>, Option<Key
     Ok((entries, session))
 }
 
-/// Accumulates sealed blobs into one pack: it keeps each blob's own buffer (no gathering copy);
-/// the pack's bytes are the buffers in order, written out with one vectored write.
+/// Accumulates sealed blobs into one pack in memory.
 #[derive(Default)]
 pub struct PackBuilder {
-    parts: Vec<Vec<u8>>,
+    buf: Vec<u8>,
     entries: Vec<PackEntry>,
-    size: usize,
+    /// Bytes reserved at a pack's first blob, so the buffer never doubles past its target.
+    reserve: usize,
 }
 
-/// A pack with its header sealed, not yet named nor checked: the sealed blobs, then the sealed
-/// header followed by its length (the last part). Its bytes are the parts in order.
+/// A pack with its header sealed, not yet named nor checked.
 pub struct SealedPack {
-    /// The pack's bytes, in pieces.
-    pub parts: Vec<Vec<u8>>,
+    /// The bytes to store.
+    pub bytes: Vec<u8>,
     /// The blobs in it.
     pub entries: Vec<PackEntry>,
 }
@@ -179,46 +178,41 @@ pub struct SealedPack {
 pub struct FinishedPack {
     /// The pack's name: BLAKE3 of its bytes.
     pub id: Id,
-    /// The bytes to store, in pieces (see [`FinishedPack::slices`]).
-    pub parts: Vec<Vec<u8>>,
+    /// The bytes to store.
+    pub bytes: Vec<u8>,
     /// The blobs in it.
     pub entries: Vec<PackEntry>,
 }
 
-fn slices(parts: &[Vec<u8>]) -> Vec<&[u8]> {
-    parts.iter().map(Vec::as_slice).collect()
-}
-
 impl PackBuilder {
-    /// Appends a sealed blob (copied; [`PackBuilder::push`] takes the buffer instead).
-    pub fn add(&mut self, kind: BlobType, id: Id, sealed: &[u8], raw_len: u32, compressed: bool) {
-        self.push(kind, id, sealed.to_vec(), raw_len, compressed);
+    /// A builder that reserves `bytes` for each pack up front (target size plus one blob and
+    /// the header), instead of letting the buffer double.
+    pub fn with_reserve(bytes: usize) -> Self {
+        PackBuilder {
+            reserve: bytes,
+            ..Default::default()
+        }
     }
 
-    /// Appends a sealed blob, keeping its buffer as a piece of the pack.
-    pub fn push(
-        &mut self,
-        kind: BlobType,
-        id: Id,
-        sealed: Vec<u8>,
-        raw_len: u32,
-        compressed: bool,
-    ) {
+    /// Appends a sealed blob.
+    pub fn add(&mut self, kind: BlobType, id: Id, sealed: &[u8], raw_len: u32, compressed: bool) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.reserve.max(sealed.len()));
+        }
         self.entries.push(PackEntry {
             kind,
             id,
-            offset: self.size as u32,
+            offset: self.buf.len() as u32,
             len: sealed.len() as u32,
             raw_len,
             compressed,
         });
-        self.size += sealed.len();
-        self.parts.push(sealed);
+        self.buf.extend_from_slice(sealed);
     }
 
     /// Bytes of blobs so far.
     pub fn size(&self) -> usize {
-        self.size
+        self.buf.len()
     }
 
     /// Whether no blob was added.
@@ -229,108 +223,57 @@ impl PackBuilder {
     /// Seals the header; the builder is left empty. The pack still has to be named (and,
     /// before it is stored, checked: [`SealedPack::check`]).
     pub fn seal(&mut self, keys: &Keys) -> SealedPack {
-        let mut parts = std::mem::take(&mut self.parts);
+        let mut bytes = std::mem::take(&mut self.buf);
         let entries = std::mem::take(&mut self.entries);
-        self.size = 0;
-        let mut header = keys.seal(&encode_header(&entries));
-        let n = header.len() as u32;
-        header.extend_from_slice(&n.to_le_bytes());
-        parts.push(header);
-        SealedPack { parts, entries }
+        let header = keys.seal(&encode_header(&entries));
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        SealedPack { bytes, entries }
     }
 
     /// Seals the header and names the pack, unchecked; the builder is left empty.
     pub fn finish(&mut self, keys: &Keys) -> FinishedPack {
         let p = self.seal(keys);
-        let id = p.hash();
+        let id = Id::of_stored(&p.bytes);
         p.named(id)
     }
 }
 
 impl SealedPack {
-    /// The pack's size.
-    pub fn len(&self) -> u64 {
-        self.parts.iter().map(|p| p.len() as u64).sum()
-    }
-
-    /// Whether the pack has no bytes (never, once sealed).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Checks the pack end to end from the bytes that will be stored, and names it, in one
-    /// pass: the header must authenticate and equal what was written (so the lengths, and with
-    /// them the implicit offsets, are the ones the blobs have), and every blob must open,
-    /// decompress and hash to its id; each blob is hashed into the pack's name right before it
-    /// is checked, while its bytes are in the CPU's cache. Catches memory or CPU faults between
-    /// sealing and storing before they reach the repository. Returns the name.
+    /// pass: the header must authenticate and equal what was written, the sizes add up, and
+    /// every blob must open, decompress and hash to its id; each blob is hashed into the
+    /// pack's name right before it is checked, while its bytes are in the CPU's cache. Catches
+    /// memory or CPU faults between sealing and storing before they reach the repository.
+    /// Returns the name.
     pub fn check(&self, keys: &Keys, scratch: &mut Scratch) -> Result<Id> {
-        let bad = |r: &str| Error::corrupt("new pack", r.to_string());
-        let (last, blobs) = self.parts.split_last().ok_or_else(|| bad("no header"))?;
-        let (before, sealed) = split_pack(last)?;
-        if !before.is_empty() {
-            return Err(bad("header length differs from the header"));
-        }
-        let (entries, session) = open_header(keys, sealed)?;
-        if entries != self.entries || entries.len() != blobs.len() {
-            return Err(bad("header differs from what was written"));
+        let (entries, session) = read_pack(keys, &self.bytes)?;
+        if entries != self.entries {
+            return Err(Error::corrupt(
+                "new pack",
+                "header differs from what was written",
+            ));
         }
         let keys = session.as_ref().unwrap_or(keys);
         let mut h = blake3::Hasher::new();
-        for (e, blob) in entries.iter().zip(blobs) {
-            if blob.len() != e.len as usize {
-                return Err(bad("a blob's length differs from the header"));
-            }
+        // The offsets are consecutive from 0 (decoded so) and the sizes add up (read_pack).
+        for e in &entries {
+            let blob = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
             h.update(blob);
             check_blob(keys, e, blob, scratch)?;
         }
-        h.update(last);
+        let end = entries.last().map_or(0, |e| (e.offset + e.len) as usize);
+        h.update(&self.bytes[end..]);
         Ok(Id(*h.finalize().as_bytes()))
     }
 
-    /// The pack's name, unchecked: BLAKE3 of its bytes.
-    pub fn hash(&self) -> Id {
-        let mut h = blake3::Hasher::new();
-        for part in &self.parts {
-            h.update(part);
-        }
-        Id(*h.finalize().as_bytes())
-    }
-
-    /// The pack under its name (from [`SealedPack::check`] or [`SealedPack::hash`]).
+    /// The pack under its name (from [`SealedPack::check`], or `Id::of_stored` of its bytes).
     pub fn named(self, id: Id) -> FinishedPack {
         FinishedPack {
             id,
-            parts: self.parts,
+            bytes: self.bytes,
             entries: self.entries,
         }
-    }
-
-    /// The pieces, in order, for a vectored write.
-    pub fn slices(&self) -> Vec<&[u8]> {
-        slices(&self.parts)
-    }
-}
-
-impl FinishedPack {
-    /// The pack's size.
-    pub fn len(&self) -> u64 {
-        self.parts.iter().map(|p| p.len() as u64).sum()
-    }
-
-    /// Whether the pack has no bytes (never, once sealed).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The pieces, in order, for a vectored write.
-    pub fn slices(&self) -> Vec<&[u8]> {
-        slices(&self.parts)
-    }
-
-    /// The pack's bytes in one buffer (a copy).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.parts.concat()
     }
 }
 
@@ -360,48 +303,35 @@ mod tests {
             let plain = format!("blob {i} ").repeat(50 + 100 * i as usize);
             let id = keys.blob_id(plain.as_bytes());
             let s = seal_blob(&keys, BlobType::Data, id, plain.as_bytes(), (i % 2) as i32);
-            b.push(s.kind, s.id, s.sealed, s.raw_len, s.compressed);
+            b.add(s.kind, s.id, &s.sealed, s.raw_len, s.compressed);
         }
         let pack = b.seal(&keys);
         assert!(b.is_empty() && b.size() == 0);
         let mut scratch = Scratch::default();
         let id = pack.check(&keys, &mut scratch).unwrap();
-        let bytes = pack.parts.concat();
-        assert_eq!(id, Id::of_stored(&bytes));
-        assert_eq!(id, pack.hash());
-        assert_eq!(read_header(&keys, &bytes).unwrap(), pack.entries);
-        // A bit flipped anywhere (blob or header) is caught before the pack is stored.
-        let mut at = Vec::new();
-        for (p, part) in pack.parts.iter().enumerate() {
-            at.extend([(p, 0), (p, part.len() / 2), (p, part.len() - 1)]);
-        }
-        for (p, i) in at {
-            let mut parts = pack.parts.clone();
-            parts[p][i] ^= 0x10;
+        assert_eq!(id, Id::of_stored(&pack.bytes));
+        // A bit flipped anywhere (blobs, header, trailer) is caught before the pack is stored.
+        for i in (0..pack.bytes.len())
+            .step_by(97)
+            .chain([pack.bytes.len() - 1])
+        {
+            let mut bytes = pack.bytes.clone();
+            bytes[i] ^= 0x10;
             let bad = SealedPack {
-                parts,
+                bytes,
                 entries: pack.entries.clone(),
             };
-            assert!(bad.check(&keys, &mut scratch).is_err(), "part {p} byte {i}");
+            assert!(bad.check(&keys, &mut scratch).is_err(), "byte {i}");
         }
         // So is a header that lists other blobs than the builder wrote.
         let mut entries = pack.entries.clone();
         entries[1].raw_len += 1;
         let other = SealedPack {
-            parts: pack.parts.clone(),
+            bytes: pack.bytes.clone(),
             entries,
         };
         assert!(other.check(&keys, &mut scratch).is_err());
-        // And two blobs swapped.
-        let mut parts = pack.parts.clone();
-        parts.swap(0, 2);
-        let swapped = SealedPack {
-            parts,
-            entries: pack.entries.clone(),
-        };
-        assert!(swapped.check(&keys, &mut scratch).is_err());
-        let named = pack.named(id);
-        assert_eq!((named.len(), named.to_bytes()), (bytes.len() as u64, bytes));
+        assert_eq!(pack.named(id).id, id);
     }
 
     proptest! {

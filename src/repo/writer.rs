@@ -1,6 +1,5 @@
-//! The pack writer: takes sealed blobs from any number of threads, fills data and tree packs
-//! with the blobs' own buffers (no gathering copy), checks each finished pack once more from
-//! those buffers while naming it, stores it with one vectored write, and writes index files for what was stored —
+//! The pack writer: takes sealed blobs from any number of threads, fills data and tree packs,
+//! checks each finished pack once more from the bytes it then writes while naming it, stores it, and writes index files for what was stored —
 //! packs always before the index that names them.
 
 use std::sync::{Arc, Mutex};
@@ -60,18 +59,18 @@ fn store_pack(
     dry_run: bool,
 ) -> Result<()> {
     let pack = if dry_run {
-        let id = pack.hash();
+        let id = Id::of_stored(&pack.bytes);
         pack.named(id)
     } else {
         let id = pack.check(keys, scratch)?;
-        backend.write_parts(FileKind::Pack, &id.to_hex(), &pack.slices())?;
+        backend.write(FileKind::Pack, &id.to_hex(), &pack.bytes)?;
         crate::failpoint::hit("after-pack");
         pack.named(id)
     };
     let flush = {
         let mut s = state.lock().expect("writer state");
         s.stats.packs += 1;
-        s.stats.pack_bytes += pack.len();
+        s.stats.pack_bytes += pack.bytes.len() as u64;
         s.pending
             .packs
             .push(IndexPack::from_entries(pack.id, &pack.entries));
@@ -123,6 +122,8 @@ impl PackWriter {
         let keys = repo.keys().clone();
         let backend = repo.backend().clone();
         let target = repo.config().pack_size as usize;
+        let c = repo.config();
+        let max_blob = c.chunker.max.max(c.hyd_chunker.max) as usize + crate::crypto::SEAL_OVERHEAD;
         let mut uploads = Vec::new();
         for _ in 0..uploaders.max(1) {
             let (prx, keys, backend, state) =
@@ -133,7 +134,8 @@ impl PackWriter {
         }
         let pkeys = keys.clone();
         let packer = std::thread::spawn(move || {
-            let mut data = PackBuilder::default();
+            // Target, plus the largest blob that can push it over, plus room for the header.
+            let mut data = PackBuilder::with_reserve(target + max_blob + (256 << 10));
             let mut tree = PackBuilder::default();
             for mut b in rx.iter() {
                 // A memory fault between sealing and storing, for the tests: the pack check
@@ -143,7 +145,7 @@ impl PackWriter {
                     BlobType::Data => &mut data,
                     BlobType::Tree => &mut tree,
                 };
-                builder.push(b.kind, b.id, b.sealed, b.raw_len, b.compressed);
+                builder.add(b.kind, b.id, &b.sealed, b.raw_len, b.compressed);
                 if builder.size() >= target && ptx.send(builder.seal(&pkeys)).is_err() {
                     break;
                 }
