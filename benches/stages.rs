@@ -3,7 +3,7 @@
 //! Run with `cargo bench --bench stages`. Every stage reports MB/s (decimal) of plaintext:
 //! FastCDC chunking, keyed BLAKE3 ids, zstd levels 1 and 3, AES-256-GCM sealing, the whole
 //! `seal_blob` (compress + seal) and the open + verify path (`open_blob`: decrypt, decompress,
-//! hash and compare), plus `verify_pack` on a full pack as the pack writer runs it. The `hyd`
+//! hash and compare), plus the pack check (`SealedPack::check`) on a full pack as the pack writer runs it. The `hyd`
 //! group measures the check a `.hyd` capture makes of every block (MB/s of file bytes): CRC and
 //! Snappy length only (`hyd_crc_len`, the check before entries were parsed), full decompression
 //! and entry parsing (`hyd_entries`, what capture does for blocks up to 8 MiB) and the streaming
@@ -22,15 +22,15 @@ use hydrabackup::hyd::block::{
     parse_entries,
 };
 use hydrabackup::hyd::stream::BlockCheck;
-use hydrabackup::repo::blob::{BlobType, open_blob, seal_blob};
+use hydrabackup::repo::blob::{BlobType, Scratch, open_blob, seal_blob};
 use hydrabackup::repo::config::ChunkerParams;
-use hydrabackup::repo::pack::{PackBuilder, PackEntry, verify_pack};
+use hydrabackup::repo::pack::{PackBuilder, PackEntry};
 
 /// Bytes of the buffer the chunker cuts (about 32 chunks at the default 1 MiB average).
 const CHUNK_INPUT: usize = 32 << 20;
 /// One blob: the default average chunk size.
 const BLOB: usize = 1 << 20;
-/// Blobs in the pack handed to `verify_pack` (the default 16 MiB pack target).
+/// Blobs in the pack handed to the pack check (the default 16 MiB pack target).
 const PACK_BLOBS: usize = 16;
 
 /// splitmix64: a fast deterministic generator, so runs are comparable.
@@ -138,7 +138,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| seal_blob(&keys, BlobType::Data, id, black_box(&blob), 1))
     });
 
-    // Open + verify: decrypt, decompress, hash, compare (what verify_pack does per blob).
+    // Open + verify: decrypt, decompress, hash, compare (what the pack check does per blob).
     let sealed = seal_blob(&keys, BlobType::Data, id, &blob, 1);
     assert!(sealed.compressed, "the mixed data must compress");
     let entry = PackEntry {
@@ -153,7 +153,8 @@ fn stages(c: &mut Criterion) {
         b.iter(|| open_blob(&keys, &entry, black_box(&sealed.sealed)).expect("opens"))
     });
 
-    // verify_pack on a full 16-blob pack: the pack writer's second pass over every byte.
+    // The pack check on a full 16-blob pack as the pack writer runs it before storing: the
+    // second pass over every byte, which also names the pack (BLAKE3 of all of it).
     let mut builder = PackBuilder::default();
     let mut raw = 0u64;
     for i in 0..PACK_BLOBS {
@@ -163,11 +164,16 @@ fn stages(c: &mut Criterion) {
         builder.add(s.kind, s.id, &s.sealed, s.raw_len, s.compressed);
         raw += data.len() as u64;
     }
-    let pack = builder.finish(&keys);
+    let pack = builder.seal(&keys);
+    let mut scratch = Scratch::default();
     g.sample_size(20);
     g.throughput(Throughput::BytesDecimal(raw));
     g.bench_function("verify_pack_16MiB", |b| {
-        b.iter(|| verify_pack(&keys, black_box(&pack)).expect("verifies"))
+        b.iter(|| {
+            black_box(&pack)
+                .check(&keys, &mut scratch)
+                .expect("verifies")
+        })
     });
     g.finish();
 }

@@ -3,7 +3,9 @@
 //!   (default first) it reaches crash point `name`, like `kill -9` would;
 //! - `HYDRABACKUP_TEST_HOOK=<name>:<shell command>`: it runs the command (`sh -c`, with the path
 //!   at hand in `HYDRABACKUP_HOOK_PATH`) and waits for it every time it reaches hook point `name`
-//!   (a command that waits for the test pauses the process there).
+//!   (a command that waits for the test pauses the process there);
+//! - `HYDRABACKUP_FAULT=<name>`: the first time it reaches fault point `name` it flips one bit in
+//!   the middle of the buffer at hand, as a memory fault would (the checks must catch it).
 //!
 //! Integration tests use these to act at exact instants (a kill, a file swapped between a walk
 //! and an open) without timing races. Both exist only with the `test-hooks` cargo feature, which
@@ -69,6 +71,29 @@ pub fn hook(name: &str, path: &std::path::Path) {
         }
     }
 }
+
+/// Marks a fault point named `name` where `buf` is in hand; does nothing unless the environment
+/// selects it.
+#[cfg(feature = "test-hooks")]
+pub fn fault(name: &str, buf: &mut [u8]) {
+    static FAULT: OnceLock<Option<String>> = OnceLock::new();
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if FAULT
+        .get_or_init(|| std::env::var("HYDRABACKUP_FAULT").ok())
+        .as_deref()
+        == Some(name)
+        && !buf.is_empty()
+        && !DONE.swap(true, Ordering::SeqCst)
+    {
+        let mid = buf.len() / 2;
+        buf[mid] ^= 0x08;
+    }
+}
+
+/// Without the `test-hooks` feature a fault point does nothing.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn fault(_name: &str, _buf: &mut [u8]) {}
 
 /// Without the `test-hooks` feature a crash point does nothing.
 #[cfg(not(feature = "test-hooks"))]

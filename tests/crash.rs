@@ -158,3 +158,29 @@ fn repeated_crashes_then_success() {
     assert_same_dir(&src, &out);
     t.assert_verify_ok(&[]);
 }
+
+/// A bit flipped in a sealed blob after sealing and before storing (a memory fault, injected
+/// at the `sealed-blob` fault point) is caught by the check of each pack before it is stored:
+/// the backup fails as damage (exit 13) and stores no snapshot, nothing damaged reaches the
+/// repository (it verifies with all data read), and the next backup stores everything and
+/// restores exactly.
+#[test]
+fn memory_fault_before_store_is_caught() {
+    let t = TestRepo::init_with(&["--pack-size", "1", "--chunk-avg", "64"]);
+    let src = source(&t, 2);
+    let mut c = t.command();
+    c.env("HYDRABACKUP_FAULT", "sealed-blob")
+        .args(["backup", "--json", src.to_str().unwrap()]);
+    let r = run_cmd(c);
+    r.expect_code(13);
+    assert!(r.stderr.contains("authentication failed"), "{r:?}");
+    assert!(t.snapshots().is_empty());
+    assert_objects_complete(&t.repo);
+    t.assert_verify_ok(&["--read-data"]);
+
+    t.backup(&[&src]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(&src, &out);
+    t.assert_verify_ok(&["--read-data"]);
+}

@@ -18,8 +18,10 @@ use crate::Id;
 
 /// Bytes a sealed message adds: 12-byte nonce in front, 16-byte tag behind.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
+/// Bytes of the nonce in front of a sealed message (room [`SealKey::seal_in_place`] fills).
+pub const NONCE_LEN: usize = 12;
+/// Bytes of the tag behind a sealed message.
+pub const TAG_LEN: usize = 16;
 
 /// Fills `buf` from the operating system's random source.
 pub fn fill_random(buf: &mut [u8]) {
@@ -49,18 +51,28 @@ impl SealKey {
 
     /// Seals `plain` with a fresh random nonce; appends the result to `out`.
     pub fn seal_into(&self, plain: &[u8], out: &mut Vec<u8>) {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce);
         let start = out.len();
         out.reserve(plain.len() + SEAL_OVERHEAD);
-        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&[0; NONCE_LEN]);
         out.extend_from_slice(plain);
+        self.seal_in_place(out, start);
+    }
+
+    /// Seals in place the message that starts at `start` in `buf`: the first [`NONCE_LEN`]
+    /// bytes from there are room for the nonce (overwritten), the rest is the plaintext, which
+    /// is encrypted where it lies; the tag is appended. No byte is copied, so a buffer that
+    /// already has room for the tag is not reallocated either.
+    pub fn seal_in_place(&self, buf: &mut Vec<u8>, start: usize) {
+        assert!(buf.len() >= start + NONCE_LEN, "no room for the nonce");
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce);
+        buf[start..start + NONCE_LEN].copy_from_slice(&nonce);
         let n = Nonce::try_from(&nonce[..]).expect("12-byte nonce");
         let tag = self
             .cipher
-            .encrypt_inout_detached(&n, b"", (&mut out[start + NONCE_LEN..]).into())
+            .encrypt_inout_detached(&n, b"", (&mut buf[start + NONCE_LEN..]).into())
             .expect("message within AES-GCM limits");
-        out.extend_from_slice(&tag);
+        buf.extend_from_slice(&tag);
     }
 
     /// Seals `plain` into a new buffer.
@@ -72,18 +84,33 @@ impl SealKey {
 
     /// Opens a sealed message, returning the plaintext.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let mut out = Vec::new();
+        let n = self.open_to(sealed, &mut out)?.len();
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Opens a sealed message into `out`, a buffer reused from call to call: decrypts from
+    /// `sealed` straight into it (the ciphertext is not copied first) and returns the plaintext,
+    /// its first bytes. `out` only grows (zero-filled) when the message is longer than any
+    /// before; on failure its content is unspecified.
+    pub fn open_to<'o>(&self, sealed: &[u8], out: &'o mut Vec<u8>) -> Result<&'o [u8], OpenError> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(OpenError);
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut buf = ct.to_vec();
+        if out.len() < ct.len() {
+            out.resize(ct.len(), 0);
+        }
+        let plain = &mut out[..ct.len()];
         let n = Nonce::try_from(nonce).map_err(|_| OpenError)?;
         let t = aes_gcm::Tag::try_from(tag).map_err(|_| OpenError)?;
+        let buf = aes_gcm::aead::inout::InOutBuf::new(ct, plain).map_err(|_| OpenError)?;
         self.cipher
-            .decrypt_inout_detached(&n, b"", (&mut buf[..]).into(), &t)
+            .decrypt_inout_detached(&n, b"", buf, &t)
             .map_err(|_| OpenError)?;
-        Ok(buf)
+        Ok(&out[..ct.len()])
     }
 }
 

@@ -14,11 +14,11 @@ use crate::ops::copies::first_intact;
 use crate::ops::progress::Progress;
 use crate::ops::walk::{Visit, walk};
 use crate::repo::Repository;
-use crate::repo::blob::{BlobType, open_blob};
+use crate::repo::blob::{BlobType, Scratch, check_blob};
 use crate::repo::filter::SwampFilter;
 use crate::repo::index::{self, Index, IndexFile, by_priority, effective};
 use crate::repo::keyfile::KeyFile;
-use crate::repo::pack::{PackEntry, decode_header, read_header, read_pack};
+use crate::repo::pack::{PackEntry, decode_header, read_pack};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::NodeKind;
 use crate::{Error, Id, Result};
@@ -554,23 +554,35 @@ fn verify(
                 };
                 progress.done(0, bytes.len() as u64);
                 let mut out = Vec::new();
-                if Id::of_stored(&bytes) != **id && !bad_packs.contains(&obj) {
+                let header = read_pack(repo.keys(), &bytes);
+                if header.is_err() && !bad_packs.contains(&obj) {
                     out.push(problem(
                         ProblemKind::Pack,
                         obj.clone(),
-                        "content does not match its name (bytes altered)".into(),
+                        "header unreadable".into(),
                         &[],
                     ));
                 }
+                // A pack a write-only session wrote: its blobs open with that session's key.
+                let session = header.ok().and_then(|(_, k)| k);
+                let keys = session.as_ref().unwrap_or(repo.keys());
+                // One pass over the pack: each blob's bytes go into the pack's hash and are
+                // checked right after, while they are in the CPU's cache.
+                let mut order: Vec<&PackEntry> = entries.iter().collect();
+                order.sort_by_key(|e| e.offset);
+                let mut hash = blake3::Hasher::new();
+                let mut hashed = 0;
+                let mut scratch = Scratch::default();
                 let (mut bad, mut good) = (Vec::new(), Vec::new());
                 let mut n = 0;
-                // A pack a write-only session wrote: its blobs open with that session's key.
-                let session = read_pack(repo.keys(), &bytes).ok().and_then(|(_, k)| k);
-                let keys = session.as_ref().unwrap_or(repo.keys());
-                for e in entries.iter() {
-                    let end = e.offset as usize + e.len as usize;
+                for e in order {
+                    let (start, end) = (e.offset as usize, e.offset as usize + e.len as usize);
                     let r = if end <= bytes.len() {
-                        open_blob(keys, e, &bytes[e.offset as usize..end]).map(|_| ())
+                        if start >= hashed {
+                            hash.update(&bytes[hashed..end]);
+                            hashed = end;
+                        }
+                        check_blob(keys, e, &bytes[start..end], &mut scratch)
                     } else {
                         Err(Error::corrupt("blob", "beyond the end of the pack"))
                     };
@@ -580,13 +592,17 @@ fn verify(
                         Err(_) => bad.push(e.id),
                     }
                 }
-                if read_header(repo.keys(), &bytes).is_err() && !bad_packs.contains(&obj) {
-                    out.push(problem(
-                        ProblemKind::Pack,
-                        obj.clone(),
-                        "header unreadable".into(),
-                        &[],
-                    ));
+                hash.update(&bytes[hashed..]);
+                if Id(*hash.finalize().as_bytes()) != **id && !bad_packs.contains(&obj) {
+                    out.insert(
+                        0,
+                        problem(
+                            ProblemKind::Pack,
+                            obj.clone(),
+                            "content does not match its name (bytes altered)".into(),
+                            &[],
+                        ),
+                    );
                 }
                 if !bad.is_empty() {
                     out.push(problem(

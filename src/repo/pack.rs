@@ -7,7 +7,7 @@
 //! with a write-only key has its session's envelope in front of the sealed header.
 
 use crate::crypto::{Keys, SEAL_OVERHEAD};
-use crate::repo::blob::{BlobType, open_blob};
+use crate::repo::blob::{BlobType, Scratch, check_blob};
 use crate::{Error, Id, Result};
 
 const MAGIC: &[u8; 4] = b"HBPK";
@@ -166,6 +166,14 @@ pub struct PackBuilder {
     reserve: usize,
 }
 
+/// A pack with its header sealed, not yet named nor checked.
+pub struct SealedPack {
+    /// The bytes to store.
+    pub bytes: Vec<u8>,
+    /// The blobs in it.
+    pub entries: Vec<PackEntry>,
+}
+
 /// A finished pack: its bytes, its name and what it holds.
 pub struct FinishedPack {
     /// The pack's name: BLAKE3 of its bytes.
@@ -212,38 +220,61 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Seals the header and returns the finished pack; the builder is left empty.
-    pub fn finish(&mut self, keys: &Keys) -> FinishedPack {
+    /// Seals the header; the builder is left empty. The pack still has to be named (and,
+    /// before it is stored, checked: [`SealedPack::check`]).
+    pub fn seal(&mut self, keys: &Keys) -> SealedPack {
         let mut bytes = std::mem::take(&mut self.buf);
         let entries = std::mem::take(&mut self.entries);
         let header = keys.seal(&encode_header(&entries));
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        FinishedPack {
-            id: Id::of_stored(&bytes),
-            bytes,
-            entries,
-        }
+        SealedPack { bytes, entries }
+    }
+
+    /// Seals the header and names the pack, unchecked; the builder is left empty.
+    pub fn finish(&mut self, keys: &Keys) -> FinishedPack {
+        let p = self.seal(keys);
+        let id = Id::of_stored(&p.bytes);
+        p.named(id)
     }
 }
 
-/// Checks a finished pack end to end before it is stored: the header authenticates and matches,
-/// and every blob opens, decompresses and hashes to its id. Catches memory or CPU faults before
-/// they reach the repository.
-pub fn verify_pack(keys: &Keys, pack: &FinishedPack) -> Result<()> {
-    let (entries, session) = read_pack(keys, &pack.bytes)?;
-    let keys = session.as_ref().unwrap_or(keys);
-    if entries != pack.entries {
-        return Err(Error::corrupt(
-            "new pack",
-            "header differs from what was written",
-        ));
+impl SealedPack {
+    /// Checks the pack end to end from the bytes that will be stored, and names it, in one
+    /// pass: the header must authenticate and equal what was written, the sizes add up, and
+    /// every blob must open, decompress and hash to its id; each blob is hashed into the
+    /// pack's name right before it is checked, while its bytes are in the CPU's cache. Catches
+    /// memory or CPU faults between sealing and storing before they reach the repository.
+    /// Returns the name.
+    pub fn check(&self, keys: &Keys, scratch: &mut Scratch) -> Result<Id> {
+        let (entries, session) = read_pack(keys, &self.bytes)?;
+        if entries != self.entries {
+            return Err(Error::corrupt(
+                "new pack",
+                "header differs from what was written",
+            ));
+        }
+        let keys = session.as_ref().unwrap_or(keys);
+        let mut h = blake3::Hasher::new();
+        // The offsets are consecutive from 0 (decoded so) and the sizes add up (read_pack).
+        for e in &entries {
+            let blob = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
+            h.update(blob);
+            check_blob(keys, e, blob, scratch)?;
+        }
+        let end = entries.last().map_or(0, |e| (e.offset + e.len) as usize);
+        h.update(&self.bytes[end..]);
+        Ok(Id(*h.finalize().as_bytes()))
     }
-    for e in &entries {
-        let sealed = &pack.bytes[e.offset as usize..(e.offset + e.len) as usize];
-        open_blob(keys, e, sealed)?;
+
+    /// The pack under its name (from [`SealedPack::check`], or `Id::of_stored` of its bytes).
+    pub fn named(self, id: Id) -> FinishedPack {
+        FinishedPack {
+            id,
+            bytes: self.bytes,
+            entries: self.entries,
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -260,6 +291,47 @@ mod tests {
             raw_len: raw,
             compressed: c,
         }
+    }
+
+    #[test]
+    fn check_names_the_pack_and_catches_any_flipped_bit() {
+        use crate::crypto::SealKey;
+        use crate::repo::blob::seal_blob;
+        let keys = Keys::new(SealKey::new(&[5; 32]), [6; 32]);
+        let mut b = PackBuilder::default();
+        for i in 0..5u32 {
+            let plain = format!("blob {i} ").repeat(50 + 100 * i as usize);
+            let id = keys.blob_id(plain.as_bytes());
+            let s = seal_blob(&keys, BlobType::Data, id, plain.as_bytes(), (i % 2) as i32);
+            b.add(s.kind, s.id, &s.sealed, s.raw_len, s.compressed);
+        }
+        let pack = b.seal(&keys);
+        assert!(b.is_empty() && b.size() == 0);
+        let mut scratch = Scratch::default();
+        let id = pack.check(&keys, &mut scratch).unwrap();
+        assert_eq!(id, Id::of_stored(&pack.bytes));
+        // A bit flipped anywhere (blobs, header, trailer) is caught before the pack is stored.
+        for i in (0..pack.bytes.len())
+            .step_by(97)
+            .chain([pack.bytes.len() - 1])
+        {
+            let mut bytes = pack.bytes.clone();
+            bytes[i] ^= 0x10;
+            let bad = SealedPack {
+                bytes,
+                entries: pack.entries.clone(),
+            };
+            assert!(bad.check(&keys, &mut scratch).is_err(), "byte {i}");
+        }
+        // So is a header that lists other blobs than the builder wrote.
+        let mut entries = pack.entries.clone();
+        entries[1].raw_len += 1;
+        let other = SealedPack {
+            bytes: pack.bytes.clone(),
+            entries,
+        };
+        assert!(other.check(&keys, &mut scratch).is_err());
+        assert_eq!(pack.named(id).id, id);
     }
 
     proptest! {

@@ -1,5 +1,5 @@
 //! The pack writer: takes sealed blobs from any number of threads, fills data and tree packs,
-//! checks each finished pack once more, stores it, and writes index files for what was stored —
+//! checks each finished pack once more from the bytes it then writes while naming it, stores it, and writes index files for what was stored —
 //! packs always before the index that names them.
 
 use std::sync::{Arc, Mutex};
@@ -10,9 +10,9 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::backend::FileKind;
 use crate::crypto::Keys;
 use crate::repo::Repository;
-use crate::repo::blob::{BlobType, SealedBlob};
+use crate::repo::blob::{BlobType, Scratch, SealedBlob};
 use crate::repo::index::{INDEX_VERSION, IndexFile, IndexPack};
-use crate::repo::pack::{FinishedPack, PackBuilder, verify_pack};
+use crate::repo::pack::{PackBuilder, SealedPack};
 use crate::{Error, Id, Result};
 
 /// Blobs in one index file before it is written out mid-run (keeps a killed run's work usable).
@@ -48,19 +48,25 @@ pub struct PackWriter {
     backend: Arc<dyn crate::backend::Backend>,
 }
 
-/// Where finished packs go: stored (and indexed), or dropped for a dry run.
+/// Where finished packs go: checked, named and stored (and indexed), or only named for a dry
+/// run. The check runs on the very buffers that are then written.
 fn store_pack(
     backend: &dyn crate::backend::Backend,
     keys: &Keys,
     state: &Mutex<State>,
-    pack: FinishedPack,
+    pack: SealedPack,
+    scratch: &mut Scratch,
     dry_run: bool,
 ) -> Result<()> {
-    if !dry_run {
-        verify_pack(keys, &pack)?;
-        backend.write(FileKind::Pack, &pack.id.to_hex(), &pack.bytes)?;
+    let pack = if dry_run {
+        let id = Id::of_stored(&pack.bytes);
+        pack.named(id)
+    } else {
+        let id = pack.check(keys, scratch)?;
+        backend.write(FileKind::Pack, &id.to_hex(), &pack.bytes)?;
         crate::failpoint::hit("after-pack");
-    }
+        pack.named(id)
+    };
     let flush = {
         let mut s = state.lock().expect("writer state");
         s.stats.packs += 1;
@@ -106,7 +112,7 @@ impl PackWriter {
     pub fn new(repo: &Repository, uploaders: usize, dry_run: bool) -> PackWriter {
         let (tx, rx) = bounded::<SealedBlob>(8);
         // A rendezvous: a finished pack waits for a free uploader instead of adding a pack of memory.
-        let (ptx, prx) = bounded::<FinishedPack>(0);
+        let (ptx, prx) = bounded::<SealedPack>(0);
         let state = Arc::new(Mutex::new(State {
             log: repo.send_log(),
             pending: IndexFile::default(),
@@ -131,18 +137,21 @@ impl PackWriter {
             // Target, plus the largest blob that can push it over, plus room for the header.
             let mut data = PackBuilder::with_reserve(target + max_blob + (256 << 10));
             let mut tree = PackBuilder::default();
-            for b in rx.iter() {
+            for mut b in rx.iter() {
+                // A memory fault between sealing and storing, for the tests: the pack check
+                // must refuse the pack.
+                crate::failpoint::fault("sealed-blob", &mut b.sealed);
                 let builder = match b.kind {
                     BlobType::Data => &mut data,
                     BlobType::Tree => &mut tree,
                 };
                 builder.add(b.kind, b.id, &b.sealed, b.raw_len, b.compressed);
-                if builder.size() >= target && ptx.send(builder.finish(&pkeys)).is_err() {
+                if builder.size() >= target && ptx.send(builder.seal(&pkeys)).is_err() {
                     break;
                 }
             }
             for b in [&mut data, &mut tree] {
-                if !b.is_empty() && ptx.send(b.finish(&pkeys)).is_err() {
+                if !b.is_empty() && ptx.send(b.seal(&pkeys)).is_err() {
                     break;
                 }
             }
@@ -193,17 +202,18 @@ impl PackWriter {
 }
 
 fn uploader(
-    rx: Receiver<FinishedPack>,
+    rx: Receiver<SealedPack>,
     keys: &Keys,
     backend: &dyn crate::backend::Backend,
     state: &Mutex<State>,
     dry_run: bool,
 ) {
+    let mut scratch = Scratch::default();
     for pack in rx.iter() {
         if state.lock().expect("writer state").error.is_some() {
             continue; // after a failure, drain without storing so no producer blocks
         }
-        if let Err(e) = store_pack(backend, keys, state, pack, dry_run) {
+        if let Err(e) = store_pack(backend, keys, state, pack, &mut scratch, dry_run) {
             state.lock().expect("writer state").error.get_or_insert(e);
         }
     }
