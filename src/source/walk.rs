@@ -15,7 +15,7 @@ use crate::pattern::PathPatterns;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob};
 use crate::repo::index::Index;
-use crate::repo::names::NameEntry;
+use crate::repo::names::NameList;
 use crate::repo::snapshot::{CatalogueSummary, SnapshotSummary};
 use crate::repo::tree::{Decision, Node, NodeKind, SwampInfo, Tree};
 use crate::source::dir::Dir;
@@ -133,7 +133,7 @@ pub(crate) struct WalkResult {
     pub(crate) built: Vec<SwampDecision>,
     pub(crate) catalogue: CatalogueSummary,
     /// The name index's entries.
-    pub(crate) names: Vec<NameEntry>,
+    pub(crate) names: NameList,
 }
 
 impl WalkResult {
@@ -147,7 +147,7 @@ impl WalkResult {
         self.parent_swamps_seen += other.parent_swamps_seen;
         self.decisions.extend(other.decisions);
         self.built.extend(other.built);
-        self.names.extend(other.names);
+        self.names.append(other.names);
         let (c, o) = (&mut self.catalogue, other.catalogue);
         c.swamps += o.swamps;
         c.entries += o.entries;
