@@ -25,6 +25,8 @@ usage: scripts/bench-scale.sh [options]     (or: scripts/bench-peers.sh --scale 
   --roots DIR     keep the hydgen roots in DIR/<count> and reuse one made by an earlier
                   (or concurrent, finished) run with the same seed; not deleted
                   (default: inside --work, deleted)
+  --append        keep the rows of other counts already in scale.tsv (the report shows all)
+  --report-only   measure nothing: the chart and RESULTS.md block from scale.tsv as it is
   --gen-only      only write the roots: with --roots and its own --work, e.g. the 1M root while
                   a second run measures the smaller counts (it waits for a root being written)
 EOF
@@ -33,7 +35,7 @@ EOF
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo_root"
 counts=10000,100000,1000000 tools=hydrabackup,restic seed=7 work=/work/benchdata/scale
-out=benches build=1 keep=0 roots='' gen_only=0
+out=benches build=1 keep=0 roots='' gen_only=0 append=0 report_only=0
 cmdline="scripts/bench-scale.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,6 +48,8 @@ while [ $# -gt 0 ]; do
     --keep) keep=1; shift ;;
     --roots) roots=${2:?}; shift 2 ;;
     --gen-only) gen_only=1; shift ;;
+    --append) append=1; shift ;;
+    --report-only) report_only=1 build=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -64,11 +68,12 @@ for t in ${tools//,/ }; do
 done
 [ -x /usr/bin/time ] || die "no /usr/bin/time (apt-get install time)"
 if [ "$build" = 1 ]; then log "cargo build --release --bins"; cargo build --release --bins -q; fi
-[ -x target/release/hydrabackup ] && [ -x target/release/hydgen ] || die "no release binaries"
+[ "$report_only" = 1 ] || { [ -x target/release/hydrabackup ] && [ -x target/release/hydgen ]; } ||
+  die "no release binaries"
 
 rm -rf "$work"; mkdir -p "$work/bin" "$out"
 out=$(cd "$out" && pwd)
-cp target/release/hydrabackup target/release/hydgen "$work/bin/"
+[ "$report_only" = 1 ] || cp target/release/hydrabackup target/release/hydgen "$work/bin/"
 [ -n "$roots" ] || roots=$work/roots
 mkdir -p "$roots"; roots=$(cd "$roots" && pwd)
 
@@ -99,7 +104,16 @@ export HB=$work/bin/hydrabackup BENCH_PASSWORD=bench-scale BENCH_THREADS=$(nproc
 # shellcheck source=bench/tools.sh
 source scripts/bench/tools.sh
 tsv=$out/scale.tsv
-printf 'swamps\tfiles\tdata_bytes\tdisk_bytes\ttool\tstep\twall_s\tcpu_s\tmaxrss_kib\tload1\n' >"$tsv"
+if [ "$append" = 1 ] && [ -s "$tsv" ]; then
+  awk -F'\t' -v c=",$counts," 'NR == 1 || index(c, "," $1 ",") == 0' "$tsv" >"$work/tsv" && mv "$work/tsv" "$tsv"
+elif [ "$report_only" = 0 ]; then
+  printf 'swamps\tfiles\tdata_bytes\tdisk_bytes\ttool\tstep\twall_s\tcpu_s\tmaxrss_kib\tload1\n' >"$tsv"
+fi
+if [ "$report_only" = 0 ] && [ "$gen_only" = 0 ]; then
+  [ "$append" = 1 ] || : >"$out/scale.cmd"
+  echo "$cmdline" >>"$out/scale.cmd"
+fi
+[ "$report_only" = 0 ] || counts=''
 
 # step COUNT TOOL STEP FUNCTION ARGS...: one measured step, appended to the TSV.
 step() {
@@ -147,9 +161,10 @@ set xlabel 'Swamps'; set ylabel 'peak RSS (MiB)'; set logscale x; set key left t
 plot $plot
 EOF
 fi
-python3 - "$tsv" "$out/RESULTS.md" "$cmdline" <<'EOF'
+python3 - "$tsv" "$out/RESULTS.md" "$out/scale.cmd" <<'EOF'
 import csv, os, sys
-tsv, results, cmd = sys.argv[1:4]
+tsv, results, cmds = sys.argv[1:4]
+cmd = "`, `".join(l.strip() for l in open(cmds) if l.strip()) if os.path.exists(cmds) else "scripts/bench-scale.sh"
 rows = list(csv.DictReader(open(tsv), delimiter="\t"))
 get = lambda n, t, s: next((r for r in rows if r["swamps"] == n and r["tool"] == t and r["step"] == s), None)
 mib = lambda r: int(r["maxrss_kib"]) / 1024
