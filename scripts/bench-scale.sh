@@ -90,7 +90,7 @@ root() {
     log "hydgen: $n small Swamps into $dir"
     "$work/bin/hydgen" gen --root "$dir" --seed "$seed" --swamps "$n" --size "$((n / 1000 + 1))M" >/dev/null
     printf '%s\t%s\t%s\t%s\n' "$seed" \
-      "$(find "$dir" -type f -printf '%s\n' | awk '{ n++; s += $1 } END { print n "\t" s }')" \
+      "$(find "$dir" -type f -printf '%s\n' | awk '{ n++; s += $1 } END { printf "%d\t%.0f\n", n, s }')" \
       "$(du -s --block-size=1 "$dir" | cut -f1)" >"$dir.done"
     rm -f "$dir.writing"
   fi

@@ -509,6 +509,7 @@ pub fn backup(
             results: &results,
             trees: writer.sender(),
             trees_seen: Mutex::new((HashSet::new(), 0)),
+            names: Mutex::default(),
             fatal: Mutex::new(None),
             base,
             show_names: opts.show_names,

@@ -24,7 +24,8 @@ impl Walker<'_> {
 
     pub(crate) fn note_swamp(&mut self, rel: &Path, info: &SwampInfo, unchanged: bool, read: u64) {
         if let Some(name) = &info.name {
-            self.res.names.push(name, rel.as_os_str().as_bytes());
+            let mut names = self.ctx.names.lock().expect("name list");
+            names.push(name, rel.as_os_str().as_bytes());
         }
         let c = &mut self.res.catalogue;
         c.swamps += 1;
@@ -200,7 +201,7 @@ impl Walker<'_> {
 
     /// Stores the name index of the Swamps noted (none when there are none).
     pub(crate) fn store_names(&mut self) -> Option<Id> {
-        let list = std::mem::take(&mut self.res.names);
+        let list = std::mem::take(&mut *self.ctx.names.lock().expect("name list"));
         if list.is_empty() {
             return None;
         }

@@ -100,6 +100,9 @@ pub(crate) struct WalkCtx<'a> {
     pub(crate) trees: Sender<SealedBlob>,
     /// Tree blobs sent in this run, and how many.
     pub(crate) trees_seen: Mutex<(HashSet<Id>, u64)>,
+    /// The name index's entries, one list for the whole walk (folders walked in parallel
+    /// add to it, so nothing is copied from folder to parent).
+    pub(crate) names: Mutex<NameList>,
     /// The first tree that could not be stored (the pack writer stopped).
     pub(crate) fatal: Mutex<Option<Error>>,
     /// Prefix of the root tree's paths in the decision log.
@@ -132,8 +135,6 @@ pub(crate) struct WalkResult {
     /// Decision-log lines of Swamps stored (or not), made as their folders are built.
     pub(crate) built: Vec<SwampDecision>,
     pub(crate) catalogue: CatalogueSummary,
-    /// The name index's entries.
-    pub(crate) names: NameList,
 }
 
 impl WalkResult {
@@ -147,7 +148,6 @@ impl WalkResult {
         self.parent_swamps_seen += other.parent_swamps_seen;
         self.decisions.extend(other.decisions);
         self.built.extend(other.built);
-        self.names.append(other.names);
         let (c, o) = (&mut self.catalogue, other.catalogue);
         c.swamps += o.swamps;
         c.entries += o.entries;
