@@ -372,7 +372,7 @@ pub fn backup(
     let workers = Workers {
         repo,
         index: &index,
-        seen: Mutex::new(HashSet::new()),
+        seen: Mutex::default(),
         blobs_added: AtomicU64::new(0),
         bytes_added: AtomicU64::new(0),
         bytes_stored: AtomicU64::new(0),
@@ -508,7 +508,7 @@ pub fn backup(
             progress: &found,
             results: &results,
             trees: writer.sender(),
-            trees_seen: Mutex::new((HashSet::new(), 0)),
+            trees_seen: Mutex::default(),
             names: Mutex::default(),
             fatal: Mutex::new(None),
             base,

@@ -2,7 +2,6 @@
 //! snapshot, what must be read queued for the readers. A folder's tree is built and stored as
 //! soon as its entries are done, so the walk holds only the folders it is in.
 
-use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,6 +13,7 @@ use rayon::prelude::*;
 use crate::pattern::PathPatterns;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob};
+use crate::repo::idset::IdSet;
 use crate::repo::index::Index;
 use crate::repo::names::NameList;
 use crate::repo::snapshot::{CatalogueSummary, SnapshotSummary};
@@ -99,7 +99,7 @@ pub(crate) struct WalkCtx<'a> {
     /// Where tree blobs go.
     pub(crate) trees: Sender<SealedBlob>,
     /// Tree blobs sent in this run, and how many.
-    pub(crate) trees_seen: Mutex<(HashSet<Id>, u64)>,
+    pub(crate) trees_seen: Mutex<(IdSet, u64)>,
     /// The name index's entries, one list for the whole walk (folders walked in parallel
     /// add to it, so nothing is copied from folder to parent).
     pub(crate) names: Mutex<NameList>,
