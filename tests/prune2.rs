@@ -642,7 +642,10 @@ fn a_prune_runs_at_background_priority_unless_told_otherwise() {
         (nice, std::fs::read_to_string(format!("{o}.io")).unwrap())
     };
     let (nice, io) = probe(&[]);
-    assert!(!nice.is_empty() && nice.iter().all(|&n| n >= 10), "{nice:?}");
+    assert!(
+        !nice.is_empty() && nice.iter().all(|&n| n >= 10),
+        "{nice:?}"
+    );
     assert!(io.starts_with("idle"), "{io}");
     let (nice, io) = probe(&["--priority", "normal"]);
     assert!(nice.iter().all(|&n| n < 10), "{nice:?}");

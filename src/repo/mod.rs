@@ -6,6 +6,7 @@ pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod filter;
+pub mod idset;
 pub mod index;
 pub mod index_map;
 pub mod keyfile;

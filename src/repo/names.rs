@@ -54,29 +54,76 @@ pub struct NameIndex {
     pub pages: Vec<PageRef>,
 }
 
-fn ends_page(name: &str) -> bool {
-    let h = blake3::hash(name.as_bytes());
+fn ends_page(name: &[u8]) -> bool {
+    let h = blake3::hash(name);
     let v = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
     v % CUT_MODULUS == 0
 }
 
-/// Sorts `entries` and cuts them into pages.
-pub fn paginate(mut entries: Vec<NameEntry>) -> Vec<NamePage> {
-    entries.sort_unstable();
-    entries.dedup();
-    let mut pages = Vec::new();
-    let mut cur = NamePage::default();
-    for e in entries {
-        let end = ends_page(&e.name);
-        cur.entries.push(e);
-        if end || cur.entries.len() >= MAX_PAGE {
-            pages.push(std::mem::take(&mut cur));
+/// The entries of a name index as a walk collects them: packed in one buffer, so a Swamp costs
+/// the bytes of its name and path plus 16 (not two allocations and a 48-byte entry, ~150 B),
+/// which matters at millions of Swamps.
+#[derive(Debug, Default)]
+pub struct NameList {
+    /// Each entry: name length and path length (u32 LE each), name, path.
+    bytes: Vec<u8>,
+    /// Where each entry starts in `bytes`.
+    starts: Vec<u64>,
+}
+
+impl NameList {
+    /// Adds one Swamp.
+    pub fn push(&mut self, name: &str, path: &[u8]) {
+        self.starts.push(self.bytes.len() as u64);
+        for part in [name.as_bytes(), path] {
+            let len = u32::try_from(part.len()).expect("a name or path under 4 GiB");
+            self.bytes.extend_from_slice(&len.to_le_bytes());
         }
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.extend_from_slice(path);
     }
-    if !cur.entries.is_empty() {
-        pages.push(cur);
+
+    /// Number of entries (duplicates included).
+    pub fn len(&self) -> usize {
+        self.starts.len()
     }
-    pages
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Name and path of the entry starting at `start`.
+    fn at(&self, start: u64) -> (&[u8], &[u8]) {
+        let b = &self.bytes[start as usize..];
+        let len = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as usize;
+        let (n, p) = (len(0), len(4));
+        (&b[8..8 + n], &b[8 + n..8 + n + p])
+    }
+
+    /// The pages of the index, one at a time: entries sorted by name (then path), duplicates
+    /// dropped, each page ending where a name's hash says so (or at [`MAX_PAGE`] entries).
+    pub fn into_pages(mut self) -> impl Iterator<Item = NamePage> {
+        let mut order = std::mem::take(&mut self.starts);
+        order.sort_unstable_by(|&a, &b| self.at(a).cmp(&self.at(b)));
+        order.dedup_by(|a, b| self.at(*a) == self.at(*b));
+        let mut next = order.into_iter().peekable();
+        std::iter::from_fn(move || {
+            next.peek()?;
+            let mut page = NamePage::default();
+            for start in next.by_ref() {
+                let (name, path) = self.at(start);
+                page.entries.push(NameEntry {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    path: path.to_vec(),
+                });
+                if ends_page(name) || page.entries.len() >= MAX_PAGE {
+                    break;
+                }
+            }
+            Some(page)
+        })
+    }
 }
 
 impl NamePage {
@@ -164,6 +211,15 @@ mod tests {
         }
     }
 
+    /// The pages of a name list holding `entries`.
+    fn paginate(entries: Vec<NameEntry>) -> Vec<NamePage> {
+        let mut list = NameList::default();
+        for e in &entries {
+            list.push(&e.name, &e.path);
+        }
+        list.into_pages().collect()
+    }
+
     fn index_of(pages: &[NamePage]) -> NameIndex {
         NameIndex {
             pages: pages
@@ -193,6 +249,34 @@ mod tests {
         assert!(a.len() > 10, "{} pages", a.len());
         let changed = b.iter().filter(|p| !a.contains(p)).count();
         assert_eq!(changed, 1);
+    }
+
+    #[test]
+    fn list_pages_sorted_without_duplicates() {
+        let names: Vec<String> = (0..5000)
+            .map(|i| format!("s/r/{:05}", (i * 7919) % 5000))
+            .collect();
+        let mut a = NameList::default();
+        for n in &names {
+            a.push(n, format!("x/{n}.hyd").as_bytes());
+        }
+        a.push(&names[0], format!("x/{}.hyd", names[0]).as_bytes());
+        a.push(&names[0], b"y/other-path.hyd");
+        assert_eq!(a.len(), 5002);
+        let got: Vec<NameEntry> = a.into_pages().flat_map(|p| p.entries).collect();
+        let mut want: Vec<NameEntry> = names
+            .iter()
+            .map(|n| NameEntry {
+                name: n.clone(),
+                path: format!("x/{n}.hyd").into_bytes(),
+            })
+            .collect();
+        want.push(NameEntry {
+            name: names[0].clone(),
+            path: b"y/other-path.hyd".to_vec(),
+        });
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
-use crate::repo::names::{self, NameEntry};
+use crate::repo::names;
 use crate::repo::tree::{Decision, SwampInfo, Tree};
 use crate::source::report::{GONE, SourceError, SourceErrorKind, SwampDecision};
 use crate::source::walk::{Draft, Walker};
@@ -24,10 +24,8 @@ impl Walker<'_> {
 
     pub(crate) fn note_swamp(&mut self, rel: &Path, info: &SwampInfo, unchanged: bool, read: u64) {
         if let Some(name) = &info.name {
-            self.res.names.push(NameEntry {
-                name: name.clone(),
-                path: rel.as_os_str().as_bytes().to_vec(),
-            });
+            let mut names = self.ctx.names.lock().expect("name list");
+            names.push(name, rel.as_os_str().as_bytes());
         }
         crate::source::reuse::catalogue_add(&mut self.res.catalogue, info);
         let decision = if unchanged {
@@ -196,12 +194,12 @@ impl Walker<'_> {
 
     /// Stores the name index of the Swamps noted (none when there are none).
     pub(crate) fn store_names(&mut self) -> Option<Id> {
-        let pages = names::paginate(std::mem::take(&mut self.res.names));
-        if pages.is_empty() {
+        let list = std::mem::take(&mut *self.ctx.names.lock().expect("name list"));
+        if list.is_empty() {
             return None;
         }
         let mut root = names::NameIndex::default();
-        for p in pages {
+        for p in list.into_pages() {
             let id = self.store_tree(p.encode());
             root.pages.extend(p.reference(id));
         }

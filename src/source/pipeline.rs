@@ -3,7 +3,7 @@
 //! the walk takes them to build the file's folder.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Mutex;
@@ -18,6 +18,7 @@ use crate::logical::capture::{Buffer, Converted, LogicalCtx, MAX_LOGICAL_FILE, S
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob, seal_blob};
 use crate::repo::config::HydChunking;
+use crate::repo::idset::IdSet;
 use crate::repo::index::Index;
 use crate::repo::tree::{Decision, SwampInfo};
 use crate::source::hydraide::{Capture, ChunkSink, HydCapture, capture};
@@ -165,7 +166,7 @@ impl Results {
 pub(crate) struct Workers<'a> {
     pub(crate) repo: &'a Repository,
     pub(crate) index: &'a Index,
-    pub(crate) seen: Mutex<HashSet<Id>>,
+    pub(crate) seen: Mutex<IdSet>,
     pub(crate) blobs_added: AtomicU64,
     pub(crate) bytes_added: AtomicU64,
     pub(crate) bytes_stored: AtomicU64,

@@ -211,16 +211,12 @@ impl Walker<'_> {
         self.res.parent_swamps_seen += st.swamps_seen + u64::from(hyd_swamp);
         merge_catalogue(&mut self.res.catalogue, &st.catalogue);
         let prefix = rel.parent().unwrap_or(Path::new(""));
-        self.res.names.extend(st.names.into_iter().map(|e| {
-            NameEntry {
-                name: e.name,
-                path: prefix
-                    .join(std::ffi::OsStr::from_bytes(&e.path))
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec(),
-            }
-        }));
+        let mut names = self.ctx.names.lock().expect("name list");
+        for e in st.names {
+            let path = prefix.join(std::ffi::OsStr::from_bytes(&e.path));
+            names.push(&e.name, path.as_os_str().as_bytes());
+        }
+        drop(names);
         (self.ctx.reused)(st.files, st.bytes);
         Some(Draft {
             unchanged: old.swamp.is_some(),

@@ -2,7 +2,6 @@
 //! snapshot, what must be read queued for the readers. A folder's tree is built and stored as
 //! soon as its entries are done, so the walk holds only the folders it is in.
 
-use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
@@ -15,8 +14,9 @@ use rayon::prelude::*;
 use crate::pattern::PathPatterns;
 use crate::repo::Repository;
 use crate::repo::blob::{BlobType, SealedBlob};
+use crate::repo::idset::IdSet;
 use crate::repo::index::Index;
-use crate::repo::names::NameEntry;
+use crate::repo::names::NameList;
 use crate::repo::snapshot::{CatalogueSummary, SnapshotSummary};
 use crate::repo::tree::{Decision, Node, NodeKind, SwampInfo, Tree};
 use crate::source::dir::Dir;
@@ -100,7 +100,10 @@ pub(crate) struct WalkCtx<'a> {
     /// Where tree blobs go.
     pub(crate) trees: Sender<SealedBlob>,
     /// Tree blobs sent in this run, and how many.
-    pub(crate) trees_seen: Mutex<(HashSet<Id>, u64)>,
+    pub(crate) trees_seen: Mutex<(IdSet, u64)>,
+    /// The name index's entries, one list for the whole walk (folders walked in parallel
+    /// add to it, so nothing is copied from folder to parent).
+    pub(crate) names: Mutex<NameList>,
     /// The first tree that could not be stored (the pack writer stopped).
     pub(crate) fatal: Mutex<Option<Error>>,
     /// Prefix of the root tree's paths in the decision log.
@@ -135,8 +138,6 @@ pub(crate) struct WalkResult {
     /// Decision-log lines of Swamps stored (or not), made as their folders are built.
     pub(crate) built: Vec<SwampDecision>,
     pub(crate) catalogue: CatalogueSummary,
-    /// The name index's entries.
-    pub(crate) names: Vec<NameEntry>,
     /// How much the walk looked at and what it read, by kind.
     pub(crate) work: crate::source::report::WalkWork,
 }
@@ -152,7 +153,6 @@ impl WalkResult {
         self.parent_swamps_seen += other.parent_swamps_seen;
         self.decisions.extend(other.decisions);
         self.built.extend(other.built);
-        self.names.extend(other.names);
         self.work += other.work;
         crate::source::reuse::merge_catalogue(&mut self.catalogue, &other.catalogue);
     }

@@ -3,7 +3,6 @@
 //! store the trees and the name index. A backup makes one pass; a second one only when a prune
 //! deleted data the first relied on (repo-format.md §9a).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -72,7 +71,7 @@ pub(super) fn walk(
     let workers = Workers {
         repo,
         index,
-        seen: Mutex::new(HashSet::new()),
+        seen: Mutex::default(),
         blobs_added: AtomicU64::new(0),
         bytes_added: AtomicU64::new(0),
         bytes_stored: AtomicU64::new(0),
@@ -202,7 +201,8 @@ pub(super) fn walk(
                 progress: &found,
                 results: &results,
                 trees: writer.sender(),
-                trees_seen: Mutex::new((HashSet::new(), 0)),
+                trees_seen: Mutex::default(),
+                names: Mutex::default(),
                 fatal: Mutex::new(None),
                 base,
                 show_names: opts.show_names,
@@ -211,9 +211,10 @@ pub(super) fn walk(
                 reused: &reused,
                 // Only the first pass of a walk of one folder with a parent can be restricted
                 // (a later pass must reach whatever lost its data).
-                restrict: opts.restrict.as_deref().filter(|_| {
-                    first && parent.is_some() && stream.is_none() && paths.len() == 1
-                }),
+                restrict: opts
+                    .restrict
+                    .as_deref()
+                    .filter(|_| first && parent.is_some() && stream.is_none() && paths.len() == 1),
             };
             let mut walker = Walker {
                 ctx: &ctx,
