@@ -629,10 +629,11 @@ fn forget_cmd(
 /// Lowers the process to background priority for a prune that will change something, unless
 /// `--priority normal`: a prune never hurries at the expense of backups beside it.
 fn background(a: &ops::prune::PruneOptions) {
-    if !a.dry_run && a.priority == ops::prune::Priority::Low {
-        if let Err(e) = hydrabackup::sys::lower_priority() {
-            tracing::debug!("could not lower the priority: {e}");
-        }
+    if !a.dry_run
+        && a.priority == ops::prune::Priority::Low
+        && let Err(e) = hydrabackup::sys::lower_priority()
+    {
+        tracing::debug!("could not lower the priority: {e}");
     }
 }
 
