@@ -300,3 +300,135 @@ pub fn open_with(location: &str, opts: &BackendOptions) -> Result<Box<dyn Backen
     };
     Ok(Limited::wrap(b, opts.limits))
 }
+
+#[cfg(test)]
+mod wrapper_tests {
+    //! The wrappers (`Retry`, `Limited`) must forward every method with a default, or a
+    //! wrapped S3 backend would silently lose object lock (and a local one its `is_local`).
+    use super::*;
+
+    /// A backend whose every defaulted method answers differently from the default.
+    struct Marked;
+
+    fn until() -> jiff::Timestamp {
+        jiff::Timestamp::from_second(2_000_000_000).unwrap()
+    }
+
+    impl Backend for Marked {
+        fn location(&self) -> String {
+            "marked".into()
+        }
+        fn exists(&self) -> Result<bool> {
+            Ok(true)
+        }
+        fn create(&self) -> Result<()> {
+            Ok(())
+        }
+        fn list(&self, _: FileKind) -> Result<Vec<(String, u64)>> {
+            Ok(Vec::new())
+        }
+        fn read(&self, _: FileKind, _: &str) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+        fn read_range(&self, _: FileKind, _: &str, _: u64, _: u64) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+        fn write(&self, _: FileKind, _: &str, _: &[u8]) -> Result<()> {
+            Ok(())
+        }
+        fn remove(&self, _: FileKind, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn size(&self, _: FileKind, _: &str) -> Result<u64> {
+            Ok(0)
+        }
+        fn remove_stale_temporaries(&self) -> Result<u64> {
+            Ok(7)
+        }
+        fn is_local(&self) -> bool {
+            true
+        }
+        fn set_object_lock(&self, _: Option<ObjectLock>) -> Result<()> {
+            Ok(())
+        }
+        fn retention(&self, _: FileKind, _: &str) -> Result<Option<jiff::Timestamp>> {
+            Ok(Some(until()))
+        }
+        fn extend_retention(&self, _: FileKind, _: &str, _: jiff::Timestamp) -> Result<()> {
+            Ok(())
+        }
+        fn purge_hidden(&self) -> Result<Purged> {
+            Ok(Purged {
+                versions_removed: 3,
+                ..Purged::default()
+            })
+        }
+    }
+
+    fn assert_forwards(b: &dyn Backend) {
+        let lock = ObjectLock {
+            mode: LockMode::Governance,
+            retention: std::time::Duration::from_secs(86_400),
+        };
+        assert_eq!(b.remove_stale_temporaries().unwrap(), 7);
+        assert!(b.is_local());
+        b.set_object_lock(Some(lock)).unwrap();
+        assert_eq!(b.retention(FileKind::Pack, "00").unwrap(), Some(until()));
+        b.extend_retention(FileKind::Pack, "00", until()).unwrap();
+        assert_eq!(b.purge_hidden().unwrap().versions_removed, 3);
+    }
+
+    #[test]
+    fn wrappers_forward_every_defaulted_method() {
+        // The test's own check: the defaults do differ from the marked answers.
+        struct Plain;
+        impl Backend for Plain {
+            fn location(&self) -> String {
+                "plain".into()
+            }
+            fn exists(&self) -> Result<bool> {
+                Ok(true)
+            }
+            fn create(&self) -> Result<()> {
+                Ok(())
+            }
+            fn list(&self, _: FileKind) -> Result<Vec<(String, u64)>> {
+                Ok(Vec::new())
+            }
+            fn read(&self, _: FileKind, _: &str) -> Result<Vec<u8>> {
+                Ok(Vec::new())
+            }
+            fn read_range(&self, _: FileKind, _: &str, _: u64, _: u64) -> Result<Vec<u8>> {
+                Ok(Vec::new())
+            }
+            fn write(&self, _: FileKind, _: &str, _: &[u8]) -> Result<()> {
+                Ok(())
+            }
+            fn remove(&self, _: FileKind, _: &str) -> Result<()> {
+                Ok(())
+            }
+            fn size(&self, _: FileKind, _: &str) -> Result<u64> {
+                Ok(0)
+            }
+        }
+        let forwarded = std::panic::catch_unwind(|| assert_forwards(&Plain));
+        assert!(forwarded.is_err(), "the defaults must fail the check");
+
+        assert_forwards(&Marked);
+        assert_forwards(&Retry::new(Marked, RetryOptions::default()));
+        assert_forwards(&*Limited::wrap(
+            Box::new(Marked),
+            Limits {
+                upload: Some(1 << 20),
+                download: Some(1 << 20),
+            },
+        ));
+        assert_forwards(&*Limited::wrap(
+            Box::new(Retry::new(Marked, RetryOptions::default())),
+            Limits {
+                upload: None,
+                download: None,
+            },
+        ));
+    }
+}
