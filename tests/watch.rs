@@ -326,6 +326,16 @@ fn idle_rescans_write_nothing_and_a_swamp_deleted_and_recreated_is_followed() {
     std::fs::rename(&file, &kept).unwrap();
     let gone = w.cycle("noting the deleted Swamp", |c| c["snapshot_id"].is_string());
     assert_eq!(num(&gone, "swamps_gone"), 1, "{gone:#}");
+
+    // An event on the root itself (its times changed) walks everything, and says so.
+    std::fs::File::open(&src)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    let root = w.cycle("walking after an event on the root", |c| {
+        c["error"].is_null() && lag_paths(c).contains(&PathBuf::new())
+    });
+    assert_eq!(root["walk"], "full", "{root:#}");
     // `--lag` names the deleted file, captured by this cycle.
     let lag = gone["lag"].as_array().unwrap();
     assert!(
