@@ -251,6 +251,14 @@ fn interleaved_backups_and_prunes_s3() {
 }
 
 /// A repository with one snapshot of `src`, forgotten: its packs are unused.
+/// `verify --read-data` passes and the latest snapshot restores byte-identical to `src`.
+fn assert_latest_whole(t: &TestRepo, src: &Path) {
+    t.assert_verify_ok(&["--read-data"]);
+    let out = t.path("out");
+    t.restore("latest", &out, &[]);
+    assert_same_dir(src, &out);
+}
+
 fn forgotten(t: &TestRepo) -> PathBuf {
     let src = t.path("src");
     random_files(&src, 5, 6, 200_000);
@@ -287,10 +295,7 @@ fn a_backup_that_read_the_index_before_a_prune_marked_takes_its_packs_back() {
     assert_eq!(p["packs_removed"], 0, "{p:#}");
     assert_eq!(p["packs_waiting"], 0, "{p:#}");
     assert_eq!(packs(&t.repo), packs_before);
-    t.assert_verify_ok(&["--read-data"]);
-    let out = t.path("out");
-    t.restore("latest", &out, &[]);
-    assert_same_dir(&src, &out);
+    assert_latest_whole(&t, &src);
 }
 
 #[test]
@@ -313,10 +318,7 @@ fn a_backup_whose_packs_a_prune_marked_meanwhile_keeps_them() {
     assert!(b["packs_recovered"].as_u64().unwrap() > 0, "{b:#}");
     let p = t.json(&["prune", "--yes", "--keep-delete", "0s"]);
     assert_eq!(p["packs_removed"], 0, "{p:#}");
-    t.assert_verify_ok(&["--read-data"]);
-    let out = t.path("out");
-    t.restore("latest", &out, &[]);
-    assert_same_dir(&src, &out);
+    assert_latest_whole(&t, &src);
 }
 
 /// A hook command that runs `cmd` the first time the hook point is reached only (a flag file
@@ -389,10 +391,7 @@ fn a_backup_whose_parent_data_a_prune_deleted_meanwhile_stores_it_again() {
         "every file was read again: {b:#}"
     );
     assert_eq!(t.snapshots().len(), 1);
-    t.assert_verify_ok(&["--read-data"]);
-    let out = t.path("out");
-    t.restore("latest", &out, &[]);
-    assert_same_dir(&src, &out);
+    assert_latest_whole(&t, &src);
 }
 
 #[test]
@@ -424,10 +423,7 @@ fn a_backup_whose_deduplicated_chunks_a_prune_deleted_meanwhile_stores_them_agai
         r.stdout
     );
     assert_eq!(t.snapshots().len(), 1);
-    t.assert_verify_ok(&["--read-data"]);
-    let out = t.path("out");
-    t.restore("latest", &out, &[]);
-    assert_same_dir(&src, &out);
+    assert_latest_whole(&t, &src);
 }
 
 #[test]
@@ -469,10 +465,7 @@ fn a_file_whose_data_a_prune_deleted_and_that_is_gone_is_reported_not_dangling()
         b["files_read_again"], 5,
         "the other lost files were read: {b:#}"
     );
-    t.assert_verify_ok(&["--read-data"]);
-    let out = t.path("out");
-    t.restore("latest", &out, &[]);
-    assert_same_dir(&src, &out);
+    assert_latest_whole(&t, &src);
 }
 
 #[test]
@@ -500,10 +493,7 @@ fn a_deleting_prune_refuses_another_prune_but_not_a_backup() {
     assert!(text.contains("locked"), "{text}");
     assert!(text.trim_end().ends_with("11"), "{text}");
     assert_eq!(t.snapshots().len(), 1, "the backup ran beside the prune");
-    t.assert_verify_ok(&["--read-data"]);
-    let out = t.path("out");
-    t.restore("latest", &out, &[]);
-    assert_same_dir(&src2, &out);
+    assert_latest_whole(&t, &src2);
 }
 
 #[test]
